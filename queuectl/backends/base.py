@@ -1,0 +1,209 @@
+"""The contract every job store keeps; its docstrings are the specification.
+
+A store owns its SQL and exposes domain verbs (like huey's ``BaseStorage`` and River's
+driver executor) rather than a generic ``execute``: SQLite and PostgreSQL differ in
+exactly the places that matter (claims, clocks, wake-ups).
+
+Conventions shared by all methods:
+
+* ``now`` is always a parameter (epoch milliseconds), so tests can pin time.
+* Writes that belong to one attempt are fenced by ``(job id, token, worker id)``
+  and report whether they took effect instead of raising.
+* Failures of the underlying database surface as ``BackendError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from queuectl.models import (
+    Attempt,
+    Claim,
+    Finish,
+    Heartbeat,
+    Job,
+    JobState,
+    LostAttempt,
+    NewJob,
+    ProcessStart,
+    StopMode,
+    WorkerInfo,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishResult:
+    """What ``exchange`` made of one ``Finish``."""
+
+    job_id: str
+    #: ``False`` when the fence rejected the write: the lease was lost.
+    held: bool
+    state: JobState
+    next_run_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Exchanged:
+    finished: list[FinishResult] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    #: Earliest ``next_run_at`` of a waiting job in the served queues, filled in
+    #: when fewer jobs were claimed than asked for (it drives the wake-up timer).
+    next_due_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutput:
+    attempt: int
+    output: bytes
+    output_size: int
+    #: Where the running command's output is spooled, on ``host``.
+    log_path: str | None
+    host: str | None
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueProbe:
+    """What ``--burst`` and the idle loop need to know, read in one go."""
+
+    #: Jobs processing or failed (awaiting a retry) in the served queues.
+    busy: int
+    #: Whether a pending or failed job in the served queues is due now.
+    due: bool
+    #: Changes whenever another connection commits (SQLite ``data_version``).
+    version: int
+
+
+#: Called with each lost attempt before the job becomes claimable again, so a
+#: still-running orphan on this host can be killed first.
+OnLost = Callable[[LostAttempt], None]
+
+
+class JobStore(Protocol):
+    async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
+        """Insert all jobs in one transaction, or none of them.
+
+        Raises ``DuplicateJob`` naming the first id that already exists; the
+        existing job is untouched. Returns only after the commit is durable.
+        """
+        ...
+
+    async def exchange(
+        self,
+        *,
+        worker_id: str,
+        starts: Sequence[ProcessStart] = (),
+        finishes: Sequence[Finish] = (),
+        claim: int = 0,
+        queues: Sequence[str] | None = None,
+        lease_ms: int = 10_000,
+        now: int,
+    ) -> Exchanged:
+        """The worker's hot path: one transaction that records and then claims.
+
+        Records where started commands run, records finished attempts (each fenced;
+        the next state follows the retry policy with the backoff settings stored *at
+        this moment*), then claims up to ``claim`` due jobs from ``queues`` (all
+        queues when ``None``) ordered by priority (high first), due time, then age.
+        Each claim increments ``attempts`` and the fencing token, sets the lease to
+        ``now + lease_ms`` and opens the attempt's history row, atomically.
+        """
+        ...
+
+    async def heartbeat(
+        self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
+    ) -> Heartbeat:
+        """Extend the leases this worker still holds and read its stop request.
+
+        ``running`` lists ``(job id, token)`` of the attempts the worker is running;
+        the answer names those whose lease it no longer holds, so it can kill them.
+        Re-registers the worker if its row was removed as stale.
+        """
+        ...
+
+    async def recover(
+        self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
+    ) -> list[LostAttempt]:
+        """Fail every attempt whose lease ran out, or whose worker is in ``dead_workers``.
+
+        Each counts as a failed attempt ("worker lost") and follows the retry policy.
+        ``on_lost`` runs for each before the transaction commits, so no other worker
+        can start the job again while an orphan of the old attempt is still alive.
+        Removes the rows of ``dead_workers``. Returns what it recovered.
+        """
+        ...
+
+    async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
+        """Move dead jobs back to ``pending`` with ``attempts = 0``; ``None`` means all.
+
+        All or nothing: raises ``JobNotFound`` or ``InvalidTransition`` naming the
+        first id that is missing or not dead, and then changes nothing.
+        """
+        ...
+
+
+class JobReader(Protocol):
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        """Newest first; ``limit <= 0`` means all."""
+        ...
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
+        """Jobs per state (every state present, zeros included) without scanning jobs."""
+        ...
+
+    async def history(self, job_id: str) -> list[Attempt]:
+        """Every attempt of the job, oldest first."""
+        ...
+
+    async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
+        """The kept output of one attempt (the latest when ``attempt`` is ``None``)."""
+        ...
+
+    async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe: ...
+
+
+class WorkerRegistry(Protocol):
+    async def register_worker(self, info: WorkerInfo, *, now: int) -> None: ...
+
+    async def deregister_worker(self, worker_id: str) -> None: ...
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker row, live or stale; callers judge liveness."""
+        ...
+
+    async def request_stop(self, mode: StopMode) -> list[str]:
+        """Ask every registered worker to stop; returns the ids asked."""
+        ...
+
+
+class ConfigStore(Protocol):
+    async def get_config(self) -> dict[str, str]:
+        """Stored values by field name (``max_retries``), as text."""
+        ...
+
+    async def set_config(self, values: Mapping[str, str]) -> None: ...
+
+
+class Notifier(Protocol):
+    async def notify(self, message: bytes) -> None:
+        """Wake idle workers: ``b"j"`` after an enqueue, ``b"s"`` after a stop request."""
+        ...
+
+    async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
+        """Deliver wake-ups for ``worker_id`` to ``callback`` until the store closes."""
+        ...
+
+
+class Backend(JobStore, JobReader, WorkerRegistry, ConfigStore, Notifier, Protocol):
+    """A job store: SQLite (``backends.sqlite``) or PostgreSQL (``backends.postgres``)."""
+
+    #: The target it was opened with (a path or URL), for messages.
+    target: str
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,708 @@
+"""The embedded store: one SQLite file in WAL mode, driven through aiosqlite.
+
+An aiosqlite connection is one thread that runs queued calls in order. Each hop to
+that thread costs about 80 µs here, more than the SQL itself, so every operation of
+this store is one plain function run on the thread in a single hop (``_call``): a
+whole ``BEGIN IMMEDIATE … COMMIT`` transaction never interleaves with another
+coroutine's statements, and the worker's hot path is one hop per cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from queuectl import procs, wakeup
+from queuectl.backends.base import (
+    AttemptOutput,
+    Exchanged,
+    FinishResult,
+    OnLost,
+    QueueProbe,
+)
+from queuectl.config import from_stored
+from queuectl.exceptions import (
+    BackendError,
+    DatabaseBusy,
+    DuplicateJob,
+    InvalidTransition,
+    JobNotFound,
+    NotAQueueDatabase,
+    SchemaTooNew,
+)
+from queuectl.models import (
+    Attempt,
+    Claim,
+    Finish,
+    Heartbeat,
+    Job,
+    JobState,
+    LostAttempt,
+    NewJob,
+    Outcome,
+    ProcessStart,
+    StopMode,
+    WorkerInfo,
+)
+from queuectl.retry import RetryPolicy, decide
+from queuectl.sql import migrations, queries
+
+T = TypeVar("T")
+
+#: ``PRAGMA application_id`` of every queuectl file ("QCTL"), to recognise foreign ones.
+APPLICATION_ID = 0x5143544C
+SQL = queries("sqlite")
+MIGRATIONS = migrations("sqlite")
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        command=row["command"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        priority=row["priority"],
+        queue=row["queue"],
+        timeout_s=row["timeout_s"],
+        run_at=row["run_at"],
+        next_run_at=row["next_run_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_error=row["last_error"],
+        exit_code=row["exit_code"],
+        env=json.loads(row["env"]) if row["env"] else {},
+        cwd=row["cwd"],
+        claims=row["claims"],
+        worker_id=row["worker_id"],
+        lease_until=row["lease_until"],
+    )
+
+
+def _worker_from_row(row: sqlite3.Row) -> WorkerInfo:
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        count=row["count"],
+        jobs_done=row["jobs_done"],
+        queues=tuple(json.loads(row["queues"])) if row["queues"] else (),
+        proc_start=row["proc_start"],
+        stop_requested=StopMode(row["stop_requested"]),
+    )
+
+
+def _split_script(script: str) -> list[str]:
+    """Split a migration into statements; ``executescript`` would commit midway."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    _begin(conn)
+    try:
+        result = body(conn)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return result
+
+
+def migrate(conn: sqlite3.Connection, *, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file to ``target``; returns the version it had. Runs in one transaction.
+
+    The version is read again after ``BEGIN IMMEDIATE``, so several processes
+    opening an old file at once migrate it exactly once.
+    """
+    app_id, version = _header(conn)
+    if app_id == APPLICATION_ID and version == target:
+        return version
+
+    def body(c: sqlite3.Connection) -> int:
+        app_id, version = _header(c)
+        fresh = app_id == 0 and version == 0 and not _has_tables(c)
+        if not fresh and app_id != APPLICATION_ID:
+            raise NotAQueueDatabase(
+                f"{_db_name(c)} is not a queuectl database (refusing to change it)"
+            )
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{_db_name(c)} has schema version {version}, newer than this queuectl "
+                f"understands ({SCHEMA_VERSION}); upgrade queuectl"
+            )
+        for number, script in MIGRATIONS:
+            if version < number <= target:
+                for statement in _split_script(script):
+                    c.execute(statement)
+                c.execute(f"PRAGMA user_version = {int(number)}")
+        c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        return version
+
+    return _transaction(conn, body)
+
+
+def _header(conn: sqlite3.Connection) -> tuple[int, int]:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(app_id), int(version)
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return bool(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0)
+
+
+def _db_name(conn: sqlite3.Connection) -> str:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "the database"
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SqliteBackend:
+    """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, db: aiosqlite.Connection, *, busy_deadline_s: float) -> None:
+        self.path = path
+        self.target = str(path)
+        self._db = db
+        self._busy_deadline_s = busy_deadline_s
+        self._wake_socket: socket.socket | None = None
+        self.host = procs.HOST
+
+    @classmethod
+    async def open(
+        cls, target: str, *, durable: bool = True, busy_deadline_s: float = 15.0
+    ) -> SqliteBackend:
+        """Open (creating if needed) and migrate the database at ``target``.
+
+        ``durable`` selects ``synchronous=FULL``: a commit survives power loss, which
+        is what a confirmed enqueue promises. Workers pass ``False`` (``NORMAL``):
+        a lost completion only means a re-run, which at-least-once delivery allows.
+        """
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise BackendError(f"SQLite {sqlite3.sqlite_version} is too old; need 3.35 or newer")
+        path = Path(target).expanduser()
+        _prepare_path(path)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None, timeout=1.0)
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open database {path}: {exc}") from exc
+        backend = cls(path, db, busy_deadline_s=busy_deadline_s)
+        try:
+            await backend._call(lambda c: _setup(c, durable=durable))
+        except BaseException:
+            await db.close()
+            raise
+        return backend
+
+    async def aclose(self) -> None:
+        if self._wake_socket is not None:
+            asyncio.get_running_loop().remove_reader(self._wake_socket.fileno())
+            self._wake_socket.close()
+            self._wake_socket = None
+        await self._db.close()
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the connection's thread in one hop, retrying while locked.
+
+        A busy database is retried as a whole (the transaction is rolled back first)
+        with jittered exponential backoff until ``busy_deadline_s``; every other
+        SQLite error becomes a ``BackendError`` with a message meant for users.
+        """
+        deadline = time.monotonic() + self._busy_deadline_s
+        delay = 0.005
+        while True:
+            try:
+                # aiosqlite has no public "run this callable on the connection's
+                # thread"; _execute is that primitive (stable since 0.11).
+                return await self._db._execute(fn, self._db._conn)  # type: ignore[no-any-return,no-untyped-call]
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise _translate(exc, self.path) from exc
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseBusy(
+                        f"database {self.path} stayed locked by another process for "
+                        f"{self._busy_deadline_s:g}s; nothing was changed"
+                    ) from exc
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.25)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+
+    async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
+        rows = [
+            {
+                "id": j.id,
+                "command": j.command,
+                "queue": j.queue,
+                "priority": j.priority,
+                "max_retries": j.max_retries,
+                "timeout_s": j.timeout_s,
+                "env": json.dumps(j.env) if j.env else None,
+                "cwd": j.cwd,
+                "run_at": j.run_at,
+                "next_run_at": j.next_run_at,
+                "now": now,
+            }
+            for j in jobs
+        ]
+
+        def run(conn: sqlite3.Connection) -> None:
+            _begin(conn)
+            try:
+                conn.executemany(SQL["insert_job"], rows)
+            except sqlite3.IntegrityError as exc:
+                conn.rollback()
+                raise _duplicate(conn, jobs) from exc
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+        await self._call(run)
+        return [_inserted(j, now) for j in jobs]
+
+    async def exchange(
+        self,
+        *,
+        worker_id: str,
+        starts: Sequence[ProcessStart] = (),
+        finishes: Sequence[Finish] = (),
+        claim: int = 0,
+        queues: Sequence[str] | None = None,
+        lease_ms: int = 10_000,
+        now: int,
+    ) -> Exchanged:
+        if not (starts or finishes or claim):
+            return Exchanged()
+        start_rows = [
+            {
+                "id": s.job_id,
+                "token": s.token,
+                "host": s.host,
+                "pid": s.pid,
+                "pgid": s.pgid,
+                "proc_start": s.proc_start,
+                "log_path": s.log_path,
+            }
+            for s in starts
+        ]
+        claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
+        claim_args = {
+            "worker": worker_id,
+            "lease_until": now + lease_ms,
+            "now": now,
+            "limit": claim,
+            "queues": json.dumps(list(queues or ())),
+        }
+
+        def body(conn: sqlite3.Connection) -> Exchanged:
+            if start_rows:
+                conn.executemany(SQL["record_start"], start_rows)
+            finished = _finish_all(conn, worker_id, finishes, now) if finishes else []
+            claims: list[Claim] = []
+            next_due: int | None = None
+            if claim > 0:
+                rows = conn.execute(claim_sql, claim_args).fetchall()
+                claims = [Claim(job_from_row(r), r["claims"], r["lease_until"]) for r in rows]
+                claims.sort(key=lambda c: (-c.job.priority, c.job.created_at))
+                if len(claims) < claim:
+                    next_due = _next_due(conn, queues)
+            return Exchanged(finished, claims, next_due)
+
+        return await self._call(lambda c: _transaction(c, body))
+
+    async def heartbeat(
+        self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
+    ) -> Heartbeat:
+        args = {"worker": worker_id, "lease_until": now + lease_ms, "now": now}
+
+        def body(conn: sqlite3.Connection) -> Heartbeat:
+            held = {(r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args)}
+            row = conn.execute(SQL["heartbeat_worker"], args).fetchone()
+            lost = frozenset(t for t in running if t not in held)
+            if row is None:
+                return Heartbeat(lost, StopMode.NONE, registered=False)
+            return Heartbeat(lost, StopMode(row[0]))
+
+        return await self._call(lambda c: _transaction(c, body))
+
+    async def recover(
+        self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
+    ) -> list[LostAttempt]:
+        def body(conn: sqlite3.Connection) -> list[LostAttempt]:
+            for worker in dead_workers:
+                conn.execute(SQL["expire_worker_leases"], {"worker": worker})
+                conn.execute(SQL["deregister_worker"], {"id": worker})
+            rows = conn.execute(SQL["select_expired"], {"now": now}).fetchall()
+            if not rows:
+                return []
+            policy = _policy(conn)
+            lost = [
+                LostAttempt(
+                    job_id=r["id"],
+                    token=r["claims"],
+                    attempts=r["attempts"],
+                    max_retries=r["max_retries"],
+                    worker_id=r["worker_id"],
+                    host=r["host"],
+                    pgid=r["pgid"],
+                    proc_start=r["proc_start"],
+                )
+                for r in rows
+            ]
+            for item in lost:
+                if on_lost is not None:
+                    on_lost(item)
+                decision = policy.after_failure(
+                    attempts=item.attempts, max_retries=item.max_retries, now=now
+                )
+                error = f"worker lost: {item.worker_id or 'unknown'} stopped heartbeating"
+                args = {
+                    "id": item.job_id,
+                    "token": item.token,
+                    "now": now,
+                    "error": error,
+                    "state": decision.state.value,
+                    "next_run_at": decision.next_run_at,
+                }
+                conn.execute(SQL["recover_attempt"], args)
+                conn.execute(SQL["recover_job"], args)
+            return lost
+
+        return await self._call(lambda c: _transaction(c, body))
+
+    async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            if job_ids is None:
+                return [r[0] for r in conn.execute(SQL["requeue_all_dead"], {"now": now})]
+            done: list[str] = []
+            for job_id in job_ids:
+                row = conn.execute(SQL["requeue_dead"], {"id": job_id, "now": now}).fetchone()
+                if row is None:
+                    state = conn.execute(SQL["job_state"], {"id": job_id}).fetchone()
+                    if state is None:
+                        raise JobNotFound(f"no job with id {job_id!r}")
+                    raise InvalidTransition(
+                        f"job {job_id!r} is {state[0]}, not dead; only dead jobs can be retried"
+                    )
+                done.append(row[0])
+            return done
+
+        return await self._call(lambda c: _transaction(c, body))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._call(lambda c: c.execute(SQL["get_job"], {"id": job_id}).fetchone())
+        return None if row is None else job_from_row(row)
+
+    async def list_jobs(
+        self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        name = {
+            (False, False): "list_all",
+            (True, False): "list_by_state",
+            (False, True): "list_by_queue",
+            (True, True): "list_by_state_queue",
+        }[(state is not None, queue is not None)]
+        args = {"state": state.value if state else None, "queue": queue, "limit": limit or -1}
+        rows = await self._call(lambda c: c.execute(SQL[name], args).fetchall())
+        return [job_from_row(r) for r in rows]
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
+        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            if queues is None:
+                return conn.execute(SQL["counts"]).fetchall()
+            return conn.execute(
+                SQL["counts_queues"], {"queues": json.dumps(list(queues))}
+            ).fetchall()
+
+        found = {r[0]: r[1] for r in await self._call(read)}
+        return {s: int(found.get(s.value) or 0) for s in JobState}
+
+    async def history(self, job_id: str) -> list[Attempt]:
+        rows = await self._call(lambda c: c.execute(SQL["history"], {"id": job_id}).fetchall())
+        return [
+            Attempt(
+                job_id=r["job_id"],
+                attempt=r["attempt"],
+                worker_id=r["worker_id"],
+                started_at=r["started_at"],
+                finished_at=r["finished_at"],
+                outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+                exit_code=r["exit_code"],
+                signal=r["signal"],
+                error=r["error"],
+                host=r["host"],
+                pid=r["pid"],
+                output_size=r["output_size"],
+                output_truncated=r["output_size"] > (r["kept"] or 0),
+            )
+            for r in rows
+        ]
+
+    async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
+        def read(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            number = attempt
+            if number is None:
+                number = conn.execute(SQL["last_attempt"], {"id": job_id}).fetchone()[0]
+                if number is None:
+                    return None
+            return conn.execute(  # type: ignore[no-any-return]
+                SQL["attempt_output"], {"id": job_id, "attempt": number}
+            ).fetchone()
+
+        row = await self._call(read)
+        if row is None:
+            return None
+        return AttemptOutput(
+            attempt=row["attempt"],
+            output=bytes(row["output"] or b""),
+            output_size=row["output_size"],
+            log_path=row["log_path"],
+            host=row["host"],
+            finished=row["finished_at"] is not None,
+        )
+
+    async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe:
+        args = {"now": now, "queues": json.dumps(list(queues or ()))}
+
+        def read(conn: sqlite3.Connection) -> QueueProbe:
+            if queues is None:
+                counts = conn.execute(SQL["counts"]).fetchall()
+                due = conn.execute(SQL["due_any"], args).fetchone()[0]
+            else:
+                counts = conn.execute(SQL["counts_queues"], args).fetchall()
+                due = conn.execute(SQL["due_queues"], args).fetchone()[0]
+            busy = sum(int(n or 0) for s, n in counts if s in ("processing", "failed"))
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            return QueueProbe(busy=busy, due=bool(due), version=int(version))
+
+        return await self._call(read)
+
+    async def register_worker(self, info: WorkerInfo, *, now: int) -> None:
+        args = {
+            "id": info.id,
+            "host": info.host,
+            "pid": info.pid,
+            "proc_start": info.proc_start,
+            "started_at": info.started_at,
+            "now": now,
+            "count": info.count,
+            "queues": json.dumps(list(info.queues)) if info.queues else None,
+        }
+        await self._call(lambda c: c.execute(SQL["register_worker"], args))
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        await self._call(lambda c: c.execute(SQL["deregister_worker"], {"id": worker_id}))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        rows = await self._call(lambda c: c.execute(SQL["list_workers"]).fetchall())
+        return [_worker_from_row(r) for r in rows]
+
+    async def request_stop(self, mode: StopMode) -> list[str]:
+        rows = await self._call(
+            lambda c: c.execute(SQL["request_stop"], {"mode": int(mode)}).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    async def get_config(self) -> dict[str, str]:
+        rows = await self._call(lambda c: c.execute(SQL["config_all"]).fetchall())
+        return {r[0]: r[1] for r in rows}
+
+    async def set_config(self, values: Mapping[str, str]) -> None:
+        rows = [{"key": k, "value": v} for k, v in values.items()]
+        await self._call(
+            lambda c: _transaction(c, lambda t: t.executemany(SQL["config_set"], rows))
+        )
+
+    async def notify(self, message: bytes) -> None:
+        """Poke the idle workers on this host through their abstract Unix sockets.
+
+        A datagram to an abstract socket needs no file beside the database and
+        cannot go stale; a lost one only delays a start until the fallback poll.
+        """
+        host = self.host
+        rows = await self._call(
+            lambda c: c.execute("SELECT id FROM workers WHERE host = ?", (host,)).fetchall()
+        )
+        if rows:
+            wakeup.poke([r[0] for r in rows], message)
+
+    async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
+        sock = wakeup.bind(worker_id)
+        self._wake_socket = sock
+
+        def readable() -> None:
+            while True:
+                try:
+                    data = sock.recv(64)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return
+                callback(data)
+
+        asyncio.get_running_loop().add_reader(sock.fileno(), readable)
+
+
+def _prepare_path(path: Path) -> None:
+    if path.is_dir():
+        raise BackendError(f"cannot use {path} as the database: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+    if path.exists() and not os.access(path, os.R_OK):
+        raise BackendError(f"cannot read database {path}: permission denied")
+
+
+def _setup(conn: sqlite3.Connection, *, durable: bool) -> None:
+    conn.row_factory = sqlite3.Row
+    # Reading the header first turns a foreign or corrupt file into a clear error
+    # before any pragma could write to it.
+    app_id, version = _header(conn)
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and _has_tables(conn)):
+        raise NotAQueueDatabase(
+            f"{_db_name(conn)} is not a queuectl database (refusing to change it)"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{_db_name(conn)} has schema version {version}, newer than this queuectl "
+            f"understands ({SCHEMA_VERSION}); upgrade queuectl"
+        )
+    conn.execute("PRAGMA busy_timeout = 1000")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise BackendError(f"{_db_name(conn)}: cannot switch to WAL mode (journal mode {mode})")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
+    text = str(exc)
+    lower = text.lower()
+    if "readonly" in lower or "read-only" in lower:
+        return BackendError(f"database {path} is read-only ({text}); nothing was changed")
+    if "full" in lower:
+        return BackendError(f"disk full while writing {path}; nothing was changed")
+    if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
+        return NotAQueueDatabase(f"{path} is not a usable queuectl database: {text}")
+    if "unable to open" in lower:
+        return BackendError(f"cannot open database {path}: {text} (check the path and permissions)")
+    return BackendError(f"database error on {path}: {text}")
+
+
+def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
+    for position, job in enumerate(jobs, 1):
+        if conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
+            return DuplicateJob(f"job {position}: a job with id {job.id!r} already exists")
+    return DuplicateJob()
+
+
+def _inserted(job: NewJob, now: int) -> Job:
+    return Job(
+        id=job.id,
+        command=job.command,
+        state=JobState.PENDING,
+        attempts=0,
+        max_retries=job.max_retries,
+        priority=job.priority,
+        queue=job.queue,
+        timeout_s=job.timeout_s,
+        run_at=job.run_at,
+        next_run_at=job.next_run_at,
+        created_at=now,
+        updated_at=now,
+        last_error=None,
+        exit_code=None,
+        env=job.env,
+        cwd=job.cwd,
+    )
+
+
+def _policy(conn: sqlite3.Connection) -> RetryPolicy:
+    stored = {r[0]: r[1] for r in conn.execute(SQL["config_all"])}
+    config = from_stored(stored)
+    return RetryPolicy(backoff_base=config.backoff_base, backoff_max_s=config.backoff_max)
+
+
+def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | None:
+    if queues is None:
+        row = conn.execute(SQL["next_due_any"]).fetchone()
+    else:
+        row = conn.execute(SQL["next_due_queues"], {"queues": json.dumps(list(queues))}).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _finish_all(
+    conn: sqlite3.Connection, worker_id: str, finishes: Sequence[Finish], now: int
+) -> list[FinishResult]:
+    policy = _policy(conn)
+    results: list[FinishResult] = []
+    for f in finishes:
+        r = f.result
+        decision, refund = decide(
+            ok=r.ok,
+            interrupted=r.interrupted,
+            attempts=f.attempts,
+            max_retries=f.max_retries,
+            policy=policy,
+            now=now,
+        )
+        args: dict[str, Any] = {
+            "id": f.job_id,
+            "token": f.token,
+            "worker": worker_id,
+            "now": now,
+            "outcome": r.outcome.value,
+            "exit_code": r.exit_code,
+            "signal": r.signal,
+            "error": r.describe(),
+            "output": r.output_tail,
+            "output_size": r.output_size,
+            "state": decision.state.value,
+            "next_run_at": decision.next_run_at,
+            "refund": 1 if refund else 0,
+        }
+        conn.execute(SQL["finish_attempt"], args)
+        held = conn.execute(SQL["finish_job"], args).fetchone() is not None
+        results.append(FinishResult(f.job_id, held, decision.state, decision.next_run_at))
+    done = sum(1 for x in results if x.held)
+    if done:
+        conn.execute(SQL["count_done"], {"n": done, "worker": worker_id})
+    return results

@@ -1,0 +1,555 @@
+"""The ``queuectl`` command line: parse, make one library call, render.
+
+No SQL and no rules live here. Heavy modules (rich, the worker) are imported inside
+the commands that need them, so ``queuectl enqueue`` starts fast. ``main`` is the
+one place where errors become an ``Error:`` line and an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import asyncclick as click
+
+from queuectl import __version__
+from queuectl.config import resolve_target
+from queuectl.exceptions import QueueCtlError
+from queuectl.models import JobState, StopMode
+
+if TYPE_CHECKING:
+    from queuectl.queue import Queue
+    from queuectl.render import Output
+
+STATES = [s.value for s in JobState]
+
+
+class ExitCode:
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+
+
+@dataclass
+class App:
+    target: str
+    _queue: Queue | None = field(default=None)
+
+    async def queue(self) -> Queue:
+        if self._queue is None:
+            from queuectl.queue import Queue
+
+            ctx = click.get_current_context().find_root()
+            self._queue = await ctx.with_async_resource(Queue.open(self.target))
+        return self._queue
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _output() -> Output:
+    from queuectl.render import Output
+
+    return Output()
+
+
+def _echo_json(document: Any) -> None:
+    from queuectl.records import print_json
+
+    print_json(document)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    metavar="TARGET",
+    help="Database file (or postgresql:// URL). Default: $QUEUECTL_DB, else "
+    "$XDG_DATA_HOME/queuectl/queuectl.db.",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="queuectl")
+@click.pass_context
+async def cli(ctx: click.Context, db: str | None) -> None:
+    """A persistent background job queue for shell commands.
+
+    \b
+    Example:
+      queuectl enqueue '{"id":"job1","command":"sleep 2"}'
+      queuectl worker start --count 2 --burst
+      queuectl status
+    """
+    ctx.obj = App(resolve_target(db))
+
+
+@cli.command()
+@click.argument("job_json", required=False)
+@click.option("-c", "--command", "command", metavar="CMD", help="Enqueue this shell command.")
+@click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
+@click.option("--max-retries", type=int, help="Retries after the first attempt (with -c).")
+@click.option("--priority", type=int, help="Higher runs first (with -c).")
+@click.option("--delay", type=float, metavar="S", help="Start no sooner than S seconds from now.")
+@click.option("--run-at", metavar="TIME", help="Start no sooner than TIME (ISO-8601 or Unix s).")
+@click.option("--timeout", type=float, metavar="S", help="Kill the attempt after S seconds.")
+@click.option("--queue", metavar="Q", help="Named queue (default: default).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeat).")
+@click.option("--cwd", metavar="DIR", help="Working directory of the command.")
+@click.option("--json", "as_json", is_flag=True, help="Print the enqueued records as JSON.")
+@pass_app
+async def enqueue(
+    app: App, /, job_json: str | None, command: str | None, as_json: bool, **flags: Any
+) -> None:
+    """Add jobs: JOB_JSON, JSON on stdin (object, array or JSON Lines), or -c CMD.
+
+    Several jobs in one call go in one transaction: all or none. Prints each id.
+
+    \b
+    Examples:
+      queuectl enqueue '{"id":"job1","command":"sleep 2"}'
+      echo '{"command":"exit 1","max_retries":1}' | queuectl enqueue
+      queuectl enqueue -c 'make test' --priority 5 --delay 30
+    """
+    text = _job_input(job_json, command, flags)
+    queue = await app.queue()
+    if isinstance(text, dict):
+        jobs = await queue.enqueue(text)
+    else:
+        jobs = await queue.enqueue_text(text)
+    if as_json:
+        from queuectl.records import job_record
+
+        _echo_json([job_record(j) for j in jobs])
+    else:
+        sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
+
+
+def _job_input(
+    job_json: str | None, command: str | None, flags: dict[str, Any]
+) -> str | dict[str, Any]:
+    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    if command is not None:
+        if job_json is not None:
+            raise click.UsageError("give either JOB_JSON or -c CMD, not both")
+        spec: dict[str, Any] = {"command": command}
+        names = {"job_id": "id"}
+        for key, value in given.items():
+            spec[names.get(key, key)] = value
+        if "env" in spec:
+            spec["env"] = dict(_split_env(item) for item in spec["env"])
+        return spec
+    if given:
+        raise click.UsageError(f"--{next(iter(given)).replace('_', '-')} needs -c CMD")
+    if job_json is not None:
+        return job_json
+    if sys.stdin.isatty():
+        raise click.UsageError("no job given: pass JOB_JSON, -c CMD, or JSON on stdin")
+    return sys.stdin.read()
+
+
+def _split_env(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise click.BadParameter(f"{item!r} is not K=V", param_hint="--env")
+    return key, value
+
+
+@cli.group()
+async def worker() -> None:
+    """Start, stop and list workers."""
+
+
+@worker.command("start")
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker coroutines (slots) in total.",
+)
+@click.option(
+    "--queue", "queues", multiple=True, metavar="Q", help="Serve only this queue (repeat)."
+)
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spread the slots over P processes.",
+)
+@click.option("--burst", is_flag=True, help="Exit once nothing is running, awaiting retry or due.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "plain", "json", "rich"]),
+    default="auto",
+    show_default=True,
+    help="Worker log format on stderr.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output.")
+@click.option("-q", "--quiet", count=True, help="Less log output.")
+@pass_app
+async def worker_start(
+    app: App,
+    count: int,
+    queues: Sequence[str],
+    processes: int,
+    burst: bool,
+    log_format: str,
+    verbose: int,
+    quiet: int,
+) -> None:
+    """Run workers in the foreground until stopped (Ctrl-C, SIGTERM, `worker stop`).
+
+    The first stop signal lets running jobs finish; a second kills them and puts
+    their jobs back to pending without using up an attempt.
+
+    \b
+    Examples:
+      queuectl worker start --count 4
+      queuectl worker start --count 16 --processes 2 --queue emails
+      queuectl worker start --burst          # drain the queue, then exit
+    """
+    from queuectl.logs import setup_logging
+    from queuectl.worker import WorkerOptions
+
+    if processes > count:
+        raise click.UsageError(f"--processes ({processes}) cannot exceed --count ({count})")
+    level = logging.INFO + 10 * (quiet - verbose)
+    setup_logging(level, log_format)
+    options = WorkerOptions(target=app.target, count=count, queues=tuple(queues), burst=burst)
+    if processes == 1:
+        from queuectl.worker import run_worker
+
+        code = await run_worker(options)
+    else:
+        from queuectl.supervisor import run_supervisor
+
+        code = await run_supervisor(options, processes, (level, log_format))
+    if code:
+        sys.exit(code)
+
+
+@worker.command("stop")
+@click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
+@click.option(
+    "--timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 1)."
+)
+@pass_app
+async def worker_stop(app: App, now: bool, timeout: float | None) -> None:
+    """Ask every running worker of this database to stop, and wait until they exit.
+
+    \b
+    Examples:
+      queuectl worker stop          # let running jobs finish
+      queuectl worker stop --now    # kill them; their jobs go back to pending
+    """
+    queue = await app.queue()
+    stopped = await queue.stop_workers(
+        StopMode.NOW if now else StopMode.GRACEFUL, timeout_s=timeout
+    )
+    if stopped:
+        click.echo(f"Stopped {stopped} worker process{'es' if stopped != 1 else ''}.")
+    else:
+        click.echo("No workers running.")
+
+
+@worker.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def worker_list(app: App, as_json: bool) -> None:
+    """List live worker processes.
+
+    \b
+    Example:
+      queuectl worker list --json
+    """
+    workers = await (await app.queue()).live_workers()
+    if as_json:
+        from queuectl.records import worker_record
+
+        _echo_json([worker_record(w) for w in workers])
+        return
+    from queuectl.render import workers_table
+
+    out = _output()
+    out.show(workers_table(out, workers))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--watch", is_flag=True, help="Live view, refreshed until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Refresh interval of --watch.",
+)
+@pass_app
+async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
+    """Show job counts per state and the number of live worker coroutines.
+
+    \b
+    Examples:
+      queuectl status
+      queuectl status --json
+      queuectl status --watch
+    """
+    queue = await app.queue()
+    if watch:
+        from queuectl.watch import watch_status
+
+        await watch_status(queue, interval)
+        return
+    result = await queue.status()
+    if as_json:
+        _echo_json(
+            {"jobs": {s.value: result.counts[s] for s in JobState}, "workers": result.coroutines}
+        )
+        return
+    from queuectl.render import status_view
+
+    out = _output()
+    out.show(status_view(out, result))
+
+
+@cli.command("list")
+@click.option("--state", type=click.Choice(STATES, case_sensitive=False), help="Only this state.")
+@click.option("--queue", metavar="Q", help="Only this queue.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Newest N jobs; 0 for all.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def list_jobs(
+    app: App, state: str | None, queue: str | None, limit: int, as_json: bool
+) -> None:
+    """List jobs, newest first.
+
+    \b
+    Examples:
+      queuectl list --state pending
+      queuectl list --queue emails --limit 0 --json
+    """
+    jobs = await (await app.queue()).list_jobs(
+        state=JobState(state.lower()) if state else None, queue=queue, limit=limit
+    )
+    _show_jobs(jobs, as_json)
+
+
+def _show_jobs(jobs: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        from queuectl.records import job_record
+
+        _echo_json([job_record(j) for j in jobs])
+        return
+    from queuectl.render import jobs_table
+
+    out = _output()
+    out.show(jobs_table(out, jobs))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the record with its history).")
+@pass_app
+async def show(app: App, job_id: str, as_json: bool) -> None:
+    """Show one job and every attempt.
+
+    \b
+    Example:
+      queuectl show job1 --json
+    """
+    job, history = await (await app.queue()).show(job_id)
+    if as_json:
+        from queuectl.records import attempt_record, job_record
+
+        record: dict[str, Any] = dict(job_record(job))
+        record["history"] = [attempt_record(a) for a in history]
+        _echo_json(record)
+        return
+    from queuectl.render import job_detail
+
+    out = _output()
+    out.show(job_detail(out, job, history))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option(
+    "--attempt",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Attempt K (from 1); default: latest.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Stream output while the attempt runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json: bool) -> None:
+    """Print the output (stdout and stderr) of a job's attempt.
+
+    \b
+    Examples:
+      queuectl logs job1
+      queuectl logs job1 --attempt 1
+      queuectl logs job1 --follow
+    """
+    queue = await app.queue()
+    if follow and not as_json:
+        async for chunk in queue.follow(job_id, attempt):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        return
+    out = await queue.output(job_id, attempt)
+    truncated = out.output_size > len(out.output)
+    if as_json:
+        _echo_json(
+            {
+                "id": job_id,
+                "attempt": out.attempt,
+                "output": out.output.decode("utf-8", "replace"),
+                "output_size": out.output_size,
+                "output_truncated": truncated,
+                "finished": out.finished,
+            }
+        )
+        return
+    sys.stdout.buffer.write(out.output)
+    sys.stdout.buffer.flush()
+    if truncated:
+        click.echo(
+            f"[output cut: showing the last {len(out.output)} of {out.output_size} bytes]", err=True
+        )
+
+
+@cli.group()
+async def dlq() -> None:
+    """The dead-letter queue: jobs that failed every attempt."""
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def dlq_list(app: App, as_json: bool) -> None:
+    """List dead jobs, newest first.
+
+    \b
+    Example:
+      queuectl dlq list --json
+    """
+    _show_jobs(await (await app.queue()).dead_jobs(), as_json)
+
+
+@dlq.command("retry")
+@click.argument("job_ids", nargs=-1, metavar="JOB_ID...")
+@click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
+@pass_app
+async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None:
+    """Move dead jobs back to pending with attempts reset to 0.
+
+    \b
+    Examples:
+      queuectl dlq retry S2-fail
+      queuectl dlq retry --all
+    """
+    if retry_all == bool(job_ids):
+        raise click.UsageError("give JOB_ID... or --all (one of them)")
+    done = await (await app.queue()).retry_dead(None if retry_all else list(job_ids))
+    sys.stdout.write("".join(f"{job_id}\n" for job_id in done))
+    if retry_all:
+        click.echo(f"{len(done)} job(s) moved back to pending.", err=True)
+
+
+@cli.group()
+async def config() -> None:
+    """Read and change settings stored in the database."""
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@pass_app
+async def config_set(app: App, key: str, value: str) -> None:
+    """Set KEY to VALUE (`max-retries`, `max_retries` and `MaxRetries` are one key).
+
+    \b
+    Examples:
+      queuectl config set max-retries 1
+      queuectl config set backoff-base 3
+    """
+    name, parsed = await (await app.queue()).set_setting(key, value)
+    click.echo(f"{name} = {parsed}")
+
+
+@config.command("get")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def config_get(app: App, key: str, as_json: bool) -> None:
+    """Print the value of KEY.
+
+    \b
+    Example:
+      queuectl config get max-retries
+    """
+    from queuectl.config import key_name, normalize_key
+
+    value = await (await app.queue()).get_setting(key)
+    if as_json:
+        _echo_json({key_name(normalize_key(key)): value})
+    else:
+        click.echo(str(value))
+
+
+@config.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def config_list(app: App, as_json: bool) -> None:
+    """Print every setting.
+
+    \b
+    Example:
+      queuectl config list --json
+    """
+    settings = await (await app.queue()).settings()
+    if as_json:
+        _echo_json(settings)
+        return
+    from queuectl.render import config_table
+
+    out = _output()
+    out.show(config_table(out, settings))
+
+
+def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
+    sys.stderr.write(f"Error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; the single place where failures become an exit code."""
+    try:
+        cli(args=argv, prog_name="queuectl", _anyio_backend="asyncio")
+    except QueueCtlError as exc:
+        fail(str(exc))
+    except BrokenPipeError:
+        # The reader went away (`queuectl list | head`): not our failure.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(ExitCode.OK)
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("QUEUECTL_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (set QUEUECTL_DEBUG=1 for a traceback)")

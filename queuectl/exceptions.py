@@ -1,0 +1,51 @@
+"""The one exception hierarchy that leaves the library.
+
+Each class's docstring is its default message, so ``raise JobNotFound()`` reads well
+and the CLI prints ``str(exc)`` without knowing the class. The CLI maps every
+``QueueCtlError`` to exit code 1 in one place (``cli.main``).
+"""
+
+from __future__ import annotations
+
+
+class QueueCtlError(Exception):
+    """queuectl failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidJob(QueueCtlError):
+    """The job is not valid."""
+
+
+class ConfigError(QueueCtlError):
+    """The configuration is not valid."""
+
+
+class JobNotFound(QueueCtlError):
+    """No such job."""
+
+
+class DuplicateJob(QueueCtlError):
+    """A job with this id already exists."""
+
+
+class InvalidTransition(QueueCtlError):
+    """The job is not in a state that allows this."""
+
+
+class BackendError(QueueCtlError):
+    """The job store cannot be used."""
+
+
+class DatabaseBusy(BackendError):
+    """The database stayed locked by another process for too long."""
+
+
+class NotAQueueDatabase(BackendError):
+    """The file is not a queuectl database."""
+
+
+class SchemaTooNew(BackendError):
+    """The database was written by a newer queuectl."""

@@ -1,0 +1,211 @@
+"""Run one shell command as its own process group and report how it ended.
+
+The command's stdout and stderr go straight into a spool file (the child writes it;
+no byte passes through Python), so a command printing 200 MB costs the worker no
+memory, and a background grandchild that keeps stdout open cannot hang it: the
+worker waits for the shell's exit, not for the end of a pipe. The last
+``output_limit`` bytes are read back when the command ends. A spool that grows past
+``spool_max`` is cut down to its tail while the command runs (the file is opened
+with ``O_APPEND``, so the child keeps writing at the new end).
+
+Each command leads its own session (``start_new_session``), so a timeout, a forced
+stop or a lost lease kills the whole group: SIGTERM, then SIGKILL after a grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from queuectl import procs
+from queuectl.models import ExecutionResult
+
+_SPOOL_CHECK_S = 1.0
+_GROUP_POLL_S = 0.05
+
+
+class KillReason(Enum):
+    TIMEOUT = "timeout"
+    INTERRUPT = "interrupt"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    command: str
+    env: Mapping[str, str]
+    cwd: str | None
+    timeout_s: float | None
+    output_limit: int
+    kill_grace_s: float
+    spool_path: Path
+    spool_max: int = 64 << 20
+
+
+class Execution:
+    """One run of a command; ``kill`` may be called from elsewhere while it runs."""
+
+    def __init__(self, cmd: Command) -> None:
+        self.cmd = cmd
+        self.pid: int | None = None
+        self._reason: KillReason | None = None
+        self._loop = asyncio.get_running_loop()
+        self._handles: list[asyncio.TimerHandle] = []
+        self._carry = b""
+        self._carried = 0
+        self._fd = -1
+
+    async def run(self, on_start: Callable[[int], None] | None = None) -> ExecutionResult:
+        cmd = self.cmd
+        started = time.monotonic()
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        self._fd = os.open(cmd.spool_path, flags, 0o600)
+        try:
+            try:
+                proc = await asyncio.create_subprocess_shell(
+                    cmd.command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=self._fd,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    env=dict(cmd.env),
+                    cwd=cmd.cwd,
+                )
+            except OSError as exc:
+                return ExecutionResult(
+                    spawn_error=_describe_os_error(exc, cmd.cwd),
+                    duration_s=time.monotonic() - started,
+                )
+            self.pid = proc.pid
+            if on_start is not None:
+                on_start(proc.pid)
+            if self._reason is not None:  # killed before the process existed
+                self._signal(signal.SIGTERM)
+            self._arm(cmd)
+            returncode = await proc.wait()
+            if self._reason is not None:
+                await self._reap_group()
+            return self._result(returncode, time.monotonic() - started)
+        finally:
+            for handle in self._handles:
+                handle.cancel()
+            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.unlink(cmd.spool_path)
+
+    def kill(self, reason: KillReason) -> None:
+        """Kill the command's group: SIGTERM now, SIGKILL after the grace."""
+        if self._reason is not None:
+            return
+        self._reason = reason
+        if self.pid is None:
+            return
+        self._signal(signal.SIGTERM)
+        self._handles.append(
+            self._loop.call_later(self.cmd.kill_grace_s, self._signal, signal.SIGKILL)
+        )
+
+    def _arm(self, cmd: Command) -> None:
+        if cmd.timeout_s is not None:
+            self._handles.append(
+                self._loop.call_later(cmd.timeout_s, self.kill, KillReason.TIMEOUT)
+            )
+        self._handles.append(self._loop.call_later(_SPOOL_CHECK_S, self._check_spool))
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+
+    def _check_spool(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size > max(self.cmd.spool_max, 2 * self.cmd.output_limit):
+            # Keep the tail in memory (at most output_limit bytes), then empty the file.
+            keep = self.cmd.output_limit
+            self._carry = (
+                (self._carry + os.pread(self._fd, keep, max(size - keep, 0)))[-keep:]
+                if keep
+                else b""
+            )
+            self._carried += size
+            os.ftruncate(self._fd, 0)
+        self._handles.append(self._loop.call_later(_SPOOL_CHECK_S, self._check_spool))
+
+    async def _reap_group(self) -> None:
+        """After a kill, wait out the grace for what is left of the group, then SIGKILL it."""
+        assert self.pid is not None
+        deadline = time.monotonic() + self.cmd.kill_grace_s
+        while procs.group_exists(self.pid) and time.monotonic() < deadline:
+            await asyncio.sleep(_GROUP_POLL_S)
+        self._signal(signal.SIGKILL)
+
+    def _result(self, returncode: int, duration_s: float) -> ExecutionResult:
+        size = os.fstat(self._fd).st_size
+        limit = self.cmd.output_limit
+        tail = os.pread(self._fd, min(limit, size), max(size - limit, 0)) if limit and size else b""
+        if len(tail) < limit and self._carry:
+            tail = (self._carry + tail)[-limit:]
+        sig = -returncode if returncode < 0 else None
+        return ExecutionResult(
+            exit_code=returncode if returncode >= 0 else None,
+            signal=sig,
+            timed_out=self._reason is KillReason.TIMEOUT,
+            interrupted=self._reason is KillReason.INTERRUPT,
+            lost_lease=self._reason is KillReason.LOST,
+            duration_s=duration_s,
+            output_tail=tail,
+            output_size=self._carried + size,
+        )
+
+
+def _describe_os_error(exc: OSError, cwd: str | None) -> str:
+    if isinstance(exc, FileNotFoundError | NotADirectoryError) and cwd is not None:
+        return f"working directory {cwd!r} does not exist"
+    if isinstance(exc, PermissionError) and cwd is not None:
+        return f"working directory {cwd!r} is not accessible"
+    return exc.strerror or str(exc)
+
+
+def job_environment(
+    base: Mapping[str, str], extra: Mapping[str, str], job_id: str, attempt: int
+) -> dict[str, str]:
+    env = dict(base)
+    env.update(extra)
+    env["QUEUECTL_JOB_ID"] = job_id
+    env["QUEUECTL_ATTEMPT"] = str(attempt)
+    return env
+
+
+@contextlib.contextmanager
+def fast_child_watcher() -> Iterator[None]:
+    """Use pidfds to learn of child exits on Python 3.11 (3.12+ does so by default).
+
+    3.11's default watcher starts one thread per child; pidfds are about 20% faster
+    on this path. Restores the previous watcher on exit, so other event loops (tests)
+    are unaffected.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        yield
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        yield
+        return
+    previous = asyncio.get_child_watcher()
+    watcher = asyncio.PidfdChildWatcher()
+    asyncio.set_child_watcher(watcher)
+    watcher.attach_loop(asyncio.get_running_loop())
+    try:
+        yield
+    finally:
+        asyncio.set_child_watcher(previous)
+        watcher.close()

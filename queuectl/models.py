@@ -1,0 +1,231 @@
+"""Value types shared by every layer; no I/O happens here.
+
+Times are integers of milliseconds since the Unix epoch (UTC) everywhere inside
+queuectl: SPEC keeps times to the millisecond, integers compare exactly in SQL,
+and only the rendering edge turns them into ISO-8601 strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+#: States a job never leaves on its own (``dead`` leaves only by ``dlq retry``).
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD})
+#: States from which a worker may claim a job once ``next_run_at`` has passed.
+RUNNABLE_STATES = frozenset({JobState.PENDING, JobState.FAILED})
+
+
+class Outcome(StrEnum):
+    """How one attempt ended, as kept in the job's history."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SPAWN_FAILED = "spawn_failed"
+    LOST = "lost"
+    INTERRUPTED = "interrupted"
+
+
+class StopMode(IntEnum):
+    """What a stop request asks of a worker; higher values override lower ones."""
+
+    NONE = 0
+    GRACEFUL = 1
+    NOW = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job, ready to insert; ``next_run_at`` is already resolved."""
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int = 0
+    queue: str = "default"
+    timeout_s: float | None = None
+    run_at: int | None = None
+    next_run_at: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    command: str
+    state: JobState
+    attempts: int
+    max_retries: int
+    priority: int
+    queue: str
+    timeout_s: float | None
+    run_at: int | None
+    next_run_at: int | None
+    created_at: int
+    updated_at: int
+    last_error: str | None
+    exit_code: int | None
+    env: dict[str, str]
+    cwd: str | None
+    #: The fencing token: it grows by one with every claim and is never reset, so
+    #: it also numbers the attempts in the job's history (from 1).
+    claims: int = 0
+    worker_id: str | None = None
+    lease_until: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One claim of a job: what ran, where, and how it ended."""
+
+    job_id: str
+    attempt: int
+    worker_id: str | None
+    started_at: int
+    finished_at: int | None
+    outcome: Outcome | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    host: str | None = None
+    pid: int | None = None
+    output_size: int = 0
+    output_truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """What happened to one command; a failing command is data, not an exception."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    spawn_error: str | None = None
+    interrupted: bool = False
+    lost_lease: bool = False
+    duration_s: float = 0.0
+    output_tail: bytes = b""
+    output_size: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.interrupted or self.lost_lease)
+
+    @property
+    def output_truncated(self) -> bool:
+        return self.output_size > len(self.output_tail)
+
+    def describe(self) -> str | None:
+        """The ``last_error`` text for a failed attempt, ``None`` for success."""
+        if self.ok:
+            return None
+        if self.spawn_error is not None:
+            return f"could not start: {self.spawn_error}"
+        if self.lost_lease:
+            return "lease lost: another worker took the job over"
+        if self.interrupted:
+            return "interrupted by a forced worker stop"
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.3g}s"
+        if self.signal is not None:
+            return f"killed by signal {self.signal}"
+        return f"exit code {self.exit_code}"
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.ok:
+            return Outcome.COMPLETED
+        if self.spawn_error is not None:
+            return Outcome.SPAWN_FAILED
+        if self.interrupted:
+            return Outcome.INTERRUPTED
+        if self.lost_lease:
+            return Outcome.LOST
+        if self.timed_out:
+            return Outcome.TIMED_OUT
+        return Outcome.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job handed to one worker slot, with the token that fences its writes."""
+
+    job: Job
+    token: int
+    lease_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStart:
+    """Where an attempt's command runs, so a later recovery can kill what is left of it."""
+
+    job_id: str
+    token: int
+    host: str
+    pid: int
+    pgid: int
+    #: ``<boot id>:<start ticks>`` of the group leader, to never signal a reused pid.
+    proc_start: str | None
+    #: The file the command's output is spooled to while it runs.
+    log_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The end of one attempt, as a worker reports it; the store picks the next state."""
+
+    job_id: str
+    token: int
+    attempts: int
+    max_retries: int
+    result: ExecutionResult
+
+
+@dataclass(frozen=True, slots=True)
+class LostAttempt:
+    """An attempt whose lease expired or whose worker is known to be dead."""
+
+    job_id: str
+    token: int
+    attempts: int
+    max_retries: int
+    worker_id: str | None
+    host: str | None
+    pgid: int | None
+    proc_start: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    started_at: int
+    heartbeat_at: int
+    count: int
+    jobs_done: int
+    queues: tuple[str, ...] = ()
+    proc_start: str | None = None
+    stop_requested: StopMode = StopMode.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The store's answer to a worker's heartbeat."""
+
+    #: Tokens of running attempts whose lease this worker no longer holds.
+    lost: frozenset[tuple[str, int]]
+    stop: StopMode
+    #: ``False`` when the worker's row was gone (removed as stale) and must be re-added.
+    registered: bool = True

@@ -1,0 +1,191 @@
+"""The worker's single path to the store: batch everything into one transaction per cycle.
+
+Slots hand the pump what they have to say (a command started, an attempt finished)
+and what they want (a job). Each cycle the pump sends all of it in one ``exchange``
+call (one hop to the database thread, one transaction), so a slot that finishes a
+job and asks for the next costs one transaction, and N idle slots are filled by one
+claim statement. While a cycle is in flight, new requests pile up for the next one:
+batching grows with load without any added delay.
+
+When no job is due, the pump sleeps until one of: a wake-up from ``enqueue`` (the
+``arm`` call), the time the next waiting job falls due, or the slow fallback poll
+of the database's change counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from queuectl.backends.base import Backend, FinishResult
+from queuectl.clock import Clock
+from queuectl.exceptions import BackendError
+from queuectl.models import Claim, Finish, ProcessStart
+
+log = logging.getLogger("queuectl.worker")
+
+POLL_S = 1.0
+_RETRY_MAX_S = 2.0
+
+
+@dataclass(slots=True)
+class _PendingFinish:
+    finish: Finish
+    future: asyncio.Future[FinishResult]
+
+
+class Pump:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        lease_ms: int,
+        clock: Clock,
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._worker_id = worker_id
+        self._queues = queues
+        self._lease_ms = lease_ms
+        self._clock = clock
+        self._waiters: deque[asyncio.Future[Claim | None]] = deque()
+        self._starts: list[ProcessStart] = []
+        self._finishes: list[_PendingFinish] = []
+        self._kick = asyncio.Event()
+        self._armed = True
+        self._claiming = True
+        self._next_due: int | None = None
+        self._version: int | None = None
+        #: Burst mode: called once the served queues hold nothing running, waiting
+        #: for a retry, or due (checked whenever the pump runs out of work).
+        self._on_drained = on_drained
+        self._probed = False
+
+    def want_job(self) -> asyncio.Future[Claim | None]:
+        """A future for the next claimed job; ``None`` once the worker stops claiming."""
+        future: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
+        if not self._claiming:
+            future.set_result(None)
+            return future
+        self._waiters.append(future)
+        self._kick.set()
+        return future
+
+    def started(self, start: ProcessStart) -> None:
+        self._starts.append(start)
+        self._kick.set()
+
+    def finished(self, finish: Finish) -> asyncio.Future[FinishResult]:
+        future: asyncio.Future[FinishResult] = asyncio.get_running_loop().create_future()
+        self._finishes.append(_PendingFinish(finish, future))
+        self._kick.set()
+        return future
+
+    def arm(self) -> None:
+        """Something may be claimable now (an enqueue elsewhere, a due retry)."""
+        self._armed = True
+        self._kick.set()
+
+    def stop_claiming(self) -> None:
+        self._claiming = False
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+        self._kick.set()
+
+    @property
+    def idle_slots(self) -> int:
+        return len(self._waiters)
+
+    async def run(self) -> None:
+        """Cycle until cancelled; pending writes are flushed by ``flush`` on the way out."""
+        while True:
+            want = len(self._waiters) if (self._armed and self._claiming) else 0
+            if not (self._starts or self._finishes or want):
+                await self._sleep()
+                continue
+            await self._cycle(want)
+
+    async def flush(self) -> None:
+        """Write what is pending without claiming (shutdown path)."""
+        while self._starts or self._finishes:
+            await self._cycle(0)
+
+    async def _cycle(self, want: int) -> None:
+        starts, self._starts = self._starts, []
+        finishes, self._finishes = self._finishes, []
+        try:
+            result = await self._backend.exchange(
+                worker_id=self._worker_id,
+                starts=starts,
+                finishes=[p.finish for p in finishes],
+                claim=want,
+                queues=self._queues,
+                lease_ms=self._lease_ms,
+                now=self._clock(),
+            )
+        except BackendError as exc:
+            # Keep everything for the next cycle: a finished job's result must land.
+            self._starts[:0] = starts
+            self._finishes[:0] = finishes
+            log.warning("cannot reach the job store (%s); retrying", exc)
+            await asyncio.sleep(_RETRY_MAX_S)
+            return
+        for pending, done in zip(finishes, result.finished, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(done)
+            if done.next_run_at is not None and done.held:
+                self._due_at(done.next_run_at)
+        for claim in result.claims:
+            self._waiters.popleft().set_result(claim)
+        if len(result.claims) < want:
+            self._armed = False
+            if result.next_due_at is not None:
+                self._due_at(result.next_due_at)
+        self._probed = False
+
+    def _due_at(self, when: int) -> None:
+        if self._next_due is None or when < self._next_due:
+            self._next_due = when
+
+    async def _sleep(self) -> None:
+        self._kick.clear()
+        if self._on_drained is not None and not self._probed:
+            # Out of work in burst mode: look at once rather than after the poll.
+            self._probed = True
+            await self._poll()
+            if self._armed or not self._claiming:
+                return
+        timeout = POLL_S
+        if self._next_due is not None and self._claiming:
+            timeout = min(timeout, max(self._next_due - self._clock(), 0) / 1000)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._kick.wait()
+                return
+        # Woken by the clock: either a job fell due, or it is time for the slow poll.
+        if self._next_due is not None and self._next_due <= self._clock():
+            self._next_due = None
+            self._armed = True
+            return
+        await self._poll()
+
+    async def _poll(self) -> None:
+        try:
+            probe = await self._backend.probe(queues=self._queues, now=self._clock())
+        except BackendError as exc:
+            log.warning("cannot reach the job store (%s)", exc)
+            return
+        if probe.due or (self._version is not None and probe.version != self._version):
+            self._armed = True
+        self._version = probe.version
+        drained = probe.busy == 0 and not probe.due
+        if drained and self._on_drained is not None and self._claiming and not self._starts:
+            self._on_drained()

@@ -1,0 +1,123 @@
+"""The JSON shapes of SPEC §3 and §5, built from model objects.
+
+Kept apart from ``render`` so that ``enqueue --json`` never imports rich.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TypedDict
+
+from queuectl.clock import to_iso
+from queuectl.models import Attempt, Job, JobState, WorkerInfo
+
+
+class JobRecord(TypedDict):
+    id: str
+    command: str
+    state: str
+    attempts: int
+    max_retries: int
+    priority: int
+    queue: str
+    timeout: float | None
+    run_at: str | None
+    next_run_at: str | None
+    created_at: str | None
+    updated_at: str | None
+    last_error: str | None
+    exit_code: int | None
+    env: dict[str, str]
+    cwd: str | None
+    worker: str | None
+
+
+class AttemptRecord(TypedDict):
+    attempt: int
+    started_at: str | None
+    finished_at: str | None
+    outcome: str | None
+    exit_code: int | None
+    signal: int | None
+    error: str | None
+    worker: str | None
+    host: str | None
+    pid: int | None
+    output_size: int
+    output_truncated: bool
+
+
+class WorkerRecord(TypedDict):
+    id: str
+    host: str
+    pid: int
+    started_at: str | None
+    heartbeat_at: str | None
+    count: int
+    jobs_done: int
+    queues: list[str] | None
+
+
+def _number(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
+
+
+def job_record(job: Job) -> JobRecord:
+    waiting = job.state in (JobState.PENDING, JobState.FAILED)
+    return {
+        "id": job.id,
+        "command": job.command,
+        "state": job.state.value,
+        "attempts": job.attempts,
+        "max_retries": job.max_retries,
+        "priority": job.priority,
+        "queue": job.queue,
+        "timeout": _number(job.timeout_s),
+        "run_at": to_iso(job.run_at),
+        "next_run_at": to_iso(job.next_run_at) if waiting else None,
+        "created_at": to_iso(job.created_at),
+        "updated_at": to_iso(job.updated_at),
+        "last_error": job.last_error,
+        "exit_code": job.exit_code,
+        "env": job.env,
+        "cwd": job.cwd,
+        "worker": job.worker_id,
+    }
+
+
+def attempt_record(attempt: Attempt) -> AttemptRecord:
+    return {
+        "attempt": attempt.attempt,
+        "started_at": to_iso(attempt.started_at),
+        "finished_at": to_iso(attempt.finished_at),
+        "outcome": attempt.outcome.value if attempt.outcome else None,
+        "exit_code": attempt.exit_code,
+        "signal": attempt.signal,
+        "error": attempt.error,
+        "worker": attempt.worker_id,
+        "host": attempt.host,
+        "pid": attempt.pid,
+        "output_size": attempt.output_size,
+        "output_truncated": attempt.output_truncated,
+    }
+
+
+def worker_record(worker: WorkerInfo) -> WorkerRecord:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "started_at": to_iso(worker.started_at),
+        "heartbeat_at": to_iso(worker.heartbeat_at),
+        "count": worker.count,
+        "jobs_done": worker.jobs_done,
+        "queues": list(worker.queues) or None,
+    }
+
+
+def print_json(document: Any) -> None:
+    """Exactly one JSON document on stdout (SPEC §5)."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")

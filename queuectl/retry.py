@@ -1,0 +1,65 @@
+"""The retry policy: a pure function from one attempt's outcome to the job's next state.
+
+SPEC §4: after a failed attempt the job is ``failed`` and runs again at
+``now + min(backoff_base ** attempts, backoff_max)`` seconds while
+``attempts <= max_retries``; past that it is ``dead``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from queuectl.models import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    state: JobState
+    #: When the job may run again; ``None`` when it is dead.
+    next_run_at: int | None
+    delay_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    backoff_base: float = 2.0
+    backoff_max_s: float = 3600.0
+
+    def delay_s(self, attempts: int) -> float:
+        """``min(backoff_base ** attempts, backoff_max)`` without float overflow."""
+        if self.backoff_base <= 1:
+            return min(1.0, self.backoff_max_s)
+        # Compare in log space: 2 ** 5000 overflows a float long before it matters.
+        if attempts * math.log(self.backoff_base) >= math.log(max(self.backoff_max_s, 1e-9)):
+            return self.backoff_max_s
+        return float(self.backoff_base**attempts)
+
+    def after_failure(self, *, attempts: int, max_retries: int, now: int) -> RetryDecision:
+        """Decide what follows a failed attempt; ``attempts`` already counts it."""
+        if attempts > max_retries:
+            return RetryDecision(JobState.DEAD, None, None)
+        delay = self.delay_s(attempts)
+        return RetryDecision(JobState.FAILED, now + round(delay * 1000), delay)
+
+
+def decide(
+    *,
+    ok: bool,
+    interrupted: bool,
+    attempts: int,
+    max_retries: int,
+    policy: RetryPolicy,
+    now: int,
+) -> tuple[RetryDecision, bool]:
+    """The next state after an attempt, and whether the attempt is refunded.
+
+    An attempt cut short by a forced stop goes back to ``pending`` at once and does
+    not count against ``max_retries`` (SPEC §5); success completes the job; any
+    other end follows ``after_failure``.
+    """
+    if ok:
+        return RetryDecision(JobState.COMPLETED, None, None), False
+    if interrupted:
+        return RetryDecision(JobState.PENDING, now, 0.0), True
+    return policy.after_failure(attempts=attempts, max_retries=max_retries, now=now), False

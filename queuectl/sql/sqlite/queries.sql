@@ -1,0 +1,178 @@
+-- Named queries for the SQLite store. Placeholders are named (:name).
+-- Every write that belongs to one attempt is fenced by (id, claims, worker_id,
+-- state = 'processing'), so a worker that lost its lease cannot touch a newer attempt.
+
+-- name: insert_job
+INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
+                  run_at, next_run_at, created_at, updated_at)
+VALUES (:id, :command, 'pending', :queue, :priority, :max_retries, :timeout_s, :env, :cwd,
+        :run_at, :next_run_at, :now, :now);
+
+-- name: job_exists
+SELECT 1 FROM jobs WHERE id = :id;
+
+-- name: claim_any
+-- One statement takes up to :limit due jobs, highest priority first, then the ones
+-- due longest, then the oldest; the jobs_claimed trigger opens each attempt row.
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM jobs
+                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
+                ORDER BY priority DESC, next_run_at, seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: claim_queues
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM jobs
+                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
+                  AND queue IN (SELECT value FROM json_each(:queues))
+                ORDER BY priority DESC, next_run_at, seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: next_due_any
+SELECT min(next_run_at) FROM jobs WHERE state IN ('pending', 'failed');
+
+-- name: next_due_queues
+SELECT next_run_at FROM jobs
+ WHERE state IN ('pending', 'failed') AND queue IN (SELECT value FROM json_each(:queues))
+ ORDER BY next_run_at LIMIT 1;
+
+-- name: record_start
+UPDATE attempts
+   SET host = :host, pid = :pid, pgid = :pgid, proc_start = :proc_start, log_path = :log_path
+ WHERE job_id = :id AND attempt = :token;
+
+-- name: finish_attempt
+-- Runs before finish_job in the same transaction, with the same fence.
+UPDATE attempts
+   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
+       error = :error, output = :output, output_size = :output_size
+ WHERE job_id = :id AND attempt = :token
+   AND EXISTS (SELECT 1 FROM jobs
+                WHERE id = :id AND claims = :token AND worker_id = :worker
+                  AND state = 'processing');
+
+-- name: finish_job
+UPDATE jobs
+   SET state = :state, next_run_at = :next_run_at, attempts = attempts - :refund,
+       last_error = :error, exit_code = :exit_code, worker_id = NULL, lease_until = NULL,
+       updated_at = :now
+ WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
+RETURNING id;
+
+-- name: count_done
+UPDATE workers SET jobs_done = jobs_done + :n WHERE id = :worker;
+
+-- name: heartbeat_leases
+UPDATE jobs SET lease_until = :lease_until
+ WHERE state = 'processing' AND lease_until IS NOT NULL AND worker_id = :worker
+RETURNING id, claims;
+
+-- name: heartbeat_worker
+UPDATE workers SET heartbeat_at = :now WHERE id = :worker RETURNING stop_requested;
+
+-- name: register_worker
+INSERT OR REPLACE INTO workers (id, host, pid, proc_start, started_at, heartbeat_at, count, queues)
+VALUES (:id, :host, :pid, :proc_start, :started_at, :now, :count, :queues);
+
+-- name: deregister_worker
+DELETE FROM workers WHERE id = :id;
+
+-- name: list_workers
+SELECT * FROM workers ORDER BY started_at, id;
+
+-- name: request_stop
+UPDATE workers SET stop_requested = max(stop_requested, :mode) RETURNING id;
+
+-- name: expire_worker_leases
+-- A worker known to be dead (its pid is gone on this host) loses its leases now
+-- instead of when they run out.
+UPDATE jobs SET lease_until = 0
+ WHERE state = 'processing' AND lease_until IS NOT NULL AND worker_id = :worker;
+
+-- name: select_expired
+SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start
+  FROM jobs AS j
+  LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
+ WHERE j.state = 'processing' AND j.lease_until IS NOT NULL AND j.lease_until <= :now;
+
+-- name: recover_attempt
+UPDATE attempts
+   SET finished_at = :now, outcome = 'lost', error = :error
+ WHERE job_id = :id AND attempt = :token AND finished_at IS NULL;
+
+-- name: recover_job
+UPDATE jobs
+   SET state = :state, next_run_at = :next_run_at, last_error = :error, exit_code = NULL,
+       worker_id = NULL, lease_until = NULL, updated_at = :now
+ WHERE id = :id AND claims = :token AND state = 'processing' AND lease_until <= :now;
+
+-- name: requeue_dead
+UPDATE jobs
+   SET state = 'pending', attempts = 0, next_run_at = :now, updated_at = :now
+ WHERE id = :id AND state = 'dead'
+RETURNING id;
+
+-- name: requeue_all_dead
+UPDATE jobs
+   SET state = 'pending', attempts = 0, next_run_at = :now, updated_at = :now
+ WHERE state = 'dead'
+RETURNING id;
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = :id;
+
+-- name: job_state
+SELECT state FROM jobs WHERE id = :id;
+
+-- name: list_all
+SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit;
+
+-- name: list_by_state
+SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit;
+
+-- name: list_by_queue
+SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit;
+
+-- name: list_by_state_queue
+SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit;
+
+-- name: counts
+SELECT state, sum(n) FROM job_counts GROUP BY state;
+
+-- name: counts_queues
+SELECT state, sum(n) FROM job_counts
+ WHERE queue IN (SELECT value FROM json_each(:queues)) GROUP BY state;
+
+-- name: due_any
+SELECT EXISTS (SELECT 1 FROM jobs
+                WHERE state IN ('pending', 'failed') AND next_run_at <= :now);
+
+-- name: due_queues
+SELECT EXISTS (SELECT 1 FROM jobs
+                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
+                  AND queue IN (SELECT value FROM json_each(:queues)));
+
+-- name: history
+SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, exit_code, signal,
+       error, host, pid, output_size, length(output) AS kept
+  FROM attempts WHERE job_id = :id ORDER BY attempt;
+
+-- name: attempt_output
+SELECT attempt, output, output_size, log_path, host, finished_at
+  FROM attempts WHERE job_id = :id AND attempt = :attempt;
+
+-- name: last_attempt
+SELECT max(attempt) FROM attempts WHERE job_id = :id;
+
+-- name: config_all
+SELECT key, value FROM config;
+
+-- name: config_set
+INSERT INTO config (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;

@@ -1,0 +1,133 @@
+"""``worker start --processes P``: spread N slot coroutines over P worker processes.
+
+Children are started with the ``spawn`` method and receive nothing but a picklable
+``WorkerOptions``; each opens its own connection and runs its own event loop, and
+they coordinate only through the store. The parent:
+
+* forwards stop signals: Ctrl-C reaches every process of the terminal's foreground
+  group, so children ignore SIGINT and obey the parent's SIGTERMs instead (first:
+  finish running jobs; second: kill them);
+* restarts a child that was killed by a signal (a crash, ``kill -9``, the OOM
+  killer); a child that exits by itself (burst done, stopped, or an error such as
+  an unusable database) is not restarted;
+* exits 0 when every child exited 0, else 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import replace
+from multiprocessing.process import BaseProcess
+
+from queuectl.signals import on_signals
+from queuectl.worker import WorkerOptions
+
+log = logging.getLogger("queuectl.supervisor")
+
+_RESTART_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0)
+
+
+def split_count(total: int, processes: int) -> list[int]:
+    """``split_count(10, 3) == [4, 3, 3]``: N coroutines over P processes, N in total."""
+    base, extra = divmod(total, processes)
+    return [base + (1 if i < extra else 0) for i in range(processes)]
+
+
+def _child_main(options: WorkerOptions, log_setup: tuple[int, str]) -> None:
+    import sys
+
+    from queuectl.logs import setup_logging
+    from queuectl.worker import run_worker
+
+    setup_logging(*log_setup)
+    try:
+        code = asyncio.run(run_worker(options))
+    except Exception as exc:
+        logging.getLogger("queuectl.worker").error("worker failed: %s", exc)
+        code = 1
+    sys.exit(code)
+
+
+class Supervisor:
+    def __init__(self, options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> None:
+        self.options = options
+        self.counts = split_count(options.count, processes)
+        self.log_setup = log_setup
+        self._ctx = multiprocessing.get_context("spawn")
+        self._children: dict[int, BaseProcess] = {}
+        self._restarts: dict[int, int] = {}
+        self._scheduled: set[int] = set()
+        self._signals = 0
+        self._failed = False
+        self._all_exited = asyncio.Event()
+
+    def _start(self, index: int) -> None:
+        opts = replace(self.options, count=self.counts[index], ignore_sigint=True)
+        child = self._ctx.Process(
+            target=_child_main, args=(opts, self.log_setup), name=f"queuectl-worker-{index}"
+        )
+        child.start()
+        self._children[index] = child
+        loop = asyncio.get_running_loop()
+        loop.add_reader(child.sentinel, self._on_exit, index, time.monotonic())
+
+    def _on_exit(self, index: int, started: float) -> None:
+        child = self._children.pop(index)
+        asyncio.get_running_loop().remove_reader(child.sentinel)
+        child.join()
+        code = child.exitcode
+        if code is not None and code < 0 and self._signals == 0:
+            # A child that crashes again right after a restart backs off.
+            n = 0 if time.monotonic() - started > 30 else self._restarts.get(index, 0)
+            self._restarts[index] = n + 1
+            delay = _RESTART_BACKOFF_S[min(n, len(_RESTART_BACKOFF_S) - 1)]
+            log.warning(
+                "worker process %d (pid %s) killed by signal %d; restarting in %gs",
+                index,
+                child.pid,
+                -code,
+                delay,
+            )
+            self._scheduled.add(index)
+            asyncio.get_running_loop().call_later(delay, self._restart, index)
+            return
+        if code != 0:
+            self._failed = True
+        self._check_done()
+
+    def _restart(self, index: int) -> None:
+        self._scheduled.discard(index)
+        if self._signals == 0:
+            self._start(index)
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self._children and not self._scheduled:
+            self._all_exited.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        log.info("received %s; forwarding to %d worker process(es)", sig.name, len(self._children))
+        self._scheduled.clear()
+        for child in self._children.values():
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+        self._check_done()
+
+    async def run(self) -> int:
+        with on_signals(self._on_signal):
+            for index in range(len(self.counts)):
+                self._start(index)
+            await self._all_exited.wait()
+        return 1 if self._failed else 0
+
+
+async def run_supervisor(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> int:
+    return await Supervisor(options, processes, log_setup).run()

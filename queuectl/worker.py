@@ -1,0 +1,388 @@
+"""A worker process: one event loop, N slot coroutines, and the side tasks that keep it honest.
+
+Inside one ``TaskGroup`` run:
+
+* ``pump``: the only path to the store; batches claims, starts and finishes.
+* ``slot-{i}`` (N of them): take a job, run its command (``executor``), report the result.
+* ``heartbeat``: extends the leases of running attempts and reads stop requests;
+  kills a command whose lease was lost, and kills all of them if the store could
+  not be reached for most of a lease (so nobody else can have started them yet).
+* ``reaper``: recovers attempts of dead workers: at once for a worker of this host
+  whose process is gone, and for any worker once its lease has run out. It kills
+  what is left of a lost attempt on this host before the job becomes claimable.
+
+A crash of a side task takes the worker down loudly (that is what ``TaskGroup``
+does). Stopping: the first request stops claiming and lets commands finish; the
+second kills them, and their jobs go back to ``pending`` without using up an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass, replace
+
+from queuectl import procs
+from queuectl.backends import Backend, open_backend
+from queuectl.backends.base import FinishResult
+from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
+from queuectl.config import QueueConfig, from_stored, spool_dir
+from queuectl.exceptions import BackendError
+from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
+from queuectl.models import (
+    Claim,
+    ExecutionResult,
+    Finish,
+    JobState,
+    LostAttempt,
+    ProcessStart,
+    StopMode,
+    WorkerInfo,
+)
+from queuectl.pump import Pump
+from queuectl.signals import on_signals
+
+log = logging.getLogger("queuectl.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """Everything a worker needs, picklable so ``--processes`` can spawn it."""
+
+    target: str
+    count: int = 1
+    queues: tuple[str, ...] = ()
+    burst: bool = False
+    install_signal_handlers: bool = True
+    #: In ``--processes`` mode the parent owns SIGINT (Ctrl-C reaches the whole
+    #: process group); children obey only the SIGTERMs it forwards.
+    ignore_sigint: bool = False
+
+
+class Worker:
+    def __init__(self, backend: Backend, options: WorkerOptions, *, clock: Clock = now_ms) -> None:
+        self.backend = backend
+        self.options = options
+        self.clock = clock
+        self.id = secrets.token_hex(4)
+        self.config = QueueConfig()
+        self._queues: tuple[str, ...] | None = options.queues or None
+        self._running: dict[tuple[str, int], Execution] = {}
+        self._stop = StopMode.NONE
+        self._pump: Pump | None = None
+        self._base_env = dict(os.environ)
+        self._spool = spool_dir(options.target)
+        self._spool_seq = 0
+        self._last_heartbeat = time.monotonic()
+        self._signals = 0
+        self._started_at = 0
+
+    @property
+    def info(self) -> WorkerInfo:
+        now = self.clock()
+        return WorkerInfo(
+            id=self.id,
+            host=procs.HOST,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            heartbeat_at=now,
+            count=self.options.count,
+            jobs_done=0,
+            queues=self.options.queues,
+            proc_start=procs.proc_start(os.getpid()),
+        )
+
+    async def run(self) -> int:
+        """Run until stopped (or drained, with ``burst``); returns the exit code."""
+        self.config = from_stored(await self.backend.get_config())
+        self._started_at = self.clock()
+        self._spool.mkdir(parents=True, exist_ok=True)
+        pump = self._pump = Pump(
+            self.backend,
+            worker_id=self.id,
+            queues=self._queues,
+            lease_ms=seconds_to_ms(self.config.lease),
+            clock=self.clock,
+            on_drained=self._drained if self.options.burst else None,
+        )
+        await self.backend.register_worker(self.info, now=self._started_at)
+        await self.backend.subscribe(self.id, self._on_wake)
+        log.info(
+            "worker %s started: %d slot(s), queues: %s, pid %d",
+            self.id,
+            self.options.count,
+            ", ".join(self.options.queues) or "all",
+            os.getpid(),
+            extra={"action": "worker_started", "worker_id": self.id},
+        )
+        try:
+            with self._signal_handlers(), fast_child_watcher():
+                await self._recover()
+                await self._serve(pump)
+        finally:
+            # Normally nothing is left; after a crash, whatever this worker still
+            # holds is killed and handed back at once instead of after the lease.
+            with contextlib.suppress(BackendError):
+                await asyncio.shield(
+                    self.backend.recover(
+                        now=self.clock(), dead_workers=[self.id], on_lost=_kill_orphan
+                    )
+                )
+        log.info(
+            "worker %s stopped", self.id, extra={"action": "worker_stopped", "worker_id": self.id}
+        )
+        return 0
+
+    async def _serve(self, pump: Pump) -> None:
+        async with asyncio.TaskGroup() as group:
+            pump_task = group.create_task(pump.run(), name="pump")
+            side = [
+                group.create_task(self._heartbeat_loop(), name="heartbeat"),
+                group.create_task(self._reaper_loop(), name="reaper"),
+            ]
+            slots = [
+                group.create_task(self._slot(i), name=f"slot-{i}")
+                for i in range(self.options.count)
+            ]
+            await asyncio.wait(slots)
+            pump_task.cancel()
+            for task in side:
+                task.cancel()
+        await pump.flush()
+
+    def stop(self, mode: StopMode = StopMode.GRACEFUL) -> None:
+        """Stop claiming; with ``StopMode.NOW`` also kill the running commands."""
+        if mode <= self._stop:
+            return
+        self._stop = mode
+        if self._pump is not None:
+            self._pump.stop_claiming()
+        if mode is StopMode.NOW:
+            log.warning("forced stop: killing %d running job(s)", len(self._running))
+            for execution in list(self._running.values()):
+                execution.kill(KillReason.INTERRUPT)
+        else:
+            log.info("stopping: no new jobs; waiting for %d running job(s)", len(self._running))
+
+    def _drained(self) -> None:
+        log.info("burst: nothing left to do in the served queues")
+        self.stop(StopMode.GRACEFUL)
+
+    def _on_wake(self, message: bytes) -> None:
+        if self._pump is not None:
+            self._pump.arm()
+        if message == b"s":
+            # A stop request: read it now rather than at the next heartbeat.
+            asyncio.get_running_loop().create_task(self._heartbeat_once())
+
+    @contextlib.contextmanager
+    def _signal_handlers(self):  # type: ignore[no-untyped-def]
+        if not self.options.install_signal_handlers:
+            yield
+            return
+        if self.options.ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sigs = (signal.SIGTERM,) if self.options.ignore_sigint else (signal.SIGINT, signal.SIGTERM)
+        with on_signals(self._on_signal, sigs):
+            yield
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        log.info("received %s", sig.name)
+        self.stop(StopMode.GRACEFUL if self._signals == 1 else StopMode.NOW)
+
+    async def _slot(self, index: int) -> None:
+        assert self._pump is not None
+        pump = self._pump
+        next_job = pump.want_job()
+        while True:
+            claim = await next_job
+            if claim is None:
+                return
+            job = claim.job
+            log.info(
+                "%s claimed by slot %d (attempt %d/%d)",
+                job.id,
+                index,
+                job.attempts,
+                job.max_retries + 1,
+                extra={"action": "job_claimed", "job_id": job.id, "attempt": job.attempts},
+            )
+            result = await self._execute(claim, index)
+            done = pump.finished(Finish(job.id, claim.token, job.attempts, job.max_retries, result))
+            # Ask for the next job before the result is written: both go into the
+            # same transaction.
+            next_job = pump.want_job()
+            self._log_result(claim, result, await done)
+
+    async def _execute(self, claim: Claim, slot: int) -> ExecutionResult:
+        assert self._pump is not None
+        job = claim.job
+        self._spool_seq += 1
+        spool = self._spool / f"{self.id}-{slot}-{self._spool_seq}.out"
+        cmd = Command(
+            command=job.command,
+            env=job_environment(self._base_env, job.env, job.id, job.attempts),
+            cwd=job.cwd,
+            timeout_s=job.timeout_s,
+            output_limit=self.config.output_limit,
+            kill_grace_s=self.config.kill_grace,
+            spool_path=spool,
+        )
+        execution = Execution(cmd)
+        key = (job.id, claim.token)
+        self._running[key] = execution
+        if self._stop is StopMode.NOW:
+            execution.kill(KillReason.INTERRUPT)
+        pump = self._pump
+
+        def started(pid: int) -> None:
+            pump.started(
+                ProcessStart(
+                    job.id, claim.token, procs.HOST, pid, pid, procs.proc_start(pid), str(spool)
+                )
+            )
+
+        try:
+            return await execution.run(started)
+        finally:
+            del self._running[key]
+
+    def _log_result(self, claim: Claim, result: ExecutionResult, done: FinishResult) -> None:
+        job = claim.job
+        extra = {"job_id": job.id, "attempt": job.attempts, "duration": round(result.duration_s, 3)}
+        attempt = f"attempt {job.attempts}/{job.max_retries + 1}"
+        if not done.held:
+            log.warning(
+                "%s: lease lost; result discarded (%s)",
+                job.id,
+                attempt,
+                extra={**extra, "action": "job_lost"},
+            )
+        elif done.state is JobState.COMPLETED:
+            log.info(
+                "%s completed in %.2fs (%s)",
+                job.id,
+                result.duration_s,
+                attempt,
+                extra={**extra, "action": "job_completed", "exit_code": 0},
+            )
+        elif done.state is JobState.PENDING:
+            log.warning(
+                "%s interrupted after %.2fs; back to pending, attempt not counted",
+                job.id,
+                result.duration_s,
+                extra={**extra, "action": "job_interrupted"},
+            )
+        elif done.state is JobState.FAILED:
+            log.warning(
+                "%s failed: %s (%s); retry at %s",
+                job.id,
+                result.describe(),
+                attempt,
+                to_iso(done.next_run_at),
+                extra={**extra, "action": "job_failed", "exit_code": result.exit_code},
+            )
+        else:
+            log.error(
+                "%s dead: %s (%s)",
+                job.id,
+                result.describe(),
+                attempt,
+                extra={**extra, "action": "job_dead", "exit_code": result.exit_code},
+            )
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.config.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            await self._heartbeat_once()
+
+    async def _heartbeat_once(self) -> None:
+        asked = time.monotonic()
+        try:
+            beat = await self.backend.heartbeat(
+                worker_id=self.id,
+                running=list(self._running),
+                lease_ms=seconds_to_ms(self.config.lease),
+                now=self.clock(),
+            )
+            stored = await self.backend.get_config()
+        except BackendError as exc:
+            log.warning("heartbeat failed: %s", exc)
+            self._fence_if_stale()
+            return
+        self._last_heartbeat = asked
+        self.config = replace(from_stored(stored), lease=self.config.lease)
+        if not beat.registered:
+            await self.backend.register_worker(self.info, now=self.clock())
+        for key in beat.lost:
+            execution = self._running.get(key)
+            if execution is not None:
+                log.warning("%s: lease lost to another worker; killing its command", key[0])
+                execution.kill(KillReason.LOST)
+        if beat.stop is not StopMode.NONE:
+            self.stop(beat.stop)
+
+    def _fence_if_stale(self) -> None:
+        """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
+        if time.monotonic() - self._last_heartbeat < self.config.lease * 0.8:
+            return
+        for key, execution in list(self._running.items()):
+            log.error("%s: store unreachable for most of a lease; killing its command", key[0])
+            execution.kill(KillReason.LOST)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reap_interval)
+            try:
+                await self._recover()
+            except BackendError as exc:
+                log.warning("recovery check failed: %s", exc)
+
+    async def _recover(self) -> list[LostAttempt]:
+        now = self.clock()
+        stale_ms = seconds_to_ms(self.config.lease) * 3
+        dead = [
+            w.id
+            for w in await self.backend.list_workers()
+            if w.id != self.id
+            and (
+                (w.host == procs.HOST and not procs.is_alive(w.pid, w.proc_start))
+                or w.heartbeat_at < now - stale_ms
+            )
+        ]
+        lost = await self.backend.recover(now=now, dead_workers=dead, on_lost=_kill_orphan)
+        for item in lost:
+            log.warning(
+                "%s recovered from lost worker %s (attempt %d/%d)",
+                item.job_id,
+                item.worker_id,
+                item.attempts,
+                item.max_retries + 1,
+                extra={"action": "job_recovered", "job_id": item.job_id, "attempt": item.attempts},
+            )
+        if lost and self._pump is not None:
+            self._pump.arm()
+        return lost
+
+
+def _kill_orphan(lost: LostAttempt) -> None:
+    """Kill what is left of a lost attempt on this host before the job can run again."""
+    local = lost.host == procs.HOST and lost.pgid
+    if local and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):  # type: ignore[arg-type]
+        log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
+
+
+async def run_worker(options: WorkerOptions) -> int:
+    """Open the store, run one worker process until it stops; the CLI's entry point."""
+    backend = await open_backend(options.target, durable=False, busy_deadline_s=60.0)
+    try:
+        return await Worker(backend, options).run()
+    finally:
+        await backend.aclose()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The seed's three scenarios (SPEC §6), one after the other, on a throwaway database.
+# Workers run with --burst here so the demo ends by itself; without it they run
+# until Ctrl-C or `queuectl worker stop`.
+set -euo pipefail
+
+QUEUECTL_DB="${QUEUECTL_DB:-$(mktemp -d)/demo.db}"
+export QUEUECTL_DB
+bold=$'\e[1m'; plain=$'\e[0m'
+[ -t 1 ] || { bold=""; plain=""; }
+
+run() {
+    printf '\n%s$ %s%s\n' "$bold" "$1" "$plain"
+    bash -c "$1"
+}
+
+echo "Database: $QUEUECTL_DB"
+
+echo; echo "== 1. A job that succeeds"
+run "echo '{\"id\":\"S1-success\",\"command\":\"echo Success in Parallel\"}' | queuectl enqueue"
+run "queuectl worker start --count 1 --burst"
+run "queuectl logs S1-success"
+
+echo; echo "== 2. A job that fails: one retry after 3 s, then the dead-letter queue"
+run "queuectl config set max-retries 1"
+run "queuectl config set back-off-base 3"
+run "echo '{\"id\":\"S2-fail\",\"command\":\"exit 1\"}' | queuectl enqueue"
+run "queuectl worker start --burst"
+run "queuectl dlq list"
+run "queuectl dlq retry S2-fail"
+
+echo; echo "== 3. Two slow jobs on two worker coroutines run at the same time"
+run "queuectl enqueue '{\"id\":\"job1\",\"command\":\"sleep 2\"}'"
+run "queuectl list --state pending"
+run "queuectl worker start --count 2 --burst    # drains job1 and the retried S2-fail"
+run "echo '{\"id\":\"S3-A\",\"command\":\"sleep 2\"}' | queuectl enqueue"
+run "echo '{\"id\":\"S3-B\",\"command\":\"sleep 2\"}' | queuectl enqueue"
+run "queuectl worker start --count 2 --burst"
+run "queuectl show S3-A"
+run "queuectl status"

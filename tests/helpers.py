@@ -1,0 +1,139 @@
+"""Shared test helpers: run the real ``queuectl`` executable, manage worker processes.
+
+Every process a test starts leads its own session and is stopped by its process
+group id, never by name, so a failing test cannot leave workers or jobs behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: The installed console script of the interpreter running the tests.
+QUEUECTL = str(Path(sys.executable).with_name("queuectl"))
+
+
+def cli_env(db: Path | str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["QUEUECTL_DB"] = str(db)
+    env.pop("QUEUECTL_DEBUG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_cli(
+    db: Path | str,
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``queuectl ARGS`` against ``db`` and return the finished process."""
+    return subprocess.run(
+        [QUEUECTL, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=cli_env(db, env),
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def cli_json(db: Path | str, *args: str, **kwargs: Any) -> Any:
+    """Run a read command with ``--json``; assert it succeeded; return the document."""
+    result = run_cli(db, *args, "--json", **kwargs)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+
+
+class WorkerProcess:
+    """``queuectl worker start ...`` in its own session; stopped by process group on exit."""
+
+    def __init__(self, db: Path | str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.db = db
+        self.args = args
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            [QUEUECTL, "worker", "start", *self.args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(self.db, self.env),
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def communicate(self, timeout: float = 60) -> tuple[str, str]:
+        assert self.proc is not None
+        return self.proc.communicate(timeout=timeout)
+
+    def kill_group(self) -> None:
+        """Stop the worker and everything in its process group (not the jobs' own sessions)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
+            self.proc.communicate(timeout=10)
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill_group()
+
+
+def run_worker(
+    db: Path | str, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``queuectl worker start --burst ARGS`` to completion."""
+    return run_cli(db, "worker", "start", "--burst", *args, timeout=timeout, env=env)
+
+
+def enqueue_lines(db: Path | str, jobs: Sequence[dict[str, Any]]) -> list[str]:
+    text = "\n".join(json.dumps(j) for j in jobs) + "\n"
+    result = run_cli(db, "enqueue", input=text)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
