@@ -16,6 +16,7 @@ import random
 import socket
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,26 +266,32 @@ class SqliteBackend:
 
     async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
         rows = [
-            {
-                "id": j.id,
-                "command": j.command,
-                "queue": j.queue,
-                "priority": j.priority,
-                "max_retries": j.max_retries,
-                "timeout_s": j.timeout_s,
-                "env": json.dumps(j.env) if j.env else None,
-                "cwd": j.cwd,
-                "run_at": j.run_at,
-                "next_run_at": j.next_run_at,
-                "now": now,
-            }
+            (
+                j.id,
+                j.command,
+                j.queue,
+                j.priority,
+                j.max_retries,
+                j.timeout_s,
+                json.dumps(j.env) if j.env else None,
+                j.cwd,
+                j.run_at,
+                j.next_run_at,
+                now,
+                now,
+            )
             for j in jobs
         ]
+        per_queue = Counter(j.queue for j in jobs)
 
         def run(conn: sqlite3.Connection) -> None:
             _begin(conn)
             try:
                 conn.executemany(SQL["insert_job"], rows)
+                conn.executemany(
+                    SQL["add_pending_counts"],
+                    [{"queue": q, "n": n} for q, n in per_queue.items()],
+                )
             except sqlite3.IntegrityError as exc:
                 conn.rollback()
                 raise _duplicate(conn, jobs) from exc
