@@ -137,3 +137,41 @@ def enqueue_lines(db: Path | str, jobs: Sequence[dict[str, Any]]) -> list[str]:
     result = run_cli(db, "enqueue", input=text)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
+
+
+# Store-level helpers for the integration tests (a real SQLite file, no CLI).
+
+
+def new_job(job_id: str, *, now: int = 0, **fields: Any) -> Any:
+    """A valid ``NewJob`` due at ``now`` unless ``next_run_at`` is given."""
+    from queuectl.models import NewJob
+
+    fields.setdefault("command", "true")
+    fields.setdefault("max_retries", 3)
+    fields.setdefault("next_run_at", now)
+    return NewJob(id=job_id, **fields)
+
+
+def db_counts(db: Path | str) -> dict[str, int]:
+    """Jobs per state counted with a real ``GROUP BY`` (not the trigger-kept table)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+    finally:
+        conn.close()
+    found = dict(rows)
+    return {s: found.get(s, 0) for s in ("pending", "processing", "completed", "failed", "dead")}
+
+
+def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
+    """Run one read query on a fresh connection (what another process would see)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
