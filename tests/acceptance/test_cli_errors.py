@@ -39,6 +39,13 @@ def test_a_bad_job_in_a_batch_enqueues_nothing_and_is_named_by_position(db: Path
     assert jobs(db) == before
 
 
+def test_a_duplicate_in_json_lines_is_named_by_position_and_line(db: Path) -> None:
+    before = jobs(db)
+    text = '{"id":"n1","command":"true"}\n\n{"id":"taken","command":"true"}\n'
+    assert_error(run_cli(db, "enqueue", input=text), 1, "job 2 (line 3):", "'taken'")
+    assert jobs(db) == before
+
+
 def test_a_duplicate_inside_a_batch_enqueues_nothing(db: Path) -> None:
     before = jobs(db)
     text = '[{"id":"n1","command":"true"}, {"id":"taken","command":"true"}]'

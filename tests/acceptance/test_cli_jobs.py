@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.helpers import (
+    QUEUECTL,
     WorkerProcess,
     assert_error,
+    cli_env,
     cli_json,
     enqueue_lines,
     iso_ms,
@@ -182,6 +185,27 @@ def test_a_missing_cwd_fails_the_attempt_with_a_clear_error(db_path: Path, tmp_p
     assert shown["state"] == "dead"
     assert "could not start" in shown["last_error"]
     assert str(missing) in shown["last_error"]
+
+
+def test_logs_follow_streams_a_running_attempt_to_its_end(db_path: Path) -> None:
+    command = "for i in 1 2 3; do echo line $i; sleep 0.3; done"
+    enqueue_lines(db_path, [{"id": "chatty", "command": command}])
+    follow = subprocess.Popen(
+        [QUEUECTL, "logs", "chatty", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(db_path),
+        start_new_session=True,
+    )
+    try:
+        assert run_worker(db_path).returncode == 0
+        out, err = follow.communicate(timeout=30)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert (follow.returncode, out) == (0, "line 1\nline 2\nline 3\n"), err
 
 
 def test_enqueue_with_the_command_flag(db_path: Path) -> None:
