@@ -85,8 +85,9 @@ class JobStore(Protocol):
     async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
         """Insert all jobs in one transaction, or none of them.
 
-        Raises ``DuplicateJob`` naming the first id that already exists; the
-        existing job is untouched. Returns only after the commit is durable.
+        Raises ``DuplicateJob`` naming the first id that already exists (with its
+        ``job_id`` and 1-based ``position`` in ``jobs``); the existing job is
+        untouched. Returns only after the commit is durable.
         """
         ...
 

@@ -630,7 +630,11 @@ def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
 def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
     for position, job in enumerate(jobs, 1):
         if conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
-            return DuplicateJob(f"job {position}: a job with id {job.id!r} already exists")
+            return DuplicateJob(
+                f"job {position}: a job with id {job.id!r} already exists",
+                job_id=job.id,
+                position=position,
+            )
     return DuplicateJob()
 
 

@@ -104,8 +104,11 @@ class TestEnqueue:
         await sqlite_backend.enqueue([new_job("taken", command="echo original")], now=clock())
         before = db_rows(db_path, "SELECT * FROM jobs WHERE id = 'taken'")
         batch = [new_job("n1"), new_job("n2"), new_job("taken", command="echo impostor")]
-        with pytest.raises(DuplicateJob, match=r"^job 3: a job with id 'taken' already exists$"):
+        with pytest.raises(
+            DuplicateJob, match=r"^job 3: a job with id 'taken' already exists$"
+        ) as info:
             await sqlite_backend.enqueue(batch, now=clock.advance(5))
+        assert (info.value.job_id, info.value.position) == ("taken", 3)
         assert await sqlite_backend.get_job("n1") is None
         assert await sqlite_backend.get_job("n2") is None
         assert [tuple(r) for r in db_rows(db_path, "SELECT * FROM jobs WHERE id = 'taken'")] == [
