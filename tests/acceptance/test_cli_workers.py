@@ -81,6 +81,20 @@ def test_worker_stop_stops_every_worker_process(db_path: Path) -> None:
         assert two.wait(timeout=10) == 0
 
 
+def test_processes_count_as_their_coroutines_and_stop_together(db_path: Path) -> None:
+    with WorkerProcess(db_path, "--processes", "2", "--count", "3") as supervisor:
+        listed = wait_for(lambda: len(cli_json(db_path, "worker", "list")) == 2 or None)
+        assert listed
+        workers = cli_json(db_path, "worker", "list")
+        assert sorted(w["count"] for w in workers) == [1, 2]
+        assert supervisor.pid not in {w["pid"] for w in workers}
+        assert cli_json(db_path, "status")["workers"] == 3
+        stop = run_cli(db_path, "worker", "stop", timeout=60)
+        assert (stop.returncode, stop.stdout) == (0, "Stopped 2 worker processes.\n"), stop.stderr
+        assert supervisor.wait(timeout=30) == 0
+    assert cli_json(db_path, "status")["workers"] == 0
+
+
 def test_worker_queues_filter_what_it_claims(db_path: Path) -> None:
     with WorkerProcess(db_path, "--queue", "mail") as worker:
         wait_for(lambda: cli_json(db_path, "worker", "list"))
