@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -300,6 +301,40 @@ def test_db_flag_beats_the_environment(db_path: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert [r["id"] for r in cli_json(other, "list")] == ["here"]
     assert cli_json(db_path, "list") == []
+
+
+def test_default_location_is_xdg_data_home_then_home(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("QUEUECTL_DB", "XDG_DATA_HOME")}
+    xdg = tmp_path / "xdg"
+    home = tmp_path / "home"
+    for extra, expected in (
+        ({"XDG_DATA_HOME": str(xdg)}, xdg / "queuectl" / "queuectl.db"),
+        ({"HOME": str(home)}, home / ".local" / "share" / "queuectl" / "queuectl.db"),
+    ):
+        result = subprocess.run(
+            [QUEUECTL, "enqueue", '{"id":"where","command":"true"}'],
+            capture_output=True,
+            text=True,
+            env={**base, **extra},
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert cli_json(expected, "show", "where")["state"] == "pending"
+
+
+def test_output_limit_keeps_the_tail_of_each_attempt(db_path: Path) -> None:
+    assert run_cli(db_path, "config", "set", "output-limit", "10").returncode == 0
+    enqueue_lines(db_path, [{"id": "loud", "command": "seq 1 100"}])
+    assert run_worker(db_path).returncode == 0
+    full = "".join(f"{i}\n" for i in range(1, 101))
+    logs = run_cli(db_path, "logs", "loud")
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout == full[-10:]
+    assert str(len(full)) in logs.stderr
+    [attempt] = cli_json(db_path, "show", "loud")["history"]
+    assert attempt["output_truncated"] is True
+    as_json = cli_json(db_path, "logs", "loud")
+    assert (as_json["output"], as_json["output_size"]) == (full[-10:], len(full))
 
 
 def test_a_record_from_list_json_enqueues_again_under_a_new_id(db_path: Path) -> None:
