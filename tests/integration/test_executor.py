@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,6 @@ def command(tmp_path: Path, cmd: str, **kw: object) -> Command:
 
 async def run(tmp_path: Path, cmd: str, **kw: object) -> ExecutionResult:
     return await Execution(command(tmp_path, cmd, **kw)).run()
-
-
-def gone(pid: int) -> bool:
-    return not procs.is_alive(pid, None)
 
 
 async def wait_file(path: Path, timeout: float = 20) -> str:
@@ -139,30 +136,58 @@ async def test_the_spool_file_is_removed(tmp_path: Path) -> None:
     assert not (tmp_path / "spool.out").exists()
 
 
-async def test_timeout_kills_the_whole_group_including_grandchildren(tmp_path: Path) -> None:
+@pytest.fixture
+def leftovers() -> Iterator[list[tuple[int, str | None]]]:
+    """Processes a test saw; any still alive at the end (the test failed) are killed."""
+    seen: list[tuple[int, str | None]] = []
+    yield seen
+    for pid, started in seen:
+        if procs.is_alive(pid, started):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def run_with_grandchild(
+    tmp_path: Path, cmd: str, pidfile: Path, leftovers: list, **kw: object
+) -> tuple[ExecutionResult, int, str]:
+    """Run ``cmd``; return its result and the pid and start time the grandchild wrote."""
+    task = asyncio.create_task(Execution(command(tmp_path, cmd, **kw)).run())
+    pid = int(await wait_file(pidfile))
+    # The start time makes "gone" exact even if the pid is reused later.
+    started = procs.proc_start(pid)
+    assert started is not None
+    leftovers.append((pid, started))
+    result = await asyncio.wait_for(task, 30)
+    return result, pid, started
+
+
+async def test_timeout_kills_the_whole_group_including_grandchildren(
+    tmp_path: Path, leftovers: list
+) -> None:
     pidfile = tmp_path / "grandchild.pid"
     # The grandchild is a shell of its own that keeps the group alive after its parent.
     cmd = f"sh -c 'echo $$ > {pidfile}; while :; do sleep 1; done' & wait"
-    result = await run(tmp_path, cmd, timeout_s=1.0, kill_grace_s=1.0)
-    grandchild = int(pidfile.read_text())
+    result, grandchild, started = await run_with_grandchild(
+        tmp_path, cmd, pidfile, leftovers, timeout_s=1.0, kill_grace_s=1.0
+    )
     assert result.timed_out
     assert result.outcome is Outcome.TIMED_OUT
-    assert result.describe().startswith("timed out after")
+    assert (result.describe() or "").startswith("timed out after")
     assert result.exit_code is None
     assert result.signal == signal.SIGTERM
     assert result.duration_s >= 1.0
-    wait_for(lambda: gone(grandchild), timeout=10)
+    wait_for(lambda: not procs.is_alive(grandchild, started), timeout=10)
 
 
 async def test_a_grandchild_that_ignores_sigterm_is_killed_after_the_grace(
-    tmp_path: Path,
+    tmp_path: Path, leftovers: list
 ) -> None:
     pidfile = tmp_path / "stubborn.pid"
     cmd = f"sh -c 'trap \"\" TERM; echo $$ > {pidfile}; while :; do sleep 0.2; done' & wait"
-    result = await run(tmp_path, cmd, timeout_s=0.5, kill_grace_s=0.5)
-    stubborn = int(pidfile.read_text())
+    result, stubborn, started = await run_with_grandchild(
+        tmp_path, cmd, pidfile, leftovers, timeout_s=0.5, kill_grace_s=0.5
+    )
     assert result.timed_out
-    wait_for(lambda: gone(stubborn), timeout=10)
+    wait_for(lambda: not procs.is_alive(stubborn, started), timeout=10)
 
 
 async def test_a_command_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
@@ -178,22 +203,21 @@ async def test_no_timeout_when_the_command_is_quick_enough(tmp_path: Path) -> No
 
 
 async def test_a_background_process_left_by_a_successful_command_is_not_waited_for(
-    tmp_path: Path,
+    tmp_path: Path, leftovers: list
 ) -> None:
     # stdout is inherited by the daemon; the worker waits for the shell, not the pipe.
     pidfile = tmp_path / "daemon.pid"
     result = await run(tmp_path, f"sleep 30 & echo $! > {pidfile}; echo started")
     daemon = int(pidfile.read_text())
-    try:
-        assert result.ok
-        assert result.output_tail == b"started\n"
-    finally:
-        os.kill(daemon, signal.SIGKILL)
+    leftovers.append((daemon, procs.proc_start(daemon)))
+    assert procs.is_alive(*leftovers[0])
+    assert result.ok
+    assert result.output_tail == b"started\n"
 
 
 @pytest.mark.parametrize("reason", [KillReason.INTERRUPT, KillReason.LOST])
 async def test_kill_from_outside_ends_the_command_with_that_reason(
-    tmp_path: Path, reason: KillReason
+    tmp_path: Path, reason: KillReason, leftovers: list
 ) -> None:
     pidfile = tmp_path / "child.pid"
     execution = Execution(
@@ -201,6 +225,8 @@ async def test_kill_from_outside_ends_the_command_with_that_reason(
     )
     task = asyncio.create_task(execution.run())
     child = int(await wait_file(pidfile))
+    started = procs.proc_start(child)
+    leftovers.append((child, started))
     execution.kill(reason)
     result = await asyncio.wait_for(task, 20)
     assert result.interrupted is (reason is KillReason.INTERRUPT)
@@ -209,7 +235,7 @@ async def test_kill_from_outside_ends_the_command_with_that_reason(
         Outcome.INTERRUPTED if reason is KillReason.INTERRUPT else Outcome.LOST
     )
     assert not result.ok
-    wait_for(lambda: gone(child), timeout=10)
+    wait_for(lambda: not procs.is_alive(child, started), timeout=10)
 
 
 async def test_kill_before_the_process_exists_still_kills_it(tmp_path: Path) -> None:
