@@ -115,6 +115,20 @@ def test_worker_queues_filter_what_it_claims(db_path: Path) -> None:
     assert (state_of(db_path, "r"), state_of(db_path, "d")) == ("pending", "pending")
 
 
+def test_heartbeats_keep_a_job_longer_than_the_lease(db_path: Path) -> None:
+    """A 3 s job under a 1 s lease is neither recovered nor run twice by a peer."""
+    for key, value in (("lease", "1"), ("reap-interval", "0.2")):
+        assert run_cli(db_path, "config", "set", key, value).returncode == 0
+    enqueue_lines(db_path, [{"id": "long", "command": "sleep 3; echo done"}])
+    result = run_worker(db_path, "--processes", "2", "--count", "2", timeout=60)
+    assert result.returncode == 0, result.stderr
+    long = cli_json(db_path, "show", "long")
+    assert (long["state"], long["attempts"], long["last_error"]) == ("completed", 1, None)
+    assert [h["outcome"] for h in long["history"]] == ["completed"]
+    assert "recovered" not in result.stderr
+    assert "lease lost" not in result.stderr
+
+
 def test_an_idle_worker_picks_up_a_new_job(db_path: Path) -> None:
     with WorkerProcess(db_path) as worker:
         wait_for(lambda: cli_json(db_path, "worker", "list"))
