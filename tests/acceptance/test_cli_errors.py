@@ -150,7 +150,12 @@ def test_a_foreign_sqlite_file_is_refused_without_change(tmp_path: Path) -> None
     conn.close()
     before = foreign.read_bytes()
     assert_error(run_cli(foreign, "status"), 1, "not a queuectl database")
-    assert_error(run_cli(foreign, "enqueue", '{"command":"true"}'), 1, "not a queuectl database")
+    for args in (
+        ("enqueue", '{"command":"true"}'),
+        ("worker", "start", "--burst"),
+        ("worker", "start", "--burst", "--processes", "2", "--count", "2"),
+    ):
+        assert_error(run_cli(foreign, *args), 1, "not a queuectl database")
     assert foreign.read_bytes() == before
 
 
