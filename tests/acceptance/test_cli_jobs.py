@@ -236,6 +236,11 @@ def test_enqueue_with_the_command_flag(db_path: Path) -> None:
     assert (record["id"], record["command"], record["max_retries"]) == ("flagged", "echo $X", 0)
     assert (record["priority"], record["timeout"], record["queue"]) == (-2, 5, "side")
     assert iso_ms(record["run_at"]) - iso_ms(record["created_at"]) == 60_000
+    at = run_cli(db_path, "enqueue", "-c", "true", "--run-at", "2100-01-01T01:00:00+01:00")
+    assert at.returncode == 0, at.stderr
+    assert cli_json(db_path, "show", at.stdout.strip())["run_at"] == "2100-01-01T00:00:00.000Z"
+    both = run_cli(db_path, "enqueue", "-c", "true", "--delay", "1", "--run-at", "4102444800")
+    assert_error(both, 1, "not both")
 
 
 def test_list_limit_state_and_queue(db_path: Path) -> None:
