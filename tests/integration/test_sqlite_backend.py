@@ -603,6 +603,14 @@ class TestRequeueDead:
         [c] = await claim(sqlite_backend, t + 7)
         assert (c.job.id, c.job.attempts, c.token) == ("d2", 1, 2)
 
+    async def test_an_id_named_twice_is_retried_once(
+        self, sqlite_backend: SqliteBackend, clock: FrozenClock
+    ) -> None:
+        t = clock()
+        await self._dead(sqlite_backend, t, "d1", "d2")
+        assert await sqlite_backend.requeue_dead(["d1", "d2", "d1"], now=t) == ["d1", "d2"]
+        assert (await sqlite_backend.counts())[JobState.PENDING] == 2
+
     async def test_all(self, sqlite_backend: SqliteBackend, clock: FrozenClock) -> None:
         t = clock()
         await self._dead(sqlite_backend, t, "d1", "d2", "d3")
