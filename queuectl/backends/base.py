@@ -139,6 +139,8 @@ class JobStore(Protocol):
     async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
         """Move dead jobs back to ``pending`` with ``attempts = 0``; ``None`` means all.
 
+        An id named more than once counts once. Returns the ids moved, in order.
+
         All or nothing: raises ``JobNotFound`` or ``InvalidTransition`` naming the
         first id that is missing or not dead, and then changes nothing.
         """

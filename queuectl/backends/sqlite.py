@@ -411,7 +411,8 @@ class SqliteBackend:
             if job_ids is None:
                 return [r[0] for r in conn.execute(SQL["requeue_all_dead"], {"now": now})]
             done: list[str] = []
-            for job_id in job_ids:
+            # An id named twice is one request for that job, not a second retry of it.
+            for job_id in dict.fromkeys(job_ids):
                 row = conn.execute(SQL["requeue_dead"], {"id": job_id, "now": now}).fetchone()
                 if row is None:
                     state = conn.execute(SQL["job_state"], {"id": job_id}).fetchone()
