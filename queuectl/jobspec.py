@@ -93,7 +93,7 @@ def parse_input(text: str) -> list[RawJob]:
 
 def _json_lines(text: str) -> Iterator[RawJob]:
     position = 0
-    scan = _SCANNER.scan_once
+    scan = _SCANNER.scan_once  # type: ignore[attr-defined]
     # Only "\n" ends a record: str.splitlines would also split at U+2028, U+2029
     # and U+0085, which JSON allows unescaped inside strings.
     for line_no, line in enumerate(text.split("\n"), 1):
@@ -125,7 +125,7 @@ def new_job_id() -> str:
 
 
 #: Printable ASCII without space: ids made only of these need no per-character check.
-_PLAIN_ID = re.compile(r"[!-~]{1,%d}" % MAX_ID_LEN)
+_PLAIN_ID = re.compile(rf"[!-~]{{1,{MAX_ID_LEN}}}")
 
 
 def validate_id(value: object) -> str:
