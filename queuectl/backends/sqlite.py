@@ -341,8 +341,9 @@ class SqliteBackend:
             "lease_until": now + lease_ms,
             "now": now,
             "limit": claim,
-            "queues": json.dumps(list(queues or ())),
         }
+        if queues is not None:
+            claim_args["queues"] = json.dumps(list(queues))
 
         def body(conn: sqlite3.Connection) -> Exchanged:
             if start_rows:
@@ -674,6 +675,10 @@ def _inserted(job: NewJob, now: int) -> Job:
     )
 
 
+#: Stands in for the stored policy where ``decide`` does not use it (success, interrupt).
+_NO_POLICY = RetryPolicy()
+
+
 def _policy(conn: sqlite3.Connection) -> RetryPolicy:
     stored = {r[0]: r[1] for r in conn.execute(SQL["config_all"])}
     config = from_stored(stored)
@@ -691,16 +696,20 @@ def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | N
 def _finish_all(
     conn: sqlite3.Connection, worker_id: str, finishes: Sequence[Finish], now: int
 ) -> list[FinishResult]:
-    policy = _policy(conn)
+    # The stored backoff settings are read when a retry is scheduled (SPEC §5),
+    # so a cycle of successes does not read the config at all.
+    policy: RetryPolicy | None = None
     results: list[FinishResult] = []
     for f in finishes:
         r = f.result
+        if policy is None and not (r.ok or r.interrupted):
+            policy = _policy(conn)
         decision, refund = decide(
             ok=r.ok,
             interrupted=r.interrupted,
             attempts=f.attempts,
             max_retries=f.max_retries,
-            policy=policy,
+            policy=policy or _NO_POLICY,
             now=now,
         )
         args: dict[str, Any] = {
