@@ -55,6 +55,11 @@ _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def setup_logging(level: int = logging.INFO, fmt: str = "auto") -> None:
+    # No format here shows the thread or process: spare every record (two per
+    # job) the lookups of the current thread, pid and multiprocessing name.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger("queuectl")
     root.handlers.clear()
     root.setLevel(level)
