@@ -76,7 +76,8 @@ class Execution:
                     stdout=self._fd,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,
-                    env=dict(cmd.env),
+                    # job_environment already built a fresh dict; copy only other mappings.
+                    env=cmd.env if isinstance(cmd.env, dict) else dict(cmd.env),
                     cwd=cmd.cwd,
                 )
             except OSError as exc:
