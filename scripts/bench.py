@@ -218,6 +218,11 @@ class Bench:
                 "wall_s": round(median([r.seconds for r in runs]), 4),
                 "jobs_per_s": round(n / median([r.seconds for r in runs]), 1),
                 "exactly_once": all(r.exactly_once for r in runs),
+                **(
+                    {"span_s": round(median([r.span_s for r in runs]), 4)}
+                    if all(r.span_s is not None for r in runs)
+                    else {}
+                ),
             }
             for (name, count), runs in cells.items()
         ]
@@ -236,6 +241,9 @@ class Bench:
         runs = self.drain_grid(f"sleep {W3_SLEEP_S}", n, (W3_COUNT,), "W3")
         for cell in runs:
             cell["efficiency"] = round(ideal / cell["wall_s"], 3)
+            if "span_s" in cell:
+                # Without the worker's start-up: first attempt start to last end.
+                cell["efficiency_after_start"] = round(ideal / cell["span_s"], 3)
         return {"jobs": n, "count": W3_COUNT, "ideal_s": ideal, "runs": runs}
 
     # W4 --------------------------------------------------------------------
@@ -607,6 +615,8 @@ def _drain_rows(results: dict[str, Any], work: str) -> list[tuple[str, ...]]:
         value = f"{cell['jobs_per_s']:,.0f} jobs/s"
         if work == "W3":
             value += f", eff {cell['efficiency']:.2f}"
+            if "efficiency_after_start" in cell:
+                value += f" ({cell['efficiency_after_start']:.2f} after start)"
         once = "" if cell["exactly_once"] else " (NOT exactly once)"
         rel = _x(base["jobs_per_s"], cell["jobs_per_s"], higher=True) if base else ""
         rows.append((work, cell["system"], f"--count {cell['count']}", value + once, rel))
@@ -664,9 +674,9 @@ def setup_peers(bench: Bench, stack: contextlib.ExitStack) -> None:
         peers.notes.append(f"task-spooler skipped: {exc}")
     if peers.tsp is None:
         peers.notes.append("task-spooler skipped: not installed")
-    peers.redis_url = stack.enter_context(redis_server(bench.fresh("redis")))
+    peers.redis_url = stack.enter_context(redis_server(bench.fresh("redis"), bench.args.redis_url))
     if peers.redis_url is None:
-        peers.notes.append("rq skipped: no Redis at 127.0.0.1:6379 and no redis-server")
+        peers.notes.append("rq skipped: no redis-server and no Redis at 127.0.0.1:6379")
     for text in peers.notes:
         note(text)
 
@@ -678,6 +688,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="write the W2 plot (PNG) here")
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--redis-url", help="Redis for RQ (default: a private redis-server for this run)"
+    )
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 3)")
     parser.add_argument("--jobs", type=int, help="W2 job count (default 2,000)")
     parser.add_argument("--w6-jobs", type=int, help="W6 history size (default 1,000,000)")

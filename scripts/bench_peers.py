@@ -56,6 +56,8 @@ class Drain:
     seconds: float
     ran: int
     exactly_once: bool
+    #: queuectl only: first attempt start to last attempt end, as the store saw it.
+    span_s: float | None = None
 
 
 @dataclass
@@ -118,14 +120,16 @@ def redis_ping(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server(work: Path) -> Iterator[str | None]:
-    """The local Redis at 127.0.0.1:6379, else a private one started for this run."""
-    if redis_ping("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
+def redis_server(work: Path, url: str | None = None) -> Iterator[str | None]:
+    """A Redis for RQ: ``url`` if given, else a private ``redis-server`` on 127.0.0.1
+    started for this run (nobody else's FLUSHALL can empty its queues mid-run), else
+    the local one at 127.0.0.1:6379."""
+    if url is not None:
+        yield url
         return
     server = shutil.which("redis-server")
     if server is None:
-        yield None
+        yield "redis://127.0.0.1:6379/0" if redis_ping("127.0.0.1", 6379) else None
         return
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -226,7 +230,7 @@ class Queuectl:
                 )
             )
         ran, once = exactly_once(db, n)
-        return Drain(seconds, ran, once)
+        return Drain(seconds, ran, once, attempts_span(db))
 
     @contextlib.contextmanager
     def idle(self, work: Path, count: int, db: Path | None = None) -> Iterator[list[int]]:
@@ -285,6 +289,14 @@ def exactly_once(db: Path, n: int) -> tuple[int, bool]:
         ).fetchone()
         total = conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
     return int(done), done == n and attempts == (n, n) and total == n
+
+
+def attempts_span(db: Path) -> float:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        first, last = conn.execute(
+            "SELECT min(started_at), max(finished_at) FROM attempts"
+        ).fetchone()
+    return (last - first) / 1000 if first is not None and last is not None else float("nan")
 
 
 BARE_LOOP = """
