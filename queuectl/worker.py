@@ -32,7 +32,7 @@ from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
-from queuectl.exceptions import BackendError
+from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
 from queuectl.models import (
     Claim,
@@ -123,7 +123,12 @@ class Worker:
         try:
             with self._signal_handlers(), fast_child_watcher():
                 await self._recover()
-                await self._serve(pump)
+                try:
+                    await self._serve(pump)
+                except ExceptionGroup as group:
+                    # A store that cannot be used ends the worker with that error
+                    # (one ``Error:`` line), not with the task group's wrapper.
+                    raise _first_error(group) from None
         finally:
             # Normally nothing is left; after a crash, whatever this worker still
             # holds is killed and handed back at once instead of after the lease.
@@ -313,6 +318,8 @@ class Worker:
                 now=self.clock(),
             )
             stored = await self.backend.get_config()
+        except NotAQueueDatabase:
+            raise
         except BackendError as exc:
             log.warning("heartbeat failed: %s", exc)
             self._fence_if_stale()
@@ -342,6 +349,8 @@ class Worker:
             await asyncio.sleep(self.config.reap_interval)
             try:
                 await self._recover()
+            except NotAQueueDatabase:
+                raise
             except BackendError as exc:
                 log.warning("recovery check failed: %s", exc)
 
@@ -370,6 +379,17 @@ class Worker:
         if lost and self._pump is not None:
             self._pump.arm()
         return lost
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first queuectl error inside ``group`` (nested groups included), else ``group``."""
+    matched = group.subgroup(QueueCtlError)
+    while matched is not None:
+        first = matched.exceptions[0]
+        if not isinstance(first, BaseExceptionGroup):
+            return first
+        matched = first
+    return group
 
 
 def _kill_orphan(lost: LostAttempt) -> None:
