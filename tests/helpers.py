@@ -197,13 +197,21 @@ def set_config(db: Path | str, **values: object) -> None:
         assert result.returncode == 0, result.stderr
 
 
-def assert_one_error(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """Exit ``code`` with exactly one ``Error:`` line on stderr and no traceback."""
+def assert_one_error(
+    result: subprocess.CompletedProcess[str], code: int = 1, *, logs: bool = False
+) -> str:
+    """Exit ``code`` with exactly one ``Error:`` line on stderr and no traceback.
+
+    ``logs``: a worker's log lines may come before it (they are not errors).
+    """
     lines = result.stderr.splitlines()
     assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    if not logs:
+        assert lines == errors, result.stderr
+    return errors[0]
 
 
 def pid_alive(pid: int) -> bool:
@@ -316,3 +324,48 @@ def job_state(db: Path | str, job_id: str) -> tuple[str, int] | None:
 
 def worker_ids(db: Path | str) -> set[str]:
     return {w["id"] for w in cli_json(db, "worker", "list")}
+
+
+_HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", time.time(), flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+print("released", time.time(), flush=True)
+"""
+
+
+class WriteLock:
+    """Another process holding SQLite's write lock (``BEGIN IMMEDIATE``) for a while."""
+
+    def __init__(self, db: Path | str, seconds: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(db), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        assert line[:1] == ["locked"], line
+        self.locked_at = float(line[1])
+        self.released_at: float | None = None
+
+    def wait(self, timeout: float = 120) -> float:
+        """Wait for the release; returns its time (``time.time()``)."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.released_at = float(out.split()[1])
+        return self.released_at
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate()
+
+    def __enter__(self) -> WriteLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
