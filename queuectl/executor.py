@@ -92,7 +92,13 @@ class Execution:
                 self._termed_at = time.monotonic()
                 self._signal(signal.SIGTERM)
             self._arm(cmd)
-            returncode = await proc.wait()
+            try:
+                returncode = await proc.wait()
+            except asyncio.CancelledError:
+                # The worker is going down with this attempt still running (a
+                # crashed task, an unusable store): never leave the command behind.
+                self._signal(signal.SIGKILL)
+                raise
             if self._reason is not None:
                 await self._reap_group()
             return self._result(returncode, time.monotonic() - started)
