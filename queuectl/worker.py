@@ -393,10 +393,20 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def _kill_orphan(lost: LostAttempt) -> None:
-    """Kill what is left of a lost attempt on this host before the job can run again."""
-    local = lost.host == procs.HOST and lost.pgid
-    if local and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):  # type: ignore[arg-type]
+    """Kill what is left of a lost attempt on this host before the job can run again.
+
+    An attempt without a host never had its start recorded (its worker died right
+    after spawning it): it may have run here, so it is looked for here too.
+    """
+    if lost.host not in (None, procs.HOST):
+        return
+    group = None
+    if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
         log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
+        group = lost.pgid
+    left = procs.kill_attempt(lost.job_id, lost.attempts, lost.started_at, killed_group=group)
+    if left:
+        log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
 
 
 async def run_worker(options: WorkerOptions) -> int:

@@ -384,6 +384,7 @@ class SqliteBackend:
                     host=r["host"],
                     pgid=r["pgid"],
                     proc_start=r["proc_start"],
+                    started_at=r["started_at"],
                 )
                 for r in rows
             ]

@@ -9,13 +9,17 @@ that no process of a lost attempt survives into the next one.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from queuectl.executor import job_environment
 from tests.helpers import (
     WorkerProcess,
     assert_no_overlap,
@@ -241,3 +245,53 @@ def test_poison_pill_with_a_restarted_worker_ends_dead(db_path: Path, marks: Pat
             break
     assert codes == [-signal.SIGKILL, -signal.SIGKILL, 0], codes
     _check_poisoned(db_path, marks, 1)
+
+
+async def _claim_for_a_dead_worker(db: Path, job_id: str) -> int:
+    """Claim ``job_id`` in the name of a worker whose process is gone; returns the attempt.
+
+    This is the state a ``kill -9`` leaves when it lands after the command was
+    spawned but before its pid was written (the start is recorded in the next
+    transaction).
+    """
+    from queuectl import procs
+    from queuectl.backends.sqlite import SqliteBackend
+    from queuectl.clock import now_ms
+    from queuectl.models import WorkerInfo
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    backend = await SqliteBackend.open(str(db))
+    try:
+        now = now_ms()
+        info = WorkerInfo("deadbeef", procs.HOST, gone.pid, now, now, 1, 0, proc_start="x")
+        await backend.register_worker(info, now=now)
+        claimed = await backend.exchange(worker_id="deadbeef", claim=1, lease_ms=600_000, now=now)
+    finally:
+        await backend.aclose()
+    (claim,) = claimed.claims
+    assert claim.job.id == job_id
+    return claim.job.attempts
+
+
+async def test_a_kill_before_the_start_was_recorded_leaves_no_orphan(db_path: Path, marks: Path):
+    set_config(db_path, backoff_base=1)
+    enqueue_lines(db_path, [{"id": "early", "command": LONG_FIRST}])
+    attempt = await _claim_for_a_dead_worker(db_path, "early")
+    # The command runs as the dead worker would have started it: its own session,
+    # the job's environment, but no pid in the database.
+    env = job_environment({**os.environ, "MARKS": str(marks)}, {}, "early", attempt)
+    orphan = subprocess.Popen(["/bin/sh", "-c", LONG_FIRST], env=env, start_new_session=True)
+    try:
+        wait_for_file(marks / "grandchildren")
+        doomed = read_pids(marks / "shells") + read_pids(marks / "grandchildren")
+        with _worker(db_path, marks, name="restarted") as restarted:
+            wait_for(lambda: job_record(db_path, "early")["state"] == "completed", timeout=60)
+            assert not any(pid_alive(p) for p in doomed)
+            assert "killed" in restarted.output()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(orphan.pid, signal.SIGKILL)
+        orphan.wait()
+    _check_lost_then_completed(db_path, "early")
+    assert_no_overlap(marks)
