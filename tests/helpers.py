@@ -264,8 +264,11 @@ MARK_END = 'echo "end $QUEUECTL_JOB_ID $QUEUECTL_ATTEMPT $$ $(date +%s.%N)" >> "
 
 
 def marked(command: str) -> str:
-    """``command`` between the execution markers (``$MARKS`` is set by the test)."""
-    return f"{MARK_START}{command}; rc=$?; {MARK_END}exit $rc"
+    """``command`` (in a subshell, so it may ``exit``) between the execution markers.
+
+    ``$MARKS`` is set by the test.
+    """
+    return f"{MARK_START}( {command} ); rc=$?; {MARK_END}exit $rc"
 
 
 @dataclass
