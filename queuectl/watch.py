@@ -101,10 +101,16 @@ def _recent(out: Output, view: Overview) -> Table:
         "completed",
         Text.assemble(
             out.styled(f"{done:,}", "green" if done else "dim"),
-            out.styled(f"  {done / view.window_s:.1f}/s", "dim"),
+            out.styled(f"  {_rate(done, view.window_s)}", "dim"),
         ),
     )
-    grid.add_row("failed", out.styled(f"{failed:,}", "magenta" if failed else "dim"))
+    grid.add_row(
+        "failed",
+        Text.assemble(
+            out.styled(f"{failed:,}", "magenta" if failed else "dim"),
+            out.styled(f" attempt{'s' if failed != 1 else ''}", "dim"),
+        ),
+    )
     retry = view.next_retry
     if retry is None or retry.next_run_at is None:
         grid.add_row("next retry", out.styled("none", "dim"))
@@ -130,6 +136,11 @@ def _recent(out: Output, view: Overview) -> Table:
         ),
     )
     return grid
+
+
+def _rate(n: int, window_s: float) -> str:
+    per_s = n / window_s if window_s > 0 else 0.0
+    return f"{per_s:.1f}/s" if per_s >= 1 else f"{per_s * 60:.0f}/min"
 
 
 def _window_title(window_s: float) -> str:

@@ -53,7 +53,7 @@ def test_frame_shows_counts_recent_retry_slots_and_dead() -> None:
     # The last minute: completions and failures (timeouts are failures too).
     assert "last minute" in text
     assert re.search(r"completed\s+120\s+2\.0/s", text)
-    assert re.search(r"failed\s+5\b", text)
+    assert re.search(r"failed\s+5 attempts", text)
     assert "flaky in 8s (attempt 2/4)" in text
     assert "1 process, 3 slots, 2 busy" in text
     # Each slot: its job, the attempt and for how long it has run; idle slots.
@@ -80,6 +80,7 @@ def test_frame_when_nothing_runs() -> None:
     assert "no workers running" in text
     assert "no dead jobs" in text
     assert re.search(r"next retry\s+none", text)
+    assert re.search(r"completed\s+0\s+0/min", text)
 
 
 def test_a_running_job_of_a_lost_worker_is_still_shown() -> None:
