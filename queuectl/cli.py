@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncclick as click
 
-from queuectl import __version__, completion
+from queuectl import __version__
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState, StopMode
 
 if TYPE_CHECKING:
+    from asyncclick.shell_completion import CompletionItem
+
     from queuectl.queue import Queue
     from queuectl.render import Output
 
@@ -51,6 +53,23 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _complete_ids(state: JobState | None = None) -> Any:
+    """Tab-complete job ids from the store (the work is in ``completion``, imported late)."""
+
+    def complete(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        from queuectl import completion
+
+        return completion.job_ids(ctx, incomplete, state)
+
+    return complete
+
+
+def _complete_keys(_: click.Context, __: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from queuectl import completion
+
+    return completion.config_keys(incomplete)
 
 
 def _output() -> Output:
@@ -407,7 +426,7 @@ def _show_jobs(jobs: Sequence[Any], as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("job_id", shell_complete=completion.job_ids())
+@click.argument("job_id", shell_complete=_complete_ids())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the record with its history).")
 @pass_app
 async def show(app: App, job_id: str, as_json: bool) -> None:
@@ -433,7 +452,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("job_id", shell_complete=completion.job_ids())
+@click.argument("job_id", shell_complete=_complete_ids())
 @click.option(
     "--attempt",
     type=click.IntRange(min=1),
@@ -516,7 +535,7 @@ async def dlq_list(app: App, as_json: bool) -> None:
 
 @dlq.command("retry")
 @click.argument(
-    "job_ids", nargs=-1, metavar="JOB_ID...", shell_complete=completion.job_ids(JobState.DEAD)
+    "job_ids", nargs=-1, metavar="JOB_ID...", shell_complete=_complete_ids(JobState.DEAD)
 )
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @pass_app
@@ -555,7 +574,7 @@ async def config() -> None:
 
 
 @config.command("set")
-@click.argument("key", shell_complete=completion.config_keys)
+@click.argument("key", shell_complete=_complete_keys)
 @click.argument("value")
 @pass_app
 async def config_set(app: App, key: str, value: str) -> None:
@@ -571,7 +590,7 @@ async def config_set(app: App, key: str, value: str) -> None:
 
 
 @config.command("get")
-@click.argument("key", shell_complete=completion.config_keys)
+@click.argument("key", shell_complete=_complete_keys)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 async def config_get(app: App, key: str, as_json: bool) -> None:

@@ -6,6 +6,9 @@ they read one indexed, bounded query (``Backend.job_ids``), never create a
 database that does not exist yet, give up quickly on a locked one, and answer
 nothing rather than an error: a completion must never print a traceback into the
 user's command line.
+
+The CLI imports this module only when the shell asks for completions, so it
+costs nothing on ordinary runs.
 """
 
 from __future__ import annotations
@@ -13,33 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
 from pathlib import Path
-
-import asyncclick as click
-from asyncclick.shell_completion import CompletionItem
+from typing import TYPE_CHECKING
 
 from queuectl.config import QueueConfig, key_name, resolve_target
 from queuectl.models import JobState
+
+if TYPE_CHECKING:
+    import asyncclick as click
+    from asyncclick.shell_completion import CompletionItem
 
 #: Most ids offered at once; shells show long lists badly anyway.
 LIMIT = 50
 #: A Tab press waits at most this long for the store.
 TIMEOUT_S = 2.0
 
-Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
 
+def job_ids(ctx: click.Context, incomplete: str, state: JobState | None) -> list[CompletionItem]:
+    """Job ids starting with ``incomplete`` (only those in ``state`` if given)."""
+    from asyncclick.shell_completion import CompletionItem
 
-def job_ids(state: JobState | None = None) -> Completer:
-    """A ``shell_complete`` callback offering job ids (only those in ``state`` if given)."""
-
-    def complete(
-        ctx: click.Context, param: click.Parameter, incomplete: str
-    ) -> list[CompletionItem]:
-        target = resolve_target(ctx.find_root().params.get("db"))
-        return [CompletionItem(i) for i in fetch_ids(target, incomplete, state)]
-
-    return complete
+    target = resolve_target(ctx.find_root().params.get("db"))
+    return [CompletionItem(i) for i in fetch_ids(target, incomplete, state)]
 
 
 def fetch_ids(target: str, prefix: str, state: JobState | None = None) -> list[str]:
@@ -72,9 +70,9 @@ async def _read_ids(target: str, prefix: str, state: JobState | None) -> list[st
         await backend.aclose()
 
 
-def config_keys(
-    ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
+def config_keys(incomplete: str) -> list[CompletionItem]:
     """The settings' canonical names (``max-retries``, ``backoff-base``, …)."""
+    from asyncclick.shell_completion import CompletionItem
+
     names = [key_name(name) for name in QueueConfig.__dataclass_fields__]
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
