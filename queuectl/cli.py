@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncclick as click
 
-from queuectl import __version__
+from queuectl import __version__, completion
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState, StopMode
 
 if TYPE_CHECKING:
-    from asyncclick.shell_completion import CompletionItem
-
     from queuectl.queue import Queue
     from queuectl.render import Output
 
@@ -53,23 +51,6 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
-
-
-def _complete_ids(state: JobState | None = None) -> Any:
-    """Tab-complete job ids from the store (the work is in ``completion``, imported late)."""
-
-    def complete(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[CompletionItem]:
-        from queuectl import completion
-
-        return completion.job_ids(ctx, incomplete, state)
-
-    return complete
-
-
-def _complete_keys(_: click.Context, __: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    from queuectl import completion
-
-    return completion.config_keys(incomplete)
 
 
 def _output() -> Output:
@@ -110,7 +91,7 @@ async def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = App(resolve_target(db))
 
 
-@cli.command()
+@cli.command(short_help="Add jobs: a JSON argument, JSON on stdin, or -c CMD.")
 @click.argument("job_json", required=False)
 @click.option("-c", "--command", "command", metavar="CMD", help="Enqueue this shell command.")
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
@@ -207,7 +188,7 @@ async def worker() -> None:
     """
 
 
-@worker.command("start")
+@worker.command("start", short_help="Run workers in the foreground until stopped.")
 @click.option(
     "--count",
     "-n",
@@ -294,7 +275,7 @@ async def worker_start(
         sys.exit(code)
 
 
-@worker.command("stop")
+@worker.command("stop", short_help="Ask running workers to stop; wait for them.")
 @click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
 @click.option(
     "--timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 1)."
@@ -340,7 +321,7 @@ async def worker_list(app: App, as_json: bool) -> None:
     out.show(workers_table(out, workers))
 
 
-@cli.command()
+@cli.command(short_help="Job counts per state and workers; --watch: live view.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--watch", is_flag=True, help="Live view, refreshed until Ctrl-C.")
 @click.option(
@@ -426,11 +407,13 @@ def _show_jobs(jobs: Sequence[Any], as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("job_id", shell_complete=_complete_ids())
+@click.argument("job_id", shell_complete=completion.job_ids())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the record with its history).")
 @pass_app
 async def show(app: App, job_id: str, as_json: bool) -> None:
-    """Show one job and every attempt (start, duration, exit code or signal, error, worker).
+    """Show one job and every attempt.
+
+    Each attempt: start, duration, exit code or signal, error, worker, output size.
 
     \b
     Examples:
@@ -451,8 +434,8 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
     out.show(job_detail(out, job, history))
 
 
-@cli.command()
-@click.argument("job_id", shell_complete=_complete_ids())
+@cli.command(short_help="Print the output of a job's attempt; --follow: live.")
+@click.argument("job_id", shell_complete=completion.job_ids())
 @click.option(
     "--attempt",
     type=click.IntRange(min=1),
@@ -533,9 +516,9 @@ async def dlq_list(app: App, as_json: bool) -> None:
     _show_jobs(await (await app.queue()).dead_jobs(), as_json)
 
 
-@dlq.command("retry")
+@dlq.command("retry", short_help="Move dead jobs back to pending.")
 @click.argument(
-    "job_ids", nargs=-1, metavar="JOB_ID...", shell_complete=_complete_ids(JobState.DEAD)
+    "job_ids", nargs=-1, metavar="JOB_ID...", shell_complete=completion.job_ids(JobState.DEAD)
 )
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @pass_app
@@ -573,8 +556,8 @@ async def config() -> None:
     """
 
 
-@config.command("set")
-@click.argument("key", shell_complete=_complete_keys)
+@config.command("set", short_help="Set KEY to VALUE (stored in the database).")
+@click.argument("key", shell_complete=completion.config_keys)
 @click.argument("value")
 @pass_app
 async def config_set(app: App, key: str, value: str) -> None:
@@ -590,7 +573,7 @@ async def config_set(app: App, key: str, value: str) -> None:
 
 
 @config.command("get")
-@click.argument("key", shell_complete=_complete_keys)
+@click.argument("key", shell_complete=completion.config_keys)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 async def config_get(app: App, key: str, as_json: bool) -> None:

@@ -7,15 +7,15 @@ database that does not exist yet, give up quickly on a locked one, and answer
 nothing rather than an error: a completion must never print a traceback into the
 user's command line.
 
-The CLI imports this module only when the shell asks for completions, so it
-costs nothing on ordinary runs.
+Importing this module is cheap (asyncio, the store and asyncclick's completion
+machinery load only when the shell asks), so ``enqueue`` does not pay for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,18 +26,24 @@ if TYPE_CHECKING:
     import asyncclick as click
     from asyncclick.shell_completion import CompletionItem
 
+    Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
+
 #: Most ids offered at once; shells show long lists badly anyway.
 LIMIT = 50
 #: A Tab press waits at most this long for the store.
 TIMEOUT_S = 2.0
 
 
-def job_ids(ctx: click.Context, incomplete: str, state: JobState | None) -> list[CompletionItem]:
-    """Job ids starting with ``incomplete`` (only those in ``state`` if given)."""
-    from asyncclick.shell_completion import CompletionItem
+def job_ids(state: JobState | None = None) -> Completer:
+    """A ``shell_complete`` callback: job ids (only those in ``state`` if given)."""
 
-    target = resolve_target(ctx.find_root().params.get("db"))
-    return [CompletionItem(i) for i in fetch_ids(target, incomplete, state)]
+    def complete(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        from asyncclick.shell_completion import CompletionItem
+
+        target = resolve_target(ctx.find_root().params.get("db"))
+        return [CompletionItem(i) for i in fetch_ids(target, incomplete, state)]
+
+    return complete
 
 
 def fetch_ids(target: str, prefix: str, state: JobState | None = None) -> list[str]:
@@ -50,6 +56,8 @@ def fetch_ids(target: str, prefix: str, state: JobState | None = None) -> list[s
     found: list[str] = []
 
     def read() -> None:
+        import asyncio
+
         with contextlib.suppress(Exception):
             found.extend(asyncio.run(_read_ids(target, prefix, state)))
 
@@ -70,8 +78,8 @@ async def _read_ids(target: str, prefix: str, state: JobState | None) -> list[st
         await backend.aclose()
 
 
-def config_keys(incomplete: str) -> list[CompletionItem]:
-    """The settings' canonical names (``max-retries``, ``backoff-base``, …)."""
+def config_keys(_: click.Context, __: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """A ``shell_complete`` callback: the settings' names (``max-retries``, …)."""
     from asyncclick.shell_completion import CompletionItem
 
     names = [key_name(name) for name in QueueConfig.__dataclass_fields__]

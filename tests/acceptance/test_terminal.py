@@ -422,7 +422,9 @@ def test_every_command_has_a_summary_and_an_example() -> None:
     commands = list(walk(cli, "queuectl"))
     assert len(commands) >= 15
     for path, command in commands:
-        assert command.get_short_help_str().strip(), f"{path} has no summary"
+        summary = command.get_short_help_str(limit=60)
+        assert summary.strip(), f"{path} has no summary"
+        assert not summary.endswith("..."), f"{path}: summary cut in listings: {summary}"
         assert "Example" in (command.help or ""), f"{path} --help has no example"
 
 
