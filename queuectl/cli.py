@@ -536,7 +536,7 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
     if retry_all and _stderr_is_terminal():
         from queuectl.progress import stage_bar
 
-        with stage_bar("dlq retry") as progress:
+        with stage_bar("dlq retry", summary=False) as progress:  # the line below says it
             done = await queue.retry_dead(None, progress=progress)
     else:
         done = await queue.retry_dead(None if retry_all else list(job_ids))

@@ -47,11 +47,11 @@ def _console() -> Console:
 
 
 @contextlib.contextmanager
-def stage_bar(what: str) -> Iterator[ProgressCallback]:
+def stage_bar(what: str, *, summary: bool = True) -> Iterator[ProgressCallback]:
     """A transient bar for a staged operation; yields the callback ``Queue`` reports to.
 
-    The bar disappears when done and one summary line stays, so the terminal keeps
-    a record of what happened without the bar's redraws.
+    The bar disappears when done; with ``summary`` one line stays, so the terminal
+    keeps a record of what happened without the bar's redraws.
     """
     console = _console()
     bar = Progress(
@@ -74,7 +74,10 @@ def stage_bar(what: str) -> Iterator[ProgressCallback]:
     started = time.monotonic()
     with bar:
         yield report
-    console.print(f"[dim]{what}: {done:,} in {time.monotonic() - started:.1f}s[/]", highlight=False)
+    if summary:
+        console.print(
+            f"[dim]{what}: {done:,} in {time.monotonic() - started:.1f}s[/]", highlight=False
+        )
 
 
 async def run_burst_with_bar(options: WorkerOptions, level: int) -> int:
