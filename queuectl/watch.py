@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from rich.bar import Bar
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -37,6 +37,8 @@ from queuectl.signals import on_signals
 #: Rows the view needs besides the running jobs: header, the counts panels (five
 #: states plus borders), the workers panel's borders and header, the dead panel.
 _FIXED_ROWS = 1 + 7 + 4
+#: Narrower than this, the counts panel leaves out its bars.
+_BARS_MIN_WIDTH = 90
 
 
 def overview_view(out: Output, view: Overview, *, target: str = "", height: int = 0) -> Group:
@@ -50,15 +52,15 @@ def overview_view(out: Output, view: Overview, *, target: str = "", height: int 
         f" · {target}" if target else "",
         f" · {datetime.fromtimestamp(view.now / 1000):%Y-%m-%d %H:%M:%S}",
         (" · Ctrl-C to quit", "dim") if out.tty else "",
+        no_wrap=True,
+        overflow="ellipsis",
     )
-    budget = 0
-    if height:
-        budget = max(height - _FIXED_ROWS - (len(view.dead) + 4 if view.dead else 3), 1)
+    dead, budget = _row_budget(view, height)
     sections = [
         ("jobs", _counts(out, view)),
         (_window_title(view.window_s), _recent(out, view)),
         (_workers_title(view), _slots_table(out, view, budget)),
-        ("dead, newest first", _dead_table(out, view)),
+        ("dead, newest first", _dead_table(out, view, dead)),
     ]
     if not out.tty:
         parts: list[RenderableType] = [header]
@@ -66,17 +68,59 @@ def overview_view(out: Output, view: Overview, *, target: str = "", height: int 
             parts += [Text(""), Text(title.upper()), body]
         return Group(*parts)
     panels = [Panel(body, title=title, title_align="left") for title, body in sections]
-    top = Table.grid(padding=(0, 1))
-    top.add_row(panels[0], panels[1])
+    # Below _BARS_MIN_WIDTH columns the bars give their room to the last minute.
+    counts = Panel(_counts(out, view, bars=False), title="jobs", title_align="left")
+    top = Responsive(
+        _top_row(panels[0], panels[1]),
+        _top_row(counts, panels[1]),
+        min_width=_BARS_MIN_WIDTH,
+    )
     return Group(header, top, panels[2], panels[3])
 
 
-def _counts(out: Output, view: Overview) -> Table:
+def _top_row(*panels: Panel) -> Table:
+    # The counts keep their natural width; the last minute takes the rest of the
+    # row, so both rows of panels end at the same right edge.
+    top = Table.grid(padding=(0, 1), expand=True)
+    top.add_column()
+    top.add_column(ratio=1)
+    top.add_row(*panels)
+    return top
+
+
+class Responsive:
+    """Draws ``wide`` when there are at least ``min_width`` columns, else ``narrow``."""
+
+    def __init__(self, wide: RenderableType, narrow: RenderableType, *, min_width: int) -> None:
+        self.wide = wide
+        self.narrow = narrow
+        self.min_width = min_width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.wide if options.max_width >= self.min_width else self.narrow
+
+
+def _row_budget(view: Overview, height: int) -> tuple[int, int]:
+    """How many dead jobs and slot rows fit in ``height`` rows (0: no limit).
+
+    Running jobs matter most while watching, so the dead panel gets at most a
+    third of the rows left, and at least one.
+    """
+    if not height:
+        return len(view.dead), 0
+    rest = height - _FIXED_ROWS
+    dead = max(1, min(len(view.dead), (rest - 4) // 3)) if view.dead else 0
+    dead_rows = dead + 4 if view.dead else 3
+    return dead, max(rest - dead_rows, 1)
+
+
+def _counts(out: Output, view: Overview, *, bars: bool = True) -> Table:
     total = max(sum(view.counts.values()), 1)
     grid = Table.grid(padding=(0, 2) if not out.tty else (0, 1))
     grid.add_column(min_width=10)
     grid.add_column(justify="right", min_width=7)
-    if out.tty:
+    bars = bars and out.tty
+    if bars:
         grid.add_column(width=20)
     for state in JobState:
         n = view.counts[state]
@@ -85,7 +129,7 @@ def _counts(out: Output, view: Overview) -> Table:
             out.state(state),
             out.styled(f"{n:,}", style if n else "dim"),
         ]
-        if out.tty:
+        if bars:
             cells.append(Bar(size=total, begin=0, end=n, width=20, color=style.split()[-1]))
         grid.add_row(*cells)
     return grid
@@ -94,47 +138,40 @@ def _counts(out: Output, view: Overview) -> Table:
 def _recent(out: Output, view: Overview) -> Table:
     grid = Table.grid(padding=(0, 2) if not out.tty else (0, 1))
     grid.add_column(style="bold" if out.tty else "", no_wrap=True)
-    grid.add_column(no_wrap=True)
+    # A wrapping column is the one rich shrinks first, and the cells themselves
+    # never wrap: a narrow panel cuts values with "…", never the labels.
+    grid.add_column(no_wrap=not out.tty)
     done = view.finished.get(Outcome.COMPLETED, 0)
     failed = view.failed_recently
-    grid.add_row(
-        "completed",
-        Text.assemble(
+    retry = view.next_retry
+    processes = len(view.workers)
+    rows = {
+        "completed": Text.assemble(
             out.styled(f"{done:,}", "green" if done else "dim"),
             out.styled(f"  {_rate(done, view.window_s)}", "dim"),
         ),
-    )
-    grid.add_row(
-        "failed",
-        Text.assemble(
+        "failed": Text.assemble(
             out.styled(f"{failed:,}", "magenta" if failed else "dim"),
             out.styled(f" attempt{'s' if failed != 1 else ''}", "dim"),
         ),
-    )
-    retry = view.next_retry
-    if retry is None or retry.next_run_at is None:
-        grid.add_row("next retry", out.styled("none", "dim"))
-    else:
-        grid.add_row(
-            "next retry",
-            Text.assemble(
-                out.styled(retry.id, "bold"),
-                f" {out.when(retry.next_run_at)}",
-                out.styled(
-                    f" (attempt {attempts_text(retry.attempts + 1, retry.max_retries)})", "dim"
-                ),
-            ),
-        )
-    processes = len(view.workers)
-    grid.add_row(
-        "workers",
-        out.styled(
+        "next retry": out.styled("none", "dim")
+        if retry is None or retry.next_run_at is None
+        else Text.assemble(
+            out.styled(retry.id, "bold"),
+            f" {out.when(retry.next_run_at)}",
+            out.styled(f" (attempt {attempts_text(retry.attempts + 1, retry.max_retries)})", "dim"),
+        ),
+        "workers": out.styled(
             f"{processes} process{'es' if processes != 1 else ''}, "
             f"{view.coroutines} slot{'s' if view.coroutines != 1 else ''}, "
             f"{len(view.running)} busy",
             "" if view.workers else "dim",
         ),
-    )
+    }
+    for label, value in rows.items():
+        value.no_wrap = True
+        value.overflow = "ellipsis"
+        grid.add_row(label, value)
     return grid
 
 
@@ -205,7 +242,7 @@ def _job_row(out: Output, view: Overview, who: str, job: RunningJob) -> list[str
     ]
 
 
-def _dead_table(out: Output, view: Overview) -> RenderableType:
+def _dead_table(out: Output, view: Overview, limit: int) -> RenderableType:
     columns = [
         Column("ID", key=True),
         Column("DIED"),
@@ -219,7 +256,7 @@ def _dead_table(out: Output, view: Overview) -> RenderableType:
             attempts_text(job.attempts, job.max_retries),
             job.last_error or "-",
         ]
-        for job in view.dead
+        for job in view.dead[:limit]
     ]
     return out.table(columns, rows, empty="no dead jobs", inner=True)
 

@@ -106,3 +106,26 @@ def test_plain_snapshot() -> None:
         assert title in output.splitlines()
     assert re.search(r"^pending\s+12$", output, re.MULTILINE)
     assert "2027-01-15T08:00:08.000Z" in output  # absolute times, not "in 8s"
+
+
+def test_narrow_frame_gives_the_bars_room_to_the_values_and_keeps_labels() -> None:
+    wide, _ = frame(overview(), width=110)
+    assert "█" in wide
+    text, _ = frame(overview(), width=64)
+    assert "█" not in text
+    assert max(len(line) for line in text.splitlines()) <= 64
+    for label in ("completed", "failed", "next retry", "workers"):
+        assert re.search(rf"│ {label}\s", text), label
+    assert "flaky in 8s" in text
+
+
+def test_a_short_screen_keeps_the_running_jobs_over_the_dead_ones() -> None:
+    dead = [make_job(f"dead-{i}", JobState.DEAD) for i in range(5)]
+    running = [
+        RunningJob(f"job-{i}", "sleep 30", 1, 3, "6cd75e61", i, NOW - 1_000) for i in range(6)
+    ]
+    view = overview(workers=[worker("6cd75e61", count=6)], running=running, dead=dead)
+    text, _ = frame(view, height=24)
+    assert len(text.splitlines()) <= 24
+    assert all(f"job-{i}" in text for i in range(6))  # every running job is shown
+    assert "dead-0" in text and "dead-4" not in text  # fewer dead ones instead
