@@ -35,7 +35,7 @@ JOBS: list[dict[str, object]] = [
     {"id": "nightly-report", "command": "sleep 30; python -m reports.nightly --since yesterday"},
     {"id": "flaky-upload", "command": "exit 75", "max_retries": 3},
     {"id": "resize-images", "command": "sleep 0.3; echo 120 images resized"},
-    {"id": "slow-probe", "command": "sleep 5", "timeout": 0.5, "max_retries": 0},
+    {"id": "fetch-feed", "command": "curl -fsS http://feeds.invalid/ || exit 7", "max_retries": 0},
 ]
 
 
