@@ -47,11 +47,12 @@ def overview_view(out: Output, view: Overview, *, target: str = "", height: int 
     On a terminal: panels, bars and colours. Plain: the same facts as titled
     sections of aligned text, one snapshot per call.
     """
+    # The database path goes last: on a narrow window it is what gets cut.
     header = Text.assemble(
         ("queuectl", "bold" if out.tty else ""),
-        f" · {target}" if target else "",
         f" · {datetime.fromtimestamp(view.now / 1000):%Y-%m-%d %H:%M:%S}",
         (" · Ctrl-C to quit", "dim") if out.tty else "",
+        f" · {target}" if target else "",
         no_wrap=True,
         overflow="ellipsis",
     )

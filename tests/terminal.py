@@ -143,6 +143,9 @@ class Tmux:
 
     def start(self, command: str, env: dict[str, str]) -> None:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        # COLUMNS/LINES from the test run's environment (tmux passes them on) would
+        # override the window's real size for rich.
+        exports = f"-u COLUMNS -u LINES {exports}"
         self._tmux(
             "new-session",
             "-d",
