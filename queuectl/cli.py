@@ -556,7 +556,12 @@ async def config() -> None:
     """
 
 
-@config.command("set", short_help="Set KEY to VALUE (stored in the database).")
+# A negative VALUE ("-1") is a value to validate, not an unknown option.
+@config.command(
+    "set",
+    short_help="Set KEY to VALUE (stored in the database).",
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("key", shell_complete=completion.config_keys)
 @click.argument("value")
 @pass_app

@@ -22,7 +22,7 @@ from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import AttemptOutput, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import QueueConfig, from_stored, key_name, normalize_key, parse_value
-from queuectl.exceptions import JobNotFound, QueueCtlError
+from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
 from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
 
@@ -135,7 +135,18 @@ class Queue:
         jobs = build_jobs(raws, config=await self.config(), now=now)
         if written is not None:
             written(0)
-        inserted = await self.backend.enqueue(jobs, now=now, progress=written)
+        try:
+            inserted = await self.backend.enqueue(jobs, now=now, progress=written)
+        except DuplicateJob as exc:
+            if exc.position is None or not 1 <= exc.position <= len(raws):
+                raise
+            # The store numbers jobs; the input's labels also know their lines.
+            label = raws[exc.position - 1].label
+            raise DuplicateJob(
+                f"{label}: a job with id {exc.job_id!r} already exists",
+                job_id=exc.job_id,
+                position=exc.position,
+            ) from exc
         await self.backend.notify(b"j")
         return inserted
 

@@ -22,6 +22,7 @@ from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.panel import Panel
+from rich.table import Column as RichColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -102,7 +103,17 @@ class Output:
 
     def show(self, renderable: RenderableType) -> None:
         if self.tty:
-            self._console.print(renderable)
+            console = self._console
+            if isinstance(renderable, FittedTable):
+                # An id wider than the terminal: print the table at the width it
+                # needs and let the terminal wrap its lines, rather than cut the id.
+                renderable = renderable.fit(console, console.width)
+                needed = _measure(console, renderable)
+                if needed > console.width:
+                    console = Console(
+                        file=self.file, width=needed, highlight=False, force_terminal=True
+                    )
+            console.print(renderable)
             return
         out = self.file or sys.stdout
         out.write(self.plain(renderable))
@@ -213,8 +224,11 @@ def fit_table(
 
     First the natural width; then the flex column shortened with an ellipsis to
     whatever room is left (never below ``MIN_FLEX_WIDTH``); then, one by one, the
-    columns marked ``drop`` are left out. Only when nothing is left to give do rich's
-    own rules apply, and key columns fold rather than lose characters.
+    columns marked ``drop`` are left out; then the other short columns shrink. If
+    even that cannot keep the key columns (ids) whole, nothing is cut: a table in
+    a panel (``inner``) folds its ids onto more lines, any other table comes back
+    with every column and wider than ``width``, for ``Output.show`` to print at
+    its own width and the terminal to wrap.
     """
     shown = list(range(len(columns)))
     while True:
@@ -235,17 +249,27 @@ def fit_table(
     floor = _build(cols, cells, tty=True, title=title, squeeze=True, inner=inner)
     for column, col in zip(floor.columns, cols, strict=True):
         column.width = None if col.key else 1
-    if _measure(console, floor) > width:
-        # Not even one cell per column would leave room: fold the ids onto more
-        # lines rather than let rich cut them.
+    if _measure(console, floor) <= width:
+        return table
+    if inner:
+        # A panel cannot be wider than the screen: fold the ids onto more lines.
         for column, col in zip(table.columns, cols, strict=True):
             column.no_wrap = column.no_wrap and not col.key
+        return table
+    table = _build(columns, rows, tty=True, title=title)
+    flex = _flex_column(table)
+    if flex is not None:
+        flex.width = MIN_FLEX_WIDTH
     return table
+
+
+def _flex_column(table: Table) -> RichColumn | None:
+    return next((c for c in table.columns if c.overflow == "ellipsis" and c.ratio == 1), None)
 
 
 def _give_flex(console: Console, table: Table, width: int, minimum: int) -> bool:
     """Size the flex column to the room left (at least ``minimum``); ``False`` if none."""
-    flex = next((c for c in table.columns if c.overflow == "ellipsis" and c.ratio == 1), None)
+    flex = _flex_column(table)
     if flex is None:
         return False
     flex.width = minimum

@@ -94,8 +94,9 @@ class JobStore(Protocol):
     ) -> list[Job]:
         """Insert all jobs in one transaction, or none of them.
 
-        Raises ``DuplicateJob`` naming the first id that already exists; the
-        existing job is untouched. Returns only after the commit is durable.
+        Raises ``DuplicateJob`` naming the first id that already exists (with its
+        ``job_id`` and 1-based ``position`` in ``jobs``); the existing job is
+        untouched. Returns only after the commit is durable.
 
         ``progress``, if given, is called with the number of jobs written so far
         (inside the still-open transaction) every few thousand jobs; a store may
@@ -155,13 +156,14 @@ class JobStore(Protocol):
 
         Named ids are all or nothing: raises ``JobNotFound`` or ``InvalidTransition``
         naming the first id that is missing or not dead, and then changes nothing.
+        An id named more than once counts once. Returns the ids moved, in order.
 
         ``None`` moves the jobs that are dead when the call starts in batches of a
         few hundred, oldest job first, each batch its own short transaction (so a
         huge dead-letter queue never holds the write lock for long, and every job
         moves atomically). A job that dies during the call, or was enqueued after it
         started, may or may not be included; the call always ends. ``progress`` is
-        called with the running total after each batch. Returns the ids moved.
+        called with the running total after each batch.
         """
         ...
 

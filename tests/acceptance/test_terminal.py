@@ -65,8 +65,13 @@ def test_status_watch_in_tmux_sees_an_enqueue_and_quits_on_ctrl_c(
         f"trap : INT; {QUEUECTL} status --watch --interval 0.2; echo $? > {exit_file}; sleep 60",
         env={"QUEUECTL_DB": str(db_path), "TERM": "xterm-256color"},
     )
-    screen = tmux.wait_for(lambda s: pending_count(s) == 0 and "Ctrl-C to quit" in s)
-    assert "dead, newest first" in screen and "last minute" in screen
+    # A capture can land mid-frame: wait for a whole one.
+    tmux.wait_for(
+        lambda s: (
+            pending_count(s) == 0
+            and all(part in s for part in ("Ctrl-C to quit", "last minute", "dead, newest first"))
+        )
+    )
     assert tmux.alternate_screen()
 
     enqueue_lines(db_path, [{"id": "watched", "command": "true"}])

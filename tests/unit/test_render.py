@@ -7,17 +7,21 @@ with ``Text.from_ansi`` to check the words *and* their colours.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 
 import pytest
 from rich.color import Color
-from rich.console import RenderableType
+from rich.console import Console, RenderableType
+from rich.panel import Panel
 from rich.style import Style
 from rich.text import Text
 
 from queuectl.models import Attempt, Job, JobState, Outcome, WorkerInfo
 from queuectl.render import (
+    Column,
+    FittedTable,
     Output,
     attempts_table,
     config_table,
@@ -158,15 +162,20 @@ def test_narrow_terminal_drops_columns_but_never_cuts_ids() -> None:
         assert any(job_id in line for line in lines), f"{job_id} was cut"
 
 
-def test_tiny_terminal_folds_an_id_rather_than_cutting_it() -> None:
+def test_an_id_that_cannot_fit_folds_inside_a_panel() -> None:
     job_id = "0123456789abcdef"
-    text, _ = tty(lambda o: jobs_table(o, [make_job(job_id)]), width=20)
-    first_cells = [
-        cells[1].strip()
-        for line in text.splitlines()
-        if len(cells := line.split("│")) > 2 and cells[1].strip()
-    ]
-    assert "".join(first_cells) == job_id
+    columns = [Column("ID", key=True), Column("STATE"), Column("COMMAND", flex=True)]
+    rows: list[list[str | Text]] = [[job_id, "pending", LONG_COMMAND]]
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=14, force_terminal=True)
+    console.print(Panel(FittedTable(columns, rows, inner=True)))
+    lines = Text.from_ansi(buffer.getvalue()).plain.splitlines()
+    assert max(len(line) for line in lines) <= 14
+    # Below the header's rule, the first word of each line is a piece of the id.
+    inside = [line.strip("│ ") for line in lines[1:-1]]
+    rule = next(i for i, line in enumerate(inside) if line.startswith("─"))
+    pieces = [line.split()[0] for line in inside[rule + 1 :] if line]
+    assert len(pieces) > 1 and "".join(pieces) == job_id  # folded, every character kept
 
 
 def test_jobs_table_plain_mode_is_stable_text() -> None:
@@ -360,3 +369,49 @@ def test_no_line_is_wider_than_the_terminal(width: int) -> None:
     ):
         text, _ = tty(render, width=width)
         assert max(len(line) for line in text.splitlines()) <= width
+
+
+HEADERS = ("ID", "STATE", "ATTEMPTS", "PRI", "QUEUE", "NEXT RUN", "UPDATED", "COMMAND")
+
+
+def render_tty(jobs: list[Job], width: int, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """What ``queuectl list`` prints on a terminal ``width`` columns wide."""
+    out = Output(tty=True, width=width)
+    out.show(jobs_table(out, jobs))
+    return ANSI.sub("", capsys.readouterr().out).splitlines()
+
+
+@pytest.mark.parametrize("width", [100, 120, 200])
+@pytest.mark.parametrize("words", [2, 60])
+def test_every_column_survives_a_long_command(
+    width: int, words: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = [
+        make_job("0123456789abcdef", command="echo " + "word " * words, attempts=0),
+        make_job("fedcba9876543210", JobState.PROCESSING, command="true", attempts=0),
+    ]
+    lines = render_tty(jobs, width, capsys)
+    text = "\n".join(lines)
+    for header in HEADERS:
+        assert header in text, (header, text)
+    for value in ("0123456789abcdef", "fedcba9876543210", "pending", "processing", "0/4"):
+        assert value in text, (value, text)
+    assert max(len(line) for line in lines) <= width
+    assert len({len(line) for line in lines}) == 1  # a whole table, no side cropped
+    if words > 2:
+        assert "…" in text  # the command, and only it, was shortened
+
+
+@pytest.mark.parametrize("width", [80, 20])
+def test_an_id_wider_than_the_terminal_is_not_cut(
+    width: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_id = "a-very-long-job-id-" + "x" * 100 + "-end" if width == 80 else "0123456789abcdef"
+    lines = render_tty([make_job(long_id, command="echo " + "word " * 40)], width, capsys)
+    text = "\n".join(lines)
+    assert long_id in text
+    for header in HEADERS:
+        assert header in text, (header, text)
+    # Wider than the terminal (which wraps it), but whole: no side is cropped.
+    assert len({len(line) for line in lines}) == 1
+    assert lines[0].endswith("┓")
