@@ -120,7 +120,7 @@ class JobStore(Protocol):
         Records where started commands run, records finished attempts (each fenced;
         the next state follows the retry policy with the backoff settings stored *at
         this moment*), then claims up to ``claim`` due jobs from ``queues`` (all
-        queues when ``None``) ordered by priority (high first), due time, then age.
+        queues when ``None``) ordered by priority (high first), then age (oldest first).
         Each claim increments ``attempts`` and the fencing token, sets the lease to
         ``now + lease_ms`` and opens the attempt's history row, atomically.
         """

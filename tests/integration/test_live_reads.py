@@ -20,8 +20,14 @@ from tests.conftest import FrozenClock
 T0 = 1_800_000_000_000
 
 
-def new(job_id: str, max_retries: int = 3) -> NewJob:
-    return NewJob(id=job_id, command=f"echo {job_id}", max_retries=max_retries, next_run_at=T0)
+def new(job_id: str, max_retries: int = 3, priority: int = 0) -> NewJob:
+    return NewJob(
+        id=job_id,
+        command=f"echo {job_id}",
+        max_retries=max_retries,
+        priority=priority,
+        next_run_at=T0,
+    )
 
 
 async def run_once(
@@ -87,7 +93,8 @@ async def test_next_retry_and_newest_dead(sqlite_backend: SqliteBackend) -> None
 
     assert await sqlite_backend.recent_dead(limit=5) == []
     for i, when in enumerate([T0 + 50_000, T0 + 90_000, T0 + 70_000]):
-        await sqlite_backend.enqueue([new(f"d{i}", max_retries=0)], now=T0)
+        # Priority 1: claimed ahead of the older retries that are due by then.
+        await sqlite_backend.enqueue([new(f"d{i}", max_retries=0, priority=1)], now=T0)
         await run_once(sqlite_backend, f"d{i}", FAIL, now=when)
     dead = await sqlite_backend.recent_dead(limit=2)
     assert [j.id for j in dead] == ["d1", "d2"]  # by the time they died, not by age

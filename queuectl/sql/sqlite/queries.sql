@@ -12,14 +12,15 @@ VALUES (:id, :command, 'pending', :queue, :priority, :max_retries, :timeout_s, :
 SELECT 1 FROM jobs WHERE id = :id;
 
 -- name: claim_any
--- One statement takes up to :limit due jobs, highest priority first, then the ones
--- due longest, then the oldest; the jobs_claimed trigger opens each attempt row.
+-- One statement takes up to :limit due jobs, highest priority first and, among
+-- equals, the oldest (SPEC: ties run oldest first); the jobs_claimed trigger opens
+-- each attempt row.
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
  WHERE seq IN (SELECT seq FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                ORDER BY priority DESC, next_run_at, seq
+                ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
@@ -30,7 +31,7 @@ UPDATE jobs
  WHERE seq IN (SELECT seq FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= :now
                   AND queue IN (SELECT value FROM json_each(:queues))
-                ORDER BY priority DESC, next_run_at, seq
+                ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
