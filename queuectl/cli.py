@@ -98,11 +98,11 @@ async def cli(ctx: click.Context, db: str | None) -> None:
 @click.argument("job_json", required=False)
 @click.option("-c", "--command", "command", metavar="CMD", help="Enqueue this shell command.")
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
-@click.option("--max-retries", metavar="N", help="Retries after the first attempt (with -c).")
-@click.option("--priority", metavar="P", help="Higher runs first (with -c).")
-@click.option("--delay", metavar="S", help="Start no sooner than S seconds from now.")
+@click.option("--max-retries", type=int, help="Retries after the first attempt (with -c).")
+@click.option("--priority", type=int, help="Higher runs first (with -c).")
+@click.option("--delay", type=float, metavar="S", help="Start no sooner than S seconds from now.")
 @click.option("--run-at", metavar="TIME", help="Start no sooner than TIME (ISO-8601 or Unix s).")
-@click.option("--timeout", metavar="S", help="Kill the attempt after S seconds.")
+@click.option("--timeout", type=float, metavar="S", help="Kill the attempt after S seconds.")
 @click.option("--queue", metavar="Q", help="Named queue (default: default).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeat).")
 @click.option("--cwd", metavar="DIR", help="Working directory of the command.")
@@ -150,7 +150,7 @@ def _job_input(
         spec: dict[str, Any] = {"command": command}
         names = {"job_id": "id"}
         for key, value in given.items():
-            spec[names.get(key, key)] = _number(value) if key in _NUMERIC_FLAGS else value
+            spec[names.get(key, key)] = value
         if "env" in spec:
             spec["env"] = dict(_split_env(item) for item in spec["env"])
         return spec
@@ -163,21 +163,6 @@ def _job_input(
     return sys.stdin.read()
 
 
-#: Validated by the job rules like the JSON fields, so a bad value is an invalid
-#: job (exit 1, one ``Error:`` line naming the field), as it is in JSON input.
-_NUMERIC_FLAGS = frozenset({"max_retries", "priority", "delay", "timeout"})
-
-
-def _number(text: str) -> object:
-    """``"3"`` → 3, ``"1.5"`` → 1.5; anything else stays text for the job rules to reject."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
 def _is_big(text: str) -> bool:
     return len(text) >= BIG_BATCH_BYTES or text.count("\n", 0, BIG_BATCH_BYTES) >= BIG_BATCH_LINES
 
@@ -188,11 +173,9 @@ def _stderr_is_terminal() -> bool:
 
 
 def _split_env(item: str) -> tuple[str, str]:
-    from queuectl.exceptions import InvalidJob
-
     key, sep, value = item.partition("=")
     if not sep:
-        raise InvalidJob(f"job 1: --env {item!r} is not K=V")
+        raise click.BadParameter(f"{item!r} is not K=V", param_hint="--env")
     return key, value
 
 
