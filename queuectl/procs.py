@@ -145,3 +145,26 @@ def kill_attempt(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return len(pids)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether the process group has a member that is not a zombie.
+
+    ``killpg(pgid, 0)`` also succeeds for killed members that their new parent
+    (init, after the shell exited) has not reaped yet; waiting on those would
+    stretch every kill by however slowly init reaps.
+    """
+    if not group_exists(pgid):
+        return False
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command name: state is field 3, pgrp field 5.
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
