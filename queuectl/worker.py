@@ -32,7 +32,7 @@ from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
-from queuectl.exceptions import BackendError
+from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
 from queuectl.models import (
     Claim,
@@ -124,7 +124,12 @@ class Worker:
         try:
             with self._signal_handlers(), fast_child_watcher():
                 await self._recover()
-                await self._serve(pump)
+                try:
+                    await self._serve(pump)
+                except ExceptionGroup as group:
+                    # A store that cannot be used ends the worker with that error
+                    # (one ``Error:`` line), not with the task group's wrapper.
+                    raise _first_error(group) from None
         finally:
             # Normally nothing is left; after a crash, whatever this worker still
             # holds is killed and handed back at once instead of after the lease.
@@ -212,14 +217,14 @@ class Worker:
                 index,
                 job.attempts,
                 job.max_retries + 1,
-                extra={"action": "job_claimed", "job_id": job.id, "attempt": job.attempts},
+                extra={**self._fields(claim, index), "action": "job_claimed"},
             )
             result = await self._execute(claim, index)
             done = pump.finished(Finish(job.id, claim.token, job.attempts, job.max_retries, result))
             # Ask for the next job before the result is written: both go into the
             # same transaction.
             next_job = pump.want_job()
-            self._log_result(claim, result, await done)
+            self._log_result(claim, index, result, await done)
 
     async def _execute(self, claim: Claim, slot: int) -> ExecutionResult:
         assert self._pump is not None
@@ -245,7 +250,14 @@ class Worker:
         def started(pid: int) -> None:
             pump.started(
                 ProcessStart(
-                    job.id, claim.token, procs.HOST, pid, pid, procs.proc_start(pid), str(spool)
+                    job.id,
+                    claim.token,
+                    procs.HOST,
+                    pid,
+                    pid,
+                    procs.proc_start(pid),
+                    str(spool),
+                    slot=slot,
                 )
             )
 
@@ -254,48 +266,76 @@ class Worker:
         finally:
             del self._running[key]
 
-    def _log_result(self, claim: Claim, result: ExecutionResult, done: FinishResult) -> None:
+    def _fields(self, claim: Claim, slot: int) -> dict[str, object]:
+        """The structured fields of a transition line, for ``--log-format json`` and colours."""
         job = claim.job
-        extra = {"job_id": job.id, "attempt": job.attempts, "duration": round(result.duration_s, 3)}
-        attempt = f"attempt {job.attempts}/{job.max_retries + 1}"
+        return {
+            "job_id": job.id,
+            "attempt": job.attempts,
+            "max_attempts": job.max_retries + 1,
+            "worker_id": self.id,
+            "slot": slot,
+        }
+
+    def _log_result(
+        self, claim: Claim, slot: int, result: ExecutionResult, done: FinishResult
+    ) -> None:
+        job = claim.job
+        extra: dict[str, object] = {
+            **self._fields(claim, slot),
+            "duration": round(result.duration_s, 3),
+            "exit_code": result.exit_code,
+            "signal": result.signal,
+        }
+        where = f"attempt {job.attempts}/{job.max_retries + 1}, slot {slot}"
+        took = f"{result.duration_s:.2f}s"
         if not done.held:
             log.warning(
-                "%s: lease lost; result discarded (%s)",
+                "%s lease lost after %s; result discarded (%s)",
                 job.id,
-                attempt,
-                extra={**extra, "action": "job_lost"},
+                took,
+                where,
+                extra={**extra, "action": "job_lost", "error": result.describe()},
             )
         elif done.state is JobState.COMPLETED:
             log.info(
-                "%s completed in %.2fs (%s)",
+                "%s completed in %s, exit code 0 (%s)",
                 job.id,
-                result.duration_s,
-                attempt,
-                extra={**extra, "action": "job_completed", "exit_code": 0},
+                took,
+                where,
+                extra={**extra, "action": "job_completed"},
             )
         elif done.state is JobState.PENDING:
             log.warning(
-                "%s interrupted after %.2fs; back to pending, attempt not counted",
+                "%s interrupted after %s; back to pending, attempt not counted (%s)",
                 job.id,
-                result.duration_s,
-                extra={**extra, "action": "job_interrupted"},
+                took,
+                where,
+                extra={**extra, "action": "job_interrupted", "error": result.describe()},
             )
         elif done.state is JobState.FAILED:
             log.warning(
-                "%s failed: %s (%s); retry at %s",
+                "%s failed after %s: %s (%s); retry at %s",
                 job.id,
+                took,
                 result.describe(),
-                attempt,
+                where,
                 to_iso(done.next_run_at),
-                extra={**extra, "action": "job_failed", "exit_code": result.exit_code},
+                extra={
+                    **extra,
+                    "action": "job_failed",
+                    "error": result.describe(),
+                    "next_run_at": to_iso(done.next_run_at),
+                },
             )
         else:
             log.error(
-                "%s dead: %s (%s)",
+                "%s dead after %s: %s (%s)",
                 job.id,
+                took,
                 result.describe(),
-                attempt,
-                extra={**extra, "action": "job_dead", "exit_code": result.exit_code},
+                where,
+                extra={**extra, "action": "job_dead", "error": result.describe()},
             )
 
     async def _heartbeat_loop(self) -> None:
@@ -320,12 +360,21 @@ class Worker:
                     now=self.clock(),
                 )
                 stored = await self.backend.get_config()
+        except NotAQueueDatabase:
+            raise
         except (BackendError, TimeoutError) as exc:
             log.warning("heartbeat failed: %s", exc or "timed out")
             self._fence_if_stale()
             return
         self._last_heartbeat = asked
         self.config = replace(from_stored(stored), lease=self.config.lease)
+        log.debug(
+            "heartbeat: %d running, %d lease(s) lost, stop request: %s",
+            len(self._running),
+            len(beat.lost),
+            beat.stop.name.lower(),
+            extra={"action": "heartbeat", "worker_id": self.id},
+        )
         if not beat.registered:
             await self.backend.register_worker(self.info, now=self.clock())
         for key in beat.lost:
@@ -349,6 +398,8 @@ class Worker:
             await asyncio.sleep(self.config.reap_interval)
             try:
                 await self._recover()
+            except NotAQueueDatabase:
+                raise
             except BackendError as exc:
                 log.warning("recovery check failed: %s", exc)
 
@@ -372,18 +423,46 @@ class Worker:
                 item.worker_id,
                 item.attempts,
                 item.max_retries + 1,
-                extra={"action": "job_recovered", "job_id": item.job_id, "attempt": item.attempts},
+                extra={
+                    "action": "job_recovered",
+                    "job_id": item.job_id,
+                    "attempt": item.attempts,
+                    "max_attempts": item.max_retries + 1,
+                    "lost_worker_id": item.worker_id,
+                    "worker_id": self.id,
+                },
             )
         if lost and self._pump is not None:
             self._pump.arm()
         return lost
 
 
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first queuectl error inside ``group`` (nested groups included), else ``group``."""
+    matched = group.subgroup(QueueCtlError)
+    while matched is not None:
+        first = matched.exceptions[0]
+        if not isinstance(first, BaseExceptionGroup):
+            return first
+        matched = first
+    return group
+
+
 def _kill_orphan(lost: LostAttempt) -> None:
-    """Kill what is left of a lost attempt on this host before the job can run again."""
-    local = lost.host == procs.HOST and lost.pgid
-    if local and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):  # type: ignore[arg-type]
+    """Kill what is left of a lost attempt on this host before the job can run again.
+
+    An attempt without a host never had its start recorded (its worker died right
+    after spawning it): it may have run here, so it is looked for here too.
+    """
+    if lost.host not in (None, procs.HOST):
+        return
+    group = None
+    if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
         log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
+        group = lost.pgid
+    left = procs.kill_attempt(lost.job_id, lost.attempts, lost.started_at, killed_group=group)
+    if left:
+        log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
 
 
 async def run_worker(options: WorkerOptions) -> int:

@@ -10,6 +10,7 @@ coroutine's statements, and the worker's hot path is one hop per cycle.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -29,8 +30,10 @@ from queuectl.backends.base import (
     Exchanged,
     FinishResult,
     OnLost,
+    OnProgress,
     QueueProbe,
 )
+from queuectl.backends.sqlite_live import LiveViewReads
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -66,6 +69,10 @@ SQL = queries("sqlite")
 MIGRATIONS = migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
+#: Rows per ``executemany`` of a big enqueue, between two progress reports.
+_ENQUEUE_CHUNK = 2000
+#: Dead jobs moved per transaction by ``dlq retry --all``.
+_REQUEUE_BATCH = 500
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
@@ -191,7 +198,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-class SqliteBackend:
+class SqliteBackend(LiveViewReads):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
@@ -218,10 +225,12 @@ class SqliteBackend:
             raise BackendError(f"SQLite {sqlite3.sqlite_version} is too old; need 3.35 or newer")
         path = Path(target).expanduser()
         _prepare_path(path)
+        connection = aiosqlite.connect(path, isolation_level=None, timeout=1.0)
         try:
-            db = await aiosqlite.connect(path, isolation_level=None, timeout=1.0)
+            db = await connection
         except sqlite3.Error as exc:
-            raise BackendError(f"cannot open database {path}: {exc}") from exc
+            await _thread_stopped(connection)
+            raise _translate(exc, path) from exc
         backend = cls(path, db, busy_deadline_s=busy_deadline_s)
         try:
             await backend._call(lambda c: _setup(c, durable=durable))
@@ -264,7 +273,9 @@ class SqliteBackend:
             except sqlite3.Error as exc:
                 raise _translate(exc, self.path) from exc
 
-    async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
+    ) -> list[Job]:
         rows = [
             (
                 j.id,
@@ -287,7 +298,13 @@ class SqliteBackend:
         def run(conn: sqlite3.Connection) -> None:
             _begin(conn)
             try:
-                conn.executemany(SQL["insert_job"], rows)
+                if progress is None:
+                    conn.executemany(SQL["insert_job"], rows)
+                else:
+                    for start in range(0, len(rows), _ENQUEUE_CHUNK):
+                        chunk = rows[start : start + _ENQUEUE_CHUNK]
+                        conn.executemany(SQL["insert_job"], chunk)
+                        progress(start + len(chunk))
                 conn.executemany(
                     SQL["add_pending_counts"],
                     [{"queue": q, "n": n} for q, n in per_queue.items()],
@@ -332,6 +349,7 @@ class SqliteBackend:
                 "pgid": s.pgid,
                 "proc_start": s.proc_start,
                 "log_path": s.log_path,
+                "slot": s.slot,
             }
             for s in starts
         ]
@@ -397,6 +415,7 @@ class SqliteBackend:
                     host=r["host"],
                     pgid=r["pgid"],
                     proc_start=r["proc_start"],
+                    started_at=r["started_at"],
                 )
                 for r in rows
             ]
@@ -421,10 +440,13 @@ class SqliteBackend:
 
         return await self._call(lambda c: _transaction(c, body))
 
-    async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
+    async def requeue_dead(
+        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
+        if job_ids is None:
+            return await self._requeue_all_dead(now, progress)
+
         def body(conn: sqlite3.Connection) -> list[str]:
-            if job_ids is None:
-                return [r[0] for r in conn.execute(SQL["requeue_all_dead"], {"now": now})]
             done: list[str] = []
             # An id named twice is one request for that job, not a second retry of it.
             for job_id in dict.fromkeys(job_ids):
@@ -440,6 +462,21 @@ class SqliteBackend:
             return done
 
         return await self._call(lambda c: _transaction(c, body))
+
+    async def _requeue_all_dead(self, now: int, progress: OnProgress | None) -> list[str]:
+        upto = await self._call(lambda c: int(c.execute(SQL["max_seq"]).fetchone()[0]))
+        done: list[str] = []
+        after = 0
+        while True:
+            args = {"now": now, "after": after, "upto": upto, "limit": _REQUEUE_BATCH}
+            # One autocommit statement per batch: atomic on its own, and short.
+            rows = await self._call(functools.partial(_fetch_all, SQL["requeue_dead_batch"], args))
+            if not rows:
+                return done
+            done.extend(r[0] for r in rows)
+            after = max(r[1] for r in rows)
+            if progress is not None:
+                progress(len(done))
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._call(lambda c: c.execute(SQL["get_job"], {"id": job_id}).fetchone())
@@ -595,13 +632,27 @@ class SqliteBackend:
         asyncio.get_running_loop().add_reader(sock.fileno(), readable)
 
 
+async def _thread_stopped(connection: aiosqlite.Connection) -> None:
+    """Wait for the thread of a connection that failed to open.
+
+    aiosqlite stops it without waiting; if the event loop closed first, the thread
+    would print a traceback about the closed loop on its way out.
+    """
+    thread = connection._thread
+    for _ in range(1000):
+        if not thread.is_alive():
+            return
+        await asyncio.sleep(0.002)
+
+
 def _prepare_path(path: Path) -> None:
     if path.is_dir():
         raise BackendError(f"cannot use {path} as the database: it is a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BackendError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        reason = (exc.strerror or str(exc)).lower()
+        raise BackendError(f"cannot create the folder for {path}: {reason}") from exc
     if path.exists() and not os.access(path, os.R_OK):
         raise BackendError(f"cannot read database {path}: permission denied")
 
@@ -639,8 +690,21 @@ def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
     if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
         return NotAQueueDatabase(f"{path} is not a usable queuectl database: {text}")
     if "unable to open" in lower:
+        if _read_only_fs(path.parent):
+            # WAL mode needs its -wal and -shm files beside the database.
+            return BackendError(
+                f"cannot open database {path}: its folder is on a read-only file system "
+                "(queuectl needs to write beside the file)"
+            )
         return BackendError(f"cannot open database {path}: {text} (check the path and permissions)")
     return BackendError(f"database error on {path}: {text}")
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
@@ -677,6 +741,10 @@ def _inserted(job: NewJob, now: int) -> Job:
 
 #: Stands in for the stored policy where ``decide`` does not use it (success, interrupt).
 _NO_POLICY = RetryPolicy()
+
+
+def _fetch_all(sql: str, args: Mapping[str, Any], conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(sql, args).fetchall()
 
 
 def _policy(conn: sqlite3.Connection) -> RetryPolicy:
