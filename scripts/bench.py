@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -252,7 +253,7 @@ class Bench:
         systems: list[Any] = [Queuectl(), QueuectlCli()]
         systems += [s for s in self.systems() if hasattr(s, "latency")]
         samples: dict[str, list[tuple[float, float]]] = {}
-        per_round = max(1, self.sizes.w4_samples // self.sizes.rounds)
+        per_round = max(1, -(-self.sizes.w4_samples // self.sizes.rounds))
         for _ in range(self.sizes.rounds):
             for system in systems:
                 path = self.fresh(f"w4-{system.name}")
@@ -630,6 +631,28 @@ def _x(base: float | None, value: float, *, higher: bool = False) -> str:
     return f"{(value / base):.2f}x" if higher else f"{(base / value):.2f}x"
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The run's tables in Markdown, for docs/benchmarks.md."""
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Run `{meta['command']}` at {meta['started']} on {m['cores']} x {m['cpu']}, "
+        f"{m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
+        f"SQLite {m['sqlite']}; queuectl {meta['queuectl']}. Load average before "
+        f"{meta['loadavg_before']}, after {meta['loadavg_after']}.",
+        "",
+        "| workload | system | setting | result | vs queuectl |",
+        "|---|---|---|---:|---:|",
+    ]
+    lines += [f"| {' | '.join(row)} |" for row in table_rows(results)]
+    lines += ["", "| target | value | goal | holds |", "|---|---:|---|---|"]
+    lines += [
+        f"| {t['target']} | {t['value']} | {t['goal']} | {'yes' if t['ok'] else '**no**'} |"
+        for t in results.get("targets", [])
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def plot(results: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
@@ -687,6 +710,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", help="comma-separated workloads, e.g. W2,W4")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--plot", type=Path, help="write the W2 plot (PNG) here")
+    parser.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="report (table, plot, Markdown) from a saved --json file instead of running",
+    )
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--redis-url", help="Redis for RQ (default: a private redis-server for this run)"
@@ -722,6 +751,10 @@ def sizes_for(args: argparse.Namespace) -> Sizes:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        results["targets"] = evaluate(results)
+        return finish(args, results)
     sizes = sizes_for(args)
     if not QUEUECTL.exists():
         print(
@@ -731,6 +764,12 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir or Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="queuectl-bench-", dir=base))
+    for name in ("json", "plot", "markdown"):
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
+    # Helpers run `python -c`, which imports from the current folder first: from a
+    # checkout's root that would be its queuectl/, not the installed one.
+    os.chdir(work)
     results: dict[str, Any] = {
         "meta": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -758,11 +797,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     results["meta"]["loadavg_after"] = loadavg()
     results["targets"] = evaluate(results)
+    return finish(args, results)
+
+
+def finish(args: argparse.Namespace, results: dict[str, Any]) -> int:
     report(results)
-    if args.json:
+    if args.json and args.json != args.from_json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot and "W2" in results:
         plot(results, args.plot)
+    if args.markdown:
+        args.markdown.write_text(markdown(results))
     return 0
 
 

@@ -19,6 +19,7 @@ on first use), never in queuectl's dependencies.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -461,17 +462,19 @@ q.delete(delete_jobs=True)
 """
 
 
+_RQ_QUEUES = itertools.count(1)
+
+
 class RQ:
     name = "rq"
 
     def __init__(self, python: Path, url: str) -> None:
         self.python = python
         self.url = url
-        self._seq = 0
 
     def _queue(self) -> str:
-        self._seq += 1
-        return f"queuectl-bench-{os.getpid()}-{self._seq}"
+        # Unique for the whole run: a reused name would count an earlier run's jobs.
+        return f"queuectl-bench-{os.getpid()}-{next(_RQ_QUEUES)}"
 
     def drain(self, work: Path, command: str, n: int, count: int) -> Drain:
         name = self._queue()
