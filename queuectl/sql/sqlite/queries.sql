@@ -19,15 +19,21 @@ SELECT 1 FROM jobs WHERE id = :id;
 -- name: claim_any
 -- One statement takes up to :limit due jobs, highest priority first and, among
 -- equals, the oldest (SPEC: ties run oldest first); the jobs_claimed trigger opens
--- each attempt row.
--- INDEXED BY: left to itself the planner seeks jobs_by_state and sorts every
--- runnable job on each claim (750 us at 3,000 pending); jobs_runnable is already
--- in claim order, so the claim reads :limit entries.
+-- each attempt row. Pending jobs come from jobs_claim_pending, already in claim
+-- order (a claim reads :limit entries); due retries from jobs_retry_due, so the
+-- failed jobs still waiting are never walked. INDEXED BY: left to itself the
+-- planner seeks jobs_by_state and sorts every runnable job on each claim.
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_runnable
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
+                                   WHERE state = 'pending' AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit)
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit))
                 ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
@@ -36,9 +42,16 @@ RETURNING *;
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_runnable
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                  AND queue IN (SELECT value FROM json_each(:queues))
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
+                                   WHERE state = 'pending' AND next_run_at <= :now
+                                     AND queue IN (SELECT value FROM json_each(:queues))
+                                   ORDER BY priority DESC, seq LIMIT :limit)
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                     AND queue IN (SELECT value FROM json_each(:queues))
+                                   ORDER BY priority DESC, seq LIMIT :limit))
                 ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
