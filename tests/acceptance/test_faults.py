@@ -157,7 +157,7 @@ def test_a_worker_stops_on_a_database_corrupted_under_it(db_path: Path):
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs_runnable'")
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs_claim_pending'")
     page = root.fetchone()[0]
     conn.close()
     with open(db_path, "r+b") as f:
