@@ -1,0 +1,149 @@
+-- Version 1: jobs, their attempts, workers, the stored config, and the job counts.
+-- Times are bigint milliseconds since the Unix epoch (UTC), on the server's clock
+-- (queuectl_now_ms), so that hosts with skewed clocks agree on every lease.
+-- Everything lives in the schema the connection's search_path names first.
+
+-- The store's "now". A test may pass its own clock; NULL means the server's.
+-- now() is the transaction's start: stable within a statement, so a claim's
+-- lease and its due-time test agree, and the planner can use it in index scans.
+CREATE FUNCTION queuectl_now_ms(caller bigint) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(caller, floor(extract(epoch FROM now()) * 1000)::bigint) $$;
+
+CREATE TABLE jobs (
+    -- seq gives "oldest first" among ties and never goes backwards.
+    seq         bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          text    NOT NULL UNIQUE,
+    command     text    NOT NULL,
+    state       text    NOT NULL
+                CHECK (state IN ('pending', 'processing', 'completed', 'failed', 'dead')),
+    queue       text    NOT NULL DEFAULT 'default',
+    priority    integer NOT NULL DEFAULT 0,
+    attempts    integer NOT NULL DEFAULT 0,
+    max_retries integer NOT NULL,
+    timeout_s   double precision,
+    env         text,
+    cwd         text,
+    run_at      bigint,
+    -- NULL unless the job waits to run (pending or failed).
+    next_run_at bigint,
+    created_at  bigint  NOT NULL,
+    updated_at  bigint  NOT NULL,
+    last_error  text,
+    exit_code   integer,
+    -- The fencing token: +1 at every claim, never reset; numbers the attempts.
+    claims      integer NOT NULL DEFAULT 0,
+    worker_id   text,
+    lease_until bigint
+);
+
+-- The claim walks this index in order and stops at the first due rows that no
+-- other transaction holds, so it costs the same with a million finished jobs.
+CREATE INDEX jobs_runnable ON jobs (priority DESC, next_run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_due ON jobs (next_run_at) WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_leased ON jobs (lease_until) WHERE state = 'processing';
+CREATE INDEX jobs_held ON jobs (worker_id) WHERE state = 'processing';
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE INDEX jobs_by_queue ON jobs (queue, seq);
+
+CREATE TABLE attempts (
+    job_id      text    NOT NULL,
+    attempt     integer NOT NULL,
+    worker_id   text,
+    started_at  bigint  NOT NULL,
+    finished_at bigint,
+    outcome     text,
+    exit_code   integer,
+    signal      integer,
+    error       text,
+    host        text,
+    pid         integer,
+    pgid        integer,
+    proc_start  text,
+    log_path    text,
+    output      bytea,
+    output_size bigint  NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, attempt)
+);
+
+-- What a restarting worker looks for: attempts on its host that may have left a
+-- process group behind (unfinished, or recovered as lost by another host).
+CREATE INDEX attempts_strays ON attempts (host)
+    WHERE pgid IS NOT NULL AND (finished_at IS NULL OR outcome = 'lost');
+
+CREATE TABLE workers (
+    id             text    PRIMARY KEY,
+    host           text    NOT NULL,
+    pid            integer NOT NULL,
+    proc_start     text,
+    started_at     bigint  NOT NULL,
+    heartbeat_at   bigint  NOT NULL,
+    count          integer NOT NULL,
+    queues         text,
+    jobs_done      bigint  NOT NULL DEFAULT 0,
+    stop_requested integer NOT NULL DEFAULT 0
+);
+
+CREATE TABLE config (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- Job counts per (queue, state) as rows of deltas: triggers only ever INSERT, so
+-- workers never wait on one another for a counter row (a single counter row per
+-- state would serialise every claim in the cluster). Readers sum the rows; the
+-- reaper folds them together now and then (compact_counts).
+CREATE TABLE job_counts (
+    queue text   NOT NULL,
+    state text   NOT NULL,
+    n     bigint NOT NULL
+);
+
+CREATE FUNCTION queuectl_count_insert() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO job_counts (queue, state, n)
+    SELECT queue, state, count(*) FROM new_rows GROUP BY queue, state;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION queuectl_count_update() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO job_counts (queue, state, n)
+    SELECT queue, state, sum(d) FROM (
+        SELECT o.queue, o.state, -1 AS d
+          FROM old_rows AS o JOIN new_rows AS w USING (seq)
+         WHERE o.state <> w.state OR o.queue <> w.queue
+        UNION ALL
+        SELECT w.queue, w.state, 1
+          FROM old_rows AS o JOIN new_rows AS w USING (seq)
+         WHERE o.state <> w.state OR o.queue <> w.queue
+    ) AS changes
+    GROUP BY queue, state HAVING sum(d) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION queuectl_count_delete() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO job_counts (queue, state, n)
+    SELECT queue, state, -count(*) FROM old_rows GROUP BY queue, state;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_insert();
+CREATE TRIGGER jobs_count_update AFTER UPDATE ON jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_update();
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_delete();
+
+-- Bumped by every statement that makes a job claimable (enqueue, dlq retry,
+-- recovery, an interrupted attempt): idle workers poll it once a second as the
+-- fallback for a lost NOTIFY.
+CREATE SEQUENCE queuectl_version;
