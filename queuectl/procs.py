@@ -14,7 +14,10 @@ import signal
 import socket
 from functools import cache
 
-HOST = socket.gethostname()
+#: This machine's name in the store. ``QUEUECTL_HOST`` overrides it, which lets tests
+#: run several "hosts" on one machine; pid checks then apply only to workers that
+#: carry the same name.
+HOST = os.environ.get("QUEUECTL_HOST") or socket.gethostname()
 
 
 @cache
