@@ -74,6 +74,8 @@ def kill_group(pgid: int, started: str | None, sig: int = signal.SIGKILL) -> boo
     with that id would need a live process of that pid, so an absent leader still
     means the group (if any) is ours. Returns whether a signal was sent.
     """
+    if started is not None and not started.startswith(boot_id() + ":"):
+        return False  # recorded before a reboot: that group is long gone
     current = proc_start(pgid)
     if current is not None and started is not None and current != started:
         return False

@@ -123,6 +123,7 @@ class Worker:
         try:
             with self._signal_handlers(), fast_child_watcher():
                 await self._recover()
+                await self._release_strays()
                 await self._serve(pump)
         finally:
             # Normally nothing is left; after a crash, whatever this worker still
@@ -370,6 +371,18 @@ class Worker:
         if lost and self._pump is not None:
             self._pump.arm()
         return lost
+
+    async def _release_strays(self) -> None:
+        """Kill what a crash on this host left running after another host took its jobs over.
+
+        A worker elsewhere can recover a job but cannot reach this host's processes;
+        whatever of them still runs is killed here, before this worker takes any job.
+        """
+        strays = await self.backend.release_strays(
+            host=procs.HOST, now=self.clock(), on_stray=_kill_orphan
+        )
+        if strays:
+            log.info("checked %d stray attempt(s) left on this host", len(strays))
 
 
 def _kill_orphan(lost: LostAttempt) -> None:

@@ -364,6 +364,8 @@ class SqliteBackend:
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
     ) -> list[LostAttempt]:
+        host = self.host
+
         def body(conn: sqlite3.Connection) -> list[LostAttempt]:
             for worker in dead_workers:
                 conn.execute(SQL["expire_worker_leases"], {"worker": worker})
@@ -395,6 +397,7 @@ class SqliteBackend:
                 args = {
                     "id": item.job_id,
                     "token": item.token,
+                    "host": host,
                     "now": now,
                     "error": error,
                     "state": decision.state.value,
@@ -403,6 +406,29 @@ class SqliteBackend:
                 conn.execute(SQL["recover_attempt"], args)
                 conn.execute(SQL["recover_job"], args)
             return lost
+
+        return await self._call(lambda c: _transaction(c, body))
+
+    async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
+        def body(conn: sqlite3.Connection) -> list[LostAttempt]:
+            rows = conn.execute(SQL["stray_attempts"], {"host": host, "now": now}).fetchall()
+            strays = [
+                LostAttempt(
+                    job_id=r["job_id"],
+                    token=r["attempt"],
+                    attempts=r["attempts"],
+                    max_retries=r["max_retries"],
+                    worker_id=r["worker_id"],
+                    host=r["host"],
+                    pgid=r["pgid"],
+                    proc_start=r["proc_start"],
+                )
+                for r in rows
+            ]
+            for item in strays:
+                on_stray(item)
+                conn.execute(SQL["forget_stray"], {"id": item.job_id, "token": item.token})
+            return strays
 
         return await self._call(lambda c: _transaction(c, body))
 
