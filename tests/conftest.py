@@ -1,11 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from queuectl.backends.sqlite import SqliteBackend
+from tests import pg
+
+#: The stores every store-agnostic test runs on.
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
@@ -20,6 +25,53 @@ async def sqlite_backend(db_path: Path) -> AsyncIterator[SqliteBackend]:
         yield backend
     finally:
         await backend.aclose()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[pg.Schema]:
+    """A fresh schema on the test server (skips when there is none); dropped afterwards."""
+    schema = pg.Schema(pg.require())
+    try:
+        yield schema
+    finally:
+        schema.drop()
+
+
+@pytest.fixture
+def pg_url(pg_schema: pg.Schema) -> str:
+    """A ``postgresql://…?schema=…`` URL of a queue of its own."""
+    return pg_schema.url
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    """The name of the store a store-agnostic test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ``--db`` target of a fresh queue on each store: a file path or a URL."""
+    if store == "sqlite":
+        return str(tmp_path / "queue.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def backend(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A fresh store of each kind, its ``now`` arguments being its clock (``FrozenClock``)."""
+    opened: Any
+    if store == "sqlite":
+        opened = await SqliteBackend.open(str(tmp_path / "queue.db"))
+    else:
+        from queuectl.backends.postgres import PostgresBackend
+
+        opened = await PostgresBackend.open(request.getfixturevalue("pg_url"), caller_clock=True)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
 
 
 class FrozenClock:

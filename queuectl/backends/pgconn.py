@@ -47,6 +47,8 @@ _COMMAND_TIMEOUT_S = 60.0
 class Target:
     """A parsed ``postgresql://`` URL."""
 
+    #: The URL as given (it may hold a password: never print it).
+    url: str
     #: What asyncpg connects to (the URL without queuectl's own parameters).
     dsn: str
     schema: str
@@ -82,7 +84,7 @@ def parse_target(url: str) -> Target:
     except ValueError as exc:
         raise BackendError(f"invalid port in the database URL {shown}") from exc
     address = f"{parts.hostname or 'localhost'}:{port}"
-    return Target(dsn=dsn, schema=schema, shown=shown, address=address)
+    return Target(url=url, dsn=dsn, schema=schema, shown=shown, address=address)
 
 
 def lock_key(purpose: str, schema: str) -> int:

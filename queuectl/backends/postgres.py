@@ -140,6 +140,8 @@ class PostgresBackend:
 
     def __init__(self, target: Target, pool: asyncpg.Pool, *, caller_clock: bool) -> None:
         self.target = target.shown
+        #: The URL it was opened with, to open it again (it may hold a password).
+        self.url = target.url
         self.schema = target.schema
         self.channel = channel_name(target.schema)
         self.host = procs.HOST

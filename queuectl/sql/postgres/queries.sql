@@ -233,7 +233,7 @@ SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
        EXISTS (SELECT 1 FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= queuectl_now_ms(:clock)
                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))) AS due,
-       (SELECT last_value FROM queuectl_version) AS version;
+       (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queuectl_version) AS version;
 
 -- name: history
 SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, exit_code, signal,

@@ -1,4 +1,4 @@
--- Version 1: jobs, their attempts, workers, the stored config, and the job counts.
+-- Version 1: jobs, their attempts, workers and the stored config.
 -- Times are bigint milliseconds since the Unix epoch (UTC), on the server's clock
 -- (queuectl_now_ms), so that hosts with skewed clocks agree on every lease.
 -- Everything lives in the schema the connection's search_path names first.
@@ -89,59 +89,6 @@ CREATE TABLE config (
     key   text PRIMARY KEY,
     value text NOT NULL
 );
-
--- Job counts per (queue, state) as rows of deltas: triggers only ever INSERT, so
--- workers never wait on one another for a counter row (a single counter row per
--- state would serialise every claim in the cluster). Readers sum the rows; the
--- reaper folds them together now and then (compact_counts).
-CREATE TABLE job_counts (
-    queue text   NOT NULL,
-    state text   NOT NULL,
-    n     bigint NOT NULL
-);
-
-CREATE FUNCTION queuectl_count_insert() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-BEGIN
-    INSERT INTO job_counts (queue, state, n)
-    SELECT queue, state, count(*) FROM new_rows GROUP BY queue, state;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION queuectl_count_update() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-BEGIN
-    INSERT INTO job_counts (queue, state, n)
-    SELECT queue, state, sum(d) FROM (
-        SELECT o.queue, o.state, -1 AS d
-          FROM old_rows AS o JOIN new_rows AS w USING (seq)
-         WHERE o.state <> w.state OR o.queue <> w.queue
-        UNION ALL
-        SELECT w.queue, w.state, 1
-          FROM old_rows AS o JOIN new_rows AS w USING (seq)
-         WHERE o.state <> w.state OR o.queue <> w.queue
-    ) AS changes
-    GROUP BY queue, state HAVING sum(d) <> 0;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION queuectl_count_delete() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-BEGIN
-    INSERT INTO job_counts (queue, state, n)
-    SELECT queue, state, -count(*) FROM old_rows GROUP BY queue, state;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_insert();
-CREATE TRIGGER jobs_count_update AFTER UPDATE ON jobs
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_update();
-CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION queuectl_count_delete();
 
 -- Bumped by every statement that makes a job claimable (enqueue, dlq retry,
 -- recovery, an interrupted attempt): idle workers poll it once a second as the
