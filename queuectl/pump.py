@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from queuectl.backends.base import Backend, FinishResult
 from queuectl.clock import Clock
 from queuectl.exceptions import BackendError
-from queuectl.models import Claim, Finish, ProcessStart
+from queuectl.models import Claim, ExecutionResult, Finish, ProcessStart
 
 log = logging.getLogger("queuectl.worker")
 
@@ -66,6 +66,7 @@ class Pump:
         #: for a retry, or due (checked whenever the pump runs out of work).
         self._on_drained = on_drained
         self._probed = False
+        self._closing = False
 
     def want_job(self) -> asyncio.Future[Claim | None]:
         """A future for the next claimed job; ``None`` once the worker stops claiming."""
@@ -100,23 +101,30 @@ class Pump:
                 future.set_result(None)
         self._kick.set()
 
+    def close(self) -> None:
+        """Let ``run`` return once everything pending is written.
+
+        The pump is never cancelled mid-cycle: a cancelled ``exchange`` still
+        commits on the database thread, and its claims would be stranded.
+        """
+        self.stop_claiming()
+        self._closing = True
+        self._kick.set()
+
     @property
     def idle_slots(self) -> int:
         return len(self._waiters)
 
     async def run(self) -> None:
-        """Cycle until cancelled; pending writes are flushed by ``flush`` on the way out."""
+        """Cycle until ``close`` was called and nothing is left to write."""
         while True:
             want = len(self._waiters) if (self._armed and self._claiming) else 0
             if not (self._starts or self._finishes or want):
+                if self._closing:
+                    return
                 await self._sleep()
                 continue
             await self._cycle(want)
-
-    async def flush(self) -> None:
-        """Write what is pending without claiming (shutdown path)."""
-        while self._starts or self._finishes:
-            await self._cycle(0)
 
     async def _cycle(self, want: int) -> None:
         starts, self._starts = self._starts, []
@@ -144,12 +152,28 @@ class Pump:
             if done.next_run_at is not None and done.held:
                 self._due_at(done.next_run_at)
         for claim in result.claims:
-            self._waiters.popleft().set_result(claim)
+            waiter = self._waiters.popleft() if self._waiters else None
+            if waiter is None or waiter.done():
+                # The worker began stopping while this claim was in flight: hand the
+                # job straight back, without charging the attempt.
+                self._release(claim)
+            else:
+                waiter.set_result(claim)
         if len(result.claims) < want:
             self._armed = False
             if result.next_due_at is not None:
                 self._due_at(result.next_due_at)
         self._probed = False
+
+    def _release(self, claim: Claim) -> None:
+        job = claim.job
+        result = ExecutionResult(interrupted=True)
+        self._finishes.append(
+            _PendingFinish(
+                Finish(job.id, claim.token, job.attempts, job.max_retries, result),
+                asyncio.get_running_loop().create_future(),
+            )
+        )
 
     def _due_at(self, when: int) -> None:
         if self._next_due is None or when < self._next_due:

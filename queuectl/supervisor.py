@@ -130,4 +130,9 @@ class Supervisor:
 
 
 async def run_supervisor(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> int:
+    """Check the store once here, so an unusable database is one ``Error:`` line, not P."""
+    from queuectl.backends import open_backend
+
+    backend = await open_backend(options.target, durable=False)
+    await backend.aclose()
     return await Supervisor(options, processes, log_setup).run()

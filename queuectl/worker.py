@@ -81,6 +81,7 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         self._signals = 0
         self._started_at = 0
+        self._beat_now = asyncio.Event()
 
     @property
     def info(self) -> WorkerInfo:
@@ -151,10 +152,10 @@ class Worker:
                 for i in range(self.options.count)
             ]
             await asyncio.wait(slots)
-            pump_task.cancel()
+            pump.close()
+            await pump_task
             for task in side:
                 task.cancel()
-        await pump.flush()
 
     def stop(self, mode: StopMode = StopMode.GRACEFUL) -> None:
         """Stop claiming; with ``StopMode.NOW`` also kill the running commands."""
@@ -179,7 +180,7 @@ class Worker:
             self._pump.arm()
         if message == b"s":
             # A stop request: read it now rather than at the next heartbeat.
-            asyncio.get_running_loop().create_task(self._heartbeat_once())
+            self._beat_now.set()
 
     @contextlib.contextmanager
     def _signal_handlers(self):  # type: ignore[no-untyped-def]
@@ -301,21 +302,27 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         interval = self.config.lease / 3
         while True:
-            await asyncio.sleep(interval)
-            await self._heartbeat_once()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._beat_now.wait()
+            self._beat_now.clear()
+            await self._heartbeat_once(timeout_s=interval)
 
-    async def _heartbeat_once(self) -> None:
+    async def _heartbeat_once(self, *, timeout_s: float) -> None:
         asked = time.monotonic()
         try:
-            beat = await self.backend.heartbeat(
-                worker_id=self.id,
-                running=list(self._running),
-                lease_ms=seconds_to_ms(self.config.lease),
-                now=self.clock(),
-            )
-            stored = await self.backend.get_config()
-        except BackendError as exc:
-            log.warning("heartbeat failed: %s", exc)
+            # Bounded: a store stuck behind another process's lock must not keep
+            # this worker from noticing that its leases are running out.
+            async with asyncio.timeout(timeout_s):
+                beat = await self.backend.heartbeat(
+                    worker_id=self.id,
+                    running=list(self._running),
+                    lease_ms=seconds_to_ms(self.config.lease),
+                    now=self.clock(),
+                )
+                stored = await self.backend.get_config()
+        except (BackendError, TimeoutError) as exc:
+            log.warning("heartbeat failed: %s", exc or "timed out")
             self._fence_if_stale()
             return
         self._last_heartbeat = asked
