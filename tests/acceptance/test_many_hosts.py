@@ -35,6 +35,7 @@ class Host:
         self.name = name
         self.url = url
         self.args = args
+        self.folder = folder
         self.log_path = folder / f"{name}-{len(list(folder.glob(name + '-*.log')))}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -46,7 +47,10 @@ class Host:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env=cli_env(self.url, {"QUEUECTL_HOST": self.name}),
+            # Spool files go to $XDG_DATA_HOME for a URL: keep them in the test's folder.
+            env=cli_env(
+                self.url, {"QUEUECTL_HOST": self.name, "XDG_DATA_HOME": str(self.folder / "xdg")}
+            ),
             start_new_session=True,
         )
         return self
