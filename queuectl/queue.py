@@ -38,6 +38,14 @@ class Status:
     def coroutines(self) -> int:
         return sum(w.count for w in self.workers)
 
+    @property
+    def by_host(self) -> dict[str, int]:
+        """Live worker coroutines per host, hosts in name order."""
+        hosts: dict[str, int] = {}
+        for w in sorted(self.workers, key=lambda w: w.host):
+            hosts[w.host] = hosts.get(w.host, 0) + w.count
+        return hosts
+
 
 class Queue:
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:

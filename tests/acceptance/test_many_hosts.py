@@ -211,7 +211,10 @@ def test_worker_stop_from_a_fourth_host_stops_every_host(pg_schema: pg.Schema, h
         lambda: len(cli_json(url, "worker", "list")) == 3 and cli_json(url, "worker", "list")
     )
     assert sorted(w["host"] for w in listed) == ["h1", "h2", "h3"]
-    assert cli_json(url, "status", env={"QUEUECTL_HOST": "h4"})["workers"] == 12
+    status = cli_json(url, "status", env={"QUEUECTL_HOST": "h4"})
+    assert (status["workers"], status["hosts"]) == (12, {"h1": 4, "h2": 4, "h3": 4})
+    shown = run_cli(url, "status").stdout
+    assert "workers: 12 (in 3 processes); by host: h1 4, h2 4, h3 4" in shown
     wait_for(lambda: cli_json(url, "status")["jobs"]["processing"] == 3)
     # A graceful stop would wait for the 300 s commands; --now kills them.
     stop = run_cli(url, "worker", "stop", "--now", env={"QUEUECTL_HOST": "h4"}, timeout=120)
