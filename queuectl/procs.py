@@ -42,6 +42,15 @@ def proc_start(pid: int) -> str | None:
     return f"{boot_id()}:{int(fields[19])}"
 
 
+def is_local(host: str, started: str | None) -> bool:
+    """Whether a process recorded as ``host`` with start ``started`` runs on this machine.
+
+    The boot id must match too: two machines that share a host name (cloned VMs)
+    must never judge each other's pids, or each would think the other's workers dead.
+    """
+    return host == HOST and (started is None or started.startswith(boot_id() + ":"))
+
+
 def is_alive(pid: int, started: str | None) -> bool:
     """Whether the process ``pid`` started at ``started`` still runs (zombies count as dead)."""
     current = proc_start(pid)

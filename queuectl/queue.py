@@ -213,6 +213,6 @@ class Queue:
 def _is_live(worker: WorkerInfo, now: int, lease_ms: int) -> bool:
     if worker.heartbeat_at < now - lease_ms:
         return False
-    if worker.host == procs.HOST:
+    if procs.is_local(worker.host, worker.proc_start):
         return worker.pid == os.getpid() or procs.is_alive(worker.pid, worker.proc_start)
     return True

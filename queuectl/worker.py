@@ -361,7 +361,7 @@ class Worker:
             for w in await self.backend.list_workers()
             if w.id != self.id
             and (
-                (w.host == procs.HOST and not procs.is_alive(w.pid, w.proc_start))
+                (procs.is_local(w.host, w.proc_start) and not procs.is_alive(w.pid, w.proc_start))
                 or w.heartbeat_at < now - stale_ms
             )
         ]
