@@ -172,7 +172,14 @@ async def wrapped(target: Target) -> AsyncIterator[None]:
 
 
 def settings(schema: str) -> dict[str, str]:
-    return {"search_path": quote_ident(schema), "application_name": "queuectl"}
+    """Per-connection settings. Statements are planned once per connection (generic
+    plans): the hot ones are written so that a generic plan is the right one, and a
+    custom plan would cost more to make than the statement costs to run."""
+    return {
+        "search_path": quote_ident(schema),
+        "application_name": "queuectl",
+        "plan_cache_mode": "force_generic_plan",
+    }
 
 
 async def create_pool(target: Target, *, size: int) -> asyncpg.Pool:

@@ -390,12 +390,18 @@ class PostgresBackend:
     async def list_jobs(
         self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
     ) -> list[Job]:
-        rows = await self._fetch(
-            "list_jobs",
-            state=state.value if state else None,
-            queue=queue,
-            limit=limit if limit > 0 else None,
-        )
+        name = {
+            (False, False): "list_all",
+            (True, False): "list_by_state",
+            (False, True): "list_by_queue",
+            (True, True): "list_by_state_queue",
+        }[(state is not None, queue is not None)]
+        values: dict[str, Any] = {"limit": limit if limit > 0 else None}
+        if state is not None:
+            values["state"] = state.value
+        if queue is not None:
+            values["queue"] = queue
+        rows = await self._fetch(name, **values)
         return [job_from_row(r) for r in rows]
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:

@@ -214,11 +214,18 @@ SELECT state FROM jobs WHERE id = :id;
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id;
 
--- name: list_jobs
-SELECT * FROM jobs
- WHERE (:state::text IS NULL OR state = :state::text)
-   AND (:queue::text IS NULL OR queue = :queue::text)
- ORDER BY seq DESC LIMIT :limit::bigint;
+-- name: list_all
+-- One query per filter, so each has a plan that uses its index (LIMIT NULL: all).
+SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: list_by_state
+SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: list_by_queue
+SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: list_by_state_queue
+SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit::bigint;
 
 -- name: counts
 -- Also says how many delta rows it summed, so a reader can ask for a compaction.
