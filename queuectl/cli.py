@@ -477,7 +477,8 @@ async def config() -> None:
     """Read and change settings stored in the database."""
 
 
-@config.command("set")
+# A negative VALUE ("-1") is a value to validate, not an unknown option.
+@config.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @pass_app

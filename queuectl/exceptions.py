@@ -30,6 +30,14 @@ class JobNotFound(QueueCtlError):
 class DuplicateJob(QueueCtlError):
     """A job with this id already exists."""
 
+    def __init__(
+        self, message: str | None = None, *, job_id: str | None = None, position: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        #: 1-based index of the job in the batch passed to ``enqueue``.
+        self.position = position
+
 
 class InvalidTransition(QueueCtlError):
     """The job is not in a state that allows this."""

@@ -92,7 +92,9 @@ def parse_input(text: str) -> list[RawJob]:
 
 def _json_lines(text: str) -> Iterator[RawJob]:
     position = 0
-    for line_no, line in enumerate(text.splitlines(), 1):
+    # Only "\n" ends a record: str.splitlines would also split at U+2028, U+2029
+    # and U+0085, which JSON allows unescaped inside strings.
+    for line_no, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         position += 1

@@ -21,7 +21,7 @@ from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import AttemptOutput
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import QueueConfig, from_stored, key_name, normalize_key, parse_value
-from queuectl.exceptions import JobNotFound, QueueCtlError
+from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
 from queuectl.models import Attempt, Job, JobState, StopMode, WorkerInfo
 
@@ -74,7 +74,18 @@ class Queue:
     async def enqueue_raw(self, raws: list[RawJob]) -> list[Job]:
         now = self.clock()
         jobs = build_jobs(raws, config=await self.config(), now=now)
-        inserted = await self.backend.enqueue(jobs, now=now)
+        try:
+            inserted = await self.backend.enqueue(jobs, now=now)
+        except DuplicateJob as exc:
+            if exc.position is None or not 1 <= exc.position <= len(raws):
+                raise
+            # The store numbers jobs; the input's labels also know their lines.
+            label = raws[exc.position - 1].label
+            raise DuplicateJob(
+                f"{label}: a job with id {exc.job_id!r} already exists",
+                job_id=exc.job_id,
+                position=exc.position,
+            ) from exc
         await self.backend.notify(b"j")
         return inserted
 

@@ -13,7 +13,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +25,8 @@ from queuectl.models import Attempt, Job, JobState, WorkerInfo
 
 if TYPE_CHECKING:
     from queuectl.queue import Status
+
+_MIN_LAST_COLUMN = 10
 
 STATE_STYLES = {
     JobState.PENDING: "cyan",
@@ -56,9 +60,22 @@ class Output:
             markup=False,
         )
 
+    @property
+    def columns(self) -> int:
+        """The width tables are laid out for (the terminal's, unless given)."""
+        return self.console().width
+
     def show(self, renderable: RenderableType) -> None:
         if self.tty:
-            self.console().print(renderable)
+            console = self.console()
+            if isinstance(renderable, Table):
+                # Columns that must not be cut (ids above all) may not fit a narrow
+                # terminal: print wider and let the terminal wrap, rather than crop.
+                unbounded = console.options.update_width(1 << 16)
+                needed = Measurement.get(console, unbounded, renderable).minimum
+                if needed > console.width:
+                    console = Console(highlight=False, width=needed, force_terminal=True)
+            console.print(renderable)
             return
         # Plain text: render off-screen, then drop the padding rich adds to lines.
         buffer = io.StringIO()
@@ -114,24 +131,48 @@ def jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) ->
         "ID", "STATE", "ATTEMPTS", "PRI", "QUEUE", "NEXT RUN", "UPDATED", "COMMAND", title=title
     )
     _id_column(table, (j.id for j in jobs))
-    command = table.columns[-1]
-    if out.tty:
-        command.no_wrap = True
-        command.overflow = "ellipsis"
-        command.ratio = 1
+    rows: list[tuple[str | Text, ...]] = []
     for job in jobs:
         waiting = job.state in (JobState.PENDING, JobState.FAILED)
-        table.add_row(
-            job.id,
-            out.state(job.state),
-            f"{job.attempts}/{job.max_retries + 1}",
-            str(job.priority),
-            job.queue,
-            out.when(job.next_run_at) if waiting else "-",
-            out.when(job.updated_at),
-            job.command if out.tty else job.command.replace("\n", "\\n"),
+        rows.append(
+            (
+                job.id,
+                out.state(job.state),
+                f"{job.attempts}/{job.max_retries + 1}",
+                str(job.priority),
+                job.queue,
+                out.when(job.next_run_at) if waiting else "-",
+                out.when(job.updated_at),
+                job.command if out.tty else job.command.replace("\n", "\\n"),
+            )
         )
+    if out.tty:
+        _fit_last_column(out, table, rows)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _fit_last_column(out: Output, table: Table, rows: Sequence[Sequence[str | Text]]) -> None:
+    """Keep every column but the last whole; the last takes what is left, with an ellipsis.
+
+    (A ``ratio`` on the last column would make rich squeeze the short columns, even
+    to nothing, whenever the last one's text is long.)
+    """
+    fixed = 0
+    for index, column in enumerate(table.columns[:-1]):
+        cells = [cell_len(str(column.header))] + [cell_len(str(row[index])) for row in rows]
+        column.no_wrap = True
+        column.min_width = max(column.min_width or 0, *cells)
+        fixed += column.min_width
+    last = table.columns[-1]
+    last.no_wrap = True
+    last.overflow = "ellipsis"
+    # Each column has one space of padding on each side and one border after it.
+    chrome = 3 * len(table.columns) + 1
+    last.max_width = max(out.columns - fixed - chrome, _MIN_LAST_COLUMN)
+    widest = max((cell_len(str(row[-1])) for row in rows), default=0)
+    last.min_width = max(cell_len(str(last.header)), min(widest, _MIN_LAST_COLUMN))
 
 
 def status_view(out: Output, status: Status) -> RenderableType:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +58,30 @@ def cli_json(db: Path | str, *args: str, **kwargs: Any) -> Any:
     result = run_cli(db, *args, "--json", **kwargs)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def assert_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    """The command failed with ``code`` and one ``Error:`` line naming ``fragments``."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    if code == 1:
+        # A failed request prints that one line and nothing else.
+        assert result.stderr.strip() == errors[0], result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+#: ISO-8601 UTC with ``Z``, as every time in ``--json`` output is written.
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+def iso_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO-8601 ``...Z`` time from ``--json`` output."""
+    assert ISO_Z.match(text), text
+    return round(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 20, interval: float = 0.05) -> T:
@@ -137,3 +163,41 @@ def enqueue_lines(db: Path | str, jobs: Sequence[dict[str, Any]]) -> list[str]:
     result = run_cli(db, "enqueue", input=text)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
+
+
+# Store-level helpers for the integration tests (a real SQLite file, no CLI).
+
+
+def new_job(job_id: str, *, now: int = 0, **fields: Any) -> Any:
+    """A valid ``NewJob`` due at ``now`` unless ``next_run_at`` is given."""
+    from queuectl.models import NewJob
+
+    fields.setdefault("command", "true")
+    fields.setdefault("max_retries", 3)
+    fields.setdefault("next_run_at", now)
+    return NewJob(id=job_id, **fields)
+
+
+def db_counts(db: Path | str) -> dict[str, int]:
+    """Jobs per state counted with a real ``GROUP BY`` (not the trigger-kept table)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+    finally:
+        conn.close()
+    found = dict(rows)
+    return {s: found.get(s, 0) for s in ("pending", "processing", "completed", "failed", "dead")}
+
+
+def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
+    """Run one read query on a fresh connection (what another process would see)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()

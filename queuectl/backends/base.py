@@ -85,8 +85,9 @@ class JobStore(Protocol):
     async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
         """Insert all jobs in one transaction, or none of them.
 
-        Raises ``DuplicateJob`` naming the first id that already exists; the
-        existing job is untouched. Returns only after the commit is durable.
+        Raises ``DuplicateJob`` naming the first id that already exists (with its
+        ``job_id`` and 1-based ``position`` in ``jobs``); the existing job is
+        untouched. Returns only after the commit is durable.
         """
         ...
 
@@ -150,6 +151,8 @@ class JobStore(Protocol):
 
     async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
         """Move dead jobs back to ``pending`` with ``attempts = 0``; ``None`` means all.
+
+        An id named more than once counts once. Returns the ids moved, in order.
 
         All or nothing: raises ``JobNotFound`` or ``InvalidTransition`` naming the
         first id that is missing or not dead, and then changes nothing.

@@ -437,7 +437,8 @@ class SqliteBackend:
             if job_ids is None:
                 return [r[0] for r in conn.execute(SQL["requeue_all_dead"], {"now": now})]
             done: list[str] = []
-            for job_id in job_ids:
+            # An id named twice is one request for that job, not a second retry of it.
+            for job_id in dict.fromkeys(job_ids):
                 row = conn.execute(SQL["requeue_dead"], {"id": job_id, "now": now}).fetchone()
                 if row is None:
                     state = conn.execute(SQL["job_state"], {"id": job_id}).fetchone()
@@ -656,7 +657,11 @@ def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
 def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
     for position, job in enumerate(jobs, 1):
         if conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
-            return DuplicateJob(f"job {position}: a job with id {job.id!r} already exists")
+            return DuplicateJob(
+                f"job {position}: a job with id {job.id!r} already exists",
+                job_id=job.id,
+                position=position,
+            )
     return DuplicateJob()
 
 

@@ -30,3 +30,89 @@ def test_interrupted_attempt_is_refunded_and_pending_now() -> None:
         ok=False, interrupted=True, attempts=1, max_retries=0, policy=RetryPolicy(), now=5
     )
     assert (decision.state, decision.next_run_at, refund) == (JobState.PENDING, 5, True)
+
+
+def test_defaults_are_base_two_capped_at_an_hour() -> None:
+    policy = RetryPolicy()
+    assert (policy.backoff_base, policy.backoff_max_s) == (2, 3600)
+    assert [policy.delay_s(n) for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3, 7])
+def test_a_job_runs_max_retries_plus_one_times(max_retries: int) -> None:
+    """SPEC §4: failed while attempts <= max_retries, dead once attempts > max_retries."""
+    policy = RetryPolicy(backoff_base=2, backoff_max_s=3600)
+    states = [
+        policy.after_failure(attempts=n, max_retries=max_retries, now=0).state
+        for n in range(1, max_retries + 2)
+    ]
+    assert states == [JobState.FAILED] * max_retries + [JobState.DEAD]
+
+
+def test_next_run_at_is_now_plus_the_delay_in_milliseconds() -> None:
+    policy = RetryPolicy(backoff_base=2, backoff_max_s=3600)
+    decision = policy.after_failure(attempts=3, max_retries=5, now=1_000_000)
+    assert decision.delay_s == 8
+    assert decision.next_run_at == 1_000_000 + 8_000
+
+
+def test_fractional_base_keeps_millisecond_precision() -> None:
+    policy = RetryPolicy(backoff_base=1.5, backoff_max_s=3600)
+    assert policy.delay_s(2) == 2.25
+    assert policy.after_failure(attempts=2, max_retries=3, now=0).next_run_at == 2_250
+
+
+def test_base_one_retries_every_second() -> None:
+    policy = RetryPolicy(backoff_base=1, backoff_max_s=3600)
+    assert [policy.delay_s(n) for n in (1, 5, 50)] == [1.0, 1.0, 1.0]
+
+
+def test_base_one_still_honours_a_smaller_cap() -> None:
+    assert RetryPolicy(backoff_base=1, backoff_max_s=0.5).delay_s(3) == 0.5
+
+
+def test_zero_cap_retries_at_once() -> None:
+    policy = RetryPolicy(backoff_base=2, backoff_max_s=0)
+    decision = policy.after_failure(attempts=1, max_retries=1, now=42)
+    assert (decision.state, decision.next_run_at) == (JobState.FAILED, 42)
+
+
+def test_cap_applies_exactly_at_the_boundary() -> None:
+    policy = RetryPolicy(backoff_base=2, backoff_max_s=8)
+    assert policy.delay_s(3) == 8
+    assert policy.delay_s(4) == 8
+    assert policy.delay_s(2) == 4
+
+
+def test_success_completes_without_refund() -> None:
+    decision, refund = decide(
+        ok=True, interrupted=False, attempts=1, max_retries=0, policy=RetryPolicy(), now=5
+    )
+    assert (decision.state, decision.next_run_at, refund) == (JobState.COMPLETED, None, False)
+
+
+def test_success_on_the_last_allowed_attempt_completes() -> None:
+    decision, _ = decide(
+        ok=True, interrupted=False, attempts=4, max_retries=3, policy=RetryPolicy(), now=5
+    )
+    assert decision.state is JobState.COMPLETED
+
+
+def test_failure_follows_the_policy_with_the_given_clock() -> None:
+    policy = RetryPolicy(backoff_base=3, backoff_max_s=3600)
+    decision, refund = decide(
+        ok=False, interrupted=False, attempts=2, max_retries=2, policy=policy, now=7_000
+    )
+    assert (decision.state, decision.next_run_at, refund) == (JobState.FAILED, 16_000, False)
+    dead, refund = decide(
+        ok=False, interrupted=False, attempts=3, max_retries=2, policy=policy, now=7_000
+    )
+    assert (dead.state, dead.next_run_at, refund) == (JobState.DEAD, None, False)
+
+
+def test_interrupted_attempt_is_not_dead_even_past_max_retries() -> None:
+    decision, refund = decide(
+        ok=False, interrupted=True, attempts=9, max_retries=0, policy=RetryPolicy(), now=1
+    )
+    assert decision.state is JobState.PENDING
+    assert refund
