@@ -43,10 +43,17 @@ def pg_url(pg_schema: pg.Schema) -> str:
     return pg_schema.url
 
 
-@pytest.fixture(params=STORES)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that depends on ``store`` runs once per store (``sqlite_only``: once)."""
+    if "store" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("store", ["sqlite"] if sqlite_only else STORES, indirect=True)
+
+
+@pytest.fixture
 def store(request: pytest.FixtureRequest) -> str:
     """The name of the store a store-agnostic test runs on."""
-    return str(request.param)
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture

@@ -180,19 +180,19 @@ def new_job(job_id: str, *, now: int = 0, **fields: Any) -> Any:
 
 def db_counts(db: Path | str) -> dict[str, int]:
     """Jobs per state counted with a real ``GROUP BY`` (not the trigger-kept table)."""
-    import sqlite3
-
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
-    finally:
-        conn.close()
-    found = dict(rows)
+    rows = db_rows(db, "SELECT state, count(*) FROM jobs GROUP BY state")
+    found = {row[0]: row[1] for row in rows}
     return {s: found.get(s, 0) for s in ("pending", "processing", "completed", "failed", "dead")}
 
 
 def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
-    """Run one read query on a fresh connection (what another process would see)."""
+    """Run one read query on a fresh connection (what another process would see).
+
+    ``db`` may be a ``postgresql://…?schema=…`` URL; the query's ``?`` placeholders
+    then become ``$1, $2, …``.
+    """
+    if str(db).startswith(("postgresql://", "postgres://")):
+        return _pg_rows(str(db), sql, *args)
     import sqlite3
 
     conn = sqlite3.connect(db)
@@ -201,3 +201,25 @@ def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def _pg_rows(url: str, sql: str, *args: Any) -> list[Any]:
+    import re
+
+    from queuectl.backends.pgconn import parse_target, settings
+    from tests.pg import run_sync
+
+    counter = iter(range(1, len(args) + 1))
+    sql = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+    target = parse_target(url)
+
+    async def fetch() -> list[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(target.dsn, server_settings=settings(target.schema))
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return list(run_sync(fetch))

@@ -10,10 +10,11 @@ heartbeats) is taken from the *server's* clock (``now()``, through the SQL funct
 ``queuectl_now_ms``), and every lease is compared with that same clock, so a host
 whose clock is wrong can neither expire another host's lease early nor keep its
 own alive. The ``now`` arguments of the ``Backend`` protocol are then used only to
-carry *durations* across clocks: a time handed in (``next_run_at`` of a delayed
-job, a worker's start) is shifted by ``server now - now``, and a time handed back
-for a timer (``next_due_at``, a retry's ``next_run_at``, a lease's end, worker
-heartbeats for liveness checks) is shifted back onto the caller's clock. Tests
+carry *durations* across clocks: a job's ``delay`` counts from the server's now
+(a ``run_at`` given as a time is kept as it is: real time, which the server's
+clock stands for), a worker's start is shifted by ``server now - now``, and a time
+handed back for a timer (``next_due_at``, a retry's ``next_run_at``, a lease's end,
+worker heartbeats for liveness checks) is shifted back onto the caller's clock. Tests
 that need to pin time open the store with ``caller_clock=True``: the ``now``
 passed in then *is* the store's clock, exactly as with SQLite. That switch is a
 keyword of ``open`` only, never part of a URL.
@@ -223,6 +224,7 @@ class PostgresBackend:
             "cwds": [j.cwd for j in jobs],
             "run_ats": [j.run_at for j in jobs],
             "next_run_ats": [j.next_run_at for j in jobs],
+            "delays": [j.delay_ms for j in jobs],
         }
         async with self._conn() as conn:
             try:
@@ -231,9 +233,7 @@ class PostgresBackend:
                 raise await _duplicate(conn, jobs) from exc
             except asyncpg.DataError as exc:
                 raise _unstorable(jobs, exc) from exc
-        server_now = row["now"]
-        shift = server_now - now
-        return [_inserted(j, server_now, shift) for j in jobs]
+        return [_inserted(j, row["now"], now) for j in jobs]
 
     async def exchange(
         self,
@@ -378,7 +378,10 @@ class PostgresBackend:
             if job_ids is None:
                 done = [r[0] for r in await conn.fetch(SQL["requeue_all_dead"].text, clock)]
             else:
-                done = [await _requeue_one(conn, job_id, clock) for job_id in job_ids]
+                # An id named twice is one request for that job, not a second retry of it.
+                done = [
+                    await _requeue_one(conn, job_id, clock) for job_id in dict.fromkeys(job_ids)
+                ]
             if done:
                 await conn.execute(SQL["bump_version"].text)
             return done
@@ -504,7 +507,13 @@ class PostgresBackend:
 _QUIET_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
-def _inserted(job: NewJob, server_now: int, shift: int) -> Job:
+def _inserted(job: NewJob, server_now: int, now: int) -> Job:
+    """The job as ``insert_jobs`` stored it (the same rules, in Python)."""
+    run_at, next_run_at = job.run_at, job.next_run_at
+    if job.delay_ms is not None:
+        run_at = next_run_at = server_now + job.delay_ms
+    elif next_run_at <= now:
+        next_run_at = server_now - (now - next_run_at)
     return Job(
         id=job.id,
         command=job.command,
@@ -514,8 +523,8 @@ def _inserted(job: NewJob, server_now: int, shift: int) -> Job:
         priority=job.priority,
         queue=job.queue,
         timeout_s=job.timeout_s,
-        run_at=job.run_at,
-        next_run_at=job.next_run_at + shift,
+        run_at=run_at,
+        next_run_at=next_run_at,
         created_at=server_now,
         updated_at=server_now,
         last_error=None,
@@ -529,7 +538,11 @@ async def _duplicate(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> Duplic
     existing = {r[0] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for j in jobs])}
     for position, job in enumerate(jobs, 1):
         if job.id in existing:
-            return DuplicateJob(f"job {position}: a job with id {job.id!r} already exists")
+            return DuplicateJob(
+                f"job {position}: a job with id {job.id!r} already exists",
+                job_id=job.id,
+                position=position,
+            )
     return DuplicateJob()
 
 

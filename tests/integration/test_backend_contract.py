@@ -126,8 +126,9 @@ class TestEnqueue:
     ) -> None:
         now = clock()
         await backend.enqueue([job("x", now, command="first")], now=now)
-        with pytest.raises(DuplicateJob, match=r"job 2: .*'x'"):
+        with pytest.raises(DuplicateJob, match=r"job 2: .*'x'") as raised:
             await backend.enqueue([job("y", now), job("x", now), job("z", now)], now=now)
+        assert (raised.value.job_id, raised.value.position) == ("x", 2)
         assert [j.id for j in await backend.list_jobs(limit=0)] == ["x"]
         assert (await backend.get_job("x")).command == "first"
         assert (await backend.counts())[JobState.PENDING] == 1
@@ -528,7 +529,8 @@ class TestDeadLetters:
         assert await backend.requeue_dead(["d2"], now=later) == ["d2"]
         d2 = await backend.get_job("d2")
         assert (d2.state, d2.attempts, d2.next_run_at) == (JobState.PENDING, 0, later)
-        assert await backend.requeue_dead(None, now=later) == ["d1"]
+        assert await backend.requeue_dead(["d1", "d1"], now=later) == ["d1"]
+        assert await backend.requeue_dead(None, now=later) == []
         assert (await backend.counts())[JobState.DEAD] == 0
 
 

@@ -62,14 +62,26 @@ class TestServerClock:
     async def test_times_for_timers_come_back_on_the_callers_clock(
         self, pgstore: PostgresBackend
     ) -> None:
-        caller = now_ms() + 5 * HOUR_MS
-        await pgstore.enqueue([job("later", caller, next_run_at=caller + 30_000)], now=caller)
+        caller = now_ms() + 5 * HOUR_MS  # a host five hours fast
+        delayed = job(
+            "later", caller, run_at=caller + 30_000, next_run_at=caller + 30_000, delay_ms=30_000
+        )
+        returned, _ = await pgstore.enqueue([delayed, job("now", caller)], now=caller)
         later = await pgstore.get_job("later")
-        # Stored on the server's clock: 30 s from the server's now.
+        # The delay counts from the server's now, not from the fast host's.
         assert abs(later.next_run_at - (now_ms() + 30_000)) < 10_000
-        got = await pgstore.exchange(worker_id="w", claim=1, now=caller)
-        assert got.claims == []
+        assert later.run_at == later.next_run_at == later.created_at + 30_000
+        assert returned.next_run_at == later.next_run_at
+        # A job due when the fast host enqueued it is due now.
+        got = await pgstore.exchange(worker_id="w", claim=2, now=caller)
+        assert [c.job.id for c in got.claims] == ["now"]
         assert caller + 20_000 < got.next_due_at <= caller + 30_000
+
+    async def test_a_start_given_as_a_time_is_kept_exactly(self, pgstore: PostgresBackend) -> None:
+        at = 1_950_000_000_123
+        await pgstore.enqueue([job("at", 0, run_at=at, next_run_at=at)], now=now_ms())
+        stored = await pgstore.get_job("at")
+        assert (stored.run_at, stored.next_run_at) == (at, at)
 
     async def test_worker_heartbeats_read_back_on_this_hosts_clock(
         self, pgstore: PostgresBackend

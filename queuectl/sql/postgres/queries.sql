@@ -6,19 +6,26 @@
 -- state = 'processing'), so a worker that lost its lease cannot touch a newer attempt.
 
 -- name: insert_jobs
--- One statement for the whole batch: all or none. next_run_at arrives on the
--- caller's clock and is moved onto the server's (the delay is what the user meant).
+-- One statement for the whole batch: all or none. On the server's clock: a delay
+-- counts from the server's now, and a job that is due when enqueued (by the
+-- caller's clock) is due as long on the server's; a start given as a time in the
+-- future is kept (it is real time, which the server's clock stands for).
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 ins AS (
     INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
                       run_at, next_run_at, created_at, updated_at)
     SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
-           j.cwd, j.run_at, j.next_run_at + (c.now - :now::bigint), c.now, c.now
+           j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
+           coalesce(c.now + j.delay_ms,
+                    CASE WHEN j.next_run_at <= :now::bigint
+                         THEN c.now - (:now::bigint - j.next_run_at)
+                         ELSE j.next_run_at END),
+           c.now, c.now
       FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
                   :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
-                  :run_ats::bigint[], :next_run_ats::bigint[])
+                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[])
            WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
-                                 run_at, next_run_at, ord)
+                                 run_at, next_run_at, delay_ms, ord)
            CROSS JOIN c
      ORDER BY j.ord
     RETURNING 1
