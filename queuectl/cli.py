@@ -7,7 +7,6 @@ one place where errors become an ``Error:`` line and an exit code.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import asyncclick as click
 
-from queuectl import __version__
+from queuectl import __version__, completion
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState, StopMode
@@ -26,6 +25,9 @@ if TYPE_CHECKING:
     from queuectl.render import Output
 
 STATES = [s.value for s in JobState]
+#: Input from stdin at least this big gets a progress bar (when stderr is a terminal).
+BIG_BATCH_LINES = 1000
+BIG_BATCH_BYTES = 1 << 20
 
 
 class ExitCode:
@@ -79,12 +81,17 @@ async def cli(ctx: click.Context, db: str | None) -> None:
     Example:
       queuectl enqueue '{"id":"job1","command":"sleep 2"}'
       queuectl worker start --count 2 --burst
-      queuectl status
+      queuectl status --watch
+
+    \b
+    Tab completion (commands, options, job ids, states), e.g. for bash:
+      eval "$(_QUEUECTL_COMPLETE=bash_source queuectl)"
+    (zsh: zsh_source, fish: fish_source; see the README.)
     """
     ctx.obj = App(resolve_target(db))
 
 
-@cli.command()
+@cli.command(short_help="Add jobs: a JSON argument, JSON on stdin, or -c CMD.")
 @click.argument("job_json", required=False)
 @click.option("-c", "--command", "command", metavar="CMD", help="Enqueue this shell command.")
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
@@ -115,6 +122,11 @@ async def enqueue(
     queue = await app.queue()
     if isinstance(text, dict):
         jobs = await queue.enqueue(text)
+    elif job_json is None and not as_json and _is_big(text) and _stderr_is_terminal():
+        from queuectl.progress import stage_bar
+
+        with stage_bar("enqueue") as progress:
+            jobs = await queue.enqueue_text(text, progress=progress)
     else:
         jobs = await queue.enqueue_text(text)
     if as_json:
@@ -148,6 +160,15 @@ def _job_input(
     return sys.stdin.read()
 
 
+def _is_big(text: str) -> bool:
+    return len(text) >= BIG_BATCH_BYTES or text.count("\n", 0, BIG_BATCH_BYTES) >= BIG_BATCH_LINES
+
+
+def _stderr_is_terminal() -> bool:
+    # Mirrors progress.stderr_is_terminal without importing rich on the fast path.
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
 def _split_env(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep:
@@ -157,10 +178,17 @@ def _split_env(item: str) -> tuple[str, str]:
 
 @cli.group()
 async def worker() -> None:
-    """Start, stop and list workers."""
+    """Start, stop and list workers.
+
+    \b
+    Examples:
+      queuectl worker start --count 4
+      queuectl worker list
+      queuectl worker stop
+    """
 
 
-@worker.command("start")
+@worker.command("start", short_help="Run workers in the foreground until stopped.")
 @click.option(
     "--count",
     "-n",
@@ -188,8 +216,13 @@ async def worker() -> None:
     show_default=True,
     help="Worker log format on stderr.",
 )
-@click.option("-v", "--verbose", count=True, help="More log output.")
-@click.option("-q", "--quiet", count=True, help="Less log output.")
+@click.option("-v", "--verbose", count=True, help="Also debug lines (heartbeats, …).")
+@click.option(
+    "-q",
+    "--quiet",
+    count=True,
+    help="Only failures, recoveries and dead jobs; -qq: only dead jobs and errors.",
+)
 @pass_app
 async def worker_start(
     app: App,
@@ -204,27 +237,37 @@ async def worker_start(
     """Run workers in the foreground until stopped (Ctrl-C, SIGTERM, `worker stop`).
 
     The first stop signal lets running jobs finish; a second kills them and puts
-    their jobs back to pending without using up an attempt.
+    their jobs back to pending without using up an attempt. The log has one line
+    per job transition; with --burst on a terminal, a bar shows the jobs left.
 
     \b
     Examples:
       queuectl worker start --count 4
       queuectl worker start --count 16 --processes 2 --queue emails
       queuectl worker start --burst          # drain the queue, then exit
+      queuectl worker start --log-format json 2>> worker.jsonl
     """
-    from queuectl.logs import setup_logging
+    from queuectl.logs import level_for, setup_logging
     from queuectl.worker import WorkerOptions
 
     if processes > count:
         raise click.UsageError(f"--processes ({processes}) cannot exceed --count ({count})")
-    level = logging.INFO + 10 * (quiet - verbose)
-    setup_logging(level, log_format)
+    level = level_for(verbose, quiet)
     options = WorkerOptions(target=app.target, count=count, queues=tuple(queues), burst=burst)
-    if processes == 1:
+    # With several processes the children write their own lines to the terminal,
+    # which would tear a bar drawn by the parent: the bar needs one process.
+    rich_log = log_format == "rich" or (log_format == "auto" and _stderr_is_terminal())
+    if burst and processes == 1 and rich_log and _stderr_is_terminal():
+        from queuectl.progress import run_burst_with_bar
+
+        code = await run_burst_with_bar(options, level)
+    elif processes == 1:
         from queuectl.worker import run_worker
 
+        setup_logging(level, log_format)
         code = await run_worker(options)
     else:
+        setup_logging(level, log_format)
         from queuectl.supervisor import run_supervisor
 
         code = await run_supervisor(options, processes, (level, log_format))
@@ -232,7 +275,7 @@ async def worker_start(
         sys.exit(code)
 
 
-@worker.command("stop")
+@worker.command("stop", short_help="Ask running workers to stop; wait for them.")
 @click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
 @click.option(
     "--timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 1)."
@@ -278,7 +321,7 @@ async def worker_list(app: App, as_json: bool) -> None:
     out.show(workers_table(out, workers))
 
 
-@cli.command()
+@cli.command(short_help="Job counts per state and workers; --watch: live view.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--watch", is_flag=True, help="Live view, refreshed until Ctrl-C.")
 @click.option(
@@ -293,12 +336,18 @@ async def worker_list(app: App, as_json: bool) -> None:
 async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
     """Show job counts per state and the number of live worker coroutines.
 
+    --watch opens a full-screen view until Ctrl-C: counts per state, what every
+    worker slot runs and for how long, the last minute's completions and
+    failures, the next retry and the newest dead jobs.
+
     \b
     Examples:
       queuectl status
       queuectl status --json
-      queuectl status --watch
+      queuectl status --watch --interval 0.5
     """
+    if watch and as_json:
+        raise click.UsageError("--watch and --json cannot be combined (--json prints one document)")
     queue = await app.queue()
     if watch:
         from queuectl.watch import watch_status
@@ -362,14 +411,17 @@ def _show_jobs(jobs: Sequence[Any], as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", shell_complete=completion.job_ids())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the record with its history).")
 @pass_app
 async def show(app: App, job_id: str, as_json: bool) -> None:
     """Show one job and every attempt.
 
+    Each attempt: start, duration, exit code or signal, error, worker, output size.
+
     \b
-    Example:
+    Examples:
+      queuectl show job1
       queuectl show job1 --json
     """
     job, history = await (await app.queue()).show(job_id)
@@ -386,8 +438,8 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
     out.show(job_detail(out, job, history))
 
 
-@cli.command()
-@click.argument("job_id")
+@cli.command(short_help="Print the output of a job's attempt; --follow: live.")
+@click.argument("job_id", shell_complete=completion.job_ids())
 @click.option(
     "--attempt",
     type=click.IntRange(min=1),
@@ -400,6 +452,10 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
 async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json: bool) -> None:
     """Print the output (stdout and stderr) of a job's attempt.
 
+    Only the last `output-limit` bytes of an attempt are kept; when the output was
+    cut, a note on stderr says so. --follow streams a running attempt as it is
+    written (waiting for the job to start if needed) and ends when it ends.
+
     \b
     Examples:
       queuectl logs job1
@@ -408,7 +464,7 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
     """
     queue = await app.queue()
     if follow and not as_json:
-        async for chunk in queue.follow(job_id, attempt):
+        async for chunk in queue.follow(job_id, attempt, notice=_notice):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
         return
@@ -429,14 +485,26 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
     sys.stdout.buffer.write(out.output)
     sys.stdout.buffer.flush()
     if truncated:
-        click.echo(
-            f"[output cut: showing the last {len(out.output)} of {out.output_size} bytes]", err=True
-        )
+        from queuectl.queue import cut_notice
+
+        _notice(cut_notice(out))
+
+
+def _notice(text: str) -> None:
+    """A note for the person reading (stderr), never mixed into the output (stdout)."""
+    sys.stdout.flush()
+    click.echo(text, err=True)
 
 
 @cli.group()
 async def dlq() -> None:
-    """The dead-letter queue: jobs that failed every attempt."""
+    """The dead-letter queue: jobs that failed every attempt.
+
+    \b
+    Examples:
+      queuectl dlq list
+      queuectl dlq retry S2-fail
+    """
 
 
 @dlq.command("list")
@@ -452,8 +520,10 @@ async def dlq_list(app: App, as_json: bool) -> None:
     _show_jobs(await (await app.queue()).dead_jobs(), as_json)
 
 
-@dlq.command("retry")
-@click.argument("job_ids", nargs=-1, metavar="JOB_ID...")
+@dlq.command("retry", short_help="Move dead jobs back to pending.")
+@click.argument(
+    "job_ids", nargs=-1, metavar="JOB_ID...", shell_complete=completion.job_ids(JobState.DEAD)
+)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @pass_app
 async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None:
@@ -466,7 +536,14 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
     """
     if retry_all == bool(job_ids):
         raise click.UsageError("give JOB_ID... or --all (one of them)")
-    done = await (await app.queue()).retry_dead(None if retry_all else list(job_ids))
+    queue = await app.queue()
+    if retry_all and _stderr_is_terminal():
+        from queuectl.progress import stage_bar
+
+        with stage_bar("dlq retry", summary=False) as progress:  # the line below says it
+            done = await queue.retry_dead(None, progress=progress)
+    else:
+        done = await queue.retry_dead(None if retry_all else list(job_ids))
     sys.stdout.write("".join(f"{job_id}\n" for job_id in done))
     if retry_all:
         click.echo(f"{len(done)} job(s) moved back to pending.", err=True)
@@ -474,12 +551,22 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
 
 @cli.group()
 async def config() -> None:
-    """Read and change settings stored in the database."""
+    """Read and change settings stored in the database.
+
+    \b
+    Examples:
+      queuectl config list
+      queuectl config set max-retries 1
+    """
 
 
 # A negative VALUE ("-1") is a value to validate, not an unknown option.
-@config.command("set", context_settings={"ignore_unknown_options": True})
-@click.argument("key")
+@config.command(
+    "set",
+    short_help="Set KEY to VALUE (stored in the database).",
+    context_settings={"ignore_unknown_options": True},
+)
+@click.argument("key", shell_complete=completion.config_keys)
 @click.argument("value")
 @pass_app
 async def config_set(app: App, key: str, value: str) -> None:
@@ -495,7 +582,7 @@ async def config_set(app: App, key: str, value: str) -> None:
 
 
 @config.command("get")
-@click.argument("key")
+@click.argument("key", shell_complete=completion.config_keys)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 async def config_get(app: App, key: str, as_json: bool) -> None:
@@ -518,20 +605,22 @@ async def config_get(app: App, key: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 async def config_list(app: App, as_json: bool) -> None:
-    """Print every setting.
+    """Print every setting, with its default.
 
     \b
-    Example:
+    Examples:
+      queuectl config list
       queuectl config list --json
     """
     settings = await (await app.queue()).settings()
     if as_json:
         _echo_json(settings)
         return
+    from queuectl.config import QueueConfig
     from queuectl.render import config_table
 
     out = _output()
-    out.show(config_table(out, settings))
+    out.show(config_table(out, settings, QueueConfig().to_dict()))
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

@@ -1,9 +1,16 @@
 """Logging for the worker: one line per job transition, on stderr.
 
-``auto`` picks rich's handler on a terminal (colour by level, aligned times) and
-plain text otherwise; ``json`` prints one object per line, with the structured
-fields (``action``, ``job_id``, ``attempt``, ``duration``, ``exit_code``) that log
-shippers and dashboards read.
+The worker logs every transition (claimed, completed, failed, dead, recovered,
+interrupted, lease lost) as one record whose message is a complete sentence and
+whose ``extra`` fields carry the same facts as data (``action``, ``job_id``,
+``attempt``, ``max_attempts``, ``worker_id``, ``slot``, ``duration``, ``exit_code``,
+``signal``, ``error``, ``next_run_at``). Each format picks what it needs:
+
+* ``plain`` (the default off a terminal): time, level and the sentence; stable
+  text for files and ``grep``.
+* ``rich`` (the default on a terminal): the fields in aligned columns, the outcome
+  in its colour, so a wall of completions and the one dead job look different.
+* ``json``: one object per line with every field, for log shippers.
 """
 
 from __future__ import annotations
@@ -11,27 +18,187 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from queuectl.clock import to_iso
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
 LOG_FORMATS = ("auto", "plain", "json", "rich")
-_FIELDS = ("action", "job_id", "attempt", "duration", "exit_code", "worker_id")
+FIELDS = (
+    "action",
+    "job_id",
+    "attempt",
+    "max_attempts",
+    "worker_id",
+    "slot",
+    "duration",
+    "exit_code",
+    "signal",
+    "error",
+    "next_run_at",
+    "lost_worker_id",
+)
+
+#: action -> (the word shown, its style). The styles match the job states' colours
+#: in tables (``render.STATE_STYLES``): a job being run is yellow, done is green, …
+EVENTS = {
+    "job_claimed": ("claimed", "yellow"),
+    "job_completed": ("completed", "green"),
+    "job_failed": ("failed", "magenta"),
+    "job_dead": ("dead", "bold red"),
+    "job_recovered": ("recovered", "dark_orange"),
+    "job_interrupted": ("interrupted", "dark_orange"),
+    "job_lost": ("lease lost", "red"),
+}
+LEVEL_STYLES = {
+    logging.DEBUG: "dim",
+    logging.INFO: "",
+    logging.WARNING: "yellow",
+    logging.ERROR: "bold red",
+    logging.CRITICAL: "bold red reverse",
+}
+
+
+def level_for(verbose: int, quiet: int) -> int:
+    """``-v`` per step towards DEBUG, ``-q`` per step towards CRITICAL, from INFO."""
+    return min(max(logging.INFO + 10 * (quiet - verbose), logging.DEBUG), logging.CRITICAL)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "ts": to_iso(int(record.created * 1000)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name in _FIELDS:
-            if hasattr(record, name):
-                data[name] = getattr(record, name)
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                data[name] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup_logging(level: int = logging.INFO, fmt: str = "auto") -> None:
+class TransitionHandler(logging.Handler):
+    """Prints each record as one aligned, coloured line through a rich ``Console``.
+
+    Sharing the console with a ``rich.progress`` display (``worker start --burst``)
+    makes log lines appear above the bar instead of tearing it.
+    """
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.render(record))
+            if record.exc_info:
+                from rich.traceback import Traceback
+
+                exc_type, exc, tb = record.exc_info
+                assert exc_type is not None and exc is not None
+                self.console.print(Traceback.from_exception(exc_type, exc, tb))
+        except Exception:
+            self.handleError(record)
+
+    def render(self, record: logging.LogRecord) -> RenderableType:
+        from rich.table import Table
+        from rich.text import Text
+
+        when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(min_width=10, no_wrap=True)
+        grid.add_column(min_width=11, no_wrap=True)
+        action = getattr(record, "action", None)
+        worker = getattr(record, "worker_id", None)
+        slot = getattr(record, "slot", None)
+        who = Text(f"{worker}/{slot}" if slot is not None else (worker or ""), style="blue")
+        if action in EVENTS and getattr(record, "job_id", None) is not None:
+            word, style = EVENTS[action]
+            grid.add_column(min_width=16, no_wrap=True)
+            grid.add_column(min_width=5, justify="right", no_wrap=True)
+            grid.add_column(min_width=7, justify="right", no_wrap=True)
+            grid.add_column(overflow="fold")
+            grid.add_row(
+                when,
+                who,
+                Text(word, style=style),
+                Text(str(getattr(record, "job_id", "")), style="bold"),
+                _attempt(record),
+                _duration(record),
+                _details(record, style),
+            )
+            return grid
+        grid.add_column(overflow="fold")
+        level = record.levelname.lower() if record.levelno != logging.INFO else ""
+        grid.add_row(
+            when,
+            who,
+            Text(level, style=LEVEL_STYLES.get(record.levelno, "")),
+            Text(record.getMessage(), style=LEVEL_STYLES.get(record.levelno, "")),
+        )
+        return grid
+
+
+def _attempt(record: logging.LogRecord) -> str:
+    attempt = getattr(record, "attempt", None)
+    total = getattr(record, "max_attempts", None)
+    if attempt is None:
+        return ""
+    return f"{attempt}/{total}" if total is not None else str(attempt)
+
+
+def _duration(record: logging.LogRecord) -> str:
+    duration = getattr(record, "duration", None)
+    return "" if duration is None else f"{duration:.2f}s"
+
+
+def _details(record: logging.LogRecord, style: str) -> Text:
+    from rich.text import Text
+
+    action = record.action  # type: ignore[attr-defined]
+    error = getattr(record, "error", None)
+    text = Text()
+    if action == "job_completed":
+        text.append("exit 0", style="green")
+    elif action in ("job_failed", "job_dead"):
+        text.append(error or "failed", style=style)
+        retry = getattr(record, "next_run_at", None)
+        if retry:
+            text.append(f" · retry {_in(retry, record.created)}", style="dim")
+    elif action == "job_interrupted":
+        text.append("back to pending; attempt not counted", style="dim")
+    elif action == "job_recovered":
+        lost = getattr(record, "lost_worker_id", None)
+        text.append(f"worker {lost or '?'} lost; counts as failed", style="dim")
+    elif action == "job_lost":
+        text.append("another worker took it over; result discarded", style="dim")
+    return text
+
+
+def _in(iso: str, created: float) -> str:
+    """``in 3s (13:37:34)`` for a retry time given as ISO text, relative to the record."""
+    try:
+        due = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return f"at {iso}"
+    seconds = due.timestamp() - created
+    local = due.astimezone().strftime("%H:%M:%S")
+    return f"in {max(seconds, 0):.0f}s ({local})"
+
+
+def setup_logging(
+    level: int = logging.INFO, fmt: str = "auto", *, console: Console | None = None
+) -> None:
+    """Send ``queuectl`` records to stderr in ``fmt``; ``console`` is used by ``rich``."""
     root = logging.getLogger("queuectl")
     root.handlers.clear()
     root.setLevel(level)
@@ -40,16 +207,11 @@ def setup_logging(level: int = logging.INFO, fmt: str = "auto") -> None:
         fmt = "rich" if sys.stderr.isatty() else "plain"
     handler: logging.Handler
     if fmt == "rich":
-        from rich.console import Console
-        from rich.logging import RichHandler
+        if console is None:
+            from rich.console import Console
 
-        handler = RichHandler(
-            console=Console(stderr=True),
-            show_path=False,
-            log_time_format="%H:%M:%S.%f",
-            omit_repeated_times=False,
-        )
-        handler.setFormatter(logging.Formatter("%(message)s"))
+            console = Console(stderr=True, highlight=False)
+        handler = TransitionHandler(console)
     else:
         handler = logging.StreamHandler(sys.stderr)
         if fmt == "json":

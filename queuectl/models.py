@@ -182,6 +182,25 @@ class ProcessStart:
     proc_start: str | None
     #: The file the command's output is spooled to while it runs.
     log_path: str | None = None
+    #: Which of the worker's slots runs it (``slot 0`` .. ``count - 1``), for the live view.
+    slot: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job some worker slot is running right now, as the live view shows it."""
+
+    job_id: str
+    command: str
+    #: The attempt being run (from 1) and the job's retry budget: ``attempt/max_retries+1``.
+    attempt: int
+    max_retries: int
+    worker_id: str | None
+    #: ``None`` until the worker has recorded where the command runs (a few ms).
+    slot: int | None
+    started_at: int
+    host: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,20 +13,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend
-from queuectl.backends.base import AttemptOutput
+from queuectl.backends.base import AttemptOutput, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import QueueConfig, from_stored, key_name, normalize_key, parse_value
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
-from queuectl.models import Attempt, Job, JobState, StopMode, WorkerInfo
+from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
+
+
+#: Long operations report here: ``(stage, done, total)``, where ``total`` is ``None``
+#: while unknown. May be called from another thread; must be cheap and not raise.
+Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,51 @@ class Status:
         return hosts
 
 
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """One frame of ``status --watch``: everything it shows, read with indexed queries."""
+
+    now: int
+    counts: dict[JobState, int]
+    workers: list[WorkerInfo]
+    #: Running jobs, longest-running first (at most ``running_limit`` of ``Queue.overview``).
+    running: list[RunningJob]
+    #: Attempts that ended in the last ``window_s`` seconds, per outcome.
+    finished: dict[Outcome, int]
+    window_s: float
+    next_retry: Job | None
+    #: The jobs that died most recently, newest first.
+    dead: list[Job] = field(default_factory=list)
+
+    @property
+    def coroutines(self) -> int:
+        return sum(w.count for w in self.workers)
+
+    @property
+    def failed_recently(self) -> int:
+        """Attempts that ended badly in the window (interrupted ones are not failures)."""
+        return sum(n for o, n in self.finished.items() if o not in _NOT_FAILURES)
+
+
+_NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED})
+
+
+@dataclass(frozen=True, slots=True)
+class BurstProgress:
+    """How far a drain of some queues got since ``start`` counts were taken."""
+
+    #: Pending, running, or awaiting a retry, in the served queues.
+    left: int
+    running: int
+    retrying: int
+    completed: int
+    dead: int
+
+    @property
+    def total(self) -> int:
+        return self.left + self.completed + self.dead
+
+
 class Queue:
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
@@ -64,18 +115,36 @@ class Queue:
     async def config(self) -> QueueConfig:
         return from_stored(await self.backend.get_config())
 
-    async def enqueue_text(self, text: str) -> list[Job]:
-        """Enqueue an object, an array of objects, or JSON Lines, all or nothing."""
-        return await self.enqueue_raw(parse_input(text))
+    async def enqueue_text(self, text: str, *, progress: Progress | None = None) -> list[Job]:
+        """Enqueue an object, an array of objects, or JSON Lines, all or nothing.
+
+        ``progress`` hears ``("parsing", 0, None)``, then ``("validating", 0, n)``
+        and ``("writing", k, n)`` as the transaction fills up.
+        """
+        if progress is not None:
+            progress("parsing", 0, None)
+        return await self.enqueue_raw(parse_input(text), progress=progress)
 
     async def enqueue(self, *specs: dict[str, object]) -> list[Job]:
         return await self.enqueue_raw([RawJob(i, None, s) for i, s in enumerate(specs, 1)])
 
-    async def enqueue_raw(self, raws: list[RawJob]) -> list[Job]:
+    async def enqueue_raw(
+        self, raws: list[RawJob], *, progress: Progress | None = None
+    ) -> list[Job]:
         now = self.clock()
+        written: OnProgress | None = None
+        if progress is not None:
+            total = len(raws)
+            progress("validating", 0, total)
+
+            def written(n: int) -> None:
+                progress("writing", n, total)
+
         jobs = build_jobs(raws, config=await self.config(), now=now)
+        if written is not None:
+            written(0)
         try:
-            inserted = await self.backend.enqueue(jobs, now=now)
+            inserted = await self.backend.enqueue(jobs, now=now, progress=written)
         except DuplicateJob as exc:
             if exc.position is None or not 1 <= exc.position <= len(raws):
                 raise
@@ -107,9 +176,24 @@ class Queue:
     async def dead_jobs(self, *, limit: int = 0) -> list[Job]:
         return await self.backend.list_jobs(state=JobState.DEAD, limit=limit)
 
-    async def retry_dead(self, job_ids: Sequence[str] | None) -> list[str]:
-        """``dlq retry``: the named dead jobs (all or none), or every dead job with ``None``."""
-        done = await self.backend.requeue_dead(job_ids, now=self.clock())
+    async def retry_dead(
+        self, job_ids: Sequence[str] | None, *, progress: Progress | None = None
+    ) -> list[str]:
+        """``dlq retry``: the named dead jobs (all or none), or every dead job with ``None``.
+
+        With ``None`` the jobs move in batches (see ``Backend.requeue_dead``) and
+        ``progress`` hears ``("retrying", k, n)`` after each, ``n`` being the dead
+        count when it began.
+        """
+        moved: OnProgress | None = None
+        if progress is not None and job_ids is None:
+            total = (await self.backend.counts())[JobState.DEAD]
+            progress("retrying", 0, total)
+
+            def moved(n: int) -> None:
+                progress("retrying", n, max(total, n))
+
+        done = await self.backend.requeue_dead(job_ids, now=self.clock(), progress=moved)
         if done:
             await self.backend.notify(b"j")
         return done
@@ -123,6 +207,57 @@ class Queue:
     async def status(self) -> Status:
         return Status(await self.backend.counts(), await self.live_workers())
 
+    async def overview(
+        self, *, window_s: float = 60, running_limit: int = 50, dead_limit: int = 5
+    ) -> Overview:
+        """Everything ``status --watch`` shows, from a handful of indexed reads.
+
+        Each read is bounded by what it returns (running jobs, a minute of outcomes,
+        one retry, a few dead jobs), never by the size of the queue's history, so a
+        refresh every second costs the same with ten jobs or ten million.
+        """
+        now = self.clock()
+        backend = self.backend
+        return Overview(
+            now=now,
+            counts=await backend.counts(),
+            workers=await self.live_workers(),
+            running=await backend.running_jobs(limit=running_limit),
+            finished=await backend.finished_since(now - seconds_to_ms(window_s)),
+            window_s=window_s,
+            next_retry=await backend.next_retry(),
+            dead=await backend.recent_dead(limit=dead_limit),
+        )
+
+    async def burst_progress(
+        self, queues: Sequence[str] | None, start: dict[JobState, int]
+    ) -> BurstProgress:
+        """Drain progress of ``queues`` (all when ``None``) relative to ``start`` counts.
+
+        Read from the per-queue counters, so it also counts the work of every other
+        worker serving those queues; that is the queue's progress, which is what a
+        user draining it wants to see.
+        """
+        now = await self.backend.counts(queues or None)
+        running = now[JobState.PROCESSING]
+        retrying = now[JobState.FAILED]
+        return BurstProgress(
+            left=now[JobState.PENDING] + running + retrying,
+            running=running,
+            retrying=retrying,
+            completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
+            dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
+        )
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
+        return await self.backend.counts(queues or None)
+
+    async def complete_ids(
+        self, prefix: str, *, state: JobState | None = None, limit: int = 50
+    ) -> list[str]:
+        """Job ids for shell completion: indexed, at most ``limit``."""
+        return await self.backend.job_ids(prefix, state=state, limit=limit)
+
     async def output(self, job_id: str, attempt: int | None = None) -> AttemptOutput:
         await self.get(job_id)
         out = await self.backend.attempt_output(job_id, attempt)
@@ -132,42 +267,69 @@ class Queue:
             raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
         return out
 
-    async def follow(self, job_id: str, attempt: int | None = None) -> AsyncIterator[bytes]:
+    async def follow(
+        self,
+        job_id: str,
+        attempt: int | None = None,
+        *,
+        notice: Callable[[str], None] | None = None,
+    ) -> AsyncIterator[bytes]:
         """Yield an attempt's output as it is written, until the attempt ends.
 
         A job that has not started yet is waited for. The live output is read from
         the spool file on this host; a worker on another host only makes the kept
-        tail available once the attempt ends.
+        tail available once the attempt ends. ``notice`` hears what a person should
+        know besides the bytes (waiting, output cut, remote host).
         """
-        out = await self._wait_for_attempt(job_id, attempt)
-        if out.finished or out.log_path is None or out.host != procs.HOST:
-            while not out.finished:
-                await asyncio.sleep(_FOLLOW_POLL_S)
-                out = await self.output(job_id, out.attempt)
-            yield out.output
-            return
-        try:
-            spool = open(out.log_path, "rb")  # noqa: SIM115 - held across awaits
-        except OSError:
-            final = await self._wait_finished(job_id, out.attempt)
-            yield final.output
-            return
-        with spool:
-            while True:
-                chunk = spool.read(1 << 16)
-                if chunk:
-                    yield chunk
-                    continue
-                out = await self.output(job_id, out.attempt)
-                if out.finished:
-                    # The file stays readable after the worker unlinks it.
-                    rest = spool.read()
-                    if rest:
-                        yield rest
-                    return
-                await asyncio.sleep(_FOLLOW_POLL_S)
+        say = notice or _ignore
+        out = await self._wait_for_attempt(job_id, attempt, say)
+        if not out.finished and out.log_path is not None and out.host == procs.HOST:
+            try:
+                spool = open(out.log_path, "rb")  # noqa: SIM115 - held across awaits
+            except OSError:
+                pass  # the attempt ended meanwhile: the file is gone, the tail is kept
+            else:
+                with spool:
+                    async for chunk in self._tail(job_id, out.attempt, spool, say):
+                        yield chunk
+                return
+        if not out.finished:
+            say(
+                f"attempt {out.attempt} runs on {out.host or 'another host'}; "
+                "its output shows here when it ends"
+            )
+        final = out if out.finished else await self._wait_finished(job_id, out.attempt)
+        yield final.output
+        if final.output_size > len(final.output):
+            say(cut_notice(final))
 
-    async def _wait_for_attempt(self, job_id: str, attempt: int | None) -> AttemptOutput:
+    async def _tail(
+        self, job_id: str, attempt: int, spool: BinaryIO, say: Callable[[str], None]
+    ) -> AsyncIterator[bytes]:
+        while True:
+            chunk = spool.read(1 << 16)
+            if chunk:
+                yield chunk
+                continue
+            if os.fstat(spool.fileno()).st_size < spool.tell():
+                # The worker cut an oversized spool down to its tail (executor
+                # spool_max); the command keeps appending at the new end.
+                say("the running command's output grew too large; skipping to its tail")
+                spool.seek(0)
+                continue
+            out = await self.output(job_id, attempt)
+            if out.finished:
+                # The file stays readable after the worker unlinks it.
+                rest = spool.read()
+                if rest:
+                    yield rest
+                return
+            await asyncio.sleep(_FOLLOW_POLL_S)
+
+    async def _wait_for_attempt(
+        self, job_id: str, attempt: int | None, say: Callable[[str], None]
+    ) -> AttemptOutput:
+        waited = False
         while True:
             job = await self.get(job_id)
             out = await self.backend.attempt_output(job_id, attempt)
@@ -175,6 +337,9 @@ class Queue:
                 return out
             if out is None and job.state in (JobState.COMPLETED, JobState.DEAD):
                 raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
+            if not waited and job.state is not JobState.PROCESSING:
+                say(f"job {job_id} is {job.state.value}; waiting for it to start")
+                waited = True
             await asyncio.sleep(_FOLLOW_POLL_S)
 
     async def _wait_finished(self, job_id: str, attempt: int) -> AttemptOutput:
@@ -219,6 +384,18 @@ class Queue:
 
     async def settings(self) -> dict[str, object]:
         return (await self.config()).to_dict()
+
+
+def cut_notice(out: AttemptOutput) -> str:
+    """What ``logs`` says on stderr when only the tail of an attempt's output was kept."""
+    return (
+        f"[output cut: showing the last {len(out.output):,} of {out.output_size:,} bytes "
+        f"of attempt {out.attempt}; raise `output-limit` to keep more]"
+    )
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 def _is_live(worker: WorkerInfo, now: int, lease_ms: int) -> bool:

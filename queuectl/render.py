@@ -1,32 +1,38 @@
 """Human output: rich tables on a terminal, plain aligned text otherwise.
 
-On a terminal, states are coloured, times are relative ("12s ago", "in 8s") and
-long commands are shortened with an ellipsis to fit; ids are never cut. When stdout
-is not a terminal the same tables print without colour or borders, with absolute
-ISO times, full commands and no trailing spaces, so scripts can rely on them.
+On a terminal, states are coloured, times are relative ("12s ago", "in 8s") and a
+table is fitted to the width: the command column gives way first (shortened with an
+ellipsis), then the least useful columns are left out; an id is never shortened.
+When stdout is not a terminal the same tables print without colour or borders,
+with every column, absolute ISO times, full commands and no trailing spaces, so
+scripts can rely on them (``--json`` is the format meant for programs).
 """
 
 from __future__ import annotations
 
 import io
+import signal as signals
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.panel import Panel
+from rich.table import Column as RichColumn
 from rich.table import Table
 from rich.text import Text
 
 from queuectl.clock import now_ms, to_iso
-from queuectl.models import Attempt, Job, JobState, WorkerInfo
+from queuectl.models import Attempt, Job, JobState, Outcome, WorkerInfo
 
 if TYPE_CHECKING:
-    from queuectl.queue import Status
+    from rich.console import JustifyMethod
 
-_MIN_LAST_COLUMN = 10
+    from queuectl.queue import Status
 
 STATE_STYLES = {
     JobState.PENDING: "cyan",
@@ -35,151 +41,342 @@ STATE_STYLES = {
     JobState.FAILED: "magenta",
     JobState.DEAD: "bold red",
 }
+OUTCOME_STYLES = {
+    Outcome.COMPLETED: "green",
+    Outcome.FAILED: "magenta",
+    Outcome.TIMED_OUT: "magenta",
+    Outcome.SPAWN_FAILED: "magenta",
+    Outcome.LOST: "dark_orange",
+    Outcome.INTERRUPTED: "dark_orange",
+}
+#: The narrowest a shortened command gets before whole columns are left out.
+MIN_FLEX_WIDTH = 12
+_PLAIN_WIDTH = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """How one column behaves when the table meets the terminal's edge."""
+
+    name: str
+    justify: JustifyMethod = "left"
+    #: The one column that gives way, shortened with an ellipsis (a command).
+    flex: bool = False
+    #: A column whose long values wrap onto more lines instead (an error text).
+    wrap: bool = False
+    #: 0: always shown; otherwise left out on a narrow terminal, highest first.
+    drop: int = 0
+    #: An id: never shortened; folded onto a second line only if nothing else helps.
+    key: bool = False
 
 
 class Output:
-    """Where human output goes, and whether it is a terminal."""
+    """Where human output goes, whether it is a terminal, how wide, and what time it is.
 
-    def __init__(self, *, tty: bool | None = None, width: int | None = None) -> None:
+    Tests pass ``tty``, ``width``, ``now`` and ``file`` to render exactly what a
+    terminal of that width would show at that moment.
+    """
+
+    def __init__(
+        self,
+        *,
+        tty: bool | None = None,
+        width: int | None = None,
+        now: int | None = None,
+        file: IO[str] | None = None,
+    ) -> None:
         self.tty = sys.stdout.isatty() if tty is None else tty
-        self.width = width
-        self.now = now_ms()
+        self.file = file
+        self.now = now_ms() if now is None else now
+        self._console = self._make_console(width)
 
-    def console(self, file: Any = None) -> Console:
+    def _make_console(self, width: int | None) -> Console:
         if self.tty:
             return Console(
-                file=file, highlight=False, width=self.width, force_terminal=file is None
+                file=self.file, width=width, highlight=False, emoji=False, force_terminal=True
             )
-        return Console(
-            file=file,
-            width=self.width or 100_000,
-            no_color=True,
-            highlight=False,
-            emoji=False,
-            force_terminal=False,
-            markup=False,
-        )
+        return _plain_console(io.StringIO())
 
     @property
-    def columns(self) -> int:
-        """The width tables are laid out for (the terminal's, unless given)."""
-        return self.console().width
+    def console(self) -> Console:
+        return self._console
 
     def show(self, renderable: RenderableType) -> None:
         if self.tty:
-            console = self.console()
-            if isinstance(renderable, Table):
-                # Columns that must not be cut (ids above all) may not fit a narrow
-                # terminal: print wider and let the terminal wrap, rather than crop.
-                unbounded = console.options.update_width(1 << 16)
-                needed = Measurement.get(console, unbounded, renderable).minimum
+            console = self._console
+            if isinstance(renderable, FittedTable):
+                # An id wider than the terminal: print the table at the width it
+                # needs and let the terminal wrap its lines, rather than cut the id.
+                renderable = renderable.fit(console, console.width)
+                needed = _measure(console, renderable)
                 if needed > console.width:
-                    console = Console(highlight=False, width=needed, force_terminal=True)
+                    console = Console(
+                        file=self.file, width=needed, highlight=False, force_terminal=True
+                    )
             console.print(renderable)
             return
-        # Plain text: render off-screen, then drop the padding rich adds to lines.
+        out = self.file or sys.stdout
+        out.write(self.plain(renderable))
+
+    def plain(self, renderable: RenderableType) -> str:
+        """Render off-screen, then drop the padding rich adds to the ends of lines."""
         buffer = io.StringIO()
-        self.console(buffer).print(renderable)
-        text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
-        sys.stdout.write(text + "\n")
+        _plain_console(buffer).print(renderable)
+        return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
     def when(self, ms: int | None) -> str:
+        """Relative on a terminal ("12s ago", "in 8s"), ISO-8601 UTC otherwise."""
         if ms is None:
             return "-"
         if not self.tty:
             return to_iso(ms) or "-"
         return relative(ms, self.now)
 
-    def table(self, *columns: str, title: str | None = None) -> Table:
-        if self.tty:
-            table = Table(title=title, header_style="bold", title_justify="left")
-        else:
-            table = Table(box=None, show_edge=False, pad_edge=False, header_style=None)
-        for name in columns:
-            table.add_column(name)
-        return table
+    def when_long(self, ms: int | None) -> str:
+        """For the detail view: relative and local wall-clock time on a terminal."""
+        if ms is None or not self.tty:
+            return self.when(ms)
+        local = datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{relative(ms, self.now)} ({local})"
 
     def state(self, state: JobState) -> Text:
         return Text(state.value, style=STATE_STYLES[state] if self.tty else "")
 
+    def styled(self, text: str, style: str) -> Text:
+        return Text(text, style=style if self.tty else "")
 
-def relative(ms: int, now: int) -> str:
-    delta = (ms - now) / 1000
-    span = abs(delta)
-    if span < 1:
-        return "now"
-    if span < 60:
-        text = f"{span:.0f}s"
-    elif span < 3600:
-        text = f"{span // 60:.0f}m{span % 60:02.0f}s"
-    elif span < 86400:
-        text = f"{span // 3600:.0f}h{span % 3600 // 60:02.0f}m"
-    else:
-        text = f"{span // 86400:.0f}d{span % 86400 // 3600:02.0f}h"
-    return f"in {text}" if delta > 0 else f"{text} ago"
+    def table(
+        self,
+        columns: Sequence[Column],
+        rows: Sequence[Sequence[str | Text]],
+        *,
+        title: str | None = None,
+        empty: str | None = None,
+        inner: bool = False,
+    ) -> RenderableType:
+        """A table fitted to the terminal (see the module docstring), or plain text.
+
+        ``inner``: the table sits in a panel, so it draws only a rule under the header.
+        """
+        if not rows and empty is not None and self.tty:
+            # Plain output keeps the header alone: a script reading it sees no rows.
+            return self.styled(empty, "dim")
+        if not self.tty:
+            return _build(columns, rows, tty=False, title=None)
+        return FittedTable(columns, rows, title=title, inner=inner)
 
 
-def _id_column(table: Table, ids: Iterable[str]) -> None:
-    widest = max((len(i) for i in ids), default=2)
-    column = table.columns[0]
-    column.no_wrap = True
-    column.min_width = widest
+class FittedTable:
+    """A table fitted (``fit_table``) to the width it is given when drawn.
 
+    Fitting at draw time rather than when the rows are known means a table inside
+    a panel, a live view after a resize, or a test console of a given width all
+    get exactly the room they have.
+    """
 
-def jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) -> Table:
-    table = out.table(
-        "ID", "STATE", "ATTEMPTS", "PRI", "QUEUE", "NEXT RUN", "UPDATED", "COMMAND", title=title
-    )
-    _id_column(table, (j.id for j in jobs))
-    rows: list[tuple[str | Text, ...]] = []
-    for job in jobs:
-        waiting = job.state in (JobState.PENDING, JobState.FAILED)
-        rows.append(
-            (
-                job.id,
-                out.state(job.state),
-                f"{job.attempts}/{job.max_retries + 1}",
-                str(job.priority),
-                job.queue,
-                out.when(job.next_run_at) if waiting else "-",
-                out.when(job.updated_at),
-                job.command if out.tty else job.command.replace("\n", "\\n"),
-            )
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        rows: Sequence[Sequence[str | Text]],
+        *,
+        title: str | None = None,
+        inner: bool = False,
+    ) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.title = title
+        self.inner = inner
+
+    def fit(self, console: Console, width: int) -> Table:
+        return fit_table(
+            console, self.columns, self.rows, title=self.title, width=width, inner=self.inner
         )
-    if out.tty:
-        _fit_last_column(out, table, rows)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.fit(console, options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.fit(console, options.max_width))
+
+
+def _plain_console(file: IO[str]) -> Console:
+    return Console(
+        file=file,
+        width=_PLAIN_WIDTH,
+        no_color=True,
+        highlight=False,
+        emoji=False,
+        force_terminal=False,
+        markup=False,
+    )
+
+
+def fit_table(
+    console: Console,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str | Text]],
+    *,
+    title: str | None,
+    width: int,
+    inner: bool = False,
+) -> Table:
+    """Fit ``rows`` into ``width`` cells, using rich's own measurements.
+
+    First the natural width; then the flex column shortened with an ellipsis to
+    whatever room is left (never below ``MIN_FLEX_WIDTH``); then, one by one, the
+    columns marked ``drop`` are left out; then the other short columns shrink. If
+    even that cannot keep the key columns (ids) whole, nothing is cut: a table in
+    a panel (``inner``) folds its ids onto more lines, any other table comes back
+    with every column and wider than ``width``, for ``Output.show`` to print at
+    its own width and the terminal to wrap.
+    """
+    shown = list(range(len(columns)))
+    while True:
+        cols = [columns[i] for i in shown]
+        cells = [[row[i] for i in shown] for row in rows]
+        table = _build(cols, cells, tty=True, title=title, inner=inner)
+        if _measure(console, table) <= width or _give_flex(console, table, width, MIN_FLEX_WIDTH):
+            return table
+        droppable = [i for i in shown if columns[i].drop]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: columns[i].drop))
+    # Too narrow even for the essential columns: the flex column goes down to a
+    # couple of cells and the other columns may wrap (rich's collapse only ever
+    # shrinks wrapping columns), so an id keeps every character as long as it can.
+    table = _build(cols, cells, tty=True, title=title, squeeze=True, inner=inner)
+    _give_flex(console, table, width, 2)
+    floor = _build(cols, cells, tty=True, title=title, squeeze=True, inner=inner)
+    for column, col in zip(floor.columns, cols, strict=True):
+        column.width = None if col.key else 1
+    if _measure(console, floor) <= width:
+        return table
+    if inner:
+        # A panel cannot be wider than the screen: fold the ids onto more lines.
+        for column, col in zip(table.columns, cols, strict=True):
+            column.no_wrap = column.no_wrap and not col.key
+        return table
+    table = _build(columns, rows, tty=True, title=title)
+    flex = _flex_column(table)
+    if flex is not None:
+        flex.width = MIN_FLEX_WIDTH
+    return table
+
+
+def _flex_column(table: Table) -> RichColumn | None:
+    return next((c for c in table.columns if c.overflow == "ellipsis" and c.ratio == 1), None)
+
+
+def _give_flex(console: Console, table: Table, width: int, minimum: int) -> bool:
+    """Size the flex column to the room left (at least ``minimum``); ``False`` if none."""
+    flex = _flex_column(table)
+    if flex is None:
+        return False
+    flex.width = minimum
+    spare = width - _measure(console, table)
+    if spare < 0:
+        return False
+    flex.width = minimum + spare
+    return True
+
+
+def _measure(console: Console, table: Table) -> int:
+    return Measurement.get(console, console.options.update_width(_PLAIN_WIDTH), table).maximum
+
+
+def _build(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str | Text]],
+    *,
+    tty: bool,
+    title: str | None,
+    squeeze: bool = False,
+    inner: bool = False,
+) -> Table:
+    if tty and inner:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    elif tty:
+        table = Table(title=title, header_style="bold", title_justify="left", title_style="bold")
+    else:
+        table = Table(box=None, show_edge=False, pad_edge=False, header_style=None)
+    for col in columns:
+        table.add_column(
+            col.name,
+            justify=col.justify,
+            no_wrap=not (tty and (col.wrap or (squeeze and not (col.key or col.flex)))),
+            overflow="fold" if (col.key or col.wrap) else "ellipsis",
+            # Marks the flex column for _give_flex; ratio has no effect on a
+            # table that does not expand.
+            ratio=1 if col.flex else None,
+        )
     for row in rows:
         table.add_row(*row)
     return table
 
 
-def _fit_last_column(out: Output, table: Table, rows: Sequence[Sequence[str | Text]]) -> None:
-    """Keep every column but the last whole; the last takes what is left, with an ellipsis.
+def relative(ms: int, now: int) -> str:
+    """``12s ago``, ``in 8s``, ``3m05s ago``, ``in 2h10m``, ``4d03h ago``; ``now`` within 1 s."""
+    delta = (ms - now) / 1000
+    span = abs(delta)
+    if span < 1:
+        return "now"
+    text = span_text(span)
+    return f"in {text}" if delta > 0 else f"{text} ago"
 
-    (A ``ratio`` on the last column would make rich squeeze the short columns, even
-    to nothing, whenever the last one's text is long.)
-    """
-    fixed = 0
-    for index, column in enumerate(table.columns[:-1]):
-        cells = [cell_len(str(column.header))] + [cell_len(str(row[index])) for row in rows]
-        column.no_wrap = True
-        column.min_width = max(column.min_width or 0, *cells)
-        fixed += column.min_width
-    last = table.columns[-1]
-    last.no_wrap = True
-    last.overflow = "ellipsis"
-    # Each column has one space of padding on each side and one border after it.
-    chrome = 3 * len(table.columns) + 1
-    last.max_width = max(out.columns - fixed - chrome, _MIN_LAST_COLUMN)
-    widest = max((cell_len(str(row[-1])) for row in rows), default=0)
-    last.min_width = max(cell_len(str(last.header)), min(widest, _MIN_LAST_COLUMN))
+
+def span_text(seconds: float) -> str:
+    """A duration the way a person says it: ``45s``, ``3m05s``, ``2h10m``, ``4d03h``."""
+    span = max(seconds, 0)
+    if span < 60:
+        return f"{int(span)}s"
+    if span < 3600:
+        return f"{int(span // 60)}m{int(span % 60):02d}s"
+    if span < 86400:
+        return f"{int(span // 3600)}h{int(span % 3600 // 60):02d}m"
+    return f"{int(span // 86400)}d{int(span % 86400 // 3600):02d}h"
+
+
+def one_line(text: str) -> str:
+    """A command on one line: newlines and tabs shown as ``\\n`` and ``\\t``."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def attempts_text(attempts: int, max_retries: int) -> str:
+    return f"{attempts}/{max_retries + 1}"
+
+
+def jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) -> RenderableType:
+    columns = [
+        Column("ID", key=True),
+        Column("STATE"),
+        Column("ATTEMPTS", justify="right", drop=1),
+        Column("PRI", justify="right", drop=5),
+        Column("QUEUE", drop=4),
+        Column("NEXT RUN", drop=2),
+        Column("UPDATED", drop=3),
+        Column("COMMAND", flex=True),
+    ]
+    rows: list[list[str | Text]] = [
+        [
+            job.id,
+            out.state(job.state),
+            attempts_text(job.attempts, job.max_retries),
+            str(job.priority),
+            job.queue,
+            out.when(job.next_run_at) if job.state in (JobState.PENDING, JobState.FAILED) else "-",
+            out.when(job.updated_at),
+            one_line(job.command),
+        ]
+        for job in jobs
+    ]
+    return out.table(columns, rows, title=title, empty="no jobs")
 
 
 def status_view(out: Output, status: Status) -> RenderableType:
-    table = out.table("STATE", "JOBS")
-    table.columns[1].justify = "right"
-    for state in JobState:
-        table.add_row(out.state(state), str(status.counts[state]))
+    rows: list[list[str | Text]] = [
+        [out.state(state), str(status.counts[state])] for state in JobState
+    ]
+    table = out.table([Column("STATE"), Column("JOBS", justify="right")], rows)
     workers = status.coroutines
     processes = len(status.workers)
     line = f"workers: {workers} (in {processes} process{'es' if processes != 1 else ''})"
@@ -189,11 +386,19 @@ def status_view(out: Output, status: Status) -> RenderableType:
     return Group(table, Text(line))
 
 
-def workers_table(out: Output, workers: Sequence[WorkerInfo]) -> Table:
-    table = out.table("ID", "HOST", "PID", "STARTED", "HEARTBEAT", "SLOTS", "DONE", "QUEUES")
-    _id_column(table, (w.id for w in workers))
-    for w in workers:
-        table.add_row(
+def workers_table(out: Output, workers: Sequence[WorkerInfo]) -> RenderableType:
+    columns = [
+        Column("ID", key=True),
+        Column("HOST", drop=2),
+        Column("PID", justify="right"),
+        Column("STARTED", drop=1),
+        Column("HEARTBEAT"),
+        Column("SLOTS", justify="right"),
+        Column("DONE", justify="right"),
+        Column("QUEUES", flex=True),
+    ]
+    rows = [
+        [
             w.id,
             w.host,
             str(w.pid),
@@ -202,68 +407,143 @@ def workers_table(out: Output, workers: Sequence[WorkerInfo]) -> Table:
             str(w.count),
             str(w.jobs_done),
             ",".join(w.queues) or "*",
-        )
-    return table
+        ]
+        for w in workers
+    ]
+    return out.table(columns, rows, empty="no workers running")
 
 
-def config_table(out: Output, settings: dict[str, object]) -> Table:
-    table = out.table("KEY", "VALUE")
+def config_table(
+    out: Output, settings: dict[str, object], defaults: dict[str, object] | None = None
+) -> RenderableType:
+    """Settings with their defaults; on a terminal, a changed value stands out in bold."""
+    defaults = defaults or {}
+    rows: list[list[str | Text]] = []
     for key, value in settings.items():
-        table.add_row(key, str(value))
-    return table
+        default = defaults.get(key, value)
+        changed = value != default
+        rows.append([key, out.styled(str(value), "bold" if changed else ""), str(default)])
+    return out.table([Column("KEY"), Column("VALUE"), Column("DEFAULT", drop=1)], rows)
 
 
-def attempts_table(out: Output, history: Sequence[Attempt]) -> Table:
-    table = out.table("#", "STARTED", "DURATION", "RESULT", "ERROR", "WORKER")
+def signal_name(number: int) -> str:
+    try:
+        return signals.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def attempt_result(out: Output, a: Attempt) -> Text:
+    """Exit code or signal, in the colour of how the attempt ended."""
+    style = OUTCOME_STYLES.get(a.outcome, "yellow") if a.outcome else "yellow"
+    if a.signal is not None:
+        text = f"{signal_name(a.signal)} ({a.signal})"
+    elif a.exit_code is not None:
+        text = f"exit {a.exit_code}"
+    elif a.outcome is not None:
+        text = a.outcome.value.replace("_", " ")
+    else:
+        text = "running"
+    return out.styled(text, style)
+
+
+def size_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def attempts_table(out: Output, history: Sequence[Attempt]) -> RenderableType:
+    columns = [
+        Column("#", justify="right"),
+        Column("STARTED"),
+        Column("DURATION", justify="right"),
+        Column("RESULT"),
+        Column("ERROR", wrap=True),
+        Column("WORKER", drop=2),
+        Column("OUTPUT", justify="right", drop=1),
+    ]
+    rows: list[list[str | Text]] = []
     for a in history:
-        duration = "-" if a.finished_at is None else f"{(a.finished_at - a.started_at) / 1000:.2f}s"
-        if a.signal is not None:
-            result = f"signal {a.signal}"
-        elif a.exit_code is not None:
-            result = f"exit {a.exit_code}"
+        if a.finished_at is None:
+            duration = f"{span_text((out.now - a.started_at) / 1000)}…"
         else:
-            result = a.outcome.value if a.outcome else "running"
-        table.add_row(
-            str(a.attempt),
-            out.when(a.started_at),
-            duration,
-            result,
-            a.error or "-",
-            f"{a.worker_id or '-'}@{a.host}" if a.host else (a.worker_id or "-"),
+            duration = f"{(a.finished_at - a.started_at) / 1000:.2f}s"
+        worker = a.worker_id or "-"
+        if a.host:
+            worker = f"{worker}@{a.host}"
+        output = size_text(a.output_size)
+        if a.output_truncated:
+            output += " (cut)"
+        rows.append(
+            [
+                str(a.attempt),
+                out.when(a.started_at),
+                duration,
+                attempt_result(out, a),
+                a.error or "-",
+                worker,
+                output,
+            ]
         )
-    return table
+    return out.table(columns, rows, title="attempts" if out.tty else None)
 
 
-def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableType:
-    fields = out.table("FIELD", "VALUE")
-    if out.tty:
-        fields.show_header = False
-        fields.box = None
+def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
+    waiting = job.state in (JobState.PENDING, JobState.FAILED)
     rows: list[tuple[str, str | Text]] = [
         ("id", job.id),
-        ("command", job.command),
+        ("command", job.command if out.tty else one_line(job.command)),
         ("state", out.state(job.state)),
-        ("attempts", f"{job.attempts} (max retries {job.max_retries})"),
+        ("attempts", f"{job.attempts} of {job.max_retries + 1} (max retries {job.max_retries})"),
         ("priority", str(job.priority)),
         ("queue", job.queue),
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "none"),
-        ("run at", out.when(job.run_at)),
-        (
-            "next run",
-            out.when(job.next_run_at) if job.state in (JobState.PENDING, JobState.FAILED) else "-",
-        ),
-        ("created", out.when(job.created_at)),
-        ("updated", out.when(job.updated_at)),
-        ("last error", job.last_error or "-"),
+        ("run at", out.when_long(job.run_at)),
+        ("next run", out.when_long(job.next_run_at) if waiting else "-"),
+        ("created", out.when_long(job.created_at)),
+        ("updated", out.when_long(job.updated_at)),
+        ("last error", out.styled(job.last_error, "red") if job.last_error else "-"),
         ("exit code", "-" if job.exit_code is None else str(job.exit_code)),
     ]
+    if job.worker_id:
+        rows.append(("worker", job.worker_id))
     if job.cwd:
         rows.append(("cwd", job.cwd))
     if job.env:
         rows.append(("env", " ".join(f"{k}={v}" for k, v in job.env.items())))
-    for name, value in rows:
-        fields.add_row(name, value)
-    attempts = attempts_table(out, history) if history else Text("no attempts yet")
-    if out.tty:
-        return Group(Panel(fields, title=f"job {job.id}", title_align="left"), attempts)
-    return Group(fields, Text(""), attempts)
+    return rows
+
+
+def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableType:
+    """``show JOB``: a panel of the job's fields, then its attempts."""
+    fields = _job_fields(out, job)
+    attempts = attempts_table(out, history) if history else out.styled("no attempts yet", "dim")
+    if not out.tty:
+        table = _build([Column("FIELD"), Column("VALUE")], fields, tty=False, title=None)
+        return Group(table, Text(""), attempts)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in fields:
+        grid.add_row(name, value)
+    panel = Panel(
+        grid,
+        title=Text.assemble("job ", (job.id, "bold")),
+        title_align="left",
+        subtitle=out.state(job.state),
+        subtitle_align="right",
+        border_style=STATE_STYLES[job.state].replace("bold ", ""),
+    )
+    return Group(panel, attempts)
+
+
+def render_text(render: Callable[[Output], RenderableType], **output: Any) -> str:
+    """Render through a fresh ``Output`` into a string (tests, README screenshots)."""
+    buffer = io.StringIO()
+    out = Output(file=buffer, **output)
+    out.show(render(out))
+    return buffer.getvalue()

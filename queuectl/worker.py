@@ -213,14 +213,14 @@ class Worker:
                 index,
                 job.attempts,
                 job.max_retries + 1,
-                extra={"action": "job_claimed", "job_id": job.id, "attempt": job.attempts},
+                extra={**self._fields(claim, index), "action": "job_claimed"},
             )
             result = await self._execute(claim, index)
             done = pump.finished(Finish(job.id, claim.token, job.attempts, job.max_retries, result))
             # Ask for the next job before the result is written: both go into the
             # same transaction.
             next_job = pump.want_job()
-            self._log_result(claim, result, await done)
+            self._log_result(claim, index, result, await done)
 
     async def _execute(self, claim: Claim, slot: int) -> ExecutionResult:
         assert self._pump is not None
@@ -246,7 +246,14 @@ class Worker:
         def started(pid: int) -> None:
             pump.started(
                 ProcessStart(
-                    job.id, claim.token, procs.HOST, pid, pid, procs.proc_start(pid), str(spool)
+                    job.id,
+                    claim.token,
+                    procs.HOST,
+                    pid,
+                    pid,
+                    procs.proc_start(pid),
+                    str(spool),
+                    slot=slot,
                 )
             )
 
@@ -255,48 +262,76 @@ class Worker:
         finally:
             del self._running[key]
 
-    def _log_result(self, claim: Claim, result: ExecutionResult, done: FinishResult) -> None:
+    def _fields(self, claim: Claim, slot: int) -> dict[str, object]:
+        """The structured fields of a transition line, for ``--log-format json`` and colours."""
         job = claim.job
-        extra = {"job_id": job.id, "attempt": job.attempts, "duration": round(result.duration_s, 3)}
-        attempt = f"attempt {job.attempts}/{job.max_retries + 1}"
+        return {
+            "job_id": job.id,
+            "attempt": job.attempts,
+            "max_attempts": job.max_retries + 1,
+            "worker_id": self.id,
+            "slot": slot,
+        }
+
+    def _log_result(
+        self, claim: Claim, slot: int, result: ExecutionResult, done: FinishResult
+    ) -> None:
+        job = claim.job
+        extra: dict[str, object] = {
+            **self._fields(claim, slot),
+            "duration": round(result.duration_s, 3),
+            "exit_code": result.exit_code,
+            "signal": result.signal,
+        }
+        where = f"attempt {job.attempts}/{job.max_retries + 1}, slot {slot}"
+        took = f"{result.duration_s:.2f}s"
         if not done.held:
             log.warning(
-                "%s: lease lost; result discarded (%s)",
+                "%s lease lost after %s; result discarded (%s)",
                 job.id,
-                attempt,
-                extra={**extra, "action": "job_lost"},
+                took,
+                where,
+                extra={**extra, "action": "job_lost", "error": result.describe()},
             )
         elif done.state is JobState.COMPLETED:
             log.info(
-                "%s completed in %.2fs (%s)",
+                "%s completed in %s, exit code 0 (%s)",
                 job.id,
-                result.duration_s,
-                attempt,
-                extra={**extra, "action": "job_completed", "exit_code": 0},
+                took,
+                where,
+                extra={**extra, "action": "job_completed"},
             )
         elif done.state is JobState.PENDING:
             log.warning(
-                "%s interrupted after %.2fs; back to pending, attempt not counted",
+                "%s interrupted after %s; back to pending, attempt not counted (%s)",
                 job.id,
-                result.duration_s,
-                extra={**extra, "action": "job_interrupted"},
+                took,
+                where,
+                extra={**extra, "action": "job_interrupted", "error": result.describe()},
             )
         elif done.state is JobState.FAILED:
             log.warning(
-                "%s failed: %s (%s); retry at %s",
+                "%s failed after %s: %s (%s); retry at %s",
                 job.id,
+                took,
                 result.describe(),
-                attempt,
+                where,
                 to_iso(done.next_run_at),
-                extra={**extra, "action": "job_failed", "exit_code": result.exit_code},
+                extra={
+                    **extra,
+                    "action": "job_failed",
+                    "error": result.describe(),
+                    "next_run_at": to_iso(done.next_run_at),
+                },
             )
         else:
             log.error(
-                "%s dead: %s (%s)",
+                "%s dead after %s: %s (%s)",
                 job.id,
+                took,
                 result.describe(),
-                attempt,
-                extra={**extra, "action": "job_dead", "exit_code": result.exit_code},
+                where,
+                extra={**extra, "action": "job_dead", "error": result.describe()},
             )
 
     async def _heartbeat_loop(self) -> None:
@@ -327,6 +362,13 @@ class Worker:
             return
         self._last_heartbeat = asked
         self.config = replace(from_stored(stored), lease=self.config.lease)
+        log.debug(
+            "heartbeat: %d running, %d lease(s) lost, stop request: %s",
+            len(self._running),
+            len(beat.lost),
+            beat.stop.name.lower(),
+            extra={"action": "heartbeat", "worker_id": self.id},
+        )
         if not beat.registered:
             await self.backend.register_worker(self.info, now=self.clock())
         for key in beat.lost:
@@ -373,7 +415,14 @@ class Worker:
                 item.worker_id,
                 item.attempts,
                 item.max_retries + 1,
-                extra={"action": "job_recovered", "job_id": item.job_id, "attempt": item.attempts},
+                extra={
+                    "action": "job_recovered",
+                    "job_id": item.job_id,
+                    "attempt": item.attempts,
+                    "max_attempts": item.max_retries + 1,
+                    "lost_worker_id": item.worker_id,
+                    "worker_id": self.id,
+                },
             )
         if lost and self._pump is not None:
             self._pump.arm()

@@ -38,3 +38,11 @@ run "echo '{\"id\":\"S3-B\",\"command\":\"sleep 2\"}' | queuectl enqueue"
 run "queuectl worker start --count 2 --burst"
 run "queuectl show S3-A"
 run "queuectl status"
+
+echo; echo "== 4. In the terminal: tables fitted to the window (plain text when piped)"
+run "queuectl list"
+run "queuectl enqueue -c 'sleep 1; echo built' --id build && queuectl enqueue -c 'exit 3' --id lint --max-retries 0"
+run "queuectl worker start --count 2 --burst --log-format rich   # the coloured log"
+echo
+echo "Now watch it live (Ctrl-C to quit), e.g. while a worker runs in another terminal:"
+echo "  QUEUECTL_DB=$QUEUECTL_DB queuectl status --watch"

@@ -27,7 +27,9 @@ from queuectl.models import (
     JobState,
     LostAttempt,
     NewJob,
+    Outcome,
     ProcessStart,
+    RunningJob,
     StopMode,
     WorkerInfo,
 )
@@ -80,14 +82,25 @@ class QueueProbe:
 #: still-running orphan on this host can be killed first.
 OnLost = Callable[[LostAttempt], None]
 
+#: Told how many items a long write has done so far (a running total), so a terminal
+#: can draw a progress bar. It may be called from another thread (the SQLite store
+#: calls it from its connection's thread), must be cheap, and must not raise.
+OnProgress = Callable[[int], None]
+
 
 class JobStore(Protocol):
-    async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
+    ) -> list[Job]:
         """Insert all jobs in one transaction, or none of them.
 
         Raises ``DuplicateJob`` naming the first id that already exists (with its
         ``job_id`` and 1-based ``position`` in ``jobs``); the existing job is
         untouched. Returns only after the commit is durable.
+
+        ``progress``, if given, is called with the number of jobs written so far
+        (inside the still-open transaction) every few thousand jobs; a store may
+        call it less often or never. It says nothing about the commit.
         """
         ...
 
@@ -107,7 +120,7 @@ class JobStore(Protocol):
         Records where started commands run, records finished attempts (each fenced;
         the next state follows the retry policy with the backoff settings stored *at
         this moment*), then claims up to ``claim`` due jobs from ``queues`` (all
-        queues when ``None``) ordered by priority (high first), due time, then age.
+        queues when ``None``) ordered by priority (high first), then age (oldest first).
         Each claim increments ``attempts`` and the fencing token, sets the lease to
         ``now + lease_ms`` and opens the attempt's history row, atomically.
         """
@@ -149,13 +162,21 @@ class JobStore(Protocol):
         """
         ...
 
-    async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
+    async def requeue_dead(
+        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
         """Move dead jobs back to ``pending`` with ``attempts = 0``; ``None`` means all.
 
+        Named ids are all or nothing: raises ``JobNotFound`` or ``InvalidTransition``
+        naming the first id that is missing or not dead, and then changes nothing.
         An id named more than once counts once. Returns the ids moved, in order.
 
-        All or nothing: raises ``JobNotFound`` or ``InvalidTransition`` naming the
-        first id that is missing or not dead, and then changes nothing.
+        ``None`` moves the jobs that are dead when the call starts in batches of a
+        few hundred, oldest job first, each batch its own short transaction (so a
+        huge dead-letter queue never holds the write lock for long, and every job
+        moves atomically). A job that dies during the call, or was enqueued after it
+        started, may or may not be included; the call always ends. ``progress`` is
+        called with the running total after each batch.
         """
         ...
 
@@ -182,6 +203,43 @@ class JobReader(Protocol):
         ...
 
     async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe: ...
+
+    async def running_jobs(self, *, limit: int) -> list[RunningJob]:
+        """Jobs in ``processing`` with their current attempt, longest-running first.
+
+        At most ``limit`` rows; ``slot``, ``host`` and ``pid`` are ``None`` until the
+        worker recorded the start. Called on every refresh of ``status --watch``: it
+        must cost in proportion to the running jobs, not to the table.
+        """
+        ...
+
+    async def finished_since(self, since: int) -> dict[Outcome, int]:
+        """How many attempts ended at or after ``since`` (epoch ms), per outcome.
+
+        Outcomes with no attempt are left out. Attempts that are still running do not
+        count. Must read an index on the attempts' end time (one refresh of the live
+        view reads a minute of them), never scan the history.
+        """
+        ...
+
+    async def next_retry(self) -> Job | None:
+        """The ``failed`` job due soonest (ties: oldest job), or ``None``; indexed."""
+        ...
+
+    async def recent_dead(self, *, limit: int) -> list[Job]:
+        """The ``limit`` jobs that died most recently (by ``updated_at``), newest first; indexed."""
+        ...
+
+    async def job_ids(
+        self, prefix: str, *, state: JobState | None = None, limit: int = 50
+    ) -> list[str]:
+        """Ids that start with ``prefix`` (case-sensitive), in id order, for shell completion.
+
+        At most ``limit``. With ``state``, only jobs in that state, and a store may
+        look at only the first few thousand ids of the prefix to stay cheap (a key
+        press must never scan the table), so it can return fewer than exist.
+        """
+        ...
 
 
 class WorkerRegistry(Protocol):

@@ -10,6 +10,7 @@ coroutine's statements, and the worker's hot path is one hop per cycle.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -28,8 +29,10 @@ from queuectl.backends.base import (
     Exchanged,
     FinishResult,
     OnLost,
+    OnProgress,
     QueueProbe,
 )
+from queuectl.backends.sqlite_live import LiveViewReads
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -65,6 +68,10 @@ SQL = queries("sqlite")
 MIGRATIONS = migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
+#: Rows per ``executemany`` of a big enqueue, between two progress reports.
+_ENQUEUE_CHUNK = 2000
+#: Dead jobs moved per transaction by ``dlq retry --all``.
+_REQUEUE_BATCH = 500
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
@@ -190,7 +197,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-class SqliteBackend:
+class SqliteBackend(LiveViewReads):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
@@ -263,7 +270,9 @@ class SqliteBackend:
             except sqlite3.Error as exc:
                 raise _translate(exc, self.path) from exc
 
-    async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
+    ) -> list[Job]:
         rows = [
             {
                 "id": j.id,
@@ -284,7 +293,13 @@ class SqliteBackend:
         def run(conn: sqlite3.Connection) -> None:
             _begin(conn)
             try:
-                conn.executemany(SQL["insert_job"], rows)
+                if progress is None:
+                    conn.executemany(SQL["insert_job"], rows)
+                else:
+                    for start in range(0, len(rows), _ENQUEUE_CHUNK):
+                        chunk = rows[start : start + _ENQUEUE_CHUNK]
+                        conn.executemany(SQL["insert_job"], chunk)
+                        progress(start + len(chunk))
             except sqlite3.IntegrityError as exc:
                 conn.rollback()
                 raise _duplicate(conn, jobs) from exc
@@ -318,6 +333,7 @@ class SqliteBackend:
                 "pgid": s.pgid,
                 "proc_start": s.proc_start,
                 "log_path": s.log_path,
+                "slot": s.slot,
             }
             for s in starts
         ]
@@ -432,10 +448,13 @@ class SqliteBackend:
 
         return await self._call(lambda c: _transaction(c, body))
 
-    async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
+    async def requeue_dead(
+        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
+        if job_ids is None:
+            return await self._requeue_all_dead(now, progress)
+
         def body(conn: sqlite3.Connection) -> list[str]:
-            if job_ids is None:
-                return [r[0] for r in conn.execute(SQL["requeue_all_dead"], {"now": now})]
             done: list[str] = []
             # An id named twice is one request for that job, not a second retry of it.
             for job_id in dict.fromkeys(job_ids):
@@ -451,6 +470,21 @@ class SqliteBackend:
             return done
 
         return await self._call(lambda c: _transaction(c, body))
+
+    async def _requeue_all_dead(self, now: int, progress: OnProgress | None) -> list[str]:
+        upto = await self._call(lambda c: int(c.execute(SQL["max_seq"]).fetchone()[0]))
+        done: list[str] = []
+        after = 0
+        while True:
+            args = {"now": now, "after": after, "upto": upto, "limit": _REQUEUE_BATCH}
+            # One autocommit statement per batch: atomic on its own, and short.
+            rows = await self._call(functools.partial(_fetch_all, SQL["requeue_dead_batch"], args))
+            if not rows:
+                return done
+            done.extend(r[0] for r in rows)
+            after = max(r[1] for r in rows)
+            if progress is not None:
+                progress(len(done))
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._call(lambda c: c.execute(SQL["get_job"], {"id": job_id}).fetchone())
@@ -684,6 +718,10 @@ def _inserted(job: NewJob, now: int) -> Job:
         env=job.env,
         cwd=job.cwd,
     )
+
+
+def _fetch_all(sql: str, args: Mapping[str, Any], conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(sql, args).fetchall()
 
 
 def _policy(conn: sqlite3.Connection) -> RetryPolicy:

@@ -127,7 +127,7 @@ class TestEnqueue:
 
 
 class TestClaim:
-    async def test_order_is_priority_then_due_time_then_age(
+    async def test_order_is_priority_then_age_among_due_jobs(
         self, sqlite_backend: SqliteBackend, clock: FrozenClock
     ) -> None:
         t = clock()
@@ -146,10 +146,11 @@ class TestClaim:
         order = []
         while claims := await claim(sqlite_backend, t):
             order.append(claims[0].job.id)
+        # SPEC §3: ties run oldest first (enqueue order), whatever their due times.
         assert order == [
             "high-new",
-            "mid-due-earlier",
             "mid-due-later",
+            "mid-due-earlier",
             "low-old",
             "low-same-due-younger",
             "neg",

@@ -12,14 +12,15 @@ VALUES (:id, :command, 'pending', :queue, :priority, :max_retries, :timeout_s, :
 SELECT 1 FROM jobs WHERE id = :id;
 
 -- name: claim_any
--- One statement takes up to :limit due jobs, highest priority first, then the ones
--- due longest, then the oldest; the jobs_claimed trigger opens each attempt row.
+-- One statement takes up to :limit due jobs, highest priority first and, among
+-- equals, the oldest (SPEC: ties run oldest first); the jobs_claimed trigger opens
+-- each attempt row.
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
  WHERE seq IN (SELECT seq FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                ORDER BY priority DESC, next_run_at, seq
+                ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
@@ -30,7 +31,7 @@ UPDATE jobs
  WHERE seq IN (SELECT seq FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= :now
                   AND queue IN (SELECT value FROM json_each(:queues))
-                ORDER BY priority DESC, next_run_at, seq
+                ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
@@ -44,7 +45,8 @@ SELECT next_run_at FROM jobs
 
 -- name: record_start
 UPDATE attempts
-   SET host = :host, pid = :pid, pgid = :pgid, proc_start = :proc_start, log_path = :log_path
+   SET host = :host, pid = :pid, pgid = :pgid, proc_start = :proc_start, log_path = :log_path,
+       slot = :slot
  WHERE job_id = :id AND attempt = :token;
 
 -- name: finish_attempt
@@ -137,11 +139,18 @@ UPDATE jobs
  WHERE id = :id AND state = 'dead'
 RETURNING id;
 
--- name: requeue_all_dead
+-- name: requeue_dead_batch
+-- `dlq retry --all` walks the dead jobs in seq order, one short transaction per batch,
+-- up to the newest job that existed when it began (:upto), so it always ends.
 UPDATE jobs
    SET state = 'pending', attempts = 0, next_run_at = :now, updated_at = :now
- WHERE state = 'dead'
-RETURNING id;
+ WHERE seq IN (SELECT seq FROM jobs
+                WHERE state = 'dead' AND seq > :after AND seq <= :upto
+                ORDER BY seq LIMIT :limit)
+RETURNING id, seq;
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) FROM jobs;
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id;
@@ -195,3 +204,42 @@ SELECT key, value FROM config;
 -- name: config_set
 INSERT INTO config (key, value) VALUES (:key, :value)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: running_jobs
+-- Bounded by the number of processing jobs, i.e. by the worker slots.
+SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
+       a.slot, a.started_at, a.host, a.pid
+  FROM jobs AS j
+  JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
+ WHERE j.state = 'processing'
+ ORDER BY a.started_at, j.id
+ LIMIT :limit;
+
+-- name: finished_since
+SELECT outcome, count(*) FROM attempts
+ WHERE finished_at >= :since
+ GROUP BY outcome;
+
+-- name: next_retry
+-- INDEXED BY: without statistics the planner would take jobs_by_state and sort
+-- every failed job; naming the index also makes a missing one an error, not a scan.
+SELECT * FROM jobs INDEXED BY jobs_retry_due
+ WHERE state = 'failed'
+ ORDER BY next_run_at, seq
+ LIMIT 1;
+
+-- name: recent_dead
+SELECT * FROM jobs INDEXED BY jobs_dead_recent
+ WHERE state = 'dead'
+ ORDER BY updated_at DESC, seq DESC
+ LIMIT :limit;
+
+-- name: ids_by_prefix
+SELECT id FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :limit;
+
+-- name: ids_by_prefix_state
+-- Looks at no more than :scan ids of the prefix, so a key press stays cheap however
+-- many jobs share it; the user types one more character to see past them.
+SELECT id FROM (SELECT id, state FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :scan)
+ WHERE state = :state
+ LIMIT :limit;

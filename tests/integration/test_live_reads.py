@@ -1,0 +1,222 @@
+"""The SQLite store's reads behind ``status --watch``, completion and progress bars.
+
+Real SQLite, pinned times. Besides the answers, the query plans are checked: these
+reads run on every refresh or key press and must use an index, never scan.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from queuectl.backends.sqlite import SQL, SqliteBackend, migrate
+from queuectl.models import ExecutionResult, Finish, JobState, NewJob, Outcome, ProcessStart
+from queuectl.queue import Queue
+from tests.conftest import FrozenClock
+
+T0 = 1_800_000_000_000
+
+
+def new(job_id: str, max_retries: int = 3, priority: int = 0) -> NewJob:
+    return NewJob(
+        id=job_id,
+        command=f"echo {job_id}",
+        max_retries=max_retries,
+        priority=priority,
+        next_run_at=T0,
+    )
+
+
+async def run_once(
+    backend: SqliteBackend, job_id: str, result: ExecutionResult, *, now: int, slot: int = 0
+) -> None:
+    """Claim ``job_id`` (the only due job), record its start, then finish it."""
+    got = await backend.exchange(worker_id="w1", claim=1, now=now)
+    (claim,) = got.claims
+    assert claim.job.id == job_id
+    await backend.exchange(
+        worker_id="w1",
+        starts=[ProcessStart(job_id, claim.token, "host", 99, 99, None, "/x", slot=slot)],
+        now=now,
+    )
+    finish = Finish(job_id, claim.token, claim.job.attempts, claim.job.max_retries, result)
+    await backend.exchange(worker_id="w1", finishes=[finish], now=now + 500)
+
+
+OK = ExecutionResult(exit_code=0, duration_s=0.5)
+FAIL = ExecutionResult(exit_code=1, duration_s=0.5)
+TIMEOUT = ExecutionResult(signal=9, timed_out=True, duration_s=0.5)
+
+
+async def test_running_jobs_show_slot_start_and_attempt(sqlite_backend: SqliteBackend) -> None:
+    await sqlite_backend.enqueue([new("a"), new("b")], now=T0)
+    got = await sqlite_backend.exchange(worker_id="w1", claim=2, now=T0 + 1000)
+    by_id = {c.job.id: c for c in got.claims}
+    await sqlite_backend.exchange(
+        worker_id="w1",
+        starts=[ProcessStart("a", by_id["a"].token, "host", 10, 10, None, "/a", slot=3)],
+        now=T0 + 1000,
+    )
+    running = await sqlite_backend.running_jobs(limit=10)
+    assert [(r.job_id, r.slot, r.attempt, r.max_retries) for r in running] == [
+        ("a", 3, 1, 3),
+        ("b", None, 1, 3),  # start not recorded yet: no slot
+    ]
+    assert all(r.started_at == T0 + 1000 and r.worker_id == "w1" for r in running)
+    assert running[0].host == "host" and running[0].pid == 10
+    assert len(await sqlite_backend.running_jobs(limit=1)) == 1
+
+
+async def test_finished_since_counts_outcomes_in_the_window(sqlite_backend: SqliteBackend) -> None:
+    await sqlite_backend.enqueue([new("old")], now=T0)
+    await run_once(sqlite_backend, "old", OK, now=T0)
+    for i, result in enumerate([OK, OK, FAIL, TIMEOUT]):
+        await sqlite_backend.enqueue([new(f"j{i}", max_retries=0)], now=T0)
+        await run_once(sqlite_backend, f"j{i}", result, now=T0 + 120_000)
+    counts = await sqlite_backend.finished_since(T0 + 60_000)
+    assert counts == {Outcome.COMPLETED: 2, Outcome.FAILED: 1, Outcome.TIMED_OUT: 1}
+    assert (await sqlite_backend.finished_since(T0))[Outcome.COMPLETED] == 3
+
+
+async def test_next_retry_and_newest_dead(sqlite_backend: SqliteBackend) -> None:
+    await sqlite_backend.set_config({"backoff_base": "10"})
+    await sqlite_backend.enqueue([new("late"), new("soon")], now=T0)
+    await run_once(sqlite_backend, "late", FAIL, now=T0)  # retry at +10 s
+    await sqlite_backend.set_config({"backoff_base": "2"})
+    await run_once(sqlite_backend, "soon", FAIL, now=T0 + 1000)  # retry at +3.5 s
+    retry = await sqlite_backend.next_retry()
+    assert retry is not None and retry.id == "soon"
+    assert retry.next_run_at == T0 + 1500 + 2000
+
+    assert await sqlite_backend.recent_dead(limit=5) == []
+    for i, when in enumerate([T0 + 50_000, T0 + 90_000, T0 + 70_000]):
+        # Priority 1: claimed ahead of the older retries that are due by then.
+        await sqlite_backend.enqueue([new(f"d{i}", max_retries=0, priority=1)], now=T0)
+        await run_once(sqlite_backend, f"d{i}", FAIL, now=when)
+    dead = await sqlite_backend.recent_dead(limit=2)
+    assert [j.id for j in dead] == ["d1", "d2"]  # by the time they died, not by age
+    assert all(j.state is JobState.DEAD for j in dead)
+
+
+async def test_job_ids_by_prefix_state_and_limit(sqlite_backend: SqliteBackend) -> None:
+    ids = ["alpha-1", "alpha-2", "alpha-3", "beta", "alpha"]
+    await sqlite_backend.enqueue([new(i, max_retries=0) for i in ids], now=T0)
+    assert await sqlite_backend.job_ids("alpha") == ["alpha", "alpha-1", "alpha-2", "alpha-3"]
+    assert await sqlite_backend.job_ids("alpha-", limit=2) == ["alpha-1", "alpha-2"]
+    assert await sqlite_backend.job_ids("") == sorted(ids)
+    assert await sqlite_backend.job_ids("gamma") == []
+    assert await sqlite_backend.job_ids("alpha", state=JobState.DEAD) == []
+    # Kill alpha-2: the only dead "alpha" job.
+    while True:
+        got = await sqlite_backend.exchange(worker_id="w1", claim=1, now=T0)
+        (claim,) = got.claims
+        result = FAIL if claim.job.id == "alpha-2" else OK
+        finish = Finish(claim.job.id, claim.token, 1, 0, result)
+        await sqlite_backend.exchange(worker_id="w1", finishes=[finish], now=T0)
+        if claim.job.id == "alpha-2":
+            break
+    assert await sqlite_backend.job_ids("alpha", state=JobState.DEAD) == ["alpha-2"]
+
+
+async def test_dlq_retry_all_moves_every_dead_job_in_batches(sqlite_backend: SqliteBackend) -> None:
+    total = 1_234  # more than two batches
+    conn = sqlite3.connect(sqlite_backend.path)
+    with conn:
+        conn.executemany(
+            "INSERT INTO jobs (id, command, state, max_retries, attempts, created_at, updated_at)"
+            " VALUES (?, 'x', 'dead', 0, 1, 0, 0)",
+            [(f"d{i:05d}",) for i in range(total)],
+        )
+    conn.close()
+    await sqlite_backend.enqueue([new("alive")], now=T0)
+    seen: list[int] = []
+    moved = await sqlite_backend.requeue_dead(None, now=T0, progress=seen.append)
+    assert sorted(moved) == [f"d{i:05d}" for i in range(total)]
+    assert seen[-1] == total and len(seen) >= 3 and seen == sorted(seen)
+    counts = await sqlite_backend.counts()
+    assert counts[JobState.DEAD] == 0 and counts[JobState.PENDING] == total + 1
+
+
+async def test_enqueue_reports_progress_within_one_transaction(
+    sqlite_backend: SqliteBackend,
+) -> None:
+    seen: list[int] = []
+    jobs = [new(f"j{i}") for i in range(5_000)]
+    await sqlite_backend.enqueue(jobs, now=T0, progress=seen.append)
+    assert seen[-1] == 5_000 and seen == sorted(seen) and len(seen) >= 2
+    seen.clear()
+    from queuectl.exceptions import DuplicateJob
+
+    with pytest.raises(DuplicateJob):
+        await sqlite_backend.enqueue([new("new-1"), new("j1")], now=T0, progress=seen.append)
+    assert await sqlite_backend.get_job("new-1") is None  # still all or nothing
+
+
+PLANS = {
+    "running_jobs": {"limit": 10},
+    "finished_since": {"since": 0},
+    "next_retry": {},
+    "recent_dead": {"limit": 5},
+    "ids_by_prefix": {"lo": "a", "hi": "b", "limit": 5},
+    "ids_by_prefix_state": {"lo": "a", "hi": "b", "limit": 5, "state": "dead", "scan": 100},
+    "requeue_dead_batch": {"now": 0, "after": 0, "upto": 10, "limit": 5},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+async def test_live_reads_never_scan_a_table(sqlite_backend: SqliteBackend, name: str) -> None:
+    conn = sqlite3.connect(sqlite_backend.path)
+    try:
+        plan = conn.execute("EXPLAIN QUERY PLAN " + SQL[name], PLANS[name]).fetchall()
+    finally:
+        conn.close()
+    details = [row[3] for row in plan]
+    # "SCAN jobs USING INDEX x" walks an index in order and stops at the LIMIT;
+    # a bare "SCAN jobs" reads the whole table.
+    scans = [d for d in details if re.match(r"SCAN (jobs|attempts|workers)\b", d)]
+    assert all("USING" in d and "INDEX" in d for d in scans), details
+    # Sorting is allowed only over rows that are few by nature: the running jobs
+    # (at most the worker slots) and a minute of outcomes (grouped). Everything
+    # else must come out of its index already in order.
+    sorts = [d for d in details if d.startswith("USE TEMP B-TREE")]
+    allowed = {"running_jobs": ["USE TEMP B-TREE FOR ORDER BY"]}
+    allowed["finished_since"] = ["USE TEMP B-TREE FOR GROUP BY"]
+    assert sorts == allowed.get(name, []), details
+
+
+async def test_overview_and_burst_progress_from_the_queue(db_path: Path) -> None:
+    clock = FrozenClock(T0)
+    async with Queue.open(str(db_path), clock=clock) as queue:
+        await queue.enqueue({"id": "a", "command": "x"}, {"id": "b", "command": "y"})
+        start = await queue.counts()
+        backend = queue.backend
+        assert isinstance(backend, SqliteBackend)
+        await run_once(backend, "a", OK, now=T0)
+        clock.advance(1)
+        view = await queue.overview()
+        assert view.counts[JobState.COMPLETED] == 1 and view.counts[JobState.PENDING] == 1
+        assert view.finished == {Outcome.COMPLETED: 1} and view.failed_recently == 0
+        assert view.running == [] and view.next_retry is None and view.dead == []
+        progress = await queue.burst_progress(None, start)
+        assert (progress.left, progress.completed, progress.dead, progress.total) == (1, 1, 0, 2)
+        assert await queue.complete_ids("") == ["a", "b"]
+
+
+def test_migration_003_upgrades_a_version_2_file(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    migrate(conn, target=2)
+    conn.execute(
+        "INSERT INTO jobs (id, command, state, max_retries, created_at, updated_at)"
+        " VALUES ('old', 'x', 'dead', 0, 0, 0)"
+    )
+    conn.commit()
+    assert migrate(conn) == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] >= 3
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)")}
+    assert "slot" in columns
+    indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"attempts_finished", "jobs_retry_due", "jobs_dead_recent"} <= indexes
+    conn.close()
