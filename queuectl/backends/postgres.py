@@ -47,7 +47,14 @@ from typing import Any
 import asyncpg
 
 from queuectl import procs
-from queuectl.backends.base import AttemptOutput, Exchanged, FinishResult, OnLost, QueueProbe
+from queuectl.backends.base import (
+    AttemptOutput,
+    Exchanged,
+    FinishResult,
+    OnLost,
+    OnProgress,
+    QueueProbe,
+)
 from queuectl.backends.pgconn import (
     Listener,
     Target,
@@ -59,12 +66,25 @@ from queuectl.backends.pgconn import (
     parse_target,
     wrapped,
 )
+from queuectl.backends.pgrows import (
+    after,
+    attempt_from_row,
+    decide_finish,
+    finish_columns,
+    inserted,
+    job_columns,
+    job_from_row,
+    lost_from_row,
+    policy_from,
+    running_from_row,
+    start_columns,
+    unstorable,
+    worker_from_row,
+)
 from queuectl.clock import now_ms
-from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
     DuplicateJob,
-    InvalidJob,
     InvalidTransition,
     JobNotFound,
 )
@@ -79,10 +99,10 @@ from queuectl.models import (
     NewJob,
     Outcome,
     ProcessStart,
+    RunningJob,
     StopMode,
     WorkerInfo,
 )
-from queuectl.retry import RetryDecision, RetryPolicy, decide
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
@@ -90,48 +110,14 @@ SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
 _CONFIG_ATTEMPTS = 5
 #: Delta rows of ``job_counts`` above which a reader folds them together.
 _COMPACT_ROWS = 1000
-
-
-def job_from_row(row: Mapping[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        command=row["command"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        priority=row["priority"],
-        queue=row["queue"],
-        timeout_s=row["timeout_s"],
-        run_at=row["run_at"],
-        next_run_at=row["next_run_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_error=row["last_error"],
-        exit_code=row["exit_code"],
-        env=json.loads(row["env"]) if row["env"] else {},
-        cwd=row["cwd"],
-        claims=row["claims"],
-        worker_id=row["worker_id"],
-        lease_until=row["lease_until"],
-    )
-
-
-def _lost_from_row(row: Mapping[str, Any], token: str = "claims") -> LostAttempt:
-    return LostAttempt(
-        job_id=row["job_id"] if "job_id" in row else row["id"],
-        token=row[token],
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        worker_id=row["worker_id"],
-        host=row["host"],
-        pgid=row["pgid"],
-        proc_start=row["proc_start"],
-    )
-
-
-def _policy(config_json: str | None) -> RetryPolicy:
-    config = from_stored(json.loads(config_json) if config_json else {})
-    return RetryPolicy(backoff_base=config.backoff_base, backoff_max_s=config.backoff_max)
+#: Jobs per INSERT statement of a big enqueue (all in one transaction).
+_ENQUEUE_CHUNK = 2000
+#: Dead jobs moved per statement by ``dlq retry --all``.
+_REQUEUE_BATCH = 500
+#: Ids of a prefix that completion looks at when it also filters by state.
+_COMPLETION_SCAN = 2000
+#: Above every code point: ``prefix <= id < prefix + _TOP`` is "id starts with prefix".
+_TOP = "\U0010ffff"
 
 
 class PostgresBackend:
@@ -207,33 +193,42 @@ class PostgresBackend:
         rows = await self._fetch(name, **values)
         return rows[0] if rows else None
 
-    async def enqueue(self, jobs: Sequence[NewJob], *, now: int) -> list[Job]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
+    ) -> list[Job]:
+        """One transaction; a big batch goes in statements of a few thousand jobs."""
         if not jobs:
             return []
         query = SQL["insert_jobs"]
-        values = {
-            "clock": self._clock(now),
-            "now": now,
-            "ids": [j.id for j in jobs],
-            "commands": [j.command for j in jobs],
-            "queues": [j.queue for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "max_retries": [j.max_retries for j in jobs],
-            "timeouts": [j.timeout_s for j in jobs],
-            "envs": [json.dumps(j.env) if j.env else None for j in jobs],
-            "cwds": [j.cwd for j in jobs],
-            "run_ats": [j.run_at for j in jobs],
-            "next_run_ats": [j.next_run_at for j in jobs],
-            "delays": [j.delay_ms for j in jobs],
-        }
-        async with self._conn() as conn:
-            try:
-                row = await conn.fetchrow(query.text, *query.args(values))
-            except asyncpg.UniqueViolationError as exc:
-                raise await _duplicate(conn, jobs) from exc
-            except asyncpg.DataError as exc:
-                raise _unstorable(jobs, exc) from exc
-        return [_inserted(j, row["now"], now) for j in jobs]
+        server_now = now
+        try:
+            async with self._conn() as conn, conn.transaction():
+                for begin in range(0, len(jobs), _ENQUEUE_CHUNK):
+                    chunk = jobs[begin : begin + _ENQUEUE_CHUNK]
+                    columns = job_columns(chunk, now, self._clock(now))
+                    try:
+                        row = await conn.fetchrow(query.text, *query.args(columns))
+                    except asyncpg.UniqueViolationError as exc:
+                        raise _Collision from exc  # rolls the transaction back first
+                    except asyncpg.DataError as exc:
+                        raise unstorable(jobs, exc) from exc
+                    server_now = row["now"]
+                    if progress is not None:
+                        progress(begin + len(chunk))
+        except _Collision as exc:
+            raise await self._duplicate(jobs) from exc.__cause__
+        return [inserted(j, server_now, now) for j in jobs]
+
+    async def _duplicate(self, jobs: Sequence[NewJob]) -> DuplicateJob:
+        existing = {r["id"] for r in await self._fetch("existing_ids", ids=[j.id for j in jobs])}
+        for position, job in enumerate(jobs, 1):
+            if job.id in existing:
+                return DuplicateJob(
+                    f"job {position}: a job with id {job.id!r} already exists",
+                    job_id=job.id,
+                    position=position,
+                )
+        return DuplicateJob()
 
     async def exchange(
         self,
@@ -255,12 +250,12 @@ class PostgresBackend:
             "queues": list(queues) if queues is not None else None,
             "lease_ms": lease_ms,
             "channel": self.channel,
-            **_start_columns(starts, finishes),
+            **start_columns(starts, finishes),
         }
         for _ in range(_CONFIG_ATTEMPTS):
-            policy = _policy(self._config_json)
-            decisions = [_decide(f, policy) for f in finishes]
-            values.update(_finish_columns(finishes, decisions))
+            policy = policy_from(self._config_json)
+            decisions = [decide_finish(f, policy) for f in finishes]
+            values.update(finish_columns(finishes, decisions))
             # Claims and starts alone do not depend on the config: skip the check.
             values["config"] = (self._config_json or "{}") if finishes else None
             rows = await self._fetch("exchange", **values)
@@ -273,7 +268,7 @@ class PostgresBackend:
         back = now - head["server_now"]
         held = set(head["held"])
         finished = [
-            FinishResult(f.job_id, f.job_id in held, d.state, _after(now, d.next_run_at))
+            FinishResult(f.job_id, f.job_id in held, d.state, after(now, d.next_run_at))
             for f, (d, _) in zip(finishes, decisions, strict=True)
         ]
         claimed = sorted(
@@ -317,7 +312,7 @@ class PostgresBackend:
             elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._reap_key):
                 return []
             rows = await conn.fetch(SQL["select_expired"].text, clock)
-            lost = [_lost_from_row(r) for r in rows]
+            lost = [lost_from_row(r) for r in rows]
             if lost:
                 await self._recover_rows(conn, lost, clock, on_lost)
             if await conn.fetchval("SELECT count(*) FROM job_counts") > 64:
@@ -332,7 +327,7 @@ class PostgresBackend:
         on_lost: OnLost | None,
     ) -> None:
         stored = {r["key"]: r["value"] for r in await conn.fetch(SQL["config_all"].text)}
-        policy = _policy(json.dumps(stored))
+        policy = policy_from(json.dumps(stored))
         states, delays, errors = [], [], []
         for item in lost:
             if on_lost is not None:
@@ -361,7 +356,7 @@ class PostgresBackend:
             rows = await conn.fetch(
                 query.text, *query.args({"host": host, "clock": self._clock(now)})
             )
-            strays = [_lost_from_row(r, token="attempt") for r in rows]
+            strays = [lost_from_row(r, job_id="job_id", token="attempt") for r in rows]
             for item in strays:
                 on_stray(item)
             if strays:
@@ -372,19 +367,34 @@ class PostgresBackend:
                 )
             return strays
 
-    async def requeue_dead(self, job_ids: Sequence[str] | None, *, now: int) -> list[str]:
+    async def requeue_dead(
+        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
         clock = self._clock(now)
+        if job_ids is None:
+            return await self._requeue_all_dead(clock, progress)
         async with self._conn() as conn, conn.transaction():
-            if job_ids is None:
-                done = [r[0] for r in await conn.fetch(SQL["requeue_all_dead"].text, clock)]
-            else:
-                # An id named twice is one request for that job, not a second retry of it.
-                done = [
-                    await _requeue_one(conn, job_id, clock) for job_id in dict.fromkeys(job_ids)
-                ]
+            # An id named twice is one request for that job, not a second retry of it.
+            done = [await _requeue_one(conn, job_id, clock) for job_id in dict.fromkeys(job_ids)]
             if done:
                 await conn.execute(SQL["bump_version"].text)
             return done
+
+    async def _requeue_all_dead(self, clock: int | None, progress: OnProgress | None) -> list[str]:
+        [[upto]] = await self._fetch("max_seq")
+        done: list[str] = []
+        after = 0
+        while True:
+            # One autocommit statement per batch: atomic on its own, and short.
+            rows = await self._fetch(
+                "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=_REQUEUE_BATCH
+            )
+            if not rows:
+                return done
+            done.extend(r["id"] for r in rows)
+            after = rows[-1]["seq"]
+            if progress is not None:
+                progress(len(done))
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._fetchrow("get_job", id=job_id)
@@ -416,25 +426,7 @@ class PostgresBackend:
         return {s: int(found.get(s.value) or 0) for s in JobState}
 
     async def history(self, job_id: str) -> list[Attempt]:
-        rows = await self._fetch("history", id=job_id)
-        return [
-            Attempt(
-                job_id=r["job_id"],
-                attempt=r["attempt"],
-                worker_id=r["worker_id"],
-                started_at=r["started_at"],
-                finished_at=r["finished_at"],
-                outcome=Outcome(r["outcome"]) if r["outcome"] else None,
-                exit_code=r["exit_code"],
-                signal=r["signal"],
-                error=r["error"],
-                host=r["host"],
-                pid=r["pid"],
-                output_size=r["output_size"],
-                output_truncated=r["output_size"] > (r["kept"] or 0),
-            )
-            for r in rows
-        ]
+        return [attempt_from_row(r) for r in await self._fetch("history", id=job_id)]
 
     async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
         row = await self._fetchrow("attempt_output", id=job_id, attempt=attempt)
@@ -461,6 +453,32 @@ class PostgresBackend:
         assert row is not None
         return QueueProbe(busy=int(row["busy"]), due=bool(row["due"]), version=row["version"])
 
+    async def running_jobs(self, *, limit: int) -> list[RunningJob]:
+        return [running_from_row(r) for r in await self._fetch("running_jobs", limit=limit)]
+
+    async def finished_since(self, since: int) -> dict[Outcome, int]:
+        rows = await self._fetch("finished_since", since=since)
+        return {Outcome(r["outcome"]): int(r["n"]) for r in rows if r["outcome"]}
+
+    async def next_retry(self) -> Job | None:
+        row = await self._fetchrow("next_retry")
+        return None if row is None else job_from_row(row)
+
+    async def recent_dead(self, *, limit: int) -> list[Job]:
+        return [job_from_row(r) for r in await self._fetch("recent_dead", limit=limit)]
+
+    async def job_ids(
+        self, prefix: str, *, state: JobState | None = None, limit: int = 50
+    ) -> list[str]:
+        bounds = {"lo": prefix, "hi": prefix + _TOP, "limit": limit}
+        if state is None:
+            rows = await self._fetch("ids_by_prefix", **bounds)
+        else:
+            rows = await self._fetch(
+                "ids_by_prefix_state", **bounds, state=state.value, scan=_COMPLETION_SCAN
+            )
+        return [r["id"] for r in rows]
+
     async def register_worker(self, info: WorkerInfo, *, now: int) -> None:
         await self._fetch(
             "register_worker",
@@ -482,7 +500,7 @@ class PostgresBackend:
         """Times come back on this host's clock, so callers can judge heartbeat ages."""
         local = now_ms()
         rows = await self._fetch("list_workers", clock=local if self._caller_clock else None)
-        return [_worker_from_row(r, local - r["server_now"]) for r in rows]
+        return [worker_from_row(r, local - r["server_now"]) for r in rows]
 
     async def request_stop(self, mode: StopMode) -> list[str]:
         return [r["id"] for r in await self._fetch("request_stop", mode=int(mode))]
@@ -507,122 +525,8 @@ class PostgresBackend:
 _QUIET_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
-def _inserted(job: NewJob, server_now: int, now: int) -> Job:
-    """The job as ``insert_jobs`` stored it (the same rules, in Python)."""
-    run_at, next_run_at = job.run_at, job.next_run_at
-    if job.delay_ms is not None:
-        run_at = next_run_at = server_now + job.delay_ms
-    elif next_run_at <= now:
-        next_run_at = server_now - (now - next_run_at)
-    return Job(
-        id=job.id,
-        command=job.command,
-        state=JobState.PENDING,
-        attempts=0,
-        max_retries=job.max_retries,
-        priority=job.priority,
-        queue=job.queue,
-        timeout_s=job.timeout_s,
-        run_at=run_at,
-        next_run_at=next_run_at,
-        created_at=server_now,
-        updated_at=server_now,
-        last_error=None,
-        exit_code=None,
-        env=job.env,
-        cwd=job.cwd,
-    )
-
-
-async def _duplicate(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
-    existing = {r[0] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for j in jobs])}
-    for position, job in enumerate(jobs, 1):
-        if job.id in existing:
-            return DuplicateJob(
-                f"job {position}: a job with id {job.id!r} already exists",
-                job_id=job.id,
-                position=position,
-            )
-    return DuplicateJob()
-
-
-def _unstorable(jobs: Sequence[NewJob], exc: Exception) -> InvalidJob | BackendError:
-    """Text PostgreSQL cannot hold (a lone surrogate) names its job instead of failing late."""
-    for position, job in enumerate(jobs, 1):
-        texts = [job.id, job.command, job.queue, job.cwd or "", *job.env, *job.env.values()]
-        for text in texts:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                return InvalidJob(f"job {position}: text that is not valid Unicode: {text!r}")
-    return BackendError(f"cannot store the jobs: {exc}")
-
-
-def _decide(finish: Finish, policy: RetryPolicy) -> tuple[RetryDecision, bool]:
-    """The next state and whether the attempt is refunded, with ``next_run_at`` as a delay.
-
-    Deciding at ``now = 0`` turns ``next_run_at`` into a delay in ms, which the
-    statement adds to the server's clock.
-    """
-    r = finish.result
-    return decide(
-        ok=r.ok,
-        interrupted=r.interrupted,
-        attempts=finish.attempts,
-        max_retries=finish.max_retries,
-        policy=policy,
-        now=0,
-    )
-
-
-def _after(now: int, delay_ms: int | None) -> int | None:
-    return None if delay_ms is None else now + delay_ms
-
-
-def _finish_columns(
-    finishes: Sequence[Finish], decisions: Sequence[tuple[RetryDecision, bool]]
-) -> dict[str, list[Any]]:
-    results = [f.result for f in finishes]
-    return {
-        "f_ids": [f.job_id for f in finishes],
-        "f_tokens": [f.token for f in finishes],
-        "f_outcomes": [r.outcome.value for r in results],
-        "f_exit_codes": [r.exit_code for r in results],
-        "f_signals": [r.signal for r in results],
-        "f_errors": [r.describe() for r in results],
-        "f_outputs": [r.output_tail for r in results],
-        "f_output_sizes": [r.output_size for r in results],
-        "f_states": [d.state.value for d, _ in decisions],
-        "f_delays": [d.next_run_at for d, _ in decisions],
-        "f_refunds": [1 if refund else 0 for _, refund in decisions],
-    }
-
-
-def _start_columns(
-    starts: Sequence[ProcessStart], finishes: Sequence[Finish]
-) -> dict[str, list[Any]]:
-    """Starts as columns; a start whose attempt also finishes in this batch rides on the finish.
-
-    Two CTEs of one statement must not update the same attempts row.
-    """
-    finishing = {(f.job_id, f.token) for f in finishes}
-    alone = [s for s in starts if (s.job_id, s.token) not in finishing]
-    by_finish = {(s.job_id, s.token): s for s in starts if (s.job_id, s.token) in finishing}
-    riding = [by_finish.get((f.job_id, f.token)) for f in finishes]
-    return {
-        "s_ids": [s.job_id for s in alone],
-        "s_tokens": [s.token for s in alone],
-        "s_hosts": [s.host for s in alone],
-        "s_pids": [s.pid for s in alone],
-        "s_pgids": [s.pgid for s in alone],
-        "s_proc_starts": [s.proc_start for s in alone],
-        "s_log_paths": [s.log_path for s in alone],
-        "f_hosts": [s.host if s else None for s in riding],
-        "f_pids": [s.pid if s else None for s in riding],
-        "f_pgids": [s.pgid if s else None for s in riding],
-        "f_proc_starts": [s.proc_start if s else None for s in riding],
-        "f_log_paths": [s.log_path if s else None for s in riding],
-    }
+class _Collision(Exception):
+    """An id already exists: leave the transaction (rolling it back), then say which."""
 
 
 async def _requeue_one(conn: asyncpg.Connection, job_id: str, clock: int | None) -> str:
@@ -634,18 +538,3 @@ async def _requeue_one(conn: asyncpg.Connection, job_id: str, clock: int | None)
     if state is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     raise InvalidTransition(f"job {job_id!r} is {state}, not dead; only dead jobs can be retried")
-
-
-def _worker_from_row(row: Mapping[str, Any], shift: int) -> WorkerInfo:
-    return WorkerInfo(
-        id=row["id"],
-        host=row["host"],
-        pid=row["pid"],
-        started_at=row["started_at"] + shift,
-        heartbeat_at=row["heartbeat_at"] + shift,
-        count=row["count"],
-        jobs_done=row["jobs_done"],
-        queues=tuple(json.loads(row["queues"])) if row["queues"] else (),
-        proc_start=row["proc_start"],
-        stop_requested=StopMode(row["stop_requested"]),
-    )

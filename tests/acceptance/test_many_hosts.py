@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -256,7 +257,7 @@ def test_a_paused_worker_cannot_overwrite_the_newer_attempt(
     finally:
         paused.signal(signal.SIGCONT)
     # Awake again, the worker reports attempt 1's result: the fence turns it away.
-    wait_for(lambda: "lease lost; result discarded" in paused.log(), timeout=60)
+    wait_for(lambda: re.search(r"p lease lost .*result discarded", paused.log()), timeout=60)
     job = cli_json(url, "show", "p")
     assert (job["state"], job["attempts"], job["exit_code"], job["last_error"]) == (
         "completed",

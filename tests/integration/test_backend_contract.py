@@ -147,23 +147,24 @@ class TestEnqueue:
 
 
 class TestClaims:
-    async def test_order_is_priority_then_due_time_then_age(
+    async def test_order_is_priority_then_age_among_due_jobs(
         self, backend: Any, clock: FrozenClock
     ) -> None:
         now = clock()
         await backend.enqueue(
             [
                 job("old-low", now - 50, next_run_at=now - 50),
-                job("high-late", now, priority=5, next_run_at=now - 10),
-                job("high-early", now, priority=5, next_run_at=now - 20),
-                job("new-low", now, next_run_at=now - 50),
+                job("high-older", now, priority=5, next_run_at=now - 10),
+                job("high-newer", now, priority=5, next_run_at=now - 20),
+                job("new-low", now, next_run_at=now - 60),
                 job("future-top", now, priority=99, run_at=now + 1000),
                 job("negative", now, priority=-1, next_run_at=now - 999),
             ],
             now=now,
         )
         order = [c.job.id for _ in range(6) for c in await claim(backend, now)]
-        assert order == ["high-early", "high-late", "old-low", "new-low", "negative"]
+        # Ties run oldest first (SPEC §3), however long each has been due.
+        assert order == ["high-older", "high-newer", "old-low", "new-low", "negative"]
         clock.advance(1)
         assert [c.job.id for c in await claim(backend, clock())] == ["future-top"]
 

@@ -4,6 +4,7 @@ advisory lock, SKIP LOCKED claims, NOTIFY wake-ups, and connection errors."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from queuectl.backends import open_backend
 from queuectl.backends.pgconn import migrate, parse_target
-from queuectl.backends.postgres import PostgresBackend
+from queuectl.backends.postgres import SQL, PostgresBackend
 from queuectl.clock import now_ms
 from queuectl.exceptions import BackendError, NotAQueueDatabase
 from queuectl.models import ExecutionResult, Finish, JobState, NewJob, WorkerInfo
@@ -144,6 +145,31 @@ class TestClaims:
         assert (await pgstore.counts(["q0"]))[JobState.PENDING] + (await pgstore.counts(["q0"]))[
             JobState.PROCESSING
         ] == 10
+
+
+PLANS = {
+    "running_jobs": {"limit": 10},
+    "finished_since": {"since": 0},
+    "next_retry": {},
+    "recent_dead": {"limit": 5},
+    "ids_by_prefix": {"lo": "a", "hi": "b", "limit": 5},
+    "ids_by_prefix_state": {"lo": "a", "hi": "b", "limit": 5, "state": "dead", "scan": 100},
+    "requeue_dead_batch": {"clock": None, "after": 0, "upto": 10, "limit": 5},
+    "list_by_state": {"state": "dead", "limit": 50},
+    "probe": {"clock": None, "queues": None},
+    "stray_attempts": {"host": "h", "clock": None},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+async def test_reads_on_every_refresh_can_use_an_index(pgstore: PostgresBackend, name: str) -> None:
+    """With sequential scans priced out, no plan may still need one on the big tables."""
+    query = SQL[name]
+    async with pgstore._conn() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch("EXPLAIN " + query.text, *query.args(PLANS[name]))
+    plan = "\n".join(r[0] for r in rows)
+    assert not re.search(r"Seq Scan on (jobs|attempts)\b", plan), plan
 
 
 class TestMigrations:

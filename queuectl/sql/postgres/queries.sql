@@ -49,10 +49,11 @@ ok AS (SELECT :config::jsonb IS NULL OR (SELECT current FROM cfg) = :config::jso
 started AS (
     UPDATE attempts AS a
        SET host = s.host, pid = s.pid, pgid = s.pgid, proc_start = s.proc_start,
-           log_path = s.log_path
+           log_path = s.log_path, slot = s.slot
       FROM unnest(:s_ids::text[], :s_tokens::int[], :s_hosts::text[], :s_pids::int[],
-                  :s_pgids::int[], :s_proc_starts::text[], :s_log_paths::text[])
-           AS s (id, token, host, pid, pgid, proc_start, log_path)
+                  :s_pgids::int[], :s_proc_starts::text[], :s_log_paths::text[],
+                  :s_slots::int[])
+           AS s (id, token, host, pid, pgid, proc_start, log_path, slot)
      WHERE a.job_id = s.id AND a.attempt = s.token AND (SELECT fresh FROM ok)
 ),
 f AS (
@@ -61,9 +62,9 @@ f AS (
                          :f_outputs::bytea[], :f_output_sizes::bigint[], :f_states::text[],
                          :f_delays::bigint[], :f_refunds::int[], :f_hosts::text[],
                          :f_pids::int[], :f_pgids::int[], :f_proc_starts::text[],
-                         :f_log_paths::text[])
+                         :f_log_paths::text[], :f_slots::int[])
         AS f (id, token, outcome, exit_code, signal, error, output, output_size, state,
-              delay_ms, refund, host, pid, pgid, proc_start, log_path)
+              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot)
 ),
 finished AS (
     UPDATE jobs AS j
@@ -81,7 +82,7 @@ finished_attempts AS (
            signal = f.signal, error = f.error, output = f.output, output_size = f.output_size,
            host = coalesce(f.host, a.host), pid = coalesce(f.pid, a.pid),
            pgid = coalesce(f.pgid, a.pgid), proc_start = coalesce(f.proc_start, a.proc_start),
-           log_path = coalesce(f.log_path, a.log_path)
+           log_path = coalesce(f.log_path, a.log_path), slot = coalesce(f.slot, a.slot)
       FROM finished AS d JOIN f ON f.id = d.id, c
      WHERE a.job_id = d.id AND a.attempt = d.claims
 ),
@@ -94,7 +95,7 @@ candidates AS (
      WHERE state IN ('pending', 'failed') AND next_run_at <= (SELECT now FROM c)
        AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
        AND (SELECT fresh FROM ok)
-     ORDER BY priority DESC, next_run_at, seq
+     ORDER BY priority DESC, seq
      LIMIT :limit::int
        FOR UPDATE SKIP LOCKED
 ),
@@ -205,12 +206,24 @@ UPDATE jobs
  WHERE id = :id AND state = 'dead'
 RETURNING id;
 
--- name: requeue_all_dead
-UPDATE jobs
-   SET state = 'pending', attempts = 0, next_run_at = queuectl_now_ms(:clock),
-       updated_at = queuectl_now_ms(:clock)
- WHERE state = 'dead'
-RETURNING id;
+-- name: requeue_dead_batch
+-- `dlq retry --all` walks the dead jobs in seq order, one short statement per batch,
+-- up to the newest job that existed when it began (:upto), so it always ends.
+WITH moved AS (
+    UPDATE jobs
+       SET state = 'pending', attempts = 0, next_run_at = queuectl_now_ms(:clock),
+           updated_at = queuectl_now_ms(:clock)
+     WHERE seq IN (SELECT seq FROM jobs
+                    WHERE state = 'dead' AND seq > :after::bigint AND seq <= :upto::bigint
+                    ORDER BY seq LIMIT :limit::int
+                      FOR UPDATE SKIP LOCKED)
+    RETURNING id, seq
+)
+SELECT id, seq, (SELECT nextval('queuectl_version') WHERE EXISTS (SELECT 1 FROM moved)) AS v
+  FROM moved ORDER BY seq;
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) FROM jobs;
 
 -- name: bump_version
 SELECT nextval('queuectl_version');
@@ -279,6 +292,38 @@ SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pg
 UPDATE attempts AS a SET pgid = NULL
   FROM unnest(:ids::text[], :tokens::int[]) AS s (id, token)
  WHERE a.job_id = s.id AND a.attempt = s.token;
+
+-- name: running_jobs
+-- Bounded by the number of processing jobs, i.e. by the worker slots.
+SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
+       a.slot, a.started_at, a.host, a.pid
+  FROM jobs AS j
+  JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
+ WHERE j.state = 'processing'
+ ORDER BY a.started_at, j.id
+ LIMIT :limit::int;
+
+-- name: finished_since
+SELECT outcome, count(*) AS n FROM attempts
+ WHERE finished_at >= :since::bigint
+ GROUP BY outcome;
+
+-- name: next_retry
+SELECT * FROM jobs WHERE state = 'failed' ORDER BY next_run_at, seq LIMIT 1;
+
+-- name: recent_dead
+SELECT * FROM jobs WHERE state = 'dead' ORDER BY updated_at DESC, seq DESC LIMIT :limit::int;
+
+-- name: ids_by_prefix
+SELECT id FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :limit::int;
+
+-- name: ids_by_prefix_state
+-- Looks at no more than :scan ids of the prefix, so a key press stays cheap however
+-- many jobs share it; the user types one more character to see past them.
+SELECT id FROM (SELECT id, state FROM jobs WHERE id >= :lo AND id < :hi
+                 ORDER BY id LIMIT :scan::int) AS first
+ WHERE state = :state
+ ORDER BY id LIMIT :limit::int;
 
 -- name: register_worker
 INSERT INTO workers (id, host, pid, proc_start, started_at, heartbeat_at, count, queues)

@@ -13,7 +13,8 @@ CREATE FUNCTION queuectl_now_ms(caller bigint) RETURNS bigint
 CREATE TABLE jobs (
     -- seq gives "oldest first" among ties and never goes backwards.
     seq         bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id          text    NOT NULL UNIQUE,
+    -- "C": ids compare by code point, so a prefix is a range of the unique index.
+    id          text    COLLATE "C" NOT NULL UNIQUE,
     command     text    NOT NULL,
     state       text    NOT NULL
                 CHECK (state IN ('pending', 'processing', 'completed', 'failed', 'dead')),
@@ -37,15 +38,20 @@ CREATE TABLE jobs (
     lease_until bigint
 );
 
--- The claim walks this index in order and stops at the first due rows that no
--- other transaction holds, so it costs the same with a million finished jobs.
-CREATE INDEX jobs_runnable ON jobs (priority DESC, next_run_at, seq)
+-- Claims take the highest priority first and, among equals, the oldest job (SPEC:
+-- ties run oldest first). The claim walks this index in order, skipping rows not
+-- due yet or held by another transaction, so it costs the same with a million
+-- finished jobs.
+CREATE INDEX jobs_runnable ON jobs (priority DESC, seq)
     WHERE state IN ('pending', 'failed');
 CREATE INDEX jobs_due ON jobs (next_run_at) WHERE state IN ('pending', 'failed');
 CREATE INDEX jobs_leased ON jobs (lease_until) WHERE state = 'processing';
 CREATE INDEX jobs_held ON jobs (worker_id) WHERE state = 'processing';
 CREATE INDEX jobs_by_state ON jobs (state, seq);
 CREATE INDEX jobs_by_queue ON jobs (queue, seq);
+-- The live view's next retry and newest dead jobs, each from a small index.
+CREATE INDEX jobs_retry_due ON jobs (next_run_at, seq) WHERE state = 'failed';
+CREATE INDEX jobs_dead_recent ON jobs (updated_at, seq) WHERE state = 'dead';
 
 CREATE TABLE attempts (
     job_id      text    NOT NULL,
@@ -62,6 +68,8 @@ CREATE TABLE attempts (
     pgid        integer,
     proc_start  text,
     log_path    text,
+    -- The worker slot that runs it, for the live view.
+    slot        integer,
     output      bytea,
     output_size bigint  NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, attempt)
@@ -69,6 +77,10 @@ CREATE TABLE attempts (
 
 -- What a restarting worker looks for: attempts on its host that may have left a
 -- process group behind (unfinished, or recovered as lost by another host).
+-- Attempts that ended recently ("completed / failed in the last minute"), covering.
+CREATE INDEX attempts_finished ON attempts (finished_at, outcome)
+    WHERE finished_at IS NOT NULL;
+
 CREATE INDEX attempts_strays ON attempts (host)
     WHERE pgid IS NOT NULL AND (finished_at IS NULL OR outcome = 'lost');
 
