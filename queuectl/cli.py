@@ -43,10 +43,13 @@ class App:
 
     async def queue(self) -> Queue:
         if self._queue is None:
+            from queuectl.config import busy_timeout_s
             from queuectl.queue import Queue
 
             ctx = click.get_current_context().find_root()
-            self._queue = await ctx.with_async_resource(Queue.open(self.target))
+            self._queue = await ctx.with_async_resource(
+                Queue.open(self.target, busy_timeout_s=busy_timeout_s())
+            )
         return self._queue
 
 

@@ -38,6 +38,27 @@ def resolve_target(cli_value: str | None, env: Mapping[str, str] | None = None) 
     return str(default_db_path(env))
 
 
+#: Seconds a command (not a worker) keeps retrying a locked database; see README.
+DEFAULT_BUSY_TIMEOUT_S = 15.0
+
+
+def busy_timeout_s(env: Mapping[str, str] | None = None) -> float:
+    """``QUEUECTL_BUSY_TIMEOUT``: how long a command waits for another's write lock."""
+    env = os.environ if env is None else env
+    text = env.get("QUEUECTL_BUSY_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_BUSY_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 86400):
+        raise ConfigError(
+            f"QUEUECTL_BUSY_TIMEOUT must be a number of seconds > 0 and <= 86400, got {text!r}"
+        )
+    return value
+
+
 def spool_dir(target: str, env: Mapping[str, str] | None = None) -> Path:
     """Where running commands' output is spooled: beside a SQLite file, else in XDG data."""
     if "://" in target:

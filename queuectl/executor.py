@@ -62,6 +62,7 @@ class Execution:
         self._carry = b""
         self._carried = 0
         self._fd = -1
+        self._termed_at = 0.0
 
     async def run(self, on_start: Callable[[int], None] | None = None) -> ExecutionResult:
         cmd = self.cmd
@@ -88,9 +89,16 @@ class Execution:
             if on_start is not None:
                 on_start(proc.pid)
             if self._reason is not None:  # killed before the process existed
+                self._termed_at = time.monotonic()
                 self._signal(signal.SIGTERM)
             self._arm(cmd)
-            returncode = await proc.wait()
+            try:
+                returncode = await proc.wait()
+            except asyncio.CancelledError:
+                # The worker is going down with this attempt still running (a
+                # crashed task, an unusable store): never leave the command behind.
+                self._signal(signal.SIGKILL)
+                raise
             if self._reason is not None:
                 await self._reap_group()
             return self._result(returncode, time.monotonic() - started)
@@ -108,6 +116,7 @@ class Execution:
         self._reason = reason
         if self.pid is None:
             return
+        self._termed_at = time.monotonic()
         self._signal(signal.SIGTERM)
         self._handles.append(
             self._loop.call_later(self.cmd.kill_grace_s, self._signal, signal.SIGKILL)
@@ -140,9 +149,14 @@ class Execution:
         self._handles.append(self._loop.call_later(_SPOOL_CHECK_S, self._check_spool))
 
     async def _reap_group(self) -> None:
-        """After a kill, wait out the grace for what is left of the group, then SIGKILL it."""
+        """After a kill, let what is left of the group use up the grace, then SIGKILL it.
+
+        The grace counts from the SIGTERM, not from the leader's exit: a leader that
+        held out for the whole grace must not earn its group a second one (zombies
+        that init has not reaped yet still count as members).
+        """
         assert self.pid is not None
-        deadline = time.monotonic() + self.cmd.kill_grace_s
+        deadline = self._termed_at + self.cmd.kill_grace_s
         while procs.group_exists(self.pid) and time.monotonic() < deadline:
             await asyncio.sleep(_GROUP_POLL_S)
         self._signal(signal.SIGKILL)

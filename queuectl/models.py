@@ -226,6 +226,8 @@ class LostAttempt:
     host: str | None
     pgid: int | None
     proc_start: str | None
+    #: When the attempt was claimed (epoch ms); its processes cannot be older.
+    started_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,11 @@ never hit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import time
 from functools import cache
 
 #: This machine's name in the store. ``QUEUECTL_HOST`` overrides it, which lets tests
@@ -93,3 +95,67 @@ def kill_group(pgid: int, started: str | None, sig: int = signal.SIGKILL) -> boo
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def attempt_processes(job_id: str, attempt: int, since_ms: int | None) -> list[tuple[int, int]]:
+    """``(pid, pgid)`` of the live processes of this host that one attempt started.
+
+    Every command and its descendants inherit ``QUEUECTL_JOB_ID`` and
+    ``QUEUECTL_ATTEMPT``, so they are found even when the attempt's pid never
+    reached the database (the worker died between spawning and recording it) or
+    when they left the command's process group. Processes started before the claim
+    (``since_ms``, with a second of slack) are skipped: an earlier attempt of that
+    number (before a ``dlq retry``) is not this one.
+    """
+    wanted = {f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_ATTEMPT={attempt}".encode()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    booted_ms = (time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)) * 1000
+    found: list[tuple[int, int]] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = set(f.read().split(b"\0"))
+        except OSError:
+            continue
+        if not wanted <= environ:
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or fields[0] == b"Z":
+            continue
+        started_ms = booted_ms + int(fields[19]) * 1000 / ticks
+        if since_ms is not None and started_ms < since_ms - 1000:
+            continue
+        found.append((int(entry.name), int(fields[2])))
+    return found
+
+
+def kill_attempt(
+    job_id: str, attempt: int, since_ms: int | None, *, killed_group: int | None = None
+) -> int:
+    """SIGKILL what is left of one attempt on this host (see ``attempt_processes``).
+
+    Groups led by one of its processes are killed whole, so a child forked after
+    the scan goes too. Members of ``killed_group`` (already sent SIGKILL, maybe not
+    yet dead) are left alone. Returns how many processes were killed.
+    """
+    found = [p for p in attempt_processes(job_id, attempt, since_ms) if p[1] != killed_group]
+    pids = {pid for pid, _ in found}
+    for pgid in {pgid for _, pgid in found if pgid in pids}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from queuectl.backends.base import Backend, FinishResult
 from queuectl.clock import Clock
-from queuectl.exceptions import BackendError
+from queuectl.exceptions import BackendError, NotAQueueDatabase
 from queuectl.models import Claim, ExecutionResult, Finish, ProcessStart
 
 log = logging.getLogger("queuectl.worker")
@@ -139,6 +139,8 @@ class Pump:
                 lease_ms=self._lease_ms,
                 now=self._clock(),
             )
+        except NotAQueueDatabase:
+            raise  # a damaged file does not heal by retrying
         except BackendError as exc:
             # Keep everything for the next cycle: a finished job's result must land.
             self._starts[:0] = starts
@@ -204,6 +206,8 @@ class Pump:
     async def _poll(self) -> None:
         try:
             probe = await self._backend.probe(queues=self._queues, now=self._clock())
+        except NotAQueueDatabase:
+            raise
         except BackendError as exc:
             log.warning("cannot reach the job store (%s)", exc)
             return

@@ -21,7 +21,14 @@ from queuectl import procs
 from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import AttemptOutput, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
-from queuectl.config import QueueConfig, from_stored, key_name, normalize_key, parse_value
+from queuectl.config import (
+    DEFAULT_BUSY_TIMEOUT_S,
+    QueueConfig,
+    from_stored,
+    key_name,
+    normalize_key,
+    parse_value,
+)
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
 from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
@@ -105,8 +112,11 @@ class Queue:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, target: str, *, clock: Clock = now_ms) -> AsyncIterator[Queue]:
-        backend = await open_backend(target)
+    async def open(
+        cls, target: str, *, clock: Clock = now_ms, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    ) -> AsyncIterator[Queue]:
+        """Open the store; a locked database is retried for ``busy_timeout_s`` per call."""
+        backend = await open_backend(target, busy_deadline_s=busy_timeout_s)
         try:
             yield cls(backend, clock=clock)
         finally:

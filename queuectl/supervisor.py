@@ -20,11 +20,16 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
+from queuectl import procs
+from queuectl.backends import open_backend
+from queuectl.clock import now_ms
+from queuectl.models import WorkerInfo
 from queuectl.signals import on_signals
 from queuectl.worker import WorkerOptions
 
@@ -130,9 +135,31 @@ class Supervisor:
 
 
 async def run_supervisor(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> int:
-    """Check the store once here, so an unusable database is one ``Error:`` line, not P."""
-    from queuectl.backends import open_backend
-
-    backend = await open_backend(options.target, durable=False)
-    await backend.aclose()
+    await _check_store(options.target)
     return await Supervisor(options, processes, log_setup).run()
+
+
+async def _check_store(target: str) -> None:
+    """Open, migrate and write to the store once, here in the parent.
+
+    An unusable database (missing, foreign, read-only, ...) is then one clear
+    error from the parent instead of a log line from every child. The write is a
+    worker row that is removed at once.
+    """
+    backend = await open_backend(target, durable=False)
+    try:
+        now = now_ms()
+        probe = WorkerInfo(
+            id=f"probe-{secrets.token_hex(4)}",
+            host=procs.HOST,
+            pid=os.getpid(),
+            started_at=now,
+            heartbeat_at=now,
+            count=0,
+            jobs_done=0,
+            proc_start=procs.proc_start(os.getpid()),
+        )
+        await backend.register_worker(probe, now=now)
+        await backend.deregister_worker(probe.id)
+    finally:
+        await backend.aclose()

@@ -32,7 +32,7 @@ from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
-from queuectl.exceptions import BackendError
+from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
 from queuectl.models import (
     Claim,
@@ -125,7 +125,12 @@ class Worker:
             with self._signal_handlers(), fast_child_watcher():
                 await self._recover()
                 await self._release_strays()
-                await self._serve(pump)
+                try:
+                    await self._serve(pump)
+                except ExceptionGroup as group:
+                    # A store that cannot be used ends the worker with that error
+                    # (one ``Error:`` line), not with the task group's wrapper.
+                    raise _first_error(group) from None
         finally:
             # Normally nothing is left; after a crash, whatever this worker still
             # holds is killed and handed back at once instead of after the lease.
@@ -356,6 +361,8 @@ class Worker:
                     now=self.clock(),
                 )
                 stored = await self.backend.get_config()
+        except NotAQueueDatabase:
+            raise
         except (BackendError, TimeoutError) as exc:
             log.warning("heartbeat failed: %s", exc or "timed out")
             self._fence_if_stale()
@@ -392,6 +399,8 @@ class Worker:
             await asyncio.sleep(self.config.reap_interval)
             try:
                 await self._recover()
+            except NotAQueueDatabase:
+                raise
             except BackendError as exc:
                 log.warning("recovery check failed: %s", exc)
 
@@ -435,17 +444,49 @@ class Worker:
         whatever of them still runs is killed here, before this worker takes any job.
         """
         strays = await self.backend.release_strays(
-            host=procs.HOST, now=self.clock(), on_stray=_kill_orphan
+            host=procs.HOST, now=self.clock(), on_stray=_kill_stray
         )
         if strays:
             log.info("checked %d stray attempt(s) left on this host", len(strays))
 
 
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first queuectl error inside ``group`` (nested groups included), else ``group``."""
+    matched = group.subgroup(QueueCtlError)
+    while matched is not None:
+        first = matched.exceptions[0]
+        if not isinstance(first, BaseExceptionGroup):
+            return first
+        matched = first
+    return group
+
+
 def _kill_orphan(lost: LostAttempt) -> None:
-    """Kill what is left of a lost attempt on this host before the job can run again."""
-    local = lost.host == procs.HOST and lost.pgid
-    if local and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):  # type: ignore[arg-type]
+    """Kill what is left of a lost attempt on this host before the job can run again.
+
+    An attempt without a host never had its start recorded (its worker died right
+    after spawning it): it may have run here, so it is looked for here too.
+    """
+    if lost.host not in (None, procs.HOST):
+        return
+    group = None
+    if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
         log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
+        group = lost.pgid
+    left = procs.kill_attempt(lost.job_id, lost.attempts, lost.started_at, killed_group=group)
+    if left:
+        log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
+
+
+def _kill_stray(stray: LostAttempt) -> None:
+    """Kill a stray's process group (checked by its leader's start time).
+
+    Only the group: ``stray.attempts`` is the job's attempt count now, not the one
+    this old attempt's processes carry, so looking them up by it could find a newer
+    attempt of the same job running on this host.
+    """
+    if stray.pgid and procs.kill_group(stray.pgid, stray.proc_start, signal.SIGKILL):
+        log.warning("%s: killed the stray process group %d", stray.job_id, stray.pgid)
 
 
 async def run_worker(options: WorkerOptions) -> int:

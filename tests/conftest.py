@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,46 @@ class FrozenClock:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()
+
+
+class Mounts:
+    """Mounts made by one test (tmpfs, read-only binds), always undone afterwards.
+
+    Tests run as root, which ignores permission bits, so a read-only folder or a
+    full disk has to be real: a read-only bind mount or a small tmpfs.
+    """
+
+    def __init__(self) -> None:
+        self.points: list[Path] = []
+
+    def _mount(self, *args: str) -> None:
+        result = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount here (needs root with CAP_SYS_ADMIN): {result.stderr}")
+
+    def tmpfs(self, point: Path, size: str) -> Path:
+        point.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point))
+        self.points.append(point)
+        return point
+
+    def read_only(self, folder: Path) -> Path:
+        """Make ``folder`` read-only in place (a bind mount of itself, remounted ``ro``)."""
+        self._mount("--bind", str(folder), str(folder))
+        self.points.append(folder)
+        self._mount("-o", "remount,bind,ro", str(folder))
+        return folder
+
+    def undo(self) -> None:
+        for point in reversed(self.points):
+            subprocess.run(["umount", "-l", str(point)], check=False)
+        self.points.clear()
+
+
+@pytest.fixture
+def mounts() -> Iterator[Mounts]:
+    made = Mounts()
+    try:
+        yield made
+    finally:
+        made.undo()

@@ -7,6 +7,7 @@ group id, never by name, so a failing test cannot leave workers or jobs behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,25 +99,62 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20, interval: float = 
 
 
 class WorkerProcess:
-    """``queuectl worker start ...`` in its own session; stopped by process group on exit."""
+    """``queuectl worker start ...`` in its own session; stopped by process group on exit.
 
-    def __init__(self, db: Path | str, *args: str, env: dict[str, str] | None = None) -> None:
+    ``log``: send its output to this file instead of pipes (long runs would fill a
+    pipe and block the worker). ``hostname``: run it in its own UTS namespace under
+    that host name, so other workers treat it as a worker of another host.
+    """
+
+    def __init__(
+        self,
+        db: Path | str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        hostname: str | None = None,
+    ) -> None:
         self.db = db
         self.args = args
         self.env = env
+        self.log = log
+        self.hostname = hostname
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> WorkerProcess:
-        self.proc = subprocess.Popen(
-            [QUEUECTL, "worker", "start", *self.args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(self.db, self.env),
-            start_new_session=True,
-        )
+        argv = [QUEUECTL, "worker", "start", *self.args]
+        if self.hostname is not None:
+            argv = [
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                'hostname "$0" && exec "$@"',
+                self.hostname,
+                *argv,
+            ]
+        out: Any = subprocess.PIPE
+        if self.log is not None:
+            out = open(self.log, "a")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if self.log is not None else subprocess.PIPE,
+                text=True,
+                env=cli_env(self.db, self.env),
+                start_new_session=True,
+            )
+        finally:
+            if self.log is not None:
+                out.close()
         return self
+
+    def output(self) -> str:
+        """What it logged so far (``log`` mode only)."""
+        assert self.log is not None
+        return self.log.read_text() if self.log.exists() else ""
 
     @property
     def pid(self) -> int:
@@ -163,6 +202,202 @@ def enqueue_lines(db: Path | str, jobs: Sequence[dict[str, Any]]) -> list[str]:
     result = run_cli(db, "enqueue", input=text)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
+
+
+def job_record(db: Path | str, job_id: str) -> dict[str, Any]:
+    """``show JOB_ID --json``: the record with its ``history``."""
+    return cli_json(db, "show", job_id)  # type: ignore[no-any-return]
+
+
+def job_counts(db: Path | str) -> dict[str, int]:
+    return cli_json(db, "status")["jobs"]  # type: ignore[no-any-return]
+
+
+def total_jobs(db: Path | str) -> int:
+    return sum(job_counts(db).values())
+
+
+def set_config(db: Path | str, **values: object) -> None:
+    for key, value in values.items():
+        result = run_cli(db, "config", "set", key.replace("_", "-"), str(value))
+        assert result.returncode == 0, result.stderr
+
+
+def assert_one_error(
+    result: subprocess.CompletedProcess[str], code: int = 1, *, logs: bool = False
+) -> str:
+    """Exit ``code`` with exactly one ``Error:`` line on stderr and no traceback.
+
+    ``logs``: a worker's log lines may come before it (they are not errors).
+    """
+    lines = result.stderr.splitlines()
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    if not logs:
+        assert lines == errors, result.stderr
+    return errors[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as dead: it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z"
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def wait_for_file(path: Path, timeout: float = 20) -> str:
+    return wait_for(lambda: path.exists() and path.read_text().strip(), timeout=timeout)
+
+
+def kill_pids(pids: Sequence[int]) -> None:
+    """Clean-up for processes a test recorded by pid (never by name)."""
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """Peak resident set size of ``pid`` (``VmHWM``), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+#: Shell snippets that wrap a job's work so tests can see every execution:
+#: ``start``/``end`` lines with timestamps in ``$MARKS/log``, and an ``flock`` on a
+#: per-job file held by the whole execution (grandchildren inherit fd 9), so an
+#: execution that starts while any process of an earlier one still runs records
+#: ``OVERLAP``. The lock is freed by the kernel when the last holder dies, so a
+#: killed execution or a lingering zombie never causes a false alarm.
+MARK_START = (
+    'exec 9>>"$MARKS/$QUEUECTL_JOB_ID.lock"; '
+    'flock -n 9 || echo "OVERLAP $QUEUECTL_JOB_ID $QUEUECTL_ATTEMPT" >> "$MARKS/overlaps"; '
+    'echo "start $QUEUECTL_JOB_ID $QUEUECTL_ATTEMPT $$ $(date +%s.%N)" >> "$MARKS/log"; '
+)
+MARK_END = 'echo "end $QUEUECTL_JOB_ID $QUEUECTL_ATTEMPT $$ $(date +%s.%N)" >> "$MARKS/log"; '
+
+
+def marked(command: str) -> str:
+    """``command`` (in a subshell, so it may ``exit``) between the execution markers.
+
+    ``$MARKS`` is set by the test.
+    """
+    return f"{MARK_START}( {command} ); rc=$?; {MARK_END}exit $rc"
+
+
+@dataclass
+class Execution:
+    job_id: str
+    attempt: int
+    pid: int
+    start: float
+    end: float | None = None
+
+
+def read_executions(marks: Path) -> list[Execution]:
+    """Parse ``$MARKS/log`` into executions (``end`` is None for a killed one)."""
+    runs: dict[tuple[str, int], Execution] = {}
+    log = marks / "log"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        kind, job_id, attempt, pid, stamp = line.split()
+        key = (job_id, int(pid))
+        if kind == "start":
+            runs[key] = Execution(job_id, int(attempt), int(pid), float(stamp))
+        else:
+            runs[key].end = float(stamp)
+    return list(runs.values())
+
+
+def assert_no_overlap(marks: Path) -> list[Execution]:
+    """No two executions of one job ran at the same time; returns the executions."""
+    overlaps = marks / "overlaps"
+    assert not overlaps.exists(), overlaps.read_text()
+    runs = read_executions(marks)
+    by_job: dict[str, list[Execution]] = {}
+    for run in runs:
+        by_job.setdefault(run.job_id, []).append(run)
+    for job_runs in by_job.values():
+        job_runs.sort(key=lambda r: r.start)
+        for before, after in itertools.pairwise(job_runs):
+            if before.end is not None:
+                assert before.end <= after.start, (before, after)
+    return runs
+
+
+def job_state(db: Path | str, job_id: str) -> tuple[str, int] | None:
+    """``(state, claims)`` read straight from the file: cheap enough to poll tightly.
+
+    Only for timing measurements; assertions go through the CLI.
+    """
+    import sqlite3
+
+    conn = sqlite3.connect(str(db), timeout=5)
+    try:
+        row = conn.execute("SELECT state, claims FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def worker_ids(db: Path | str) -> set[str]:
+    return {w["id"] for w in cli_json(db, "worker", "list")}
+
+
+_HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", time.time(), flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+print("released", time.time(), flush=True)
+"""
+
+
+class WriteLock:
+    """Another process holding SQLite's write lock (``BEGIN IMMEDIATE``) for a while."""
+
+    def __init__(self, db: Path | str, seconds: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(db), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        assert line[:1] == ["locked"], line
+        self.locked_at = float(line[1])
+        self.released_at: float | None = None
+
+    def wait(self, timeout: float = 120) -> float:
+        """Wait for the release; returns its time (``time.time()``)."""
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.released_at = float(out.split()[1])
+        return self.released_at
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.communicate()
+
+    def __enter__(self) -> WriteLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 # Store-level helpers for the integration tests (a real SQLite file, no CLI).

@@ -53,8 +53,11 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
 
 
 def lost_from_row(
-    row: Mapping[str, Any], *, job_id: str = "id", token: str = "claims"
+    row: Mapping[str, Any], now: int, *, job_id: str = "id", token: str = "claims"
 ) -> LostAttempt:
+    """The attempt's start comes back on the caller's clock (``now``): it is compared
+    with the start times of this host's processes."""
+    started = row["started_at"]
     return LostAttempt(
         job_id=row[job_id],
         token=row[token],
@@ -64,6 +67,7 @@ def lost_from_row(
         host=row["host"],
         pgid=row["pgid"],
         proc_start=row["proc_start"],
+        started_at=None if started is None else started + (now - row["server_now"]),
     )
 
 

@@ -312,7 +312,7 @@ class PostgresBackend:
             elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._reap_key):
                 return []
             rows = await conn.fetch(SQL["select_expired"].text, clock)
-            lost = [lost_from_row(r) for r in rows]
+            lost = [lost_from_row(r, now) for r in rows]
             if lost:
                 await self._recover_rows(conn, lost, clock, on_lost)
             if await conn.fetchval("SELECT count(*) FROM job_counts") > 64:
@@ -356,7 +356,7 @@ class PostgresBackend:
             rows = await conn.fetch(
                 query.text, *query.args({"host": host, "clock": self._clock(now)})
             )
-            strays = [lost_from_row(r, job_id="job_id", token="attempt") for r in rows]
+            strays = [lost_from_row(r, now, job_id="job_id", token="attempt") for r in rows]
             for item in strays:
                 on_stray(item)
             if strays:

@@ -224,10 +224,12 @@ class SqliteBackend(LiveViewReads):
             raise BackendError(f"SQLite {sqlite3.sqlite_version} is too old; need 3.35 or newer")
         path = Path(target).expanduser()
         _prepare_path(path)
+        connection = aiosqlite.connect(path, isolation_level=None, timeout=1.0)
         try:
-            db = await aiosqlite.connect(path, isolation_level=None, timeout=1.0)
+            db = await connection
         except sqlite3.Error as exc:
-            raise BackendError(f"cannot open database {path}: {exc}") from exc
+            await _thread_stopped(connection)
+            raise _translate(exc, path) from exc
         backend = cls(path, db, busy_deadline_s=busy_deadline_s)
         try:
             await backend._call(lambda c: _setup(c, durable=durable))
@@ -400,6 +402,7 @@ class SqliteBackend(LiveViewReads):
                     host=r["host"],
                     pgid=r["pgid"],
                     proc_start=r["proc_start"],
+                    started_at=r["started_at"],
                 )
                 for r in rows
             ]
@@ -640,13 +643,27 @@ class SqliteBackend(LiveViewReads):
         asyncio.get_running_loop().add_reader(sock.fileno(), readable)
 
 
+async def _thread_stopped(connection: aiosqlite.Connection) -> None:
+    """Wait for the thread of a connection that failed to open.
+
+    aiosqlite stops it without waiting; if the event loop closed first, the thread
+    would print a traceback about the closed loop on its way out.
+    """
+    thread = connection._thread
+    for _ in range(1000):
+        if not thread.is_alive():
+            return
+        await asyncio.sleep(0.002)
+
+
 def _prepare_path(path: Path) -> None:
     if path.is_dir():
         raise BackendError(f"cannot use {path} as the database: it is a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BackendError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        reason = (exc.strerror or str(exc)).lower()
+        raise BackendError(f"cannot create the folder for {path}: {reason}") from exc
     if path.exists() and not os.access(path, os.R_OK):
         raise BackendError(f"cannot read database {path}: permission denied")
 
@@ -684,8 +701,21 @@ def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
     if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
         return NotAQueueDatabase(f"{path} is not a usable queuectl database: {text}")
     if "unable to open" in lower:
+        if _read_only_fs(path.parent):
+            # WAL mode needs its -wal and -shm files beside the database.
+            return BackendError(
+                f"cannot open database {path}: its folder is on a read-only file system "
+                "(queuectl needs to write beside the file)"
+            )
         return BackendError(f"cannot open database {path}: {text} (check the path and permissions)")
     return BackendError(f"database error on {path}: {text}")
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:

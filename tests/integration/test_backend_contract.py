@@ -439,8 +439,8 @@ class TestLeases:
             now=clock.advance(0.001), on_lost=lambda item: seen.append(item.job_id)
         )
         assert sorted(seen) == sorted(item.job_id for item in lost) == ["d", "r"]
-        assert {(i.host, i.pgid, i.proc_start, i.worker_id) for i in lost} == {
-            ("h", 10, "b:1", "w1")
+        assert {(i.host, i.pgid, i.proc_start, i.worker_id, i.started_at) for i in lost} == {
+            ("h", 10, "b:1", "w1", now)
         }
         r = await backend.get_job("r")
         assert (r.state, r.next_run_at, r.worker_id) == (JobState.FAILED, clock() + 2000, None)

@@ -156,7 +156,8 @@ UPDATE jobs SET lease_until = 0
 
 -- name: select_expired
 -- SKIP LOCKED: a row held by its worker's exchange is being finished right now.
-SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start
+SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
+       a.started_at, queuectl_now_ms(:clock) AS server_now
   FROM jobs AS j
   LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
  WHERE j.state = 'processing' AND j.lease_until <= queuectl_now_ms(:clock)
@@ -278,7 +279,7 @@ SELECT attempt, output, output_size, log_path, host, finished_at
 -- worker holds their lease any more: unfinished, or recovered as lost (by a
 -- worker on another host, which could not kill them).
 SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pgid,
-       a.proc_start
+       a.proc_start, a.started_at, queuectl_now_ms(:clock) AS server_now
   FROM attempts AS a
   JOIN jobs AS j ON j.id = a.job_id
  WHERE a.host = :host AND a.pgid IS NOT NULL

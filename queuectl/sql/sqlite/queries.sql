@@ -98,7 +98,8 @@ UPDATE jobs SET lease_until = 0
  WHERE state = 'processing' AND lease_until IS NOT NULL AND worker_id = :worker;
 
 -- name: select_expired
-SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start
+SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
+       a.started_at
   FROM jobs AS j
   LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
  WHERE j.state = 'processing' AND j.lease_until IS NOT NULL AND j.lease_until <= :now;

@@ -1,0 +1,112 @@
+"""Forced stop (SPEC §5): the second signal or ``worker stop --now``.
+
+Every running command's process group gets SIGTERM, then SIGKILL after
+``kill-grace``; the jobs go back to ``pending`` at once without using up an
+attempt (their history says ``interrupted``); the worker exits 0 promptly and
+leaves no process behind. The commands trap TERM and start a grandchild that
+ignores it, so only the SIGKILL after the grace can end them.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    WorkerProcess,
+    enqueue_lines,
+    job_record,
+    kill_pids,
+    pid_alive,
+    read_pids,
+    run_cli,
+    set_config,
+    wait_for,
+)
+
+STUBBORN = (
+    'trap \'echo "$QUEUECTL_JOB_ID" >> "$MARKS/termed"\' TERM; '
+    'echo $$ >> "$MARKS/pids"; '
+    '(trap "" TERM; exec sleep 300) & echo $! >> "$MARKS/pids"; '
+    "while :; do sleep 0.2; done"
+)
+GRACE = 3.0
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Iterator[Path]:
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    yield folder
+    kill_pids(read_pids(folder / "pids"))
+
+
+def _second_signal(sig: int) -> Callable[[WorkerProcess, Path], None]:
+    def stop(worker: WorkerProcess, db: Path) -> None:
+        worker.signal(sig)
+        wait_for(lambda: "stopping: no new jobs" in worker.output())
+        worker.signal(sig)
+
+    return stop
+
+
+def _stop_now(worker: WorkerProcess, db: Path) -> None:
+    result = run_cli(db, "worker", "stop", "--now")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Stopped "), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("how", "args"),
+    [
+        pytest.param(_second_signal(signal.SIGINT), (), id="second-sigint"),
+        pytest.param(_second_signal(signal.SIGTERM), (), id="second-sigterm"),
+        pytest.param(_stop_now, (), id="stop-now"),
+        pytest.param(_stop_now, ("--processes", "2"), id="stop-now-processes"),
+        pytest.param(_second_signal(signal.SIGTERM), ("--processes", "2"), id="sigterm-processes"),
+    ],
+)
+def test_forced_stop_kills_groups_and_refunds_the_attempt(
+    db_path: Path,
+    marks: Path,
+    how: Callable[[WorkerProcess, Path], None],
+    args: tuple[str, ...],
+):
+    set_config(db_path, kill_grace=GRACE)
+    enqueue_lines(
+        db_path,
+        [{"id": f"stubborn-{i}", "command": STUBBORN, "max_retries": 0} for i in (1, 2)],
+    )
+    worker = WorkerProcess(
+        db_path, "--count", "2", *args, env={"MARKS": str(marks)}, log=marks.parent / "w.log"
+    )
+    with worker:
+        wait_for(lambda: len(read_pids(marks / "pids")) == 4)
+        pids = read_pids(marks / "pids")
+        asked = time.monotonic()
+        how(worker, db_path)
+        code = worker.wait(timeout=GRACE + 30)
+        took = time.monotonic() - asked
+        log = worker.output()
+    assert code == 0, log
+    # TERM first (the traps ran), and the ignored-TERM grandchildren needed the KILL
+    # that only comes after the grace.
+    assert sorted((marks / "termed").read_text().split()) == ["stubborn-1", "stubborn-2"]
+    assert took >= GRACE - 0.2, took
+    # Promptly: one grace, not one for the leader and another for its group (the
+    # killed grandchildren linger as zombies until init reaps them).
+    assert took < 2 * GRACE - 0.5, took
+    assert not [p for p in pids if pid_alive(p)]
+    assert "Traceback" not in log
+    for job_id in ("stubborn-1", "stubborn-2"):
+        record = job_record(db_path, job_id)
+        assert record["state"] == "pending", record
+        assert record["attempts"] == 0, record
+        assert [h["outcome"] for h in record["history"]] == ["interrupted"]
+    # Refunded: with max_retries 0 the job still has its one attempt.
+    workers_gone = run_cli(db_path, "worker", "list", "--json")
+    assert workers_gone.stdout.strip() == "[]"

@@ -1,0 +1,128 @@
+"""Soak: thousands of jobs while workers are killed with SIGKILL every couple of seconds.
+
+3 worker processes x 4 slots run 2,000 jobs with random exit codes and short
+random durations; every ~2 s one worker is ``kill -9``-ed and started again. At
+the end every job is completed or dead, none is lost, and no two executions of
+one job overlapped in time (start/end markers plus a per-job ``flock``).
+
+Run it with its figures: ``pytest -m slow -k soak -s``. Sizes can be changed with
+``QUEUECTL_SOAK_JOBS`` and ``QUEUECTL_SOAK_KILL_EVERY``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    WorkerProcess,
+    assert_no_overlap,
+    cli_json,
+    enqueue_lines,
+    job_counts,
+    marked,
+    set_config,
+    wait_for,
+)
+
+JOBS = int(os.environ.get("QUEUECTL_SOAK_JOBS", "2000"))
+KILL_EVERY_S = float(os.environ.get("QUEUECTL_SOAK_KILL_EVERY", "2"))
+WORKERS, SLOTS = 3, 4
+DEADLINE_S = 480
+
+
+def _jobs(rng: random.Random) -> list[dict[str, object]]:
+    """Each job fails (exit 1-3) until attempt K, then succeeds; K > 3 means it dies."""
+    jobs = []
+    for i in range(JOBS):
+        succeed_at = rng.choice([1, 1, 1, 1, 2, 3, 4])
+        code = rng.randint(1, 3)
+        duration = rng.choice([0, 0.05, 0.1, 0.2, 0.3, 0.5])
+        work = f'sleep {duration}; [ "$QUEUECTL_ATTEMPT" -ge {succeed_at} ] || exit {code}'
+        jobs.append({"id": f"soak-{i:05d}", "command": marked(work)})
+    return jobs
+
+
+def _unfinished(counts: dict[str, int]) -> int:
+    return counts["pending"] + counts["processing"] + counts["failed"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(DEADLINE_S + 120)
+def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
+    rng = random.Random(20261129)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    set_config(db_path, reap_interval=0.5, backoff_base=1, max_retries=2)
+    jobs = _jobs(rng)
+    enqueue_lines(db_path, jobs)
+    env = {"MARKS": str(marks)}
+    started = time.monotonic()
+    serial = 0
+
+    def spawn() -> WorkerProcess:
+        nonlocal serial
+        serial += 1
+        log = logs / f"worker-{serial}.log"
+        return WorkerProcess(db_path, "--count", str(SLOTS), env=env, log=log).start()
+
+    workers = [spawn() for _ in range(WORKERS)]
+    kills = 0
+    try:
+        next_kill = time.monotonic() + KILL_EVERY_S
+        while _unfinished(counts := job_counts(db_path)):
+            assert time.monotonic() - started < DEADLINE_S, counts
+            if time.monotonic() >= next_kill:
+                victim = rng.randrange(WORKERS)
+                workers[victim].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+                workers[victim].wait()
+                workers[victim] = spawn()
+                kills += 1
+                next_kill = time.monotonic() + KILL_EVERY_S * rng.uniform(0.5, 1.5)
+            time.sleep(0.2)
+        wall_s = time.monotonic() - started
+        for worker in workers:
+            # A worker restarted a moment ago may not have its handlers yet.
+            wait_for(lambda w=worker: " started: " in w.output())  # type: ignore[misc]
+            worker.signal(signal.SIGTERM)
+        codes = [worker.wait(timeout=60) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill_group()
+    assert codes == [0] * WORKERS
+
+    records = cli_json(db_path, "list", "--limit", "0")
+    assert sorted(r["id"] for r in records) == [j["id"] for j in jobs]  # none lost
+    states = Counter(r["state"] for r in records)
+    assert set(states) <= {"completed", "dead"}, states
+    runs = assert_no_overlap(marks)
+    finished = {r.job_id for r in runs if r.end is not None}
+    completed = {r["id"] for r in records if r["state"] == "completed"}
+    assert completed <= finished  # every completion came from a run that got to its end
+    lost = sum(1 for r in records if r["last_error"] and "worker lost" in r["last_error"])
+    figures = {
+        "jobs": JOBS,
+        "workers": f"{WORKERS} x {SLOTS}",
+        "kills": kills,
+        "wall_s": round(wall_s, 1),
+        "jobs_per_s": round(JOBS / wall_s, 1),
+        "completed": states["completed"],
+        "dead": states["dead"],
+        "executions": len(runs),
+        "executions_cut_short": sum(1 for r in runs if r.end is None),
+        "claims": sum(r["attempts"] for r in records),
+        "last_error_worker_lost": lost,
+        "overlaps": 0,
+    }
+    (tmp_path / "soak.json").write_text(json.dumps(figures, indent=2))
+    print("\nsoak figures:", json.dumps(figures))
+    assert kills >= wall_s / KILL_EVERY_S / 2

@@ -1,0 +1,37 @@
+"""Finding and killing what is left of an attempt, with real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from queuectl import procs
+from tests.helpers import pid_alive, wait_for
+
+
+def _spawn(job_id: str, attempt: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "QUEUECTL_JOB_ID": job_id, "QUEUECTL_ATTEMPT": str(attempt)}
+    # setsid: a grandchild that left the command's process group is still found.
+    return subprocess.Popen(["sh", "-c", "setsid sleep 300 & wait"], env=env)
+
+
+def test_an_attempts_processes_are_found_by_their_environment():
+    now_ms = time.time() * 1000
+    proc = _spawn("job-a", 2)
+    other = _spawn("job-a", 3)
+    try:
+        found = wait_for(lambda: len(procs.attempt_processes("job-a", 2, now_ms)) == 2 or None)
+        assert found
+        pids = {pid for pid, _ in procs.attempt_processes("job-a", 2, now_ms)}
+        assert proc.pid in pids and other.pid not in pids
+        # Started well before the claim: an earlier attempt of the same number.
+        assert procs.attempt_processes("job-a", 2, now_ms + 60_000) == []
+        assert procs.kill_attempt("job-a", 2, now_ms) == 2
+        wait_for(lambda: not any(pid_alive(p) for p in pids))
+        assert pid_alive(other.pid)
+    finally:
+        procs.kill_attempt("job-a", 2, None)
+        procs.kill_attempt("job-a", 3, None)
+        proc.wait()
+        other.wait()
