@@ -14,6 +14,16 @@ from tests import pg
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+def store_target(request: pytest.FixtureRequest, folder: Path) -> Path | str:
+    """A fresh ``--db`` target for a module- or class-scoped fixture parametrised by
+    ``STORES``: a file in ``folder``, or a schema of its own dropped at teardown."""
+    if request.param == "sqlite":
+        return folder / "queue.db"
+    schema = pg.Schema(pg.require())
+    request.addfinalizer(schema.drop)
+    return schema.url
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "queue.db"

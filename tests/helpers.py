@@ -337,18 +337,12 @@ def assert_no_overlap(marks: Path) -> list[Execution]:
 
 
 def job_state(db: Path | str, job_id: str) -> tuple[str, int] | None:
-    """``(state, claims)`` read straight from the file: cheap enough to poll tightly.
+    """``(state, claims)`` read straight from the store: cheap enough to poll tightly.
 
     Only for timing measurements; assertions go through the CLI.
     """
-    import sqlite3
-
-    conn = sqlite3.connect(str(db), timeout=5)
-    try:
-        row = conn.execute("SELECT state, claims FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None else (str(row[0]), int(row[1]))
+    rows = db_rows(db, "SELECT state, claims FROM jobs WHERE id = ?", job_id)
+    return None if not rows else (str(rows[0][0]), int(rows[0][1]))
 
 
 def worker_ids(db: Path | str) -> set[str]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import pg
-from tests.conftest import STORES
+from tests.conftest import STORES, store_target
 from tests.helpers import (
     ISO_Z,
     QUEUECTL,
@@ -71,11 +70,7 @@ JOBS = [
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
     """A database with a completed, a dead, a delayed pending and a long-id job (per store)."""
     folder = tmp_path_factory.mktemp("output")
-    path: Path | str = folder / "queue.db"
-    if request.param == "postgres":
-        schema = pg.Schema(pg.require())
-        request.addfinalizer(schema.drop)
-        path = schema.url
+    path = store_target(request, folder)
     enq = run_cli(path, "enqueue", input="\n".join(json.dumps(j) for j in JOBS))
     assert enq.returncode == 0, enq.stderr
     worker = run_worker(path, "--count", "2", env={"XDG_DATA_HOME": str(folder / "xdg")})
