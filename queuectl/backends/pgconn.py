@@ -172,14 +172,37 @@ async def wrapped(target: Target) -> AsyncIterator[None]:
 
 
 def settings(schema: str) -> dict[str, str]:
-    """Per-connection settings. Statements are planned once per connection (generic
-    plans): the hot ones are written so that a generic plan is the right one, and a
-    custom plan would cost more to make than the statement costs to run."""
+    """Per-connection settings.
+
+    Statements are planned once per connection (generic plans; a custom plan would
+    cost more to make than the hot statements cost to run), often on tables that
+    were just created and have no statistics yet. Every query of this store is
+    written to be answered by walking one index in order or looking rows up in it,
+    so full scans and bitmap scans (which then need a sort) are priced out: a plan
+    made while a table held ten rows must not scan or sort it when it holds a million.
+    JIT is off: these statements run in well under a millisecond, and the priced-out
+    paths make every plan look expensive enough to compile (seconds per statement).
+    """
     return {
         "search_path": quote_ident(schema),
         "application_name": "queuectl",
         "plan_cache_mode": "force_generic_plan",
+        "enable_seqscan": "off",
+        "enable_bitmapscan": "off",
+        "jit": "off",
     }
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Hand a connection back to the pool as it is, unless a transaction was left open.
+
+    The pool's default reset (``RESET ALL``, ``UNLISTEN *``, …) costs a round trip
+    per use, i.e. one more per worker cycle; this store never changes session state
+    (its settings come with the connection, ``LISTEN`` has its own connection, and
+    its advisory locks are transaction-scoped).
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def create_pool(target: Target, *, size: int) -> asyncpg.Pool:
@@ -191,6 +214,7 @@ async def create_pool(target: Target, *, size: int) -> asyncpg.Pool:
             server_settings=settings(target.schema),
             timeout=_CONNECT_TIMEOUT_S,
             command_timeout=_COMMAND_TIMEOUT_S,
+            reset=_keep_session,
         )
 
 

@@ -172,6 +172,33 @@ async def test_reads_on_every_refresh_can_use_an_index(pgstore: PostgresBackend,
     assert not re.search(r"Seq Scan on (jobs|attempts)\b", plan), plan
 
 
+async def test_the_claim_walks_its_index_and_checks_due_times_there(
+    pgstore: PostgresBackend,
+) -> None:
+    """Jobs waiting for a retry are passed over in the index, without a heap visit each."""
+    from queuectl.backends.pgrows import finish_columns, start_columns
+
+    values = {
+        "clock": None,
+        "worker": "w",
+        "limit": 1,
+        "queues": None,
+        "lease_ms": 1000,
+        "channel": pgstore.channel,
+        "config": None,
+        **start_columns([], []),
+        **finish_columns([], []),
+    }
+    query = SQL["exchange"]
+    async with pgstore._conn() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        rows = await conn.fetch("EXPLAIN " + query.text, *query.args(values))
+    plan = "\n".join(r[0] for r in rows)
+    assert re.search(
+        r"Index Scan using jobs_runnable on jobs.*\n\s+Index Cond: \(next_run_at <=", plan
+    ), plan
+
+
 class TestMigrations:
     async def test_many_stores_opening_a_new_schema_at_once_migrate_it_once(
         self, pg_url: str, pg_schema: pg.Schema

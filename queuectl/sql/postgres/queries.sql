@@ -124,6 +124,7 @@ s AS (
            CASE WHEN (SELECT count(*) FROM claimed) < :limit::int THEN
                (SELECT min(next_run_at) FROM jobs
                  WHERE state IN ('pending', 'failed') AND next_run_at > (SELECT now FROM c)
+                   AND next_run_at > 0  -- jobs_due
                    AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))
            END AS next_due
 )
@@ -260,6 +261,7 @@ SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
            AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))::bigint AS busy,
        EXISTS (SELECT 1 FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= queuectl_now_ms(:clock)
+                  AND next_run_at > 0  -- jobs_due
                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))) AS due,
        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queuectl_version) AS version;
 

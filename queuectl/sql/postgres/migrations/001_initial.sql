@@ -39,12 +39,18 @@ CREATE TABLE jobs (
 );
 
 -- Claims take the highest priority first and, among equals, the oldest job (SPEC:
--- ties run oldest first). The claim walks this index in order, skipping rows not
--- due yet or held by another transaction, so it costs the same with a million
--- finished jobs.
-CREATE INDEX jobs_runnable ON jobs (priority DESC, seq)
+-- ties run oldest first). The claim walks this index in order, skipping rows held
+-- by another transaction; finished jobs are not in it. next_run_at is a key
+-- column only so that "due yet?" is checked on the index entry (an Index Cond):
+-- jobs waiting for a retry or a later start are passed over without a heap visit.
+CREATE INDEX jobs_runnable ON jobs (priority DESC, seq, next_run_at)
     WHERE state IN ('pending', 'failed');
-CREATE INDEX jobs_due ON jobs (next_run_at) WHERE state IN ('pending', 'failed');
+-- When the next waiting job falls due (next_due_at, the idle poll). "next_run_at > 0"
+-- holds for every real time, but the claim's condition does not imply it, so the
+-- planner can never answer the claim from this index: a range of due jobs sorted
+-- per claim is cheap for ten jobs and ruinous for a backlog of a hundred thousand.
+CREATE INDEX jobs_due ON jobs (next_run_at)
+    WHERE state IN ('pending', 'failed') AND next_run_at > 0;
 CREATE INDEX jobs_leased ON jobs (lease_until) WHERE state = 'processing';
 CREATE INDEX jobs_held ON jobs (worker_id) WHERE state = 'processing';
 CREATE INDEX jobs_by_state ON jobs (state, seq);
