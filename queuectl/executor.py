@@ -77,7 +77,8 @@ class Execution:
                     stdout=self._fd,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,
-                    env=dict(cmd.env),
+                    # job_environment already built a fresh dict; copy only other mappings.
+                    env=cmd.env if isinstance(cmd.env, dict) else dict(cmd.env),
                     cwd=cmd.cwd,
                 )
             except OSError as exc:
@@ -99,9 +100,12 @@ class Execution:
                 # crashed task, an unusable store): never leave the command behind.
                 self._signal(signal.SIGKILL)
                 raise
+            # The attempt lasted until the shell exited; reaping a killed group's
+            # stragglers is the worker's time, not the command's.
+            duration_s = time.monotonic() - started
             if self._reason is not None:
                 await self._reap_group()
-            return self._result(returncode, time.monotonic() - started)
+            return self._result(returncode, duration_s)
         finally:
             for handle in self._handles:
                 handle.cancel()
@@ -152,12 +156,12 @@ class Execution:
         """After a kill, let what is left of the group use up the grace, then SIGKILL it.
 
         The grace counts from the SIGTERM, not from the leader's exit: a leader that
-        held out for the whole grace must not earn its group a second one (zombies
-        that init has not reaped yet still count as members).
+        held out for the whole grace must not earn its group a second one. Zombies
+        that init has not reaped yet do not count as members.
         """
         assert self.pid is not None
         deadline = self._termed_at + self.cmd.kill_grace_s
-        while procs.group_exists(self.pid) and time.monotonic() < deadline:
+        while procs.group_alive(self.pid) and time.monotonic() < deadline:
             await asyncio.sleep(_GROUP_POLL_S)
         self._signal(signal.SIGKILL)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -92,6 +93,7 @@ def parse_input(text: str) -> list[RawJob]:
 
 def _json_lines(text: str) -> Iterator[RawJob]:
     position = 0
+    scan = _SCANNER.scan_once  # type: ignore[attr-defined]
     # Only "\n" ends a record: str.splitlines would also split at U+2028, U+2029
     # and U+0085, which JSON allows unescaped inside strings.
     for line_no, line in enumerate(text.split("\n"), 1):
@@ -99,11 +101,22 @@ def _json_lines(text: str) -> Iterator[RawJob]:
             continue
         position += 1
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            label = RawJob(position, line_no, None).label
-            raise InvalidJob(f"{label}: invalid JSON: {exc}") from None
+            # The decoder's C scanner, without json.loads's per-call checks; a line
+            # it does not take whole (leading blanks, junk after the value, bad
+            # JSON) goes through json.loads, which says what is wrong.
+            value, end = scan(line, 0)
+            if end != len(line) and line[end:].strip():
+                raise ValueError
+        except (StopIteration, ValueError):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                label = RawJob(position, line_no, None).label
+                raise InvalidJob(f"{label}: invalid JSON: {exc}") from None
         yield RawJob(position, line_no, value)
+
+
+_SCANNER = json.JSONDecoder()
 
 
 def new_job_id() -> str:
@@ -111,9 +124,15 @@ def new_job_id() -> str:
     return secrets.token_hex(8)
 
 
+#: Printable ASCII without space: ids made only of these need no per-character check.
+_PLAIN_ID = re.compile(rf"[!-~]{{1,{MAX_ID_LEN}}}")
+
+
 def validate_id(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
+    if _PLAIN_ID.fullmatch(value):
+        return value
     if not 1 <= len(value) <= MAX_ID_LEN:
         raise ValueError(f"must be 1 to {MAX_ID_LEN} characters long")
     for ch in value:
@@ -176,19 +195,19 @@ def _env(value: object) -> dict[str, str]:
 
 def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJob:
     """Validate one decoded job object against SPEC §3; ``ValueError`` names the field."""
-    unknown = sorted(set(raw) - INPUT_FIELDS - MANAGED_FIELDS - {"timeout_s"})
-    if unknown:
+    if not raw.keys() <= _KNOWN_FIELDS:
+        unknown = sorted(set(raw) - _KNOWN_FIELDS)
         raise ValueError(f"unknown field {unknown[0]!r}")
-    given = {k: v for k, v in raw.items() if v is not None and k in INPUT_FIELDS}
-    if "command" not in given:
+    if raw.get("command") is None:
         raise ValueError("missing required field 'command'")
     checks: dict[str, Any] = {}
-    for name, check in _FIELD_CHECKS.items():
-        if name in given:
-            try:
-                checks[name] = check(given[name])
-            except ValueError as exc:
-                raise ValueError(f"{name} {exc}") from None
+    try:
+        for name, value in raw.items():
+            check = _FIELD_CHECKS.get(name)
+            if check is not None and value is not None:
+                checks[name] = check(value)
+    except ValueError:
+        _raise_first_error(raw)
     if "run_at" in checks and "delay" in checks:
         raise ValueError("give either run_at or delay, not both")
     run_at: int | None = checks.get("run_at")
@@ -214,6 +233,17 @@ def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJ
     )
 
 
+def _raise_first_error(raw: Mapping[str, Any]) -> None:
+    """Name the first bad field in a fixed order, whatever the order of the input."""
+    for name, check in _FIELD_CHECKS.items():
+        value = raw.get(name)
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ValueError(f"{name} {exc}") from None
+
+
 def _run_at(value: object) -> int:
     return parse_when(value)
 
@@ -230,12 +260,13 @@ _FIELD_CHECKS: dict[str, Any] = {
     "env": _env,
     "cwd": lambda v: _text(v, "path"),
 }
+_KNOWN_FIELDS = INPUT_FIELDS | MANAGED_FIELDS | {"timeout_s"}
 
 
 def build_jobs(raws: list[RawJob], *, config: QueueConfig, now: int) -> list[NewJob]:
     """Validate a whole batch; the first bad job stops it, named by its position."""
     jobs: list[NewJob] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, RawJob] = {}
     for raw in raws:
         if not isinstance(raw.value, dict):
             kind = type(raw.value).__name__ if raw.value is not None else "null"
@@ -244,11 +275,11 @@ def build_jobs(raws: list[RawJob], *, config: QueueConfig, now: int) -> list[New
             job = to_new_job(raw.value, config=config, now=now)
         except ValueError as exc:
             raise InvalidJob(f"{raw.label}: {exc}") from None
-        if job.id in seen:
+        first = seen.setdefault(job.id, raw)
+        if first is not raw:
             raise InvalidJob(
-                f"{raw.label}: id {job.id!r} is used twice in this input ({seen[job.id]})"
+                f"{raw.label}: id {job.id!r} is used twice in this input ({first.label})"
             )
-        seen[job.id] = raw.label
         jobs.append(job)
     return jobs
 

@@ -31,12 +31,28 @@ def boot_id() -> str:
         return "unknown-boot"
 
 
+def _read_stat(pid: int) -> bytes | None:
+    """``/proc/<pid>/stat`` (always well under 4 KiB), or ``None`` if the process is gone.
+
+    Plain ``os.open``/``os.read``: the worker reads it once per job it starts, and a
+    buffered file object cost twice as much.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def proc_start(pid: int) -> str | None:
     """``<boot id>:<start ticks>`` of a live process, ``None`` if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
+    stat = _read_stat(pid)
+    if stat is None:
         return None
     # The command name (field 2) may hold spaces and parentheses; fields after
     # the last ")" are plain. starttime is field 22, i.e. the 20th after it.
@@ -60,12 +76,10 @@ def is_alive(pid: int, started: str | None) -> bool:
         return False
     if started is not None and current != started:
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
+    stat = _read_stat(pid)
+    if stat is None:
         return False
-    return state != b"Z"
+    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
 def group_exists(pgid: int) -> bool:
@@ -159,3 +173,26 @@ def kill_attempt(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return len(pids)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether the process group has a member that is not a zombie.
+
+    ``killpg(pgid, 0)`` also succeeds for killed members that their new parent
+    (init, after the shell exited) has not reaped yet; waiting on those would
+    stretch every kill by however slowly init reaps.
+    """
+    if not group_exists(pgid):
+        return False
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command name: state is field 3, pgrp field 5.
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False

@@ -29,6 +29,9 @@ from queuectl.models import Claim, ExecutionResult, Finish, ProcessStart
 log = logging.getLogger("queuectl.worker")
 
 POLL_S = 1.0
+#: Burst mode, once this worker holds no job: how soon to look again whether the
+#: jobs that other workers run are done (doubling up to ``POLL_S``).
+_BURST_RECHECK_S = 0.02
 _RETRY_MAX_S = 2.0
 
 
@@ -66,6 +69,10 @@ class Pump:
         #: for a retry, or due (checked whenever the pump runs out of work).
         self._on_drained = on_drained
         self._probed = False
+        self._recheck_s = _BURST_RECHECK_S
+        #: Jobs claimed by this worker and not finished yet. While it holds one, the
+        #: served queues cannot be drained, so burst mode need not ask the store.
+        self._held = 0
         self._closing = False
 
     def want_job(self) -> asyncio.Future[Claim | None]:
@@ -165,7 +172,9 @@ class Pump:
             self._armed = False
             if result.next_due_at is not None:
                 self._due_at(result.next_due_at)
+        self._held += len(result.claims) - len(finishes)
         self._probed = False
+        self._recheck_s = _BURST_RECHECK_S
 
     def _release(self, claim: Claim) -> None:
         job = claim.job
@@ -183,13 +192,18 @@ class Pump:
 
     async def _sleep(self) -> None:
         self._kick.clear()
-        if self._on_drained is not None and not self._probed:
+        burst = self._on_drained is not None and self._held == 0
+        if burst and not self._probed:
             # Out of work in burst mode: look at once rather than after the poll.
             self._probed = True
             await self._poll()
             if self._armed or not self._claiming:
                 return
         timeout = POLL_S
+        if burst and self._claiming:
+            # Other workers still run jobs: look again soon, then less and less often.
+            timeout = self._recheck_s
+            self._recheck_s = min(self._recheck_s * 2, POLL_S)
         if self._next_due is not None and self._claiming:
             timeout = min(timeout, max(self._next_due - self._clock(), 0) / 1000)
         with contextlib.suppress(TimeoutError):

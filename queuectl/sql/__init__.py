@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 _HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -23,16 +27,31 @@ def parse_named(text: str) -> dict[str, str]:
     return queries
 
 
+def _folder(dialect: str) -> Traversable:
+    """The dialect's folder: a plain directory beside this module when there is one.
+
+    Every command reads these files at start; going straight to the directory
+    spares ``importlib.resources`` (and the tempfile, shutil and zipfile modules it
+    imports, ~8 ms of a ~150 ms ``queuectl enqueue``). A zipped install still
+    works through ``importlib.resources``.
+    """
+    here = Path(__file__).parent / dialect
+    if here.is_dir():
+        return here
+    from importlib import resources
+
+    return resources.files(__package__).joinpath(dialect)
+
+
 @cache
 def queries(dialect: str) -> dict[str, str]:
-    text = resources.files(__package__).joinpath(dialect, "queries.sql").read_text("utf-8")
-    return parse_named(text)
+    return parse_named(_folder(dialect).joinpath("queries.sql").read_text("utf-8"))
 
 
 @cache
 def migrations(dialect: str) -> tuple[tuple[int, str], ...]:
     """``(version, script)`` pairs in order, from ``migrations/NNN_name.sql``."""
-    folder = resources.files(__package__).joinpath(dialect, "migrations")
+    folder = _folder(dialect).joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         match = re.match(r"(\d+)_\w+\.sql$", entry.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 
@@ -35,3 +36,18 @@ def test_an_attempts_processes_are_found_by_their_environment():
         procs.kill_attempt("job-a", 3, None)
         proc.wait()
         other.wait()
+
+
+def test_group_alive_ignores_members_that_are_only_zombies() -> None:
+    """A killed member that nobody has reaped yet is not a live member."""
+    # The leader stays a zombie until this test reaps it: its group only "exists".
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert procs.group_alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        wait_for(lambda: not procs.is_alive(child.pid, None), timeout=10)
+        assert procs.group_exists(child.pid), "the zombie still holds the group id"
+        assert not procs.group_alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()
