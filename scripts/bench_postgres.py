@@ -511,6 +511,7 @@ def run_all(
     counts: list[int] | None = None,
     rounds: int | None = None,
     w6_jobs: int | None = None,
+    w2_jobs: int | None = None,
     procrastinate: bool = True,
 ) -> dict[str, Any]:
     """Run the workloads; what ``scripts/bench.py --db URL`` calls, too."""
@@ -520,6 +521,8 @@ def run_all(
         sizes.rounds = rounds
     if w6_jobs:
         sizes.w6_jobs = w6_jobs
+    if w2_jobs:
+        sizes.w2_jobs = w2_jobs
     here = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="queuectl-bench-pg-") as tmp:
         # Helpers run `python -c`, which imports from the current folder first.
