@@ -28,13 +28,26 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, integration and acceptance tests on the SQLite store (with this Python)."""
-    session.install(".[test]")
+    """Unit, integration and acceptance tests on SQLite and, when reachable, PostgreSQL.
+
+    The PostgreSQL server is $QUEUECTL_TEST_PG (default: 127.0.0.1:5432, database
+    test); PostgreSQL tests are skipped with the reason when it cannot be reached.
+    """
+    session.install(".[test,postgres]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(name="tests_postgres")
+def tests_postgres(session: nox.Session) -> None:
+    """Only the tests that need PostgreSQL, failing (not skipping) if it is unreachable."""
+    session.install(".[test,postgres]")
+    session.run(
+        "pytest", "-m", "postgres", *session.posargs, env={"QUEUECTL_TEST_PG_REQUIRED": "1"}
+    )
 
 
 @nox.session(python=PYTHONS, name="tests-matrix")
 def tests_matrix(session: nox.Session) -> None:
     """The tests on every supported Python that is installed."""
-    session.install(".[test]")
+    session.install(".[test,postgres]")
     session.run("pytest", "-m", "not slow", *session.posargs)

@@ -360,7 +360,11 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
     result = await queue.status()
     if as_json:
         _echo_json(
-            {"jobs": {s.value: result.counts[s] for s in JobState}, "workers": result.coroutines}
+            {
+                "jobs": {s.value: result.counts[s] for s in JobState},
+                "workers": result.coroutines,
+                "hosts": result.by_host,
+            }
         )
         return
     from queuectl.render import status_view

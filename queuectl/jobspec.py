@@ -211,8 +211,10 @@ def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJ
     if "run_at" in checks and "delay" in checks:
         raise ValueError("give either run_at or delay, not both")
     run_at: int | None = checks.get("run_at")
+    delay_ms: int | None = None
     if "delay" in checks:
-        run_at = now + seconds_to_ms(checks["delay"])
+        delay_ms = seconds_to_ms(checks["delay"])
+        run_at = now + delay_ms
         if run_at > MAX_MS:
             raise ValueError("delay is out of range")
     timeout = checks.get("timeout", config.timeout_s)
@@ -227,6 +229,7 @@ def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJ
         next_run_at=max(run_at, now) if run_at is not None else now,
         env=checks.get("env", {}),
         cwd=checks.get("cwd"),
+        delay_ms=delay_ms,
     )
 
 

@@ -58,6 +58,9 @@ class NewJob:
     next_run_at: int = 0
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    #: Set when the start was given as a delay (``run_at`` is then ``now + delay_ms``),
+    #: so a store with a clock of its own can count the delay from that clock.
+    delay_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,10 @@ import socket
 import time
 from functools import cache
 
-HOST = socket.gethostname()
+#: This machine's name in the store. ``QUEUECTL_HOST`` overrides it, which lets tests
+#: run several "hosts" on one machine; pid checks then apply only to workers that
+#: carry the same name.
+HOST = os.environ.get("QUEUECTL_HOST") or socket.gethostname()
 
 
 @cache
@@ -57,6 +60,15 @@ def proc_start(pid: int) -> str | None:
     return f"{boot_id()}:{int(fields[19])}"
 
 
+def is_local(host: str, started: str | None) -> bool:
+    """Whether a process recorded as ``host`` with start ``started`` runs on this machine.
+
+    The boot id must match too: two machines that share a host name (cloned VMs)
+    must never judge each other's pids, or each would think the other's workers dead.
+    """
+    return host == HOST and (started is None or started.startswith(boot_id() + ":"))
+
+
 def is_alive(pid: int, started: str | None) -> bool:
     """Whether the process ``pid`` started at ``started`` still runs (zombies count as dead)."""
     current = proc_start(pid)
@@ -87,6 +99,8 @@ def kill_group(pgid: int, started: str | None, sig: int = signal.SIGKILL) -> boo
     with that id would need a live process of that pid, so an absent leader still
     means the group (if any) is ours. Returns whether a signal was sent.
     """
+    if started is not None and not started.startswith(boot_id() + ":"):
+        return False  # recorded before a reboot: that group is long gone
     current = proc_start(pgid)
     if current is not None and started is not None and current != started:
         return False

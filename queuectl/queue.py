@@ -52,6 +52,14 @@ class Status:
     def coroutines(self) -> int:
         return sum(w.count for w in self.workers)
 
+    @property
+    def by_host(self) -> dict[str, int]:
+        """Live worker coroutines per host, hosts in name order."""
+        hosts: dict[str, int] = {}
+        for w in sorted(self.workers, key=lambda w: w.host):
+            hosts[w.host] = hosts.get(w.host, 0) + w.count
+        return hosts
+
 
 @dataclass(frozen=True, slots=True)
 class Overview:
@@ -422,6 +430,6 @@ def _ignore(_: str) -> None:
 def _is_live(worker: WorkerInfo, now: int, lease_ms: int) -> bool:
     if worker.heartbeat_at < now - lease_ms:
         return False
-    if worker.host == procs.HOST:
+    if procs.is_local(worker.host, worker.proc_start):
         return worker.pid == os.getpid() or procs.is_alive(worker.pid, worker.proc_start)
     return True

@@ -380,6 +380,9 @@ def status_view(out: Output, status: Status) -> RenderableType:
     workers = status.coroutines
     processes = len(status.workers)
     line = f"workers: {workers} (in {processes} process{'es' if processes != 1 else ''})"
+    hosts = status.by_host
+    if len(hosts) > 1:
+        line += "; by host: " + ", ".join(f"{host} {n}" for host, n in hosts.items())
     return Group(table, Text(line))
 
 

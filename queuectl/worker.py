@@ -124,6 +124,7 @@ class Worker:
         try:
             with self._signal_handlers(), fast_child_watcher():
                 await self._recover()
+                await self._release_strays()
                 try:
                     await self._serve(pump)
                 except ExceptionGroup as group:
@@ -411,7 +412,7 @@ class Worker:
             for w in await self.backend.list_workers()
             if w.id != self.id
             and (
-                (w.host == procs.HOST and not procs.is_alive(w.pid, w.proc_start))
+                (procs.is_local(w.host, w.proc_start) and not procs.is_alive(w.pid, w.proc_start))
                 or w.heartbeat_at < now - stale_ms
             )
         ]
@@ -435,6 +436,18 @@ class Worker:
         if lost and self._pump is not None:
             self._pump.arm()
         return lost
+
+    async def _release_strays(self) -> None:
+        """Kill what a crash on this host left running after another host took its jobs over.
+
+        A worker elsewhere can recover a job but cannot reach this host's processes;
+        whatever of them still runs is killed here, before this worker takes any job.
+        """
+        strays = await self.backend.release_strays(
+            host=procs.HOST, now=self.clock(), on_stray=_kill_stray
+        )
+        if strays:
+            log.info("checked %d stray attempt(s) left on this host", len(strays))
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -463,6 +476,17 @@ def _kill_orphan(lost: LostAttempt) -> None:
     left = procs.kill_attempt(lost.job_id, lost.attempts, lost.started_at, killed_group=group)
     if left:
         log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
+
+
+def _kill_stray(stray: LostAttempt) -> None:
+    """Kill a stray's process group (checked by its leader's start time).
+
+    Only the group: ``stray.attempts`` is the job's attempt count now, not the one
+    this old attempt's processes carry, so looking them up by it could find a newer
+    attempt of the same job running on this host.
+    """
+    if stray.pgid and procs.kill_group(stray.pgid, stray.proc_start, signal.SIGKILL):
+        log.warning("%s: killed the stray process group %d", stray.job_id, stray.pgid)
 
 
 async def run_worker(options: WorkerOptions) -> int:

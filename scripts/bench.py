@@ -726,6 +726,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="where runs keep their files (default: a temp dir)"
     )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="also run W2, W4 and W6 on this PostgreSQL server (postgresql://...), beside "
+        "the SQLite store and Procrastinate, in schemas of their own (bench_postgres.py)",
+    )
     args = parser.parse_args(argv)
     only = [w.strip() for w in (args.only or ",".join(WORKLOADS)).split(",") if w.strip()]
     unknown = [w for w in only if w not in WORKLOADS]
@@ -793,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
                 note(f"{name} ...")
                 results[name] = getattr(bench, name.lower())()
                 results["meta"]["load"][name] = loadavg()
+            if args.db:
+                results["postgres"] = run_postgres(args, sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["meta"]["loadavg_after"] = loadavg()
@@ -800,8 +808,29 @@ def main(argv: list[str] | None = None) -> int:
     return finish(args, results)
 
 
+def run_postgres(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    """W2, W4 and W6 on PostgreSQL beside SQLite and Procrastinate (``bench_postgres``)."""
+    from bench_postgres import run_all
+
+    note("PostgreSQL (W2, W4, W6) ...")
+    return run_all(
+        args.db,
+        quick=args.quick,
+        only=[w for w in args.only if w in ("W2", "W4", "W6")],
+        counts=[c for c in sizes.w2_counts if c <= 4],
+        rounds=sizes.rounds,
+        w6_jobs=sizes.w6_jobs,
+        w2_jobs=sizes.w2_jobs,
+        procrastinate=args.peers,
+    )
+
+
 def finish(args: argparse.Namespace, results: dict[str, Any]) -> int:
     report(results)
+    if "postgres" in results:
+        from bench_postgres import report as postgres_report
+
+        print(postgres_report(results["postgres"]))
     if args.json and args.json != args.from_json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.plot and "W2" in results:

@@ -3,10 +3,25 @@ from __future__ import annotations
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from queuectl.backends.sqlite import SqliteBackend
+from tests import pg
+
+#: The stores every store-agnostic test runs on.
+STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def store_target(request: pytest.FixtureRequest, folder: Path) -> Path | str:
+    """A fresh ``--db`` target for a module- or class-scoped fixture parametrised by
+    ``STORES``: a file in ``folder``, or a schema of its own dropped at teardown."""
+    if request.param == "sqlite":
+        return folder / "queue.db"
+    schema = pg.Schema(pg.require())
+    request.addfinalizer(schema.drop)
+    return schema.url
 
 
 @pytest.fixture
@@ -21,6 +36,60 @@ async def sqlite_backend(db_path: Path) -> AsyncIterator[SqliteBackend]:
         yield backend
     finally:
         await backend.aclose()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[pg.Schema]:
+    """A fresh schema on the test server (skips when there is none); dropped afterwards."""
+    schema = pg.Schema(pg.require())
+    try:
+        yield schema
+    finally:
+        schema.drop()
+
+
+@pytest.fixture
+def pg_url(pg_schema: pg.Schema) -> str:
+    """A ``postgresql://…?schema=…`` URL of a queue of its own."""
+    return pg_schema.url
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that depends on ``store`` runs once per store (``sqlite_only``: once)."""
+    if "store" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("store", ["sqlite"] if sqlite_only else STORES, indirect=True)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> str:
+    """The name of the store a store-agnostic test runs on."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def db(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ``--db`` target of a fresh queue on each store: a file path or a URL."""
+    if store == "sqlite":
+        return str(tmp_path / "queue.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def backend(store: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A fresh store of each kind, its ``now`` arguments being its clock (``FrozenClock``)."""
+    opened: Any
+    if store == "sqlite":
+        opened = await SqliteBackend.open(str(tmp_path / "queue.db"))
+    else:
+        from queuectl.backends.postgres import PostgresBackend
+
+        opened = await PostgresBackend.open(request.getfixturevalue("pg_url"), caller_clock=True)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
 
 
 class FrozenClock:

@@ -337,18 +337,12 @@ def assert_no_overlap(marks: Path) -> list[Execution]:
 
 
 def job_state(db: Path | str, job_id: str) -> tuple[str, int] | None:
-    """``(state, claims)`` read straight from the file: cheap enough to poll tightly.
+    """``(state, claims)`` read straight from the store: cheap enough to poll tightly.
 
     Only for timing measurements; assertions go through the CLI.
     """
-    import sqlite3
-
-    conn = sqlite3.connect(str(db), timeout=5)
-    try:
-        row = conn.execute("SELECT state, claims FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None else (str(row[0]), int(row[1]))
+    rows = db_rows(db, "SELECT state, claims FROM jobs WHERE id = ?", job_id)
+    return None if not rows else (str(rows[0][0]), int(rows[0][1]))
 
 
 def worker_ids(db: Path | str) -> set[str]:
@@ -415,19 +409,19 @@ def new_job(job_id: str, *, now: int = 0, **fields: Any) -> Any:
 
 def db_counts(db: Path | str) -> dict[str, int]:
     """Jobs per state counted with a real ``GROUP BY`` (not the trigger-kept table)."""
-    import sqlite3
-
-    conn = sqlite3.connect(db)
-    try:
-        rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
-    finally:
-        conn.close()
-    found = dict(rows)
+    rows = db_rows(db, "SELECT state, count(*) FROM jobs GROUP BY state")
+    found = {row[0]: row[1] for row in rows}
     return {s: found.get(s, 0) for s in ("pending", "processing", "completed", "failed", "dead")}
 
 
 def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
-    """Run one read query on a fresh connection (what another process would see)."""
+    """Run one read query on a fresh connection (what another process would see).
+
+    ``db`` may be a ``postgresql://…?schema=…`` URL; the query's ``?`` placeholders
+    then become ``$1, $2, …``.
+    """
+    if str(db).startswith(("postgresql://", "postgres://")):
+        return _pg_rows(str(db), sql, *args)
     import sqlite3
 
     conn = sqlite3.connect(db)
@@ -436,3 +430,25 @@ def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def _pg_rows(url: str, sql: str, *args: Any) -> list[Any]:
+    import re
+
+    from queuectl.backends.pgconn import parse_target, settings
+    from tests.pg import run_sync
+
+    counter = iter(range(1, len(args) + 1))
+    sql = re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+    target = parse_target(url)
+
+    async def fetch() -> list[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(target.dsn, server_settings=settings(target.schema))
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return list(run_sync(fetch))

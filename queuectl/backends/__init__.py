@@ -32,7 +32,7 @@ async def open_backend(
             raise BackendError(
                 "the PostgreSQL store needs the extra: pip install 'queuectl[postgres]'"
             ) from exc
-        return await PostgresBackend.open(target)  # type: ignore[no-any-return,unused-ignore]
+        return await PostgresBackend.open(target, durable=durable)  # type: ignore[no-any-return,unused-ignore]
     if "://" in target:
         raise BackendError(f"unsupported database URL {target!r}; use a file path or postgresql://")
     from queuectl.backends.sqlite import SqliteBackend

@@ -149,6 +149,19 @@ class JobStore(Protocol):
         """
         ...
 
+    async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
+        """Hand over, once, the attempts on ``host`` that may have left processes behind.
+
+        These are attempts recorded on ``host`` (with a process group) that did not
+        end by themselves and whose lease nobody holds any more: unfinished ones, and
+        ones recovered as lost, possibly by a worker on another host that could not
+        kill their processes. ``on_stray`` runs for each before the transaction
+        commits; their process-group id is then forgotten, so it is never signalled
+        again once the kernel may have given it to an unrelated process. A worker
+        calls this when it starts, so no orphan of a crash outlives the next start.
+        """
+        ...
+
     async def requeue_dead(
         self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
     ) -> list[str]:

@@ -397,6 +397,8 @@ class SqliteBackend(LiveViewReads):
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
     ) -> list[LostAttempt]:
+        host = self.host
+
         def body(conn: sqlite3.Connection) -> list[LostAttempt]:
             for worker in dead_workers:
                 conn.execute(SQL["expire_worker_leases"], {"worker": worker})
@@ -429,6 +431,7 @@ class SqliteBackend(LiveViewReads):
                 args = {
                     "id": item.job_id,
                     "token": item.token,
+                    "host": host,
                     "now": now,
                     "error": error,
                     "state": decision.state.value,
@@ -437,6 +440,29 @@ class SqliteBackend(LiveViewReads):
                 conn.execute(SQL["recover_attempt"], args)
                 conn.execute(SQL["recover_job"], args)
             return lost
+
+        return await self._call(lambda c: _transaction(c, body))
+
+    async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
+        def body(conn: sqlite3.Connection) -> list[LostAttempt]:
+            rows = conn.execute(SQL["stray_attempts"], {"host": host, "now": now}).fetchall()
+            strays = [
+                LostAttempt(
+                    job_id=r["job_id"],
+                    token=r["attempt"],
+                    attempts=r["attempts"],
+                    max_retries=r["max_retries"],
+                    worker_id=r["worker_id"],
+                    host=r["host"],
+                    pgid=r["pgid"],
+                    proc_start=r["proc_start"],
+                )
+                for r in rows
+            ]
+            for item in strays:
+                on_stray(item)
+                conn.execute(SQL["forget_stray"], {"id": item.job_id, "token": item.token})
+            return strays
 
         return await self._call(lambda c: _transaction(c, body))
 

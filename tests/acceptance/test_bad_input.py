@@ -13,14 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_one_error, cli_json, enqueue_lines, job_counts, run_cli
+from tests.conftest import STORES, store_target
+from tests.helpers import (
+    assert_one_error,
+    cli_json,
+    db_rows,
+    enqueue_lines,
+    job_counts,
+    run_cli,
+)
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("bad-input") / "queue.db"
+@pytest.fixture(scope="module", params=STORES)
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("bad-input")
+    path = store_target(request, folder)
     enqueue_lines(path, [{"id": "existing", "command": "echo kept", "priority": 7}])
-    assert run_cli(path, "worker", "start", "--burst").returncode == 0
+    worker = run_cli(path, "worker", "start", "--burst", env={"XDG_DATA_HOME": str(folder)})
+    assert worker.returncode == 0
     enqueue_lines(path, [{"id": "waiting", "command": "true"}])
     yield path
 
@@ -130,8 +140,21 @@ BAD_JOBS = {
 COUNTS = {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 0}
 
 
-def _snapshot(db: Path) -> list[list[tuple[object, ...]]]:
-    """Every row of every table, read straight from the file (no process per check)."""
+def _snapshot(db: Path | str) -> list[list[tuple[object, ...]]]:
+    """Every row of every table, read straight from the store (no process per check)."""
+    if str(db).startswith("postgresql://"):
+        tables = [
+            r[0]
+            for r in db_rows(
+                db,
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() ORDER BY table_name",
+            )
+        ]
+        return [
+            sorted((tuple(r) for r in db_rows(db, f'SELECT * FROM "{t}"')), key=repr)
+            for t in tables
+        ]
     conn = sqlite3.connect(db)
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]

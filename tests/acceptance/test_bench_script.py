@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests import pg
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,3 +55,43 @@ def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None
     assert {"status_ms", "list_pending_ms", "claim_ms", "w4_p50_ms"} <= set(data["W6"]["ratio"])
     assert {t["target"] for t in data["targets"]} >= {"W1a enqueue ms", "W4 p50 ms"}
     assert "queuectl benchmarks" in result.stdout
+
+
+@pytest.mark.postgres
+def test_quick_bench_on_postgres_runs_beside_sqlite(tmp_path: Path) -> None:
+    """``--db``: W2, W4 and W6 on PostgreSQL and SQLite in one run, exactly once."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--quick",
+            "--no-peers",
+            "--only",
+            "W2,W4,W6",
+            "--jobs",
+            "30",
+            "--w6-jobs",
+            "2000",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--db",
+            pg.require(),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(out.read_text())["postgres"]
+    cells = {(r["system"], r["count"]): r for r in found["W2"]["runs"]}
+    assert {s for s, _ in cells} == {"sqlite", "postgres"}
+    assert all(r["exactly_once"] for r in cells.values()), cells
+    assert set(found["W4"]) == {"sqlite", "postgres"}
+    assert set(found["W6"]) >= {"sqlite", "postgres"}
+    schemas = pg.run_sync(
+        pg._fetch, pg.require(), "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_%'"
+    )
+    assert schemas == []

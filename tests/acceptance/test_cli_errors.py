@@ -159,6 +159,7 @@ def test_a_foreign_sqlite_file_is_refused_without_change(tmp_path: Path) -> None
     assert foreign.read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 def test_a_newer_schema_is_refused_without_change(db: Path) -> None:
     conn = sqlite3.connect(db)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -173,6 +174,7 @@ def test_a_folder_as_database_is_an_error(tmp_path: Path) -> None:
     assert_error(run_cli(tmp_path, "status"), 1, "folder")
 
 
+@pytest.mark.sqlite_only
 def test_help_and_version_exit_0(db_path: Path) -> None:
     for args in (("--help",), ("worker", "start", "--help"), ("dlq", "--help"), ("--version",)):
         result = run_cli(db_path, *args)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import STORES, store_target
 from tests.helpers import (
     ISO_Z,
     QUEUECTL,
@@ -65,13 +66,14 @@ JOBS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database with a completed, a dead, a delayed pending and a long-id job."""
-    path = tmp_path_factory.mktemp("output") / "queue.db"
+@pytest.fixture(scope="module", params=STORES)
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    """A database with a completed, a dead, a delayed pending and a long-id job (per store)."""
+    folder = tmp_path_factory.mktemp("output")
+    path = store_target(request, folder)
     enq = run_cli(path, "enqueue", input="\n".join(json.dumps(j) for j in JOBS))
     assert enq.returncode == 0, enq.stderr
-    worker = run_worker(path, "--count", "2")
+    worker = run_worker(path, "--count", "2", env={"XDG_DATA_HOME": str(folder / "xdg")})
     assert worker.returncode == 0, worker.stderr
     return path
 
@@ -187,6 +189,7 @@ def test_status_json_has_all_five_states_and_workers(db: Path) -> None:
     assert cli_json(db, "status") == {
         "jobs": {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 2},
         "workers": 0,
+        "hosts": {},
     }
 
 

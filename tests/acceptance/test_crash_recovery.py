@@ -255,16 +255,18 @@ async def _claim_for_a_dead_worker(db: Path, job_id: str) -> int:
     transaction).
     """
     from queuectl import procs
-    from queuectl.backends.sqlite import SqliteBackend
+    from queuectl.backends import open_backend
     from queuectl.clock import now_ms
     from queuectl.models import WorkerInfo
 
     gone = subprocess.Popen(["true"])
     gone.wait()
-    backend = await SqliteBackend.open(str(db))
+    backend = await open_backend(str(db))
     try:
         now = now_ms()
-        info = WorkerInfo("deadbeef", procs.HOST, gone.pid, now, now, 1, 0, proc_start="x")
+        # A start time of this boot: the worker ran on this machine (and is gone).
+        started = f"{procs.boot_id()}:1"
+        info = WorkerInfo("deadbeef", procs.HOST, gone.pid, now, now, 1, 0, proc_start=started)
         await backend.register_worker(info, now=now)
         claimed = await backend.exchange(worker_id="deadbeef", claim=1, lease_ms=600_000, now=now)
     finally:

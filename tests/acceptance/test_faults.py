@@ -31,6 +31,9 @@ from tests.helpers import (
     wait_for_file,
 )
 
+#: SQLite's own faults (locks, files, mounts); PostgreSQL's are in test_postgres_store.
+pytestmark = pytest.mark.sqlite_only
+
 #: One write, one read and the worker: each must refuse an unusable database.
 COMMANDS = [
     ("enqueue", "-c", "echo hi"),
@@ -137,6 +140,7 @@ def _newer(path: Path) -> None:
 def test_a_file_that_is_not_ours_is_refused_and_never_modified(
     tmp_path: Path, make, expect: str, args: tuple[str, ...]
 ):
+
     folder = tmp_path / "data"
     folder.mkdir()
     db = folder / "queue.db"

@@ -1,7 +1,9 @@
-"""The SQLite store's reads behind ``status --watch``, completion and progress bars.
+"""The stores' reads behind ``status --watch``, completion and progress bars.
 
-Real SQLite, pinned times. Besides the answers, the query plans are checked: these
-reads run on every refresh or key press and must use an index, never scan.
+Real SQLite and PostgreSQL (the ``backend`` fixture), pinned times. Besides the
+answers, the query plans are checked (SQLite here; PostgreSQL in
+test_postgres_store): these reads run on every refresh or key press and must use an
+index, never scan.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,108 +54,117 @@ FAIL = ExecutionResult(exit_code=1, duration_s=0.5)
 TIMEOUT = ExecutionResult(signal=9, timed_out=True, duration_s=0.5)
 
 
-async def test_running_jobs_show_slot_start_and_attempt(sqlite_backend: SqliteBackend) -> None:
-    await sqlite_backend.enqueue([new("a"), new("b")], now=T0)
-    got = await sqlite_backend.exchange(worker_id="w1", claim=2, now=T0 + 1000)
+async def insert_dead(backend: Any, ids: list[str]) -> None:
+    """Dead jobs written straight into the store's table (faster than failing each)."""
+    sql = (
+        "INSERT INTO jobs (id, command, state, max_retries, attempts, created_at, updated_at)"
+        " VALUES ({}, 'x', 'dead', 0, 1, 0, 0)"
+    )
+    if isinstance(backend, SqliteBackend):
+        conn = sqlite3.connect(backend.path)
+        with conn:
+            conn.executemany(sql.format("?"), [(i,) for i in ids])
+        conn.close()
+        return
+    async with backend._conn() as conn:
+        await conn.executemany(sql.format("$1"), [(i,) for i in ids])
+
+
+async def test_running_jobs_show_slot_start_and_attempt(backend: Any) -> None:
+    await backend.enqueue([new("a"), new("b")], now=T0)
+    got = await backend.exchange(worker_id="w1", claim=2, now=T0 + 1000)
     by_id = {c.job.id: c for c in got.claims}
-    await sqlite_backend.exchange(
+    await backend.exchange(
         worker_id="w1",
         starts=[ProcessStart("a", by_id["a"].token, "host", 10, 10, None, "/a", slot=3)],
         now=T0 + 1000,
     )
-    running = await sqlite_backend.running_jobs(limit=10)
+    running = await backend.running_jobs(limit=10)
     assert [(r.job_id, r.slot, r.attempt, r.max_retries) for r in running] == [
         ("a", 3, 1, 3),
         ("b", None, 1, 3),  # start not recorded yet: no slot
     ]
     assert all(r.started_at == T0 + 1000 and r.worker_id == "w1" for r in running)
     assert running[0].host == "host" and running[0].pid == 10
-    assert len(await sqlite_backend.running_jobs(limit=1)) == 1
+    assert len(await backend.running_jobs(limit=1)) == 1
 
 
-async def test_finished_since_counts_outcomes_in_the_window(sqlite_backend: SqliteBackend) -> None:
-    await sqlite_backend.enqueue([new("old")], now=T0)
-    await run_once(sqlite_backend, "old", OK, now=T0)
+async def test_finished_since_counts_outcomes_in_the_window(backend: Any) -> None:
+    await backend.enqueue([new("old")], now=T0)
+    await run_once(backend, "old", OK, now=T0)
     for i, result in enumerate([OK, OK, FAIL, TIMEOUT]):
-        await sqlite_backend.enqueue([new(f"j{i}", max_retries=0)], now=T0)
-        await run_once(sqlite_backend, f"j{i}", result, now=T0 + 120_000)
-    counts = await sqlite_backend.finished_since(T0 + 60_000)
+        await backend.enqueue([new(f"j{i}", max_retries=0)], now=T0)
+        await run_once(backend, f"j{i}", result, now=T0 + 120_000)
+    counts = await backend.finished_since(T0 + 60_000)
     assert counts == {Outcome.COMPLETED: 2, Outcome.FAILED: 1, Outcome.TIMED_OUT: 1}
-    assert (await sqlite_backend.finished_since(T0))[Outcome.COMPLETED] == 3
+    assert (await backend.finished_since(T0))[Outcome.COMPLETED] == 3
 
 
-async def test_next_retry_and_newest_dead(sqlite_backend: SqliteBackend) -> None:
-    await sqlite_backend.set_config({"backoff_base": "10"})
-    await sqlite_backend.enqueue([new("late"), new("soon")], now=T0)
-    await run_once(sqlite_backend, "late", FAIL, now=T0)  # retry at +10 s
-    await sqlite_backend.set_config({"backoff_base": "2"})
-    await run_once(sqlite_backend, "soon", FAIL, now=T0 + 1000)  # retry at +3.5 s
-    retry = await sqlite_backend.next_retry()
+async def test_next_retry_and_newest_dead(backend: Any) -> None:
+    await backend.set_config({"backoff_base": "10"})
+    await backend.enqueue([new("late"), new("soon")], now=T0)
+    await run_once(backend, "late", FAIL, now=T0)  # retry at +10 s
+    await backend.set_config({"backoff_base": "2"})
+    await run_once(backend, "soon", FAIL, now=T0 + 1000)  # retry at +3.5 s
+    retry = await backend.next_retry()
     assert retry is not None and retry.id == "soon"
     assert retry.next_run_at == T0 + 1500 + 2000
 
-    assert await sqlite_backend.recent_dead(limit=5) == []
+    assert await backend.recent_dead(limit=5) == []
     for i, when in enumerate([T0 + 50_000, T0 + 90_000, T0 + 70_000]):
         # Priority 1: claimed ahead of the older retries that are due by then.
-        await sqlite_backend.enqueue([new(f"d{i}", max_retries=0, priority=1)], now=T0)
-        await run_once(sqlite_backend, f"d{i}", FAIL, now=when)
-    dead = await sqlite_backend.recent_dead(limit=2)
+        await backend.enqueue([new(f"d{i}", max_retries=0, priority=1)], now=T0)
+        await run_once(backend, f"d{i}", FAIL, now=when)
+    dead = await backend.recent_dead(limit=2)
     assert [j.id for j in dead] == ["d1", "d2"]  # by the time they died, not by age
     assert all(j.state is JobState.DEAD for j in dead)
 
 
-async def test_job_ids_by_prefix_state_and_limit(sqlite_backend: SqliteBackend) -> None:
+async def test_job_ids_by_prefix_state_and_limit(backend: Any) -> None:
     ids = ["alpha-1", "alpha-2", "alpha-3", "beta", "alpha"]
-    await sqlite_backend.enqueue([new(i, max_retries=0) for i in ids], now=T0)
-    assert await sqlite_backend.job_ids("alpha") == ["alpha", "alpha-1", "alpha-2", "alpha-3"]
-    assert await sqlite_backend.job_ids("alpha-", limit=2) == ["alpha-1", "alpha-2"]
-    assert await sqlite_backend.job_ids("") == sorted(ids)
-    assert await sqlite_backend.job_ids("gamma") == []
-    assert await sqlite_backend.job_ids("alpha", state=JobState.DEAD) == []
+    await backend.enqueue([new(i, max_retries=0) for i in ids], now=T0)
+    assert await backend.job_ids("alpha") == ["alpha", "alpha-1", "alpha-2", "alpha-3"]
+    assert await backend.job_ids("alpha-", limit=2) == ["alpha-1", "alpha-2"]
+    assert await backend.job_ids("") == sorted(ids)
+    assert await backend.job_ids("gamma") == []
+    assert await backend.job_ids("alpha", state=JobState.DEAD) == []
     # Kill alpha-2: the only dead "alpha" job.
     while True:
-        got = await sqlite_backend.exchange(worker_id="w1", claim=1, now=T0)
+        got = await backend.exchange(worker_id="w1", claim=1, now=T0)
         (claim,) = got.claims
         result = FAIL if claim.job.id == "alpha-2" else OK
         finish = Finish(claim.job.id, claim.token, 1, 0, result)
-        await sqlite_backend.exchange(worker_id="w1", finishes=[finish], now=T0)
+        await backend.exchange(worker_id="w1", finishes=[finish], now=T0)
         if claim.job.id == "alpha-2":
             break
-    assert await sqlite_backend.job_ids("alpha", state=JobState.DEAD) == ["alpha-2"]
+    assert await backend.job_ids("alpha", state=JobState.DEAD) == ["alpha-2"]
 
 
-async def test_dlq_retry_all_moves_every_dead_job_in_batches(sqlite_backend: SqliteBackend) -> None:
+async def test_dlq_retry_all_moves_every_dead_job_in_batches(backend: Any) -> None:
     total = 1_234  # more than two batches
-    conn = sqlite3.connect(sqlite_backend.path)
-    with conn:
-        conn.executemany(
-            "INSERT INTO jobs (id, command, state, max_retries, attempts, created_at, updated_at)"
-            " VALUES (?, 'x', 'dead', 0, 1, 0, 0)",
-            [(f"d{i:05d}",) for i in range(total)],
-        )
-    conn.close()
-    await sqlite_backend.enqueue([new("alive")], now=T0)
+    await insert_dead(backend, [f"d{i:05d}" for i in range(total)])
+    await backend.enqueue([new("alive")], now=T0)
     seen: list[int] = []
-    moved = await sqlite_backend.requeue_dead(None, now=T0, progress=seen.append)
+    moved = await backend.requeue_dead(None, now=T0, progress=seen.append)
     assert sorted(moved) == [f"d{i:05d}" for i in range(total)]
     assert seen[-1] == total and len(seen) >= 3 and seen == sorted(seen)
-    counts = await sqlite_backend.counts()
+    counts = await backend.counts()
     assert counts[JobState.DEAD] == 0 and counts[JobState.PENDING] == total + 1
 
 
 async def test_enqueue_reports_progress_within_one_transaction(
-    sqlite_backend: SqliteBackend,
+    backend: Any,
 ) -> None:
     seen: list[int] = []
     jobs = [new(f"j{i}") for i in range(5_000)]
-    await sqlite_backend.enqueue(jobs, now=T0, progress=seen.append)
+    await backend.enqueue(jobs, now=T0, progress=seen.append)
     assert seen[-1] == 5_000 and seen == sorted(seen) and len(seen) >= 2
     seen.clear()
     from queuectl.exceptions import DuplicateJob
 
     with pytest.raises(DuplicateJob):
-        await sqlite_backend.enqueue([new("new-1"), new("j1")], now=T0, progress=seen.append)
-    assert await sqlite_backend.get_job("new-1") is None  # still all or nothing
+        await backend.enqueue([new("new-1"), new("j1")], now=T0, progress=seen.append)
+    assert await backend.get_job("new-1") is None  # still all or nothing
 
 
 PLANS = {

@@ -128,9 +128,28 @@ SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a
  WHERE j.state = 'processing' AND j.lease_until IS NOT NULL AND j.lease_until <= :now;
 
 -- name: recover_attempt
+-- This host's orphans were killed (on_lost) before this commit: forget their
+-- group id, which the kernel may hand to an unrelated process later.
 UPDATE attempts
-   SET finished_at = :now, outcome = 'lost', error = :error
+   SET finished_at = :now, outcome = 'lost', error = :error,
+       pgid = CASE WHEN host = :host THEN NULL ELSE pgid END
  WHERE job_id = :id AND attempt = :token AND finished_at IS NULL;
+
+-- name: stray_attempts
+-- Attempts recorded on :host whose process group may still exist although no
+-- worker holds their lease any more: unfinished, or recovered as lost (by a
+-- worker on another host, which could not kill them).
+SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pgid,
+       a.proc_start
+  FROM attempts AS a
+  JOIN jobs AS j ON j.id = a.job_id
+ WHERE a.host = :host AND a.pgid IS NOT NULL
+   AND (a.finished_at IS NULL OR a.outcome = 'lost')
+   AND NOT (j.state = 'processing' AND j.claims = a.attempt AND j.lease_until > :now)
+ ORDER BY a.job_id, a.attempt;
+
+-- name: forget_stray
+UPDATE attempts SET pgid = NULL WHERE job_id = :id AND attempt = :token;
 
 -- name: recover_job
 UPDATE jobs

@@ -1,0 +1,540 @@
+"""The shared store: one PostgreSQL schema, driven through asyncpg, for workers on many hosts.
+
+Install with ``pip install 'queuectl[postgres]'`` and select it with a
+``postgresql://`` URL (``?schema=NAME`` picks the schema, default ``queuectl``;
+see ``backends.pgconn``). Each store holds a small asyncpg pool, plus one
+dedicated connection per worker that LISTENs for wake-ups.
+
+**Time.** Every time this store writes (leases, ``next_run_at``, ``created_at``,
+heartbeats) is taken from the *server's* clock (``now()``, through the SQL function
+``queuectl_now_ms``), and every lease is compared with that same clock, so a host
+whose clock is wrong can neither expire another host's lease early nor keep its
+own alive. The ``now`` arguments of the ``Backend`` protocol are then used only to
+carry *durations* across clocks: a job's ``delay`` counts from the server's now
+(a ``run_at`` given as a time is kept as it is: real time, which the server's
+clock stands for), a worker's start is shifted by ``server now - now``, and a time
+handed back for a timer (``next_due_at``, a retry's ``next_run_at``, a lease's end,
+worker heartbeats for liveness checks) is shifted back onto the caller's clock. Tests
+that need to pin time open the store with ``caller_clock=True``: the ``now``
+passed in then *is* the store's clock, exactly as with SQLite. That switch is a
+keyword of ``open`` only, never part of a URL.
+
+**Claims** are one statement (``exchange`` in ``sql/postgres/queries.sql``) that
+also records starts and finishes: ``FOR UPDATE SKIP LOCKED`` in a CTE lets any
+number of claimers on any number of hosts work without waiting for each other.
+The retry policy is decided here in Python (``retry.decide``) from the stored
+config, which the statement checks is still current, so a finish always follows
+the backoff settings stored at that moment without a second round trip.
+
+**Wake-ups.** ``notify`` sends ``NOTIFY`` on the schema's channel; ``subscribe``
+LISTENs on a dedicated connection (reopened by ``probe`` if it was lost). A
+sequence bumped by every statement that makes a job claimable is the
+``QueueProbe.version`` that the worker's slow poll compares, in case a
+notification is lost.
+
+Every commit is durable (the server's ``synchronous_commit``): a claim that a
+server crash forgot could otherwise run beside its re-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from queuectl import procs
+from queuectl.backends.base import (
+    AttemptOutput,
+    Exchanged,
+    FinishResult,
+    OnLost,
+    OnProgress,
+    QueueProbe,
+)
+from queuectl.backends.pgconn import (
+    Listener,
+    Target,
+    channel_name,
+    compile_query,
+    create_pool,
+    lock_key,
+    migrate,
+    parse_target,
+    wrapped,
+)
+from queuectl.backends.pgrows import (
+    after,
+    attempt_from_row,
+    decide_finish,
+    finish_columns,
+    inserted,
+    job_columns,
+    job_from_row,
+    lost_from_row,
+    policy_from,
+    running_from_row,
+    start_columns,
+    unstorable,
+    worker_from_row,
+)
+from queuectl.clock import now_ms
+from queuectl.exceptions import (
+    BackendError,
+    DuplicateJob,
+    InvalidTransition,
+    JobNotFound,
+)
+from queuectl.models import (
+    Attempt,
+    Claim,
+    Finish,
+    Heartbeat,
+    Job,
+    JobState,
+    LostAttempt,
+    NewJob,
+    Outcome,
+    ProcessStart,
+    RunningJob,
+    StopMode,
+    WorkerInfo,
+)
+from queuectl.sql import queries
+
+SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
+#: How often ``exchange`` re-decides finishes because the stored config changed under it.
+_CONFIG_ATTEMPTS = 5
+#: Delta rows of ``job_counts`` above which a reader folds them together.
+_COMPACT_ROWS = 1000
+#: Jobs per INSERT statement of a big enqueue (all in one transaction).
+_ENQUEUE_CHUNK = 2000
+#: Dead jobs moved per statement by ``dlq retry --all``.
+_REQUEUE_BATCH = 500
+#: Ids of a prefix that completion looks at when it also filters by state.
+_COMPLETION_SCAN = 2000
+#: Above every code point: ``prefix <= id < prefix + _TOP`` is "id starts with prefix".
+_TOP = "\U0010ffff"
+
+
+class PostgresBackend:
+    """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
+
+    dialect = "postgres"
+
+    def __init__(self, target: Target, pool: asyncpg.Pool, *, caller_clock: bool) -> None:
+        self.target = target.shown
+        #: The URL it was opened with, to open it again (it may hold a password).
+        self.url = target.url
+        self.schema = target.schema
+        self.channel = channel_name(target.schema)
+        self.host = procs.HOST
+        self._target = target
+        self._pool = pool
+        self._caller_clock = caller_clock
+        self._reap_key = lock_key("reap", target.schema)
+        #: The stored config as last seen (jsonb text), which ``exchange`` decides with.
+        self._config_json: str | None = None
+        self._listener: Listener | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        target: str,
+        *,
+        durable: bool = True,
+        caller_clock: bool = False,
+        pool_size: int = 4,
+    ) -> PostgresBackend:
+        """Connect to ``target`` (a ``postgresql://`` URL), creating and migrating the schema.
+
+        ``durable`` is accepted for symmetry with SQLite: on PostgreSQL every commit
+        is as durable as the server is configured to make it. ``caller_clock`` makes
+        the ``now`` arguments the store's clock (tests only; see the module docstring).
+        """
+        del durable
+        parsed = parse_target(target)
+        pool = await create_pool(parsed, size=pool_size)
+        backend = cls(parsed, pool, caller_clock=caller_clock)
+        try:
+            async with backend._conn() as conn:
+                await migrate(conn, parsed)
+        except BaseException:
+            await backend.aclose()
+            raise
+        return backend
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        try:
+            await asyncio.wait_for(self._pool.close(), 5.0)
+        except (TimeoutError, *_QUIET_ERRORS):
+            self._pool.terminate()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        async with wrapped(self._target), self._pool.acquire() as conn:
+            yield conn
+
+    def _clock(self, now: int) -> int | None:
+        return now if self._caller_clock else None
+
+    async def _fetch(self, name: str, **values: Any) -> list[asyncpg.Record]:
+        query = SQL[name]
+        async with self._conn() as conn:
+            return await conn.fetch(query.text, *query.args(values))  # type: ignore[no-any-return]
+
+    async def _fetchrow(self, name: str, **values: Any) -> asyncpg.Record | None:
+        rows = await self._fetch(name, **values)
+        return rows[0] if rows else None
+
+    async def enqueue(
+        self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
+    ) -> list[Job]:
+        """One transaction; a big batch goes in statements of a few thousand jobs."""
+        if not jobs:
+            return []
+        query = SQL["insert_jobs"]
+        server_now = now
+        try:
+            async with self._conn() as conn, conn.transaction():
+                for begin in range(0, len(jobs), _ENQUEUE_CHUNK):
+                    chunk = jobs[begin : begin + _ENQUEUE_CHUNK]
+                    columns = job_columns(chunk, now, self._clock(now))
+                    try:
+                        row = await conn.fetchrow(query.text, *query.args(columns))
+                    except asyncpg.UniqueViolationError as exc:
+                        raise _Collision from exc  # rolls the transaction back first
+                    except asyncpg.DataError as exc:
+                        raise unstorable(jobs, exc) from exc
+                    server_now = row["now"]
+                    if progress is not None:
+                        progress(begin + len(chunk))
+        except _Collision as exc:
+            raise await self._duplicate(jobs) from exc.__cause__
+        return [inserted(j, server_now, now) for j in jobs]
+
+    async def _duplicate(self, jobs: Sequence[NewJob]) -> DuplicateJob:
+        existing = {r["id"] for r in await self._fetch("existing_ids", ids=[j.id for j in jobs])}
+        for position, job in enumerate(jobs, 1):
+            if job.id in existing:
+                return DuplicateJob(
+                    f"job {position}: a job with id {job.id!r} already exists",
+                    job_id=job.id,
+                    position=position,
+                )
+        return DuplicateJob()
+
+    async def exchange(
+        self,
+        *,
+        worker_id: str,
+        starts: Sequence[ProcessStart] = (),
+        finishes: Sequence[Finish] = (),
+        claim: int = 0,
+        queues: Sequence[str] | None = None,
+        lease_ms: int = 10_000,
+        now: int,
+    ) -> Exchanged:
+        if not (starts or finishes or claim):
+            return Exchanged()
+        values: dict[str, Any] = {
+            "clock": self._clock(now),
+            "worker": worker_id,
+            "limit": claim,
+            "queues": list(queues) if queues is not None else None,
+            "lease_ms": lease_ms,
+            "channel": self.channel,
+            **start_columns(starts, finishes),
+        }
+        for _ in range(_CONFIG_ATTEMPTS):
+            policy = policy_from(self._config_json)
+            decisions = [decide_finish(f, policy) for f in finishes]
+            values.update(finish_columns(finishes, decisions))
+            # Claims and starts alone do not depend on the config: skip the check.
+            values["config"] = (self._config_json or "{}") if finishes else None
+            rows = await self._fetch("exchange", **values)
+            head = rows[0]
+            if head["fresh"]:
+                break
+            self._config_json = head["config"]
+        else:
+            raise BackendError("the stored config kept changing during a transition; retrying")
+        back = now - head["server_now"]
+        held = set(head["held"])
+        finished = [
+            FinishResult(f.job_id, f.job_id in held, d.state, after(now, d.next_run_at))
+            for f, (d, _) in zip(finishes, decisions, strict=True)
+        ]
+        claimed = sorted(
+            (r for r in rows if r["id"] is not None), key=lambda r: (-r["priority"], r["seq"])
+        )
+        claims = [Claim(job_from_row(r), r["claims"], r["lease_until"] + back) for r in claimed]
+        next_due = head["next_due"]
+        return Exchanged(finished, claims, None if next_due is None else next_due + back)
+
+    async def heartbeat(
+        self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
+    ) -> Heartbeat:
+        query = SQL["heartbeat"]
+        args = query.args({"clock": self._clock(now), "lease_ms": lease_ms, "worker": worker_id})
+        # A heartbeat stuck longer than this is a failed one, so the worker can
+        # fence itself before others take its jobs over.
+        async with self._conn() as conn:
+            row = await conn.fetchrow(query.text, *args, timeout=max(1.0, lease_ms / 3000))
+        held = set(zip(row["ids"], row["tokens"], strict=True))
+        lost = frozenset(t for t in running if t not in held)
+        if row["stop"] is None:
+            return Heartbeat(lost, StopMode.NONE, registered=False)
+        return Heartbeat(lost, StopMode(row["stop"]))
+
+    async def recover(
+        self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
+    ) -> list[LostAttempt]:
+        """Only one store sweeps at a time (an advisory lock): the others skip the tick.
+
+        A sweep for known-dead workers waits for the lock instead, so those are
+        recovered now. Leases are expired before the workers' rows are removed:
+        the same order an exchange takes its locks in, so the two cannot deadlock.
+        """
+        clock = self._clock(now)
+        async with self._conn() as conn, conn.transaction():
+            if dead_workers:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._reap_key)
+                dead = list(dead_workers)
+                await conn.execute(SQL["expire_worker_leases"].text, dead)
+                await conn.execute(SQL["deregister_workers"].text, dead)
+            elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._reap_key):
+                return []
+            rows = await conn.fetch(SQL["select_expired"].text, clock)
+            lost = [lost_from_row(r, now) for r in rows]
+            if lost:
+                await self._recover_rows(conn, lost, clock, on_lost)
+            if await conn.fetchval("SELECT count(*) FROM job_counts") > 64:
+                await conn.execute(SQL["compact_counts"].text)
+            return lost
+
+    async def _recover_rows(
+        self,
+        conn: asyncpg.Connection,
+        lost: list[LostAttempt],
+        clock: int | None,
+        on_lost: OnLost | None,
+    ) -> None:
+        stored = {r["key"]: r["value"] for r in await conn.fetch(SQL["config_all"].text)}
+        policy = policy_from(json.dumps(stored))
+        states, delays, errors = [], [], []
+        for item in lost:
+            if on_lost is not None:
+                on_lost(item)
+            decision = policy.after_failure(
+                attempts=item.attempts, max_retries=item.max_retries, now=0
+            )
+            states.append(decision.state.value)
+            delays.append(decision.next_run_at)
+            errors.append(f"worker lost: {item.worker_id or 'unknown'} stopped heartbeating")
+        query = SQL["recover"]
+        values = {
+            "clock": clock,
+            "host": self.host,
+            "ids": [i.job_id for i in lost],
+            "tokens": [i.token for i in lost],
+            "states": states,
+            "delays": delays,
+            "errors": errors,
+        }
+        await conn.fetchrow(query.text, *query.args(values))
+
+    async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
+        async with self._conn() as conn, conn.transaction():
+            query = SQL["stray_attempts"]
+            rows = await conn.fetch(
+                query.text, *query.args({"host": host, "clock": self._clock(now)})
+            )
+            strays = [lost_from_row(r, now, job_id="job_id", token="attempt") for r in rows]
+            for item in strays:
+                on_stray(item)
+            if strays:
+                await conn.execute(
+                    SQL["forget_strays"].text,
+                    [s.job_id for s in strays],
+                    [s.token for s in strays],
+                )
+            return strays
+
+    async def requeue_dead(
+        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
+        clock = self._clock(now)
+        if job_ids is None:
+            return await self._requeue_all_dead(clock, progress)
+        async with self._conn() as conn, conn.transaction():
+            # An id named twice is one request for that job, not a second retry of it.
+            done = [await _requeue_one(conn, job_id, clock) for job_id in dict.fromkeys(job_ids)]
+            if done:
+                await conn.execute(SQL["bump_version"].text)
+            return done
+
+    async def _requeue_all_dead(self, clock: int | None, progress: OnProgress | None) -> list[str]:
+        [[upto]] = await self._fetch("max_seq")
+        done: list[str] = []
+        after = 0
+        while True:
+            # One autocommit statement per batch: atomic on its own, and short.
+            rows = await self._fetch(
+                "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=_REQUEUE_BATCH
+            )
+            if not rows:
+                return done
+            done.extend(r["id"] for r in rows)
+            after = rows[-1]["seq"]
+            if progress is not None:
+                progress(len(done))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._fetchrow("get_job", id=job_id)
+        return None if row is None else job_from_row(row)
+
+    async def list_jobs(
+        self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        name = {
+            (False, False): "list_all",
+            (True, False): "list_by_state",
+            (False, True): "list_by_queue",
+            (True, True): "list_by_state_queue",
+        }[(state is not None, queue is not None)]
+        values: dict[str, Any] = {"limit": limit if limit > 0 else None}
+        if state is not None:
+            values["state"] = state.value
+        if queue is not None:
+            values["queue"] = queue
+        rows = await self._fetch(name, **values)
+        return [job_from_row(r) for r in rows]
+
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
+        rows = await self._fetch("counts", queues=list(queues) if queues is not None else None)
+        if sum(r["rows"] for r in rows) > _COMPACT_ROWS:
+            async with self._conn() as conn:
+                await conn.execute(SQL["compact_counts"].text)
+        found = {r["state"]: r["n"] for r in rows}
+        return {s: int(found.get(s.value) or 0) for s in JobState}
+
+    async def history(self, job_id: str) -> list[Attempt]:
+        return [attempt_from_row(r) for r in await self._fetch("history", id=job_id)]
+
+    async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
+        row = await self._fetchrow("attempt_output", id=job_id, attempt=attempt)
+        if row is None:
+            return None
+        return AttemptOutput(
+            attempt=row["attempt"],
+            output=bytes(row["output"] or b""),
+            output_size=row["output_size"],
+            log_path=row["log_path"],
+            host=row["host"],
+            finished=row["finished_at"] is not None,
+        )
+
+    async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe:
+        if self._listener is not None:
+            # The slow poll is also when a lost LISTEN connection comes back.
+            await self._listener.ensure()
+        row = await self._fetchrow(
+            "probe",
+            clock=self._clock(now),
+            queues=list(queues) if queues is not None else None,
+        )
+        assert row is not None
+        return QueueProbe(busy=int(row["busy"]), due=bool(row["due"]), version=row["version"])
+
+    async def running_jobs(self, *, limit: int) -> list[RunningJob]:
+        return [running_from_row(r) for r in await self._fetch("running_jobs", limit=limit)]
+
+    async def finished_since(self, since: int) -> dict[Outcome, int]:
+        rows = await self._fetch("finished_since", since=since)
+        return {Outcome(r["outcome"]): int(r["n"]) for r in rows if r["outcome"]}
+
+    async def next_retry(self) -> Job | None:
+        row = await self._fetchrow("next_retry")
+        return None if row is None else job_from_row(row)
+
+    async def recent_dead(self, *, limit: int) -> list[Job]:
+        return [job_from_row(r) for r in await self._fetch("recent_dead", limit=limit)]
+
+    async def job_ids(
+        self, prefix: str, *, state: JobState | None = None, limit: int = 50
+    ) -> list[str]:
+        bounds = {"lo": prefix, "hi": prefix + _TOP, "limit": limit}
+        if state is None:
+            rows = await self._fetch("ids_by_prefix", **bounds)
+        else:
+            rows = await self._fetch(
+                "ids_by_prefix_state", **bounds, state=state.value, scan=_COMPLETION_SCAN
+            )
+        return [r["id"] for r in rows]
+
+    async def register_worker(self, info: WorkerInfo, *, now: int) -> None:
+        await self._fetch(
+            "register_worker",
+            id=info.id,
+            host=info.host,
+            pid=info.pid,
+            proc_start=info.proc_start,
+            started_at=info.started_at,
+            now=now,
+            clock=self._clock(now),
+            count=info.count,
+            queues=json.dumps(list(info.queues)) if info.queues else None,
+        )
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        await self._fetch("deregister_worker", id=worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Times come back on this host's clock, so callers can judge heartbeat ages."""
+        local = now_ms()
+        rows = await self._fetch("list_workers", clock=local if self._caller_clock else None)
+        return [worker_from_row(r, local - r["server_now"]) for r in rows]
+
+    async def request_stop(self, mode: StopMode) -> list[str]:
+        return [r["id"] for r in await self._fetch("request_stop", mode=int(mode))]
+
+    async def get_config(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in await self._fetch("config_all")}
+
+    async def set_config(self, values: Mapping[str, str]) -> None:
+        await self._fetch("config_set", keys=list(values), values=list(values.values()))
+
+    async def notify(self, message: bytes) -> None:
+        """NOTIFY every listening worker of this queue, on every host."""
+        async with self._conn() as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", self.channel, message.decode())
+
+    async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
+        del worker_id  # every worker of the queue listens on the same channel
+        self._listener = Listener(self._target, self.channel, callback)
+        await self._listener.ensure()
+
+
+_QUIET_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class _Collision(Exception):
+    """An id already exists: leave the transaction (rolling it back), then say which."""
+
+
+async def _requeue_one(conn: asyncpg.Connection, job_id: str, clock: int | None) -> str:
+    query = SQL["requeue_dead"]
+    row = await conn.fetchrow(query.text, *query.args({"id": job_id, "clock": clock}))
+    if row is not None:
+        return str(row[0])
+    state = await conn.fetchval(SQL["job_state"].text, job_id)
+    if state is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    raise InvalidTransition(f"job {job_id!r} is {state}, not dead; only dead jobs can be retried")

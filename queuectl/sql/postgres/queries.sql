@@ -1,0 +1,356 @@
+-- Named queries for the PostgreSQL store. Placeholders are named (:name) and
+-- compiled to $n by the backend; casts are spelled ::type. :clock is NULL for
+-- the server's clock (the default) or a test's fixed "now"; :now is the caller's
+-- clock, used only to carry durations across (see backends/postgres.py).
+-- Every write that belongs to one attempt is fenced by (id, claims, worker_id,
+-- state = 'processing'), so a worker that lost its lease cannot touch a newer attempt.
+
+-- name: insert_jobs
+-- One statement for the whole batch: all or none. On the server's clock: a delay
+-- counts from the server's now, and a job that is due when enqueued (by the
+-- caller's clock) is due as long on the server's; a start given as a time in the
+-- future is kept (it is real time, which the server's clock stands for).
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+ins AS (
+    INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
+                      run_at, next_run_at, created_at, updated_at)
+    SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
+           j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
+           coalesce(c.now + j.delay_ms,
+                    CASE WHEN j.next_run_at <= :now::bigint
+                         THEN c.now - (:now::bigint - j.next_run_at)
+                         ELSE j.next_run_at END),
+           c.now, c.now
+      FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
+                  :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
+                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[])
+           WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
+                                 run_at, next_run_at, delay_ms, ord)
+           CROSS JOIN c
+     ORDER BY j.ord
+    RETURNING 1
+)
+SELECT c.now, (SELECT count(*) FROM ins) AS n, nextval('queuectl_version') AS version FROM c;
+
+-- name: existing_ids
+SELECT id FROM jobs WHERE id = ANY (:ids::text[]);
+
+-- name: exchange
+-- The worker's hot path in one statement (one round trip, one transaction):
+-- record where commands started, finish attempts (fenced), then claim up to
+-- :limit due jobs with FOR UPDATE SKIP LOCKED, so concurrent claimers on any
+-- number of hosts never wait for each other and never take the same job.
+-- The finishes' next states were decided by the caller from the stored config it
+-- passes as :config; if that config changed meanwhile, nothing is done (fresh is
+-- false) and the caller decides again with the config returned here.
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+cfg AS (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) AS current FROM config),
+ok AS (SELECT :config::jsonb IS NULL OR (SELECT current FROM cfg) = :config::jsonb AS fresh),
+started AS (
+    UPDATE attempts AS a
+       SET host = s.host, pid = s.pid, pgid = s.pgid, proc_start = s.proc_start,
+           log_path = s.log_path, slot = s.slot
+      FROM unnest(:s_ids::text[], :s_tokens::int[], :s_hosts::text[], :s_pids::int[],
+                  :s_pgids::int[], :s_proc_starts::text[], :s_log_paths::text[],
+                  :s_slots::int[])
+           AS s (id, token, host, pid, pgid, proc_start, log_path, slot)
+     WHERE a.job_id = s.id AND a.attempt = s.token AND (SELECT fresh FROM ok)
+),
+f AS (
+    SELECT * FROM unnest(:f_ids::text[], :f_tokens::int[], :f_outcomes::text[],
+                         :f_exit_codes::int[], :f_signals::int[], :f_errors::text[],
+                         :f_outputs::bytea[], :f_output_sizes::bigint[], :f_states::text[],
+                         :f_delays::bigint[], :f_refunds::int[], :f_hosts::text[],
+                         :f_pids::int[], :f_pgids::int[], :f_proc_starts::text[],
+                         :f_log_paths::text[], :f_slots::int[])
+        AS f (id, token, outcome, exit_code, signal, error, output, output_size, state,
+              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot)
+),
+finished AS (
+    UPDATE jobs AS j
+       SET state = f.state, next_run_at = c.now + f.delay_ms, attempts = j.attempts - f.refund,
+           last_error = f.error, exit_code = f.exit_code, worker_id = NULL, lease_until = NULL,
+           updated_at = c.now
+      FROM f, c
+     WHERE j.id = f.id AND j.claims = f.token AND j.worker_id = :worker
+       AND j.state = 'processing' AND (SELECT fresh FROM ok)
+    RETURNING j.id, j.claims, j.state
+),
+finished_attempts AS (
+    UPDATE attempts AS a
+       SET finished_at = c.now, outcome = f.outcome, exit_code = f.exit_code,
+           signal = f.signal, error = f.error, output = f.output, output_size = f.output_size,
+           host = coalesce(f.host, a.host), pid = coalesce(f.pid, a.pid),
+           pgid = coalesce(f.pgid, a.pgid), proc_start = coalesce(f.proc_start, a.proc_start),
+           log_path = coalesce(f.log_path, a.log_path), slot = coalesce(f.slot, a.slot)
+      FROM finished AS d JOIN f ON f.id = d.id, c
+     WHERE a.job_id = d.id AND a.attempt = d.claims
+),
+counted AS (
+    UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
+     WHERE id = :worker AND EXISTS (SELECT 1 FROM finished)
+),
+candidates AS (
+    SELECT seq FROM jobs
+     WHERE state IN ('pending', 'failed') AND next_run_at <= (SELECT now FROM c)
+       AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+       AND (SELECT fresh FROM ok)
+     ORDER BY priority DESC, seq
+     LIMIT :limit::int
+       FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE jobs AS j
+       SET state = 'processing', attempts = j.attempts + 1, claims = j.claims + 1,
+           worker_id = :worker, lease_until = c.now + :lease_ms::bigint, updated_at = c.now,
+           next_run_at = NULL
+      FROM candidates AS k, c
+     WHERE j.seq = k.seq
+    RETURNING j.*
+),
+opened AS (
+    INSERT INTO attempts (job_id, attempt, worker_id, started_at)
+    SELECT id, claims, worker_id, updated_at FROM claimed
+),
+s AS (
+    SELECT (SELECT fresh FROM ok) AS fresh,
+           (SELECT current FROM cfg)::text AS config,
+           (SELECT now FROM c) AS server_now,
+           ARRAY (SELECT id FROM finished) AS held,
+           -- An attempt interrupted by a forced stop is claimable again at once:
+           -- tell the other workers.
+           (SELECT count(pg_notify(:channel, 'j')) + count(nextval('queuectl_version'))
+              FROM (SELECT 1 FROM finished WHERE state = 'pending' LIMIT 1) AS x) AS woke,
+           CASE WHEN (SELECT count(*) FROM claimed) < :limit::int THEN
+               (SELECT min(next_run_at) FROM jobs
+                 WHERE state IN ('pending', 'failed') AND next_run_at > (SELECT now FROM c)
+                   AND next_run_at > 0  -- jobs_due
+                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))
+           END AS next_due
+)
+SELECT s.fresh, s.config, s.server_now, s.held, s.woke, s.next_due, claimed.*
+  FROM s LEFT JOIN claimed ON true;
+
+-- name: heartbeat
+-- Extends this worker's leases; rows another transaction holds are skipped, not
+-- waited for (they are being finished by this worker or recovered by a reaper),
+-- so a heartbeat can never deadlock with an exchange.
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+extended AS (
+    UPDATE jobs SET lease_until = (SELECT now FROM c) + :lease_ms::bigint
+     WHERE seq IN (SELECT seq FROM jobs WHERE state = 'processing' AND worker_id = :worker
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING id, claims
+),
+beat AS (
+    UPDATE workers SET heartbeat_at = (SELECT now FROM c) WHERE id = :worker
+    RETURNING stop_requested
+)
+SELECT ARRAY (SELECT id FROM extended) AS ids, ARRAY (SELECT claims FROM extended) AS tokens,
+       (SELECT stop_requested FROM beat) AS stop;
+
+-- name: expire_worker_leases
+-- A worker known to be dead (its pid is gone on its host) loses its leases now
+-- instead of when they run out.
+UPDATE jobs SET lease_until = 0
+ WHERE state = 'processing' AND worker_id = ANY (:workers::text[]);
+
+-- name: select_expired
+-- SKIP LOCKED: a row held by its worker's exchange is being finished right now.
+SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
+       a.started_at, queuectl_now_ms(:clock) AS server_now
+  FROM jobs AS j
+  LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
+ WHERE j.state = 'processing' AND j.lease_until <= queuectl_now_ms(:clock)
+ ORDER BY j.seq
+   FOR UPDATE OF j SKIP LOCKED;
+
+-- name: recover
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+r AS (
+    SELECT * FROM unnest(:ids::text[], :tokens::int[], :states::text[], :delays::bigint[],
+                         :errors::text[])
+        AS r (id, token, state, delay_ms, error)
+),
+att AS (
+    -- This host's orphans were killed (on_lost) before this commit: forget their
+    -- group id, which the kernel may hand to an unrelated process later.
+    UPDATE attempts AS a
+       SET finished_at = c.now, outcome = 'lost', error = r.error,
+           pgid = CASE WHEN a.host = :host THEN NULL ELSE a.pgid END
+      FROM r, c
+     WHERE a.job_id = r.id AND a.attempt = r.token AND a.finished_at IS NULL
+),
+upd AS (
+    UPDATE jobs AS j
+       SET state = r.state, next_run_at = c.now + r.delay_ms, last_error = r.error,
+           exit_code = NULL, worker_id = NULL, lease_until = NULL, updated_at = c.now
+      FROM r, c
+     WHERE j.id = r.id AND j.claims = r.token AND j.state = 'processing'
+    RETURNING j.id
+)
+SELECT count(*) AS n, nextval('queuectl_version') AS version FROM upd;
+
+-- name: deregister_workers
+DELETE FROM workers WHERE id = ANY (:workers::text[]);
+
+-- name: compact_counts
+-- Fold the count deltas into one row per (queue, state). Rows inserted meanwhile
+-- are not in this statement's snapshot and stay for the next time.
+WITH gone AS (DELETE FROM job_counts RETURNING queue, state, n)
+INSERT INTO job_counts (queue, state, n)
+SELECT queue, state, sum(n) FROM gone GROUP BY queue, state HAVING sum(n) <> 0;
+
+-- name: requeue_dead
+UPDATE jobs
+   SET state = 'pending', attempts = 0, next_run_at = queuectl_now_ms(:clock),
+       updated_at = queuectl_now_ms(:clock)
+ WHERE id = :id AND state = 'dead'
+RETURNING id;
+
+-- name: requeue_dead_batch
+-- `dlq retry --all` walks the dead jobs in seq order, one short statement per batch,
+-- up to the newest job that existed when it began (:upto), so it always ends.
+WITH moved AS (
+    UPDATE jobs
+       SET state = 'pending', attempts = 0, next_run_at = queuectl_now_ms(:clock),
+           updated_at = queuectl_now_ms(:clock)
+     WHERE seq IN (SELECT seq FROM jobs
+                    WHERE state = 'dead' AND seq > :after::bigint AND seq <= :upto::bigint
+                    ORDER BY seq LIMIT :limit::int
+                      FOR UPDATE SKIP LOCKED)
+    RETURNING id, seq
+)
+SELECT id, seq, (SELECT nextval('queuectl_version') WHERE EXISTS (SELECT 1 FROM moved)) AS v
+  FROM moved ORDER BY seq;
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) FROM jobs;
+
+-- name: bump_version
+SELECT nextval('queuectl_version');
+
+-- name: job_state
+SELECT state FROM jobs WHERE id = :id;
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = :id;
+
+-- name: list_all
+-- One query per filter, so each has a plan that uses its index (LIMIT NULL: all).
+SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: list_by_state
+SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: list_by_queue
+SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: list_by_state_queue
+SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit::bigint;
+
+-- name: counts
+-- Also says how many delta rows it summed, so a reader can ask for a compaction.
+SELECT state, sum(n)::bigint AS n, count(*) AS rows FROM job_counts
+ WHERE (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+ GROUP BY state;
+
+-- name: probe
+SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
+         WHERE state IN ('processing', 'failed')
+           AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))::bigint AS busy,
+       EXISTS (SELECT 1 FROM jobs
+                WHERE state IN ('pending', 'failed') AND next_run_at <= queuectl_now_ms(:clock)
+                  AND next_run_at > 0  -- jobs_due
+                  AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))) AS due,
+       (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queuectl_version) AS version;
+
+-- name: history
+SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, exit_code, signal,
+       error, host, pid, output_size, length(output) AS kept
+  FROM attempts WHERE job_id = :id ORDER BY attempt;
+
+-- name: attempt_output
+SELECT attempt, output, output_size, log_path, host, finished_at
+  FROM attempts
+ WHERE job_id = :id
+   AND attempt = coalesce(:attempt::int, (SELECT max(attempt) FROM attempts WHERE job_id = :id));
+
+-- name: stray_attempts
+-- Attempts recorded on :host whose process group may still exist although no
+-- worker holds their lease any more: unfinished, or recovered as lost (by a
+-- worker on another host, which could not kill them).
+SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pgid,
+       a.proc_start, a.started_at, queuectl_now_ms(:clock) AS server_now
+  FROM attempts AS a
+  JOIN jobs AS j ON j.id = a.job_id
+ WHERE a.host = :host AND a.pgid IS NOT NULL
+   AND (a.finished_at IS NULL OR a.outcome = 'lost')
+   AND NOT (j.state = 'processing' AND j.claims = a.attempt
+            AND j.lease_until > queuectl_now_ms(:clock))
+ ORDER BY a.job_id, a.attempt
+   FOR UPDATE OF a SKIP LOCKED;
+
+-- name: forget_strays
+UPDATE attempts AS a SET pgid = NULL
+  FROM unnest(:ids::text[], :tokens::int[]) AS s (id, token)
+ WHERE a.job_id = s.id AND a.attempt = s.token;
+
+-- name: running_jobs
+-- Bounded by the number of processing jobs, i.e. by the worker slots.
+SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
+       a.slot, a.started_at, a.host, a.pid
+  FROM jobs AS j
+  JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
+ WHERE j.state = 'processing'
+ ORDER BY a.started_at, j.id
+ LIMIT :limit::int;
+
+-- name: finished_since
+SELECT outcome, count(*) AS n FROM attempts
+ WHERE finished_at >= :since::bigint
+ GROUP BY outcome;
+
+-- name: next_retry
+SELECT * FROM jobs WHERE state = 'failed' ORDER BY next_run_at, seq LIMIT 1;
+
+-- name: recent_dead
+SELECT * FROM jobs WHERE state = 'dead' ORDER BY updated_at DESC, seq DESC LIMIT :limit::int;
+
+-- name: ids_by_prefix
+SELECT id FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :limit::int;
+
+-- name: ids_by_prefix_state
+-- Looks at no more than :scan ids of the prefix, so a key press stays cheap however
+-- many jobs share it; the user types one more character to see past them.
+SELECT id FROM (SELECT id, state FROM jobs WHERE id >= :lo AND id < :hi
+                 ORDER BY id LIMIT :scan::int) AS first
+ WHERE state = :state
+ ORDER BY id LIMIT :limit::int;
+
+-- name: register_worker
+INSERT INTO workers (id, host, pid, proc_start, started_at, heartbeat_at, count, queues)
+VALUES (:id, :host, :pid::int, :proc_start,
+        :started_at::bigint + (queuectl_now_ms(:clock) - :now::bigint), queuectl_now_ms(:clock),
+        :count::int, :queues)
+ON CONFLICT (id) DO UPDATE
+   SET host = excluded.host, pid = excluded.pid, proc_start = excluded.proc_start,
+       heartbeat_at = excluded.heartbeat_at, count = excluded.count, queues = excluded.queues;
+
+-- name: deregister_worker
+DELETE FROM workers WHERE id = :id;
+
+-- name: list_workers
+-- server_now lets the caller see heartbeat ages on its own clock.
+SELECT w.*, queuectl_now_ms(:clock) AS server_now FROM workers AS w ORDER BY started_at, id;
+
+-- name: request_stop
+UPDATE workers SET stop_requested = greatest(stop_requested, :mode::int) RETURNING id;
+
+-- name: config_all
+SELECT key, value FROM config;
+
+-- name: config_set
+INSERT INTO config (key, value)
+SELECT * FROM unnest(:keys::text[], :values::text[])
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;

@@ -1,0 +1,636 @@
+"""One contract, two stores: every test here runs on SQLite and on PostgreSQL.
+
+The ``backend`` fixture opens a fresh store of each kind (a file, or a schema of
+its own) whose ``now`` arguments are its clock, so time is pinned with
+``FrozenClock`` on both. What only one store does lives in ``test_postgres_*``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from queuectl.backends.sqlite import SqliteBackend
+from queuectl.exceptions import DuplicateJob, InvalidTransition, JobNotFound, SchemaTooNew
+from queuectl.models import (
+    Claim,
+    ExecutionResult,
+    Finish,
+    JobState,
+    LostAttempt,
+    NewJob,
+    Outcome,
+    ProcessStart,
+    StopMode,
+    WorkerInfo,
+)
+from tests.conftest import FrozenClock
+
+LEASE_MS = 10_000
+OK = ExecutionResult(exit_code=0)
+FAIL = ExecutionResult(exit_code=1)
+
+
+def job(job_id: str, now: int, **fields: Any) -> NewJob:
+    fields.setdefault("command", f"echo {job_id}")
+    fields.setdefault("max_retries", 3)
+    next_run_at = fields.pop("next_run_at", None)
+    if next_run_at is None:
+        next_run_at = max(fields.get("run_at") or now, now)
+    return NewJob(id=job_id, next_run_at=next_run_at, **fields)
+
+
+async def claim(
+    backend: Any, now: int, *, worker: str = "w1", n: int = 1, lease_ms: int = LEASE_MS, **kw: Any
+) -> list[Claim]:
+    result = await backend.exchange(worker_id=worker, claim=n, lease_ms=lease_ms, now=now, **kw)
+    return list(result.claims)
+
+
+async def finish(
+    backend: Any, c: Claim, result: ExecutionResult, now: int, *, worker: str = "w1"
+) -> Any:
+    done = await backend.exchange(
+        worker_id=worker,
+        finishes=[Finish(c.job.id, c.token, c.job.attempts, c.job.max_retries, result)],
+        now=now,
+    )
+    [only] = done.finished
+    return only
+
+
+async def state(backend: Any, job_id: str) -> JobState:
+    found = await backend.get_job(job_id)
+    assert found is not None
+    return JobState(found.state)
+
+
+async def reopen(backend: Any, **kw: Any) -> Any:
+    """Another connection to the same store (another process, as far as the store can tell)."""
+    if isinstance(backend, SqliteBackend):
+        return await SqliteBackend.open(backend.target, **kw)
+    from queuectl.backends.postgres import PostgresBackend
+
+    return await PostgresBackend.open(backend.url, caller_clock=True, **kw)
+
+
+def worker_info(worker_id: str, now: int, host: str = "h1", pid: int = 1) -> WorkerInfo:
+    return WorkerInfo(worker_id, host, pid, now, now, count=2, jobs_done=0)
+
+
+class TestEnqueue:
+    async def test_jobs_come_back_as_they_went_in(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue(
+            [
+                job(
+                    "a",
+                    now,
+                    priority=-3,
+                    queue="q",
+                    timeout_s=1.5,
+                    env={"K": "V é"},
+                    cwd="/tmp",
+                    run_at=now + 5000,
+                    max_retries=7,
+                ),
+                job("b", now),
+            ],
+            now=now,
+        )
+        a = await backend.get_job("a")
+        assert (a.state, a.attempts, a.priority, a.queue, a.timeout_s) == (
+            JobState.PENDING,
+            0,
+            -3,
+            "q",
+            1.5,
+        )
+        assert (a.env, a.cwd, a.run_at, a.next_run_at, a.max_retries) == (
+            {"K": "V é"},
+            "/tmp",
+            now + 5000,
+            now + 5000,
+            7,
+        )
+        assert (a.created_at, a.updated_at) == (now, now)
+        assert await backend.get_job("missing") is None
+        assert [j.id for j in await backend.list_jobs()] == ["b", "a"]
+
+    async def test_a_duplicate_id_rejects_the_whole_batch(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("x", now, command="first")], now=now)
+        with pytest.raises(DuplicateJob, match=r"job 2: .*'x'") as raised:
+            await backend.enqueue([job("y", now), job("x", now), job("z", now)], now=now)
+        assert (raised.value.job_id, raised.value.position) == ("x", 2)
+        assert [j.id for j in await backend.list_jobs(limit=0)] == ["x"]
+        assert (await backend.get_job("x")).command == "first"
+        assert (await backend.counts())[JobState.PENDING] == 1
+
+    async def test_list_filters_and_limits(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue(
+            [job(f"j{i}", now, queue="odd" if i % 2 else "even") for i in range(6)], now=now
+        )
+        assert [j.id for j in await backend.list_jobs(limit=2)] == ["j5", "j4"]
+        assert [j.id for j in await backend.list_jobs(queue="odd", limit=0)] == ["j5", "j3", "j1"]
+        [c] = await claim(backend, now)
+        listed = await backend.list_jobs(state=JobState.PROCESSING, queue="even")
+        assert [j.id for j in listed] == [c.job.id] == ["j0"]
+        assert await backend.list_jobs(state=JobState.PROCESSING, queue="odd") == []
+
+
+class TestClaims:
+    async def test_order_is_priority_then_age_among_due_jobs(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue(
+            [
+                job("old-low", now - 50, next_run_at=now - 50),
+                job("high-older", now, priority=5, next_run_at=now - 10),
+                job("high-newer", now, priority=5, next_run_at=now - 20),
+                job("new-low", now, next_run_at=now - 60),
+                job("future-top", now, priority=99, run_at=now + 1000),
+                job("negative", now, priority=-1, next_run_at=now - 999),
+            ],
+            now=now,
+        )
+        order = [c.job.id for _ in range(6) for c in await claim(backend, now)]
+        # Ties run oldest first (SPEC §3), however long each has been due.
+        assert order == ["high-older", "high-newer", "old-low", "new-low", "negative"]
+        clock.advance(1)
+        assert [c.job.id for c in await claim(backend, clock())] == ["future-top"]
+
+    async def test_a_batch_claim_fills_idle_slots_in_order_and_opens_attempts(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job(f"j{i}", now, priority=i % 3) for i in range(7)], now=now)
+        claims = await claim(backend, now, n=5, lease_ms=3000)
+        assert [c.job.id for c in claims] == ["j2", "j5", "j1", "j4", "j0"]
+        for c in claims:
+            assert (c.job.state, c.job.attempts, c.token, c.job.worker_id) == (
+                JobState.PROCESSING,
+                1,
+                1,
+                "w1",
+            )
+            assert c.lease_until == now + 3000
+            [attempt] = await backend.history(c.job.id)
+            assert (attempt.attempt, attempt.worker_id, attempt.started_at) == (1, "w1", now)
+            assert attempt.finished_at is None
+        result = await backend.exchange(worker_id="w2", claim=5, now=now)
+        assert [c.job.id for c in result.claims] == ["j3", "j6"]
+        assert result.next_due_at is None
+
+    async def test_queues_limit_what_is_claimed(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue(
+            [job("m", now, queue="mail"), job("r", now, queue="reports", priority=9)], now=now
+        )
+        got = await claim(backend, now, n=5, queues=["mail", "nothing"])
+        assert [c.job.id for c in got] == ["m"]
+        assert (await backend.counts(["reports"]))[JobState.PENDING] == 1
+
+    async def test_next_due_at_names_the_earliest_waiting_job(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue(
+            [
+                job("soon", now, run_at=now + 3000),
+                job("later", now, run_at=now + 9000),
+                job("other", now, queue="other", run_at=now + 1000),
+            ],
+            now=now,
+        )
+        result = await backend.exchange(worker_id="w", claim=2, queues=["default"], now=now)
+        assert (result.claims, result.next_due_at) == ([], now + 3000)
+
+    async def test_many_concurrent_claimers_take_each_job_exactly_once(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        total = 600
+        await backend.enqueue([job(f"j{i:04d}", now) for i in range(total)], now=now)
+        stores = [backend] + [await reopen(backend) for _ in range(5)]
+        taken: list[str] = []
+
+        async def claimer(index: int) -> None:
+            store = stores[index % len(stores)]
+            rng = random.Random(index)
+            while True:
+                got = await claim(store, now, worker=f"w{index}", n=rng.randint(1, 4))
+                if not got:
+                    return
+                taken.extend(c.job.id for c in got)
+                for c in got:
+                    assert (await finish(store, c, OK, now, worker=f"w{index}")).held
+
+        try:
+            await asyncio.gather(*(claimer(i) for i in range(20)))
+        finally:
+            for store in stores[1:]:
+                await store.aclose()
+        counts = Counter(taken)
+        assert len(counts) == total
+        assert max(counts.values()) == 1
+        done = await backend.counts()
+        assert done[JobState.COMPLETED] == total
+        assert sum(done.values()) == total
+
+
+class TestFinishes:
+    async def test_success_completes_and_keeps_output(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("a", now)], now=now)
+        [c] = await claim(backend, now)
+        result = ExecutionResult(exit_code=0, output_tail=b"tail\x00bin", output_size=500)
+        done = await finish(backend, c, result, clock.advance(2))
+        assert (done.held, done.state, done.next_run_at) == (True, JobState.COMPLETED, None)
+        a = await backend.get_job("a")
+        assert (a.state, a.exit_code, a.last_error, a.worker_id) == (
+            JobState.COMPLETED,
+            0,
+            None,
+            None,
+        )
+        [attempt] = await backend.history("a")
+        assert (attempt.outcome, attempt.finished_at, attempt.output_truncated) == (
+            Outcome.COMPLETED,
+            clock(),
+            True,
+        )
+        out = await backend.attempt_output("a", None)
+        assert (out.attempt, out.output, out.output_size, out.finished) == (
+            1,
+            b"tail\x00bin",
+            500,
+            True,
+        )
+        assert await backend.attempt_output("a", 2) is None
+
+    async def test_failure_follows_the_backoff_stored_at_that_moment_then_dies(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        await backend.set_config({"backoff_base": "3", "backoff_max": "100"})
+        now = clock()
+        await backend.enqueue([job("f", now, max_retries=2)], now=now)
+        [c] = await claim(backend, now)
+        done = await finish(backend, c, FAIL, now)
+        assert (done.state, done.next_run_at) == (JobState.FAILED, now + 3000)
+        f = await backend.get_job("f")
+        assert (f.state, f.next_run_at, f.last_error, f.exit_code) == (
+            JobState.FAILED,
+            now + 3000,
+            "exit code 1",
+            1,
+        )
+        assert await claim(backend, clock.advance(2.999)) == []
+        [c2] = await claim(backend, clock.advance(0.001))
+        assert (c2.token, c2.job.attempts) == (2, 2)
+        # Changed by another terminal while the attempt ran: the retry uses it.
+        other = await reopen(backend)
+        await other.set_config({"backoff_base": "10"})
+        await other.aclose()
+        done = await finish(backend, c2, FAIL, clock())
+        assert (done.state, done.next_run_at) == (JobState.FAILED, clock() + 100_000)
+        [c3] = await claim(backend, clock.advance(100))
+        done = await finish(backend, c3, FAIL, clock())
+        assert (done.state, done.next_run_at) == (JobState.DEAD, None)
+        assert [a.outcome for a in await backend.history("f")] == [Outcome.FAILED] * 3
+
+    async def test_a_forced_stop_refunds_the_attempt_and_requeues_now(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("i", now, max_retries=0)], now=now)
+        [c] = await claim(backend, now)
+        done = await finish(backend, c, ExecutionResult(signal=15, interrupted=True), now)
+        assert (done.state, done.next_run_at) == (JobState.PENDING, now)
+        i = await backend.get_job("i")
+        assert (i.state, i.attempts, i.claims) == (JobState.PENDING, 0, 1)
+        [again] = await claim(backend, now)
+        assert (again.token, again.job.attempts) == (2, 1)
+
+    async def test_starts_are_recorded_also_in_the_same_batch_as_the_finish(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("a", now), job("b", now)], now=now)
+        a, b = await claim(backend, now, n=2)
+        start_a = ProcessStart("a", a.token, "hostA", 101, 101, "boot:1", "/spool/a")
+        start_b = ProcessStart("b", b.token, "hostB", 202, 202, "boot:2", "/spool/b")
+        await backend.exchange(worker_id="w1", starts=[start_a], now=now)
+        await backend.exchange(
+            worker_id="w1",
+            starts=[start_b],
+            finishes=[Finish("b", b.token, 1, 3, OK)],
+            now=now,
+        )
+        [ha] = await backend.history("a")
+        [hb] = await backend.history("b")
+        assert (ha.host, ha.pid, hb.host, hb.pid, hb.outcome) == (
+            "hostA",
+            101,
+            "hostB",
+            202,
+            Outcome.COMPLETED,
+        )
+        running = await backend.attempt_output("a", None)
+        assert (running.log_path, running.host, running.finished) == ("/spool/a", "hostA", False)
+
+    async def test_jobs_done_counts_the_workers_finishes(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.register_worker(worker_info("w1", now), now=now)
+        await backend.enqueue([job("a", now), job("b", now)], now=now)
+        a, b = await claim(backend, now, n=2)
+        await backend.exchange(
+            worker_id="w1",
+            finishes=[Finish("a", a.token, 1, 3, OK), Finish("b", b.token, 1, 3, FAIL)],
+            now=now,
+        )
+        [w] = await backend.list_workers()
+        assert w.jobs_done == 2
+
+
+class TestFencing:
+    async def test_only_the_holder_of_the_current_token_can_finish(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("a", now)], now=now)
+        [c] = await claim(backend, now, lease_ms=1000)
+        wrong_worker = await finish(backend, c, OK, now, worker="intruder")
+        stale = Claim(c.job, c.token - 1, c.lease_until)
+        wrong_token = await finish(backend, stale, OK, now)
+        assert (wrong_worker.held, wrong_token.held) == (False, False)
+        assert await state(backend, "a") == JobState.PROCESSING
+        # The lease runs out and another worker takes the job over: the first
+        # worker's late result must not touch the newer attempt.
+        recovered = await backend.recover(now=clock.advance(1))
+        assert [r.job_id for r in recovered] == ["a"]
+        [c2] = await claim(backend, clock.advance(2), worker="w2")
+        assert c2.token == c.token + 1
+        late = await finish(backend, c, OK, clock())
+        assert late.held is False
+        beat = await backend.heartbeat(
+            worker_id="w1", running=[("a", c.token)], lease_ms=1000, now=clock()
+        )
+        assert beat.lost == frozenset({("a", c.token)})
+        current = await backend.get_job("a")
+        assert (current.state, current.worker_id, current.claims) == (
+            JobState.PROCESSING,
+            "w2",
+            2,
+        )
+        history = await backend.history("a")
+        assert [(h.attempt, h.outcome) for h in history] == [(1, Outcome.LOST), (2, None)]
+        assert (await finish(backend, c2, OK, clock(), worker="w2")).held
+
+
+class TestLeases:
+    async def test_heartbeats_keep_a_lease_and_report_lost_ones(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.register_worker(worker_info("w1", now), now=now)
+        await backend.enqueue([job("a", now)], now=now)
+        [c] = await claim(backend, now, lease_ms=1000)
+        for _ in range(3):
+            beat = await backend.heartbeat(
+                worker_id="w1",
+                running=[("a", c.token), ("gone", 7)],
+                lease_ms=1000,
+                now=clock.advance(0.8),
+            )
+            assert beat.lost == frozenset({("gone", 7)})
+            assert (beat.stop, beat.registered) == (StopMode.NONE, True)
+            assert await backend.recover(now=clock()) == []
+        assert await backend.recover(now=clock.advance(0.999)) == []
+        [lost] = await backend.recover(now=clock.advance(0.001))
+        assert lost.job_id == "a"
+
+    async def test_expired_leases_fail_the_attempt_and_follow_the_retry_policy(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("r", now, max_retries=1), job("d", now, max_retries=0)], now=now)
+        claims = await claim(backend, now, n=2, lease_ms=5000)
+        await backend.exchange(
+            worker_id="w1",
+            starts=[ProcessStart(c.job.id, c.token, "h", 10, 10, "b:1") for c in claims],
+            now=now,
+        )
+        assert await backend.recover(now=clock.advance(4.999)) == []
+        seen: list[str] = []
+        lost = await backend.recover(
+            now=clock.advance(0.001), on_lost=lambda item: seen.append(item.job_id)
+        )
+        assert sorted(seen) == sorted(item.job_id for item in lost) == ["d", "r"]
+        assert {(i.host, i.pgid, i.proc_start, i.worker_id, i.started_at) for i in lost} == {
+            ("h", 10, "b:1", "w1", now)
+        }
+        r = await backend.get_job("r")
+        assert (r.state, r.next_run_at, r.worker_id) == (JobState.FAILED, clock() + 2000, None)
+        assert "worker lost" in r.last_error
+        assert await state(backend, "d") == JobState.DEAD
+        [attempt] = await backend.history("r")
+        assert (attempt.outcome, attempt.finished_at) == (Outcome.LOST, clock())
+        assert await backend.recover(now=clock.advance(60)) == []
+
+    async def test_a_dead_worker_is_recovered_at_once_and_removed(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        for w in ("dead", "alive"):
+            await backend.register_worker(worker_info(w, now), now=now)
+        await backend.enqueue([job("a", now), job("b", now)], now=now)
+        await claim(backend, now, worker="dead")
+        await claim(backend, now, worker="alive")
+        lost = await backend.recover(now=now, dead_workers=["dead"])
+        assert [(item.job_id, item.worker_id) for item in lost] == [("a", "dead")]
+        assert [w.id for w in await backend.list_workers()] == ["alive"]
+        assert await state(backend, "b") == JobState.PROCESSING
+        beat = await backend.heartbeat(worker_id="dead", running=[], lease_ms=1000, now=now)
+        assert beat.registered is False
+
+
+class TestStrays:
+    async def test_strays_on_a_host_are_handed_over_once(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job(f"j{i}", now) for i in range(3)], now=now)
+        c0, c1, c2 = await claim(backend, now, n=3, lease_ms=1000)
+        starts = [
+            ProcessStart("j0", c0.token, "far", 100, 100, "b:100"),
+            ProcessStart("j1", c1.token, "far", 101, 101, "b:101"),
+            ProcessStart("j2", c2.token, "near", 102, 102, "b:102"),
+        ]
+        await backend.exchange(worker_id="w1", starts=starts, now=now)
+        # j0 finishes normally (its processes are its own business); j1 and j2 are
+        # recovered here, where "far"'s processes cannot be reached.
+        await finish(backend, c0, OK, now)
+        seen: list[LostAttempt] = []
+        assert await backend.release_strays(host="far", now=now, on_stray=seen.append) == []
+        await backend.recover(now=clock.advance(1))
+        [stray] = await backend.release_strays(host="far", now=clock(), on_stray=seen.append)
+        assert seen == [stray]
+        assert (stray.job_id, stray.token, stray.pgid, stray.proc_start, stray.host) == (
+            "j1",
+            1,
+            101,
+            "b:101",
+            "far",
+        )
+        assert await backend.release_strays(host="far", now=clock(), on_stray=seen.append) == []
+        assert len(seen) == 1
+
+    async def test_a_running_attempt_is_not_a_stray(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue([job("a", now)], now=now)
+        [c] = await claim(backend, now, lease_ms=1000)
+        start = ProcessStart("a", c.token, "h", 100, 100, "b:100")
+        await backend.exchange(worker_id="w1", starts=[start], now=now)
+        assert await backend.release_strays(host="h", now=now, on_stray=print) == []
+        # Once its lease ran out (the worker is gone), its processes are strays.
+        [stray] = await backend.release_strays(
+            host="h", now=clock.advance(1), on_stray=lambda _: None
+        )
+        assert stray.job_id == "a"
+
+
+class TestDeadLetters:
+    async def test_retry_is_all_or_nothing(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue(
+            [job("d1", now, max_retries=0), job("d2", now, max_retries=0)], now=now
+        )
+        await backend.enqueue([job("p", now)], now=now)
+        for c in await claim(backend, now, n=2):
+            await finish(backend, c, FAIL, now)
+        with pytest.raises(InvalidTransition, match="'p' is pending"):
+            await backend.requeue_dead(["d1", "p"], now=now)
+        with pytest.raises(JobNotFound, match="'nope'"):
+            await backend.requeue_dead(["d1", "nope"], now=now)
+        assert await state(backend, "d1") == JobState.DEAD
+        later = clock.advance(5)
+        assert await backend.requeue_dead(["d2"], now=later) == ["d2"]
+        d2 = await backend.get_job("d2")
+        assert (d2.state, d2.attempts, d2.next_run_at) == (JobState.PENDING, 0, later)
+        assert await backend.requeue_dead(["d1", "d1"], now=later) == ["d1"]
+        assert await backend.requeue_dead(None, now=later) == []
+        assert (await backend.counts())[JobState.DEAD] == 0
+
+
+class TestCountsAndProbe:
+    async def test_counts_follow_every_transition(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue(
+            [job(f"a{i}", now, queue="a", max_retries=0) for i in range(5)]
+            + [job(f"b{i}", now, queue="b") for i in range(3)],
+            now=now,
+        )
+        claims = await claim(backend, now, n=4, queues=["a"], lease_ms=1000)
+        await finish(backend, claims[0], OK, now)
+        await finish(backend, claims[1], FAIL, now)
+        await backend.recover(now=clock.advance(1))
+        await backend.requeue_dead(None, now=clock())
+        await claim(backend, clock(), n=1, queues=["b"])
+        expected = Counter(j.state for j in await backend.list_jobs(limit=0))
+        counts = await backend.counts()
+        assert counts == {s: expected.get(s, 0) for s in JobState}
+        assert counts == {
+            JobState.PENDING: 6,
+            JobState.PROCESSING: 1,
+            JobState.COMPLETED: 1,
+            JobState.FAILED: 0,
+            JobState.DEAD: 0,
+        }
+        assert (await backend.counts(["b"]))[JobState.PROCESSING] == 1
+        assert sum((await backend.counts(["nothing"])).values()) == 0
+
+    async def test_probe_sees_busy_due_and_new_jobs(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        empty = await backend.probe(queues=None, now=now)
+        assert (empty.busy, empty.due) == (0, False)
+        other = await reopen(backend)
+        try:
+            await other.enqueue([job("a", now), job("later", now, run_at=now + 5000)], now=now)
+            after = await backend.probe(queues=None, now=now)
+            assert (after.busy, after.due) == (0, True)
+            assert after.version != empty.version
+            assert (await backend.probe(queues=["x"], now=now)).due is False
+            await claim(backend, now)
+            busy = await backend.probe(queues=None, now=now)
+            assert (busy.busy, busy.due) == (1, False)
+            assert (await backend.probe(queues=None, now=clock.advance(5))).due is True
+        finally:
+            await other.aclose()
+
+
+class TestWorkers:
+    async def test_register_list_stop_and_deregister(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.register_worker(
+            WorkerInfo("w1", "h1", 11, now, now, count=3, jobs_done=0, queues=("a", "b")), now=now
+        )
+        await backend.register_worker(worker_info("w2", clock.advance(1), host="h2"), now=clock())
+        listed = await backend.list_workers()
+        assert [(w.id, w.host, w.pid, w.count, w.queues) for w in listed] == [
+            ("w1", "h1", 11, 3, ("a", "b")),
+            ("w2", "h2", 1, 2, ()),
+        ]
+        assert sorted(await backend.request_stop(StopMode.GRACEFUL)) == ["w1", "w2"]
+        await backend.request_stop(StopMode.NOW)
+        await backend.request_stop(StopMode.GRACEFUL)
+        beat = await backend.heartbeat(worker_id="w1", running=[], lease_ms=1000, now=clock())
+        assert beat.stop is StopMode.NOW
+        await backend.deregister_worker("w1")
+        assert [w.id for w in await backend.list_workers()] == ["w2"]
+
+    async def test_config_round_trip(self, backend: Any) -> None:
+        assert await backend.get_config() == {}
+        await backend.set_config({"max_retries": "2", "lease": "4"})
+        await backend.set_config({"max_retries": "5"})
+        assert await backend.get_config() == {"max_retries": "5", "lease": "4"}
+
+
+class TestMigrations:
+    async def test_opening_twice_and_concurrently_is_harmless(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("kept", now)], now=now)
+        others = await asyncio.gather(*(reopen(backend) for _ in range(4)))
+        for other in others:
+            assert (await other.get_job("kept")) is not None
+            await other.aclose()
+
+
+async def _newer_schema(backend: Any) -> None:
+    if isinstance(backend, SqliteBackend):
+        await backend._call(lambda c: c.execute("PRAGMA user_version = 999"))
+    else:
+        async with backend._conn() as conn:
+            await conn.execute("INSERT INTO schema_version (version) VALUES (999)")
+
+
+async def test_a_schema_newer_than_the_code_is_refused(backend: Any) -> None:
+    await _newer_schema(backend)
+    with pytest.raises(SchemaTooNew, match="999"):
+        await reopen(backend)

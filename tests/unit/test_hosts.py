@@ -1,0 +1,39 @@
+"""Which recorded processes count as this machine's: the host name and the boot id."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from queuectl import procs
+from queuectl.models import WorkerInfo
+from queuectl.queue import _is_live
+
+
+def test_a_process_is_local_only_with_this_host_name_and_this_boot() -> None:
+    here = procs.proc_start(os.getpid())
+    assert procs.is_local(procs.HOST, here)
+    assert procs.is_local(procs.HOST, None)
+    assert not procs.is_local(procs.HOST + "-other", here)
+    # A cloned machine with the same name has another boot id.
+    assert not procs.is_local(procs.HOST, "another-boot:12345")
+
+
+def test_a_worker_of_a_same_named_machine_is_judged_by_its_heartbeat_only() -> None:
+    now = 1_000_000
+    twin = WorkerInfo("w", procs.HOST, 999_999_999, now, now, 1, 0, proc_start="other-boot:1")
+    assert _is_live(twin, now, lease_ms=10_000)
+    gone = WorkerInfo("w", procs.HOST, 999_999_999, now, now, 1, 0, proc_start=None)
+    assert not _is_live(gone, now, lease_ms=10_000)
+
+
+def test_a_stray_from_before_a_reboot_is_never_signalled() -> None:
+    assert procs.kill_group(os.getpid(), "old-boot:1", 0) is False
+
+
+def test_queuectl_host_overrides_the_host_name() -> None:
+    code = "from queuectl import procs; print(procs.HOST)"
+    env = {**os.environ, "QUEUECTL_HOST": "simulated-7"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout == "simulated-7\n"
