@@ -10,62 +10,29 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import asyncclick as click
 
 from queuectl import __version__, completion
+from queuectl.cli_app import (
+    App,
+    ExitCode,
+    echo_json,
+    output,
+    pass_app,
+    stderr_is_terminal,
+)
+from queuectl.cli_config import config
+from queuectl.cli_worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
-from queuectl.models import JobState, StopMode
-
-if TYPE_CHECKING:
-    from queuectl.queue import Queue
-    from queuectl.render import Output
+from queuectl.models import JobState
 
 STATES = [s.value for s in JobState]
 #: Input from stdin at least this big gets a progress bar (when stderr is a terminal).
 BIG_BATCH_LINES = 1000
 BIG_BATCH_BYTES = 1 << 20
-
-
-class ExitCode:
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-
-
-@dataclass
-class App:
-    target: str
-    _queue: Queue | None = field(default=None)
-
-    async def queue(self) -> Queue:
-        if self._queue is None:
-            from queuectl.config import busy_timeout_s
-            from queuectl.queue import Queue
-
-            ctx = click.get_current_context().find_root()
-            self._queue = await ctx.with_async_resource(
-                Queue.open(self.target, busy_timeout_s=busy_timeout_s())
-            )
-        return self._queue
-
-
-pass_app = click.make_pass_decorator(App)
-
-
-def _output() -> Output:
-    from queuectl.render import Output
-
-    return Output()
-
-
-def _echo_json(document: Any) -> None:
-    from queuectl.records import print_json
-
-    print_json(document)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,7 +92,7 @@ async def enqueue(
     queue = await app.queue()
     if isinstance(text, dict):
         jobs = await queue.enqueue(text)
-    elif job_json is None and not as_json and _is_big(text) and _stderr_is_terminal():
+    elif job_json is None and not as_json and _is_big(text) and stderr_is_terminal():
         from queuectl.progress import stage_bar
 
         with stage_bar("enqueue") as progress:
@@ -135,7 +102,7 @@ async def enqueue(
     if as_json:
         from queuectl.records import job_record
 
-        _echo_json([job_record(j) for j in jobs])
+        echo_json([job_record(j) for j in jobs])
     else:
         sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
 
@@ -167,161 +134,11 @@ def _is_big(text: str) -> bool:
     return len(text) >= BIG_BATCH_BYTES or text.count("\n", 0, BIG_BATCH_BYTES) >= BIG_BATCH_LINES
 
 
-def _stderr_is_terminal() -> bool:
-    # Mirrors progress.stderr_is_terminal without importing rich on the fast path.
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-
-
 def _split_env(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep:
         raise click.BadParameter(f"{item!r} is not K=V", param_hint="--env")
     return key, value
-
-
-@cli.group()
-async def worker() -> None:
-    """Start, stop and list workers.
-
-    \b
-    Examples:
-      queuectl worker start --count 4
-      queuectl worker list
-      queuectl worker stop
-    """
-
-
-@worker.command("start", short_help="Run workers in the foreground until stopped.")
-@click.option(
-    "--count",
-    "-n",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker coroutines (slots) in total.",
-)
-@click.option(
-    "--queue", "queues", multiple=True, metavar="Q", help="Serve only this queue (repeat)."
-)
-@click.option(
-    "--processes",
-    "-p",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Spread the slots over P processes.",
-)
-@click.option("--burst", is_flag=True, help="Exit once nothing is running, awaiting retry or due.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["auto", "plain", "json", "rich"]),
-    default="auto",
-    show_default=True,
-    help="Worker log format on stderr.",
-)
-@click.option("-v", "--verbose", count=True, help="Also debug lines (heartbeats, …).")
-@click.option(
-    "-q",
-    "--quiet",
-    count=True,
-    help="Only failures, recoveries and dead jobs; -qq: only dead jobs and errors.",
-)
-@pass_app
-async def worker_start(
-    app: App,
-    count: int,
-    queues: Sequence[str],
-    processes: int,
-    burst: bool,
-    log_format: str,
-    verbose: int,
-    quiet: int,
-) -> None:
-    """Run workers in the foreground until stopped (Ctrl-C, SIGTERM, `worker stop`).
-
-    The first stop signal lets running jobs finish; a second kills them and puts
-    their jobs back to pending without using up an attempt. The log has one line
-    per job transition; with --burst on a terminal, a bar shows the jobs left.
-
-    \b
-    Examples:
-      queuectl worker start --count 4
-      queuectl worker start --count 16 --processes 2 --queue emails
-      queuectl worker start --burst          # drain the queue, then exit
-      queuectl worker start --log-format json 2>> worker.jsonl
-    """
-    from queuectl.logs import level_for, setup_logging
-    from queuectl.worker import WorkerOptions
-
-    if processes > count:
-        raise click.UsageError(f"--processes ({processes}) cannot exceed --count ({count})")
-    level = level_for(verbose, quiet)
-    options = WorkerOptions(target=app.target, count=count, queues=tuple(queues), burst=burst)
-    # With several processes the children write their own lines to the terminal,
-    # which would tear a bar drawn by the parent: the bar needs one process.
-    rich_log = log_format == "rich" or (log_format == "auto" and _stderr_is_terminal())
-    if burst and processes == 1 and rich_log and _stderr_is_terminal():
-        from queuectl.progress import run_burst_with_bar
-
-        code = await run_burst_with_bar(options, level)
-    elif processes == 1:
-        from queuectl.worker import run_worker
-
-        setup_logging(level, log_format)
-        code = await run_worker(options)
-    else:
-        setup_logging(level, log_format)
-        from queuectl.supervisor import run_supervisor
-
-        code = await run_supervisor(options, processes, (level, log_format))
-    if code:
-        sys.exit(code)
-
-
-@worker.command("stop", short_help="Ask running workers to stop; wait for them.")
-@click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
-@click.option(
-    "--timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 1)."
-)
-@pass_app
-async def worker_stop(app: App, now: bool, timeout: float | None) -> None:
-    """Ask every running worker of this database to stop, and wait until they exit.
-
-    \b
-    Examples:
-      queuectl worker stop          # let running jobs finish
-      queuectl worker stop --now    # kill them; their jobs go back to pending
-    """
-    queue = await app.queue()
-    stopped = await queue.stop_workers(
-        StopMode.NOW if now else StopMode.GRACEFUL, timeout_s=timeout
-    )
-    if stopped:
-        click.echo(f"Stopped {stopped} worker process{'es' if stopped != 1 else ''}.")
-    else:
-        click.echo("No workers running.")
-
-
-@worker.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_app
-async def worker_list(app: App, as_json: bool) -> None:
-    """List live worker processes.
-
-    \b
-    Example:
-      queuectl worker list --json
-    """
-    workers = await (await app.queue()).live_workers()
-    if as_json:
-        from queuectl.records import worker_record
-
-        _echo_json([worker_record(w) for w in workers])
-        return
-    from queuectl.render import workers_table
-
-    out = _output()
-    out.show(workers_table(out, workers))
 
 
 @cli.command(short_help="Job counts per state and workers; --watch: live view.")
@@ -359,7 +176,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
         return
     result = await queue.status()
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "jobs": {s.value: result.counts[s] for s in JobState},
                 "workers": result.coroutines,
@@ -369,7 +186,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
         return
     from queuectl.render import status_view
 
-    out = _output()
+    out = output()
     out.show(status_view(out, result))
 
 
@@ -405,11 +222,11 @@ def _show_jobs(jobs: Sequence[Any], as_json: bool) -> None:
     if as_json:
         from queuectl.records import job_record
 
-        _echo_json([job_record(j) for j in jobs])
+        echo_json([job_record(j) for j in jobs])
         return
     from queuectl.render import jobs_table
 
-    out = _output()
+    out = output()
     out.show(jobs_table(out, jobs))
 
 
@@ -433,11 +250,11 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
 
         record: dict[str, Any] = dict(job_record(job))
         record["history"] = [attempt_record(a) for a in history]
-        _echo_json(record)
+        echo_json(record)
         return
     from queuectl.render import job_detail
 
-    out = _output()
+    out = output()
     out.show(job_detail(out, job, history))
 
 
@@ -474,7 +291,7 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
     out = await queue.output(job_id, attempt)
     truncated = out.output_size > len(out.output)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "id": job_id,
                 "attempt": out.attempt,
@@ -540,7 +357,7 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
     if retry_all == bool(job_ids):
         raise click.UsageError("give JOB_ID... or --all (one of them)")
     queue = await app.queue()
-    if retry_all and _stderr_is_terminal():
+    if retry_all and stderr_is_terminal():
         from queuectl.progress import stage_bar
 
         with stage_bar("dlq retry", summary=False) as progress:  # the line below says it
@@ -552,78 +369,8 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
         click.echo(f"{len(done)} job(s) moved back to pending.", err=True)
 
 
-@cli.group()
-async def config() -> None:
-    """Read and change settings stored in the database.
-
-    \b
-    Examples:
-      queuectl config list
-      queuectl config set max-retries 1
-    """
-
-
-# A negative VALUE ("-1") is a value to validate, not an unknown option.
-@config.command(
-    "set",
-    short_help="Set KEY to VALUE (stored in the database).",
-    context_settings={"ignore_unknown_options": True},
-)
-@click.argument("key", shell_complete=completion.config_keys)
-@click.argument("value")
-@pass_app
-async def config_set(app: App, key: str, value: str) -> None:
-    """Set KEY to VALUE (`max-retries`, `max_retries` and `MaxRetries` are one key).
-
-    \b
-    Examples:
-      queuectl config set max-retries 1
-      queuectl config set backoff-base 3
-    """
-    name, parsed = await (await app.queue()).set_setting(key, value)
-    click.echo(f"{name} = {parsed}")
-
-
-@config.command("get")
-@click.argument("key", shell_complete=completion.config_keys)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_app
-async def config_get(app: App, key: str, as_json: bool) -> None:
-    """Print the value of KEY.
-
-    \b
-    Example:
-      queuectl config get max-retries
-    """
-    from queuectl.config import key_name, normalize_key
-
-    value = await (await app.queue()).get_setting(key)
-    if as_json:
-        _echo_json({key_name(normalize_key(key)): value})
-    else:
-        click.echo(str(value))
-
-
-@config.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_app
-async def config_list(app: App, as_json: bool) -> None:
-    """Print every setting, with its default.
-
-    \b
-    Examples:
-      queuectl config list
-      queuectl config list --json
-    """
-    settings = await (await app.queue()).settings()
-    if as_json:
-        _echo_json(settings)
-        return
-    from queuectl.config import QueueConfig
-    from queuectl.render import config_table
-
-    out = _output()
-    out.show(config_table(out, settings, QueueConfig().to_dict()))
+cli.add_command(worker)
+cli.add_command(config)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

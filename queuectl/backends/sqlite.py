@@ -1,5 +1,8 @@
 """The embedded store: one SQLite file in WAL mode, driven through aiosqlite.
 
+Opening and migrating a file lives in ``sqlite_schema``, row mapping in
+``sqlite_rows``, and the live view's reads in ``sqlite_live``.
+
 An aiosqlite connection is one thread that runs queued calls in order. Each hop to
 that thread costs about 80 µs here, more than the SQL itself, so every operation of
 this store is one plain function run on the thread in a single hop (``_call``): a
@@ -12,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import random
 import socket
 import sqlite3
@@ -34,6 +36,19 @@ from queuectl.backends.base import (
     QueueProbe,
 )
 from queuectl.backends.sqlite_live import LiveViewReads
+from queuectl.backends.sqlite_rows import inserted_job, job_from_row, worker_from_row
+from queuectl.backends.sqlite_schema import (
+    APPLICATION_ID,
+    MIN_SQLITE,
+    SCHEMA_VERSION,
+    begin,
+    is_busy,
+    migrate,
+    prepare_path,
+    setup,
+    transaction,
+    translate,
+)
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -41,8 +56,6 @@ from queuectl.exceptions import (
     DuplicateJob,
     InvalidTransition,
     JobNotFound,
-    NotAQueueDatabase,
-    SchemaTooNew,
 )
 from queuectl.models import (
     Attempt,
@@ -59,143 +72,15 @@ from queuectl.models import (
     WorkerInfo,
 )
 from queuectl.retry import RetryPolicy, decide
-from queuectl.sql import migrations, queries
+from queuectl.sql import queries
 
 T = TypeVar("T")
 
-#: ``PRAGMA application_id`` of every queuectl file ("QCTL"), to recognise foreign ones.
-APPLICATION_ID = 0x5143544C
 SQL = queries("sqlite")
-MIGRATIONS = migrations("sqlite")
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-_MIN_SQLITE = (3, 35, 0)  # UPDATE … RETURNING
 #: Rows per ``executemany`` of a big enqueue, between two progress reports.
 _ENQUEUE_CHUNK = 2000
 #: Dead jobs moved per transaction by ``dlq retry --all``.
 _REQUEUE_BATCH = 500
-
-
-def job_from_row(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        command=row["command"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        priority=row["priority"],
-        queue=row["queue"],
-        timeout_s=row["timeout_s"],
-        run_at=row["run_at"],
-        next_run_at=row["next_run_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_error=row["last_error"],
-        exit_code=row["exit_code"],
-        env=json.loads(row["env"]) if row["env"] else {},
-        cwd=row["cwd"],
-        claims=row["claims"],
-        worker_id=row["worker_id"],
-        lease_until=row["lease_until"],
-    )
-
-
-def _worker_from_row(row: sqlite3.Row) -> WorkerInfo:
-    return WorkerInfo(
-        id=row["id"],
-        host=row["host"],
-        pid=row["pid"],
-        started_at=row["started_at"],
-        heartbeat_at=row["heartbeat_at"],
-        count=row["count"],
-        jobs_done=row["jobs_done"],
-        queues=tuple(json.loads(row["queues"])) if row["queues"] else (),
-        proc_start=row["proc_start"],
-        stop_requested=StopMode(row["stop_requested"]),
-    )
-
-
-def _split_script(script: str) -> list[str]:
-    """Split a migration into statements; ``executescript`` would commit midway."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        if not current and (not line.strip() or line.lstrip().startswith("--")):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
-
-
-def _begin(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-
-
-def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    _begin(conn)
-    try:
-        result = body(conn)
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-    return result
-
-
-def migrate(conn: sqlite3.Connection, *, target: int = SCHEMA_VERSION) -> int:
-    """Bring the file to ``target``; returns the version it had. Runs in one transaction.
-
-    The version is read again after ``BEGIN IMMEDIATE``, so several processes
-    opening an old file at once migrate it exactly once.
-    """
-    app_id, version = _header(conn)
-    if app_id == APPLICATION_ID and version == target:
-        return version
-
-    def body(c: sqlite3.Connection) -> int:
-        app_id, version = _header(c)
-        fresh = app_id == 0 and version == 0 and not _has_tables(c)
-        if not fresh and app_id != APPLICATION_ID:
-            raise NotAQueueDatabase(
-                f"{_db_name(c)} is not a queuectl database (refusing to change it)"
-            )
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"{_db_name(c)} has schema version {version}, newer than this queuectl "
-                f"understands ({SCHEMA_VERSION}); upgrade queuectl"
-            )
-        for number, script in MIGRATIONS:
-            if version < number <= target:
-                for statement in _split_script(script):
-                    c.execute(statement)
-                c.execute(f"PRAGMA user_version = {int(number)}")
-        c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        return version
-
-    return _transaction(conn, body)
-
-
-def _header(conn: sqlite3.Connection) -> tuple[int, int]:
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    return int(app_id), int(version)
-
-
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0)
-
-
-def _db_name(conn: sqlite3.Connection) -> str:
-    row = conn.execute("PRAGMA database_list").fetchone()
-    return str(row[2]) if row else "the database"
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 class SqliteBackend(LiveViewReads):
@@ -221,19 +106,19 @@ class SqliteBackend(LiveViewReads):
         is what a confirmed enqueue promises. Workers pass ``False`` (``NORMAL``):
         a lost completion only means a re-run, which at-least-once delivery allows.
         """
-        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise BackendError(f"SQLite {sqlite3.sqlite_version} is too old; need 3.35 or newer")
         path = Path(target).expanduser()
-        _prepare_path(path)
+        prepare_path(path)
         connection = aiosqlite.connect(path, isolation_level=None, timeout=1.0)
         try:
             db = await connection
         except sqlite3.Error as exc:
             await _thread_stopped(connection)
-            raise _translate(exc, path) from exc
+            raise translate(exc, path) from exc
         backend = cls(path, db, busy_deadline_s=busy_deadline_s)
         try:
-            await backend._call(lambda c: _setup(c, durable=durable))
+            await backend._call(lambda c: setup(c, durable=durable))
         except BaseException:
             await db.close()
             raise
@@ -261,8 +146,8 @@ class SqliteBackend(LiveViewReads):
                 # thread"; _execute is that primitive (stable since 0.11).
                 return await self._db._execute(fn, self._db._conn)  # type: ignore[no-any-return,no-untyped-call]
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise _translate(exc, self.path) from exc
+                if not is_busy(exc):
+                    raise translate(exc, self.path) from exc
                 if time.monotonic() + delay > deadline:
                     raise DatabaseBusy(
                         f"database {self.path} stayed locked by another process for "
@@ -271,7 +156,7 @@ class SqliteBackend(LiveViewReads):
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.25)
             except sqlite3.Error as exc:
-                raise _translate(exc, self.path) from exc
+                raise translate(exc, self.path) from exc
 
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
@@ -296,7 +181,7 @@ class SqliteBackend(LiveViewReads):
         per_queue = Counter(j.queue for j in jobs)
 
         def run(conn: sqlite3.Connection) -> None:
-            _begin(conn)
+            begin(conn)
             try:
                 if progress is None:
                     conn.executemany(SQL["insert_job"], rows)
@@ -322,7 +207,7 @@ class SqliteBackend(LiveViewReads):
         insert = asyncio.ensure_future(self._call(run))
         await asyncio.sleep(0)
         try:
-            inserted = [_inserted(j, now) for j in jobs]
+            inserted = [inserted_job(j, now) for j in jobs]
         finally:
             await insert
         return inserted
@@ -377,7 +262,7 @@ class SqliteBackend(LiveViewReads):
                     next_due = _next_due(conn, queues)
             return Exchanged(finished, claims, next_due)
 
-        return await self._call(lambda c: _transaction(c, body))
+        return await self._call(lambda c: transaction(c, body))
 
     async def heartbeat(
         self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
@@ -392,7 +277,7 @@ class SqliteBackend(LiveViewReads):
                 return Heartbeat(lost, StopMode.NONE, registered=False)
             return Heartbeat(lost, StopMode(row[0]))
 
-        return await self._call(lambda c: _transaction(c, body))
+        return await self._call(lambda c: transaction(c, body))
 
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
@@ -441,7 +326,7 @@ class SqliteBackend(LiveViewReads):
                 conn.execute(SQL["recover_job"], args)
             return lost
 
-        return await self._call(lambda c: _transaction(c, body))
+        return await self._call(lambda c: transaction(c, body))
 
     async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
         def body(conn: sqlite3.Connection) -> list[LostAttempt]:
@@ -464,7 +349,7 @@ class SqliteBackend(LiveViewReads):
                 conn.execute(SQL["forget_stray"], {"id": item.job_id, "token": item.token})
             return strays
 
-        return await self._call(lambda c: _transaction(c, body))
+        return await self._call(lambda c: transaction(c, body))
 
     async def requeue_dead(
         self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
@@ -487,7 +372,7 @@ class SqliteBackend(LiveViewReads):
                 done.append(row[0])
             return done
 
-        return await self._call(lambda c: _transaction(c, body))
+        return await self._call(lambda c: transaction(c, body))
 
     async def _requeue_all_dead(self, now: int, progress: OnProgress | None) -> list[str]:
         upto = await self._call(lambda c: int(c.execute(SQL["max_seq"]).fetchone()[0]))
@@ -610,7 +495,7 @@ class SqliteBackend(LiveViewReads):
 
     async def list_workers(self) -> list[WorkerInfo]:
         rows = await self._call(lambda c: c.execute(SQL["list_workers"]).fetchall())
-        return [_worker_from_row(r) for r in rows]
+        return [worker_from_row(r) for r in rows]
 
     async def request_stop(self, mode: StopMode) -> list[str]:
         rows = await self._call(
@@ -624,9 +509,7 @@ class SqliteBackend(LiveViewReads):
 
     async def set_config(self, values: Mapping[str, str]) -> None:
         rows = [{"key": k, "value": v} for k, v in values.items()]
-        await self._call(
-            lambda c: _transaction(c, lambda t: t.executemany(SQL["config_set"], rows))
-        )
+        await self._call(lambda c: transaction(c, lambda t: t.executemany(SQL["config_set"], rows)))
 
     async def notify(self, message: bytes) -> None:
         """Poke the idle workers on this host through their abstract Unix sockets.
@@ -671,68 +554,6 @@ async def _thread_stopped(connection: aiosqlite.Connection) -> None:
         await asyncio.sleep(0.002)
 
 
-def _prepare_path(path: Path) -> None:
-    if path.is_dir():
-        raise BackendError(f"cannot use {path} as the database: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise BackendError(f"cannot create the folder for {path}: {reason}") from exc
-    if path.exists() and not os.access(path, os.R_OK):
-        raise BackendError(f"cannot read database {path}: permission denied")
-
-
-def _setup(conn: sqlite3.Connection, *, durable: bool) -> None:
-    conn.row_factory = sqlite3.Row
-    # Reading the header first turns a foreign or corrupt file into a clear error
-    # before any pragma could write to it.
-    app_id, version = _header(conn)
-    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and _has_tables(conn)):
-        raise NotAQueueDatabase(
-            f"{_db_name(conn)} is not a queuectl database (refusing to change it)"
-        )
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(
-            f"{_db_name(conn)} has schema version {version}, newer than this queuectl "
-            f"understands ({SCHEMA_VERSION}); upgrade queuectl"
-        )
-    conn.execute("PRAGMA busy_timeout = 1000")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise BackendError(f"{_db_name(conn)}: cannot switch to WAL mode (journal mode {mode})")
-    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn)
-
-
-def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
-    text = str(exc)
-    lower = text.lower()
-    if "readonly" in lower or "read-only" in lower:
-        return BackendError(f"database {path} is read-only ({text}); nothing was changed")
-    if "full" in lower:
-        return BackendError(f"disk full while writing {path}; nothing was changed")
-    if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
-        return NotAQueueDatabase(f"{path} is not a usable queuectl database: {text}")
-    if "unable to open" in lower:
-        if _read_only_fs(path.parent):
-            # WAL mode needs its -wal and -shm files beside the database.
-            return BackendError(
-                f"cannot open database {path}: its folder is on a read-only file system "
-                "(queuectl needs to write beside the file)"
-            )
-        return BackendError(f"cannot open database {path}: {text} (check the path and permissions)")
-    return BackendError(f"database error on {path}: {text}")
-
-
-def _read_only_fs(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
 def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
     for position, job in enumerate(jobs, 1):
         if conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
@@ -742,27 +563,6 @@ def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob
                 position=position,
             )
     return DuplicateJob()
-
-
-def _inserted(job: NewJob, now: int) -> Job:
-    return Job(
-        id=job.id,
-        command=job.command,
-        state=JobState.PENDING,
-        attempts=0,
-        max_retries=job.max_retries,
-        priority=job.priority,
-        queue=job.queue,
-        timeout_s=job.timeout_s,
-        run_at=job.run_at,
-        next_run_at=job.next_run_at,
-        created_at=now,
-        updated_at=now,
-        last_error=None,
-        exit_code=None,
-        env=job.env,
-        cwd=job.cwd,
-    )
 
 
 #: Stands in for the stored policy where ``decide`` does not use it (success, interrupt).
@@ -828,3 +628,6 @@ def _finish_all(
     if done:
         conn.execute(SQL["count_done"], {"n": done, "worker": worker_id})
     return results
+
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]

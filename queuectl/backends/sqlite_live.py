@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
+from queuectl.backends.sqlite_rows import job_from_row
 from queuectl.models import Job, JobState, Outcome, RunningJob
 from queuectl.sql import queries
 
@@ -55,14 +56,10 @@ class LiveViewReads:
         return {Outcome(r[0]): int(r[1]) for r in rows if r[0]}
 
     async def next_retry(self) -> Job | None:
-        from queuectl.backends.sqlite import job_from_row  # sqlite imports this module
-
         row = await self._call(lambda c: c.execute(SQL["next_retry"]).fetchone())
         return None if row is None else job_from_row(row)
 
     async def recent_dead(self, *, limit: int) -> list[Job]:
-        from queuectl.backends.sqlite import job_from_row
-
         rows = await self._call(
             lambda c: c.execute(SQL["recent_dead"], {"limit": limit}).fetchall()
         )

@@ -1,0 +1,61 @@
+"""What every ``queuectl`` command shares: the store it talks to and how it prints.
+
+The store is opened lazily, once per invocation, as a resource of the root click
+context, so ``--help`` and usage errors never touch the database.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import asyncclick as click
+
+if TYPE_CHECKING:
+    from queuectl.queue import Queue
+    from queuectl.render import Output
+
+
+class ExitCode:
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+
+
+@dataclass
+class App:
+    target: str
+    _queue: Queue | None = field(default=None)
+
+    async def queue(self) -> Queue:
+        if self._queue is None:
+            from queuectl.config import busy_timeout_s
+            from queuectl.queue import Queue
+
+            ctx = click.get_current_context().find_root()
+            self._queue = await ctx.with_async_resource(
+                Queue.open(self.target, busy_timeout_s=busy_timeout_s())
+            )
+        return self._queue
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def output() -> Output:
+    from queuectl.render import Output
+
+    return Output()
+
+
+def echo_json(document: Any) -> None:
+    from queuectl.records import print_json
+
+    print_json(document)
+
+
+def stderr_is_terminal() -> bool:
+    # Mirrors progress.stderr_is_terminal without importing rich on the fast path.
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
