@@ -10,46 +10,17 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from queuectl.backends.rows import stored_job
 from queuectl.config import from_stored
 from queuectl.exceptions import BackendError, InvalidJob
 from queuectl.models import (
-    Attempt,
     Finish,
     Job,
-    JobState,
     LostAttempt,
     NewJob,
-    Outcome,
     ProcessStart,
-    RunningJob,
-    StopMode,
-    WorkerInfo,
 )
 from queuectl.retry import RetryDecision, RetryPolicy, decide
-
-
-def job_from_row(row: Mapping[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        command=row["command"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        priority=row["priority"],
-        queue=row["queue"],
-        timeout_s=row["timeout_s"],
-        run_at=row["run_at"],
-        next_run_at=row["next_run_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_error=row["last_error"],
-        exit_code=row["exit_code"],
-        env=json.loads(row["env"]) if row["env"] else {},
-        cwd=row["cwd"],
-        claims=row["claims"],
-        worker_id=row["worker_id"],
-        lease_until=row["lease_until"],
-    )
 
 
 def lost_from_row(
@@ -83,24 +54,7 @@ def inserted(job: NewJob, server_now: int, now: int) -> Job:
         run_at = next_run_at = server_now + job.delay_ms
     elif next_run_at <= now:
         next_run_at = server_now - (now - next_run_at)
-    return Job(
-        id=job.id,
-        command=job.command,
-        state=JobState.PENDING,
-        attempts=0,
-        max_retries=job.max_retries,
-        priority=job.priority,
-        queue=job.queue,
-        timeout_s=job.timeout_s,
-        run_at=run_at,
-        next_run_at=next_run_at,
-        created_at=server_now,
-        updated_at=server_now,
-        last_error=None,
-        exit_code=None,
-        env=job.env,
-        cwd=job.cwd,
-    )
+    return stored_job(job, created_at=server_now, run_at=run_at, next_run_at=next_run_at)
 
 
 def job_columns(jobs: Sequence[NewJob], now: int, clock: int | None) -> dict[str, Any]:
@@ -200,50 +154,3 @@ def start_columns(
         "f_log_paths": [s.log_path if s else None for s in riding],
         "f_slots": [s.slot if s else None for s in riding],
     }
-
-
-def worker_from_row(row: Mapping[str, Any], shift: int) -> WorkerInfo:
-    return WorkerInfo(
-        id=row["id"],
-        host=row["host"],
-        pid=row["pid"],
-        started_at=row["started_at"] + shift,
-        heartbeat_at=row["heartbeat_at"] + shift,
-        count=row["count"],
-        jobs_done=row["jobs_done"],
-        queues=tuple(json.loads(row["queues"])) if row["queues"] else (),
-        proc_start=row["proc_start"],
-        stop_requested=StopMode(row["stop_requested"]),
-    )
-
-
-def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
-    return Attempt(
-        job_id=r["job_id"],
-        attempt=r["attempt"],
-        worker_id=r["worker_id"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        outcome=Outcome(r["outcome"]) if r["outcome"] else None,
-        exit_code=r["exit_code"],
-        signal=r["signal"],
-        error=r["error"],
-        host=r["host"],
-        pid=r["pid"],
-        output_size=r["output_size"],
-        output_truncated=r["output_size"] > (r["kept"] or 0),
-    )
-
-
-def running_from_row(r: Mapping[str, Any]) -> RunningJob:
-    return RunningJob(
-        job_id=r["id"],
-        command=r["command"],
-        attempt=r["attempts"],
-        max_retries=r["max_retries"],
-        worker_id=r["worker_id"],
-        slot=r["slot"],
-        started_at=r["started_at"],
-        host=r["host"],
-        pid=r["pid"],
-    )

@@ -68,17 +68,19 @@ from queuectl.backends.pgconn import (
 )
 from queuectl.backends.pgrows import (
     after,
-    attempt_from_row,
     decide_finish,
     finish_columns,
     inserted,
     job_columns,
-    job_from_row,
     lost_from_row,
     policy_from,
-    running_from_row,
     start_columns,
     unstorable,
+)
+from queuectl.backends.rows import (
+    attempt_from_row,
+    job_from_row,
+    running_from_row,
     worker_from_row,
 )
 from queuectl.clock import now_ms

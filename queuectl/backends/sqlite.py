@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file in WAL mode, driven through aiosqlite.
 
 Opening and migrating a file lives in ``sqlite_schema``, row mapping in
-``sqlite_rows``, and the live view's reads in ``sqlite_live``.
+``rows`` (shared with PostgreSQL), and the live view's reads in ``sqlite_live``.
 
 An aiosqlite connection is one thread that runs queued calls in order. Each hop to
 that thread costs about 80 µs here, more than the SQL itself, so every operation of
@@ -35,8 +35,8 @@ from queuectl.backends.base import (
     OnProgress,
     QueueProbe,
 )
+from queuectl.backends.rows import attempt_from_row, job_from_row, stored_job, worker_from_row
 from queuectl.backends.sqlite_live import LiveViewReads
-from queuectl.backends.sqlite_rows import inserted_job, job_from_row, worker_from_row
 from queuectl.backends.sqlite_schema import (
     APPLICATION_ID,
     MIN_SQLITE,
@@ -66,7 +66,6 @@ from queuectl.models import (
     JobState,
     LostAttempt,
     NewJob,
-    Outcome,
     ProcessStart,
     StopMode,
     WorkerInfo,
@@ -207,7 +206,10 @@ class SqliteBackend(LiveViewReads):
         insert = asyncio.ensure_future(self._call(run))
         await asyncio.sleep(0)
         try:
-            inserted = [inserted_job(j, now) for j in jobs]
+            inserted = [
+                stored_job(j, created_at=now, run_at=j.run_at, next_run_at=j.next_run_at)
+                for j in jobs
+            ]
         finally:
             await insert
         return inserted
@@ -419,24 +421,7 @@ class SqliteBackend(LiveViewReads):
 
     async def history(self, job_id: str) -> list[Attempt]:
         rows = await self._call(lambda c: c.execute(SQL["history"], {"id": job_id}).fetchall())
-        return [
-            Attempt(
-                job_id=r["job_id"],
-                attempt=r["attempt"],
-                worker_id=r["worker_id"],
-                started_at=r["started_at"],
-                finished_at=r["finished_at"],
-                outcome=Outcome(r["outcome"]) if r["outcome"] else None,
-                exit_code=r["exit_code"],
-                signal=r["signal"],
-                error=r["error"],
-                host=r["host"],
-                pid=r["pid"],
-                output_size=r["output_size"],
-                output_truncated=r["output_size"] > (r["kept"] or 0),
-            )
-            for r in rows
-        ]
+        return [attempt_from_row(r) for r in rows]
 
     async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
         def read(conn: sqlite3.Connection) -> sqlite3.Row | None:

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
-from queuectl.backends.sqlite_rows import job_from_row
+from queuectl.backends.rows import job_from_row, running_from_row
 from queuectl.models import Job, JobState, Outcome, RunningJob
 from queuectl.sql import queries
 
@@ -34,20 +34,7 @@ class LiveViewReads:
         rows = await self._call(
             lambda c: c.execute(SQL["running_jobs"], {"limit": limit}).fetchall()
         )
-        return [
-            RunningJob(
-                job_id=r["id"],
-                command=r["command"],
-                attempt=r["attempts"],
-                max_retries=r["max_retries"],
-                worker_id=r["worker_id"],
-                slot=r["slot"],
-                started_at=r["started_at"],
-                host=r["host"],
-                pid=r["pid"],
-            )
-            for r in rows
-        ]
+        return [running_from_row(r) for r in rows]
 
     async def finished_since(self, since: int) -> dict[Outcome, int]:
         rows = await self._call(
