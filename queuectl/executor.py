@@ -30,6 +30,7 @@ from queuectl.models import ExecutionResult
 
 _SPOOL_CHECK_S = 1.0
 _GROUP_POLL_S = 0.05
+_KILL_SETTLE_S = 2.0
 
 
 class KillReason(Enum):
@@ -164,6 +165,11 @@ class Execution:
         while procs.group_alive(self.pid) and time.monotonic() < deadline:
             await asyncio.sleep(_GROUP_POLL_S)
         self._signal(signal.SIGKILL)
+        # SIGKILL is delivered asynchronously: report the attempt over only once
+        # nothing of it runs any more (bounded, for a process stuck in the kernel).
+        deadline = time.monotonic() + _KILL_SETTLE_S
+        while procs.group_alive(self.pid) and time.monotonic() < deadline:
+            await asyncio.sleep(_GROUP_POLL_S / 5)
 
     def _result(self, returncode: int, duration_s: float) -> ExecutionResult:
         size = os.fstat(self._fd).st_size
