@@ -43,6 +43,7 @@ echo; echo "== 4. In the terminal: tables fitted to the window (plain text when 
 run "queuectl list"
 run "queuectl enqueue -c 'sleep 1; echo built' --id build && queuectl enqueue -c 'exit 3' --id lint --max-retries 0"
 run "queuectl worker start --count 2 --burst --log-format rich   # the coloured log"
+run "queuectl status"
 echo
 echo "Now watch it live (Ctrl-C to quit), e.g. while a worker runs in another terminal:"
 echo "  QUEUECTL_DB=$QUEUECTL_DB queuectl status --watch"
