@@ -7,7 +7,7 @@ fixed text (planned once per connection) however many rows it carries.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from queuectl.backends.rows import stored_job
@@ -16,30 +16,10 @@ from queuectl.exceptions import BackendError, InvalidJob
 from queuectl.models import (
     Finish,
     Job,
-    LostAttempt,
     NewJob,
     ProcessStart,
 )
 from queuectl.retry import RetryDecision, RetryPolicy, decide
-
-
-def lost_from_row(
-    row: Mapping[str, Any], now: int, *, job_id: str = "id", token: str = "claims"
-) -> LostAttempt:
-    """The attempt's start comes back on the caller's clock (``now``): it is compared
-    with the start times of this host's processes."""
-    started = row["started_at"]
-    return LostAttempt(
-        job_id=row[job_id],
-        token=row[token],
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        worker_id=row["worker_id"],
-        host=row["host"],
-        pgid=row["pgid"],
-        proc_start=row["proc_start"],
-        started_at=None if started is None else started + (now - row["server_now"]),
-    )
 
 
 def policy_from(config_json: str | None) -> RetryPolicy:

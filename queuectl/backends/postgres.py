@@ -72,7 +72,6 @@ from queuectl.backends.pgrows import (
     finish_columns,
     inserted,
     job_columns,
-    lost_from_row,
     policy_from,
     start_columns,
     unstorable,
@@ -80,6 +79,7 @@ from queuectl.backends.pgrows import (
 from queuectl.backends.rows import (
     attempt_from_row,
     job_from_row,
+    lost_from_row,
     running_from_row,
     worker_from_row,
 )
@@ -314,7 +314,7 @@ class PostgresBackend:
             elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._reap_key):
                 return []
             rows = await conn.fetch(SQL["select_expired"].text, clock)
-            lost = [lost_from_row(r, now) for r in rows]
+            lost = [lost_from_row(r, shift=now - r["server_now"]) for r in rows]
             if lost:
                 await self._recover_rows(conn, lost, clock, on_lost)
             if await conn.fetchval("SELECT count(*) FROM job_counts") > 64:
@@ -358,7 +358,10 @@ class PostgresBackend:
             rows = await conn.fetch(
                 query.text, *query.args({"host": host, "clock": self._clock(now)})
             )
-            strays = [lost_from_row(r, now, job_id="job_id", token="attempt") for r in rows]
+            strays = [
+                lost_from_row(r, job_id="job_id", token="attempt", shift=now - r["server_now"])
+                for r in rows
+            ]
             for item in strays:
                 on_stray(item)
             if strays:

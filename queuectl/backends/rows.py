@@ -14,6 +14,7 @@ from queuectl.models import (
     Attempt,
     Job,
     JobState,
+    LostAttempt,
     NewJob,
     Outcome,
     RunningJob,
@@ -59,6 +60,28 @@ def worker_from_row(row: Mapping[str, Any], shift: int = 0) -> WorkerInfo:
         queues=tuple(json.loads(row["queues"])) if row["queues"] else (),
         proc_start=row["proc_start"],
         stop_requested=StopMode(row["stop_requested"]),
+    )
+
+
+def lost_from_row(
+    row: Mapping[str, Any], *, job_id: str = "id", token: str = "claims", shift: int = 0
+) -> LostAttempt:
+    """An expired claim (``jobs`` columns) or a stray attempt (``job_id``, ``attempt``).
+
+    ``shift`` moves the attempt's start onto the caller's clock, where it is compared
+    with the start times of this host's processes.
+    """
+    started = row["started_at"]
+    return LostAttempt(
+        job_id=row[job_id],
+        token=row[token],
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        worker_id=row["worker_id"],
+        host=row["host"],
+        pgid=row["pgid"],
+        proc_start=row["proc_start"],
+        started_at=None if started is None else started + shift,
     )
 
 

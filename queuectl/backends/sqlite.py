@@ -35,7 +35,13 @@ from queuectl.backends.base import (
     OnProgress,
     QueueProbe,
 )
-from queuectl.backends.rows import attempt_from_row, job_from_row, stored_job, worker_from_row
+from queuectl.backends.rows import (
+    attempt_from_row,
+    job_from_row,
+    lost_from_row,
+    stored_job,
+    worker_from_row,
+)
 from queuectl.backends.sqlite_live import LiveViewReads
 from queuectl.backends.sqlite_schema import (
     APPLICATION_ID,
@@ -294,20 +300,7 @@ class SqliteBackend(LiveViewReads):
             if not rows:
                 return []
             policy = _policy(conn)
-            lost = [
-                LostAttempt(
-                    job_id=r["id"],
-                    token=r["claims"],
-                    attempts=r["attempts"],
-                    max_retries=r["max_retries"],
-                    worker_id=r["worker_id"],
-                    host=r["host"],
-                    pgid=r["pgid"],
-                    proc_start=r["proc_start"],
-                    started_at=r["started_at"],
-                )
-                for r in rows
-            ]
+            lost = [lost_from_row(r) for r in rows]
             for item in lost:
                 if on_lost is not None:
                     on_lost(item)
@@ -333,19 +326,7 @@ class SqliteBackend(LiveViewReads):
     async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
         def body(conn: sqlite3.Connection) -> list[LostAttempt]:
             rows = conn.execute(SQL["stray_attempts"], {"host": host, "now": now}).fetchall()
-            strays = [
-                LostAttempt(
-                    job_id=r["job_id"],
-                    token=r["attempt"],
-                    attempts=r["attempts"],
-                    max_retries=r["max_retries"],
-                    worker_id=r["worker_id"],
-                    host=r["host"],
-                    pgid=r["pgid"],
-                    proc_start=r["proc_start"],
-                )
-                for r in rows
-            ]
+            strays = [lost_from_row(r, job_id="job_id", token="attempt") for r in rows]
             for item in strays:
                 on_stray(item)
                 conn.execute(SQL["forget_stray"], {"id": item.job_id, "token": item.token})

@@ -140,7 +140,7 @@ UPDATE attempts
 -- worker holds their lease any more: unfinished, or recovered as lost (by a
 -- worker on another host, which could not kill them).
 SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pgid,
-       a.proc_start
+       a.proc_start, a.started_at
   FROM attempts AS a
   JOIN jobs AS j ON j.id = a.job_id
  WHERE a.host = :host AND a.pgid IS NOT NULL
