@@ -120,6 +120,7 @@ class WorkerProcess:
         self.log = log
         self.hostname = hostname
         self.proc: subprocess.Popen[str] | None = None
+        self._left = ""
 
     def start(self) -> WorkerProcess:
         argv = [QUEUECTL, "worker", "start", *self.args]
@@ -181,13 +182,20 @@ class WorkerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
-            self.proc.communicate(timeout=10)
+            out, err = self.proc.communicate(timeout=10)
+            self._left = (out or "") + (err or "")
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._left = ""
         self.kill_group()
+        if exc_type is not None:
+            # A test failed inside the block: show what the worker said (pytest
+            # prints captured stdout beside the failure).
+            said = self.output() if self.log is not None else self._left
+            print(f"--- output of queuectl worker start {' '.join(self.args)}:\n{said}")
 
 
 def run_worker(

@@ -83,9 +83,17 @@ def test_worker_stop_stops_every_worker_process(db_path: Path) -> None:
 
 def test_processes_count_as_their_coroutines_and_stop_together(db_path: Path) -> None:
     with WorkerProcess(db_path, "--processes", "2", "--count", "3") as supervisor:
-        listed = wait_for(lambda: len(cli_json(db_path, "worker", "list")) == 2 or None)
-        assert listed
-        workers = cli_json(db_path, "worker", "list")
+        seen: list[list[dict[str, object]]] = []
+
+        def both_registered() -> bool:
+            seen.append(cli_json(db_path, "worker", "list"))
+            return len(seen[-1]) == 2
+
+        try:
+            wait_for(both_registered)
+        except AssertionError:
+            raise AssertionError(f"worker list never showed 2 processes: {seen[-1]}") from None
+        workers = seen[-1]
         assert sorted(w["count"] for w in workers) == [1, 2]
         assert supervisor.pid not in {w["pid"] for w in workers}
         assert cli_json(db_path, "status")["workers"] == 3
