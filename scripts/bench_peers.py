@@ -35,6 +35,7 @@ from pathlib import Path
 from benchlib import (
     PY,
     QUEUECTL,
+    QUEUECTL_ENQUEUE,
     BenchError,
     run,
     running,
@@ -174,22 +175,6 @@ def timed_ns(fn: Callable[[], object]) -> tuple[int, int]:
     before = time.time_ns()
     fn()
     return before, time.time_ns()
-
-
-QUEUECTL_ENQUEUE = """
-import asyncio, sys, time
-from queuectl.queue import Queue
-
-async def main():
-    async with Queue.open(sys.argv[1]) as q:
-        loop = asyncio.get_running_loop()
-        while line := await loop.run_in_executor(None, sys.stdin.readline):
-            before = time.time_ns()
-            await q.enqueue({"command": line.rstrip("\\n")})
-            print(before, time.time_ns(), flush=True)
-
-asyncio.run(main())
-"""
 
 
 class Queuectl:

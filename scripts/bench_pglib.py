@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchlib import QUEUECTL_ENQUEUE
+
 PY = sys.executable
 QUEUECTL = str(Path(PY).with_name("queuectl"))
 
@@ -201,22 +203,6 @@ def queuectl_drain(store: Store, work: Path, n: int, count: int) -> tuple[float,
             )
         )
     return seconds, store.exactly_once(n)
-
-
-QUEUECTL_ENQUEUE = """
-import asyncio, sys, time
-from queuectl.queue import Queue
-
-async def main():
-    async with Queue.open(sys.argv[1]) as q:
-        loop = asyncio.get_running_loop()
-        while line := await loop.run_in_executor(None, sys.stdin.readline):
-            before = time.time_ns()
-            await q.enqueue({"command": line.rstrip("\\n")})
-            print(before, time.time_ns(), flush=True)
-
-asyncio.run(main())
-"""
 
 
 class LineEnqueuer:

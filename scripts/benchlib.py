@@ -205,3 +205,21 @@ def git_revision(root: Path) -> str:
     except (BenchError, OSError):
         return "unknown"
     return out.stdout.decode().strip()
+
+
+#: A helper process that enqueues one command per stdin line through the library
+#: and answers the times just before and after ``Queue.enqueue`` (ns).
+QUEUECTL_ENQUEUE = """
+import asyncio, sys, time
+from queuectl.queue import Queue
+
+async def main():
+    async with Queue.open(sys.argv[1]) as q:
+        loop = asyncio.get_running_loop()
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            before = time.time_ns()
+            await q.enqueue({"command": line.rstrip("\\n")})
+            print(before, time.time_ns(), flush=True)
+
+asyncio.run(main())
+"""
