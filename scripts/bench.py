@@ -71,6 +71,7 @@ from benchlib import (
     proc_cpu_seconds,
     proc_rss_mib,
     run,
+    time_claims,
     timed,
     wait_for_file,
 )
@@ -313,7 +314,7 @@ class Bench:
             timed(lambda: run([QUEUECTL, "list", "--state", "pending"], env=env))
             for _ in range(reps)
         ]
-        claims = asyncio.run(time_claims(db, self.sizes.w6_samples))
+        claims = asyncio.run(time_claims(str(db), self.sizes.w6_samples))
         with Queuectl().latency(path, db) as enqueue:
             lat = latency_summary(latency_samples(enqueue, path, self.sizes.w6_samples))
         return {
@@ -432,38 +433,6 @@ def build_db(db: Path, history: int, pending: int = 1000) -> None:
                 [(f"later-{i}", later, now, now) for i in range(pending)],
             )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-async def time_claims(db: Path, n: int) -> list[float]:
-    """Seconds of ``n`` single-job claims through the store's own ``exchange`` call."""
-    from queuectl.backends.sqlite import SqliteBackend
-    from queuectl.clock import now_ms
-    from queuectl.models import NewJob
-
-    backend = await SqliteBackend.open(str(db), durable=False)
-    try:
-        now = now_ms()
-        jobs = [
-            NewJob(id=f"claim-{i}", command="true", max_retries=0, next_run_at=now)
-            for i in range(n)
-        ]
-        await backend.enqueue(jobs, now=now)
-        found = []
-        for _ in range(n):
-            start = time.perf_counter()
-            out = await backend.exchange(worker_id="bench-claim", claim=1, now=now_ms())
-            found.append(time.perf_counter() - start)
-            if len(out.claims) != 1:
-                raise BenchError("a claim found no job")
-    finally:
-        await backend.aclose()
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        # Park the claimed jobs so the latency worker that follows does not recover them.
-        conn.execute(
-            "UPDATE jobs SET state = 'completed', worker_id = NULL, lease_until = NULL"
-            " WHERE worker_id = 'bench-claim'"
-        )
-    return found
 
 
 # Targets and report -------------------------------------------------------------

@@ -18,14 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from benchlib import QUEUECTL_ENQUEUE
+from benchlib import QUEUECTL_ENQUEUE, BenchError
 
 PY = sys.executable
 QUEUECTL = str(Path(PY).with_name("queuectl"))
-
-
-class BenchError(Exception):
-    pass
 
 
 def note(message: str) -> None:

@@ -50,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pglib import (
     PY,
     QUEUECTL,
-    BenchError,
     LineEnqueuer,
     PostgresStore,
     SqliteStore,
@@ -68,6 +67,7 @@ from bench_pglib import (
     timed,
     wait_for,
 )
+from benchlib import time_claims
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PROCRASTINATE_VENV = Path(
@@ -417,38 +417,6 @@ def w6_measure(store: Store, work: Path, samples: int) -> dict[str, float]:
         "w4_p50_ms": lat["p50_ms"],
         "w4_p99_ms": lat["p99_ms"],
     }
-
-
-async def time_claims(target: str, n: int) -> list[float]:
-    """Seconds of ``n`` single-job claims through the store's own ``exchange`` call; the
-    claimed jobs are completed right after (untimed) so the latency worker finds none."""
-    from queuectl.backends import open_backend
-    from queuectl.clock import now_ms
-    from queuectl.models import ExecutionResult, Finish, NewJob
-
-    backend = await open_backend(target, durable=False)
-    try:
-        now = now_ms()
-        jobs = [
-            NewJob(id=f"claim-{i}", command="true", max_retries=0, next_run_at=now)
-            for i in range(n)
-        ]
-        await backend.enqueue(jobs, now=now)
-        found = []
-        for _ in range(n):
-            start = time.perf_counter()
-            out = await backend.exchange(worker_id="bench-claim", claim=1, now=now_ms())
-            found.append(time.perf_counter() - start)
-            if len(out.claims) != 1:
-                raise BenchError("a claim found no job")
-            (c,) = out.claims
-            done = Finish(
-                c.job.id, c.token, c.job.attempts, c.job.max_retries, ExecutionResult(exit_code=0)
-            )
-            await backend.exchange(worker_id="bench-claim", finishes=[done], now=now_ms())
-    finally:
-        await backend.aclose()
-    return found
 
 
 # Report ---------------------------------------------------------------------------------

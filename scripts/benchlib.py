@@ -223,3 +223,35 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+async def time_claims(target: str, n: int) -> list[float]:
+    """Seconds of ``n`` single-job claims through the store's own ``exchange`` call; the
+    claimed jobs are completed right after (untimed) so the latency worker finds none."""
+    from queuectl.backends import open_backend
+    from queuectl.clock import now_ms
+    from queuectl.models import ExecutionResult, Finish, NewJob
+
+    backend = await open_backend(target, durable=False)
+    try:
+        now = now_ms()
+        jobs = [
+            NewJob(id=f"claim-{i}", command="true", max_retries=0, next_run_at=now)
+            for i in range(n)
+        ]
+        await backend.enqueue(jobs, now=now)
+        found = []
+        for _ in range(n):
+            start = time.perf_counter()
+            out = await backend.exchange(worker_id="bench-claim", claim=1, now=now_ms())
+            found.append(time.perf_counter() - start)
+            if len(out.claims) != 1:
+                raise BenchError("a claim found no job")
+            (c,) = out.claims
+            done = Finish(
+                c.job.id, c.token, c.job.attempts, c.job.max_retries, ExecutionResult(exit_code=0)
+            )
+            await backend.exchange(worker_id="bench-claim", finishes=[done], now=now_ms())
+    finally:
+        await backend.aclose()
+    return found
