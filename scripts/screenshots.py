@@ -20,11 +20,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from queuectl.cli.render import Output
+from queuectl.cli.watch import overview_view
 from queuectl.logs import setup_logging
 from queuectl.models import JobState, StopMode
 from queuectl.queue import Queue
-from queuectl.render import Output
-from queuectl.watch import overview_view
 from queuectl.worker import Worker, WorkerOptions
 
 WIDTH = 110

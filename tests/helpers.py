@@ -443,7 +443,7 @@ def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:
 def _pg_rows(url: str, sql: str, *args: Any) -> list[Any]:
     import re
 
-    from queuectl.backends.pgconn import parse_target, settings
+    from queuectl.backends.postgres_conn import parse_target, settings
     from tests.pg import run_sync
 
     counter = iter(range(1, len(args) + 1))

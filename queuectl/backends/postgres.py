@@ -2,7 +2,7 @@
 
 Install with ``pip install 'queuectl[postgres]'`` and select it with a
 ``postgresql://`` URL (``?schema=NAME`` picks the schema, default ``queuectl``;
-see ``backends.pgconn``). Each store holds a small asyncpg pool, plus one
+see ``backends.postgres_conn``). Each store holds a small asyncpg pool, plus one
 dedicated connection per worker that LISTENs for wake-ups.
 
 **Time.** Every time this store writes (leases, ``next_run_at``, ``created_at``,
@@ -55,7 +55,7 @@ from queuectl.backends.base import (
     OnProgress,
     QueueProbe,
 )
-from queuectl.backends.pgconn import (
+from queuectl.backends.postgres_conn import (
     Listener,
     Target,
     channel_name,
@@ -66,7 +66,7 @@ from queuectl.backends.pgconn import (
     parse_target,
     wrapped,
 )
-from queuectl.backends.pgrows import (
+from queuectl.backends.postgres_rows import (
     after,
     decide_finish,
     finish_columns,

@@ -1,6 +1,6 @@
 """The embedded store: one SQLite file in WAL mode, driven through aiosqlite.
 
-Opening and migrating a file lives in ``sqlite_schema``, row mapping in
+Opening and migrating a file lives in ``sqlite_conn``, row mapping in
 ``rows`` (shared with PostgreSQL), and the live view's reads in ``sqlite_live``.
 
 An aiosqlite connection is one thread that runs queued calls in order. Each hop to
@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from queuectl import procs, wakeup
+from queuectl import procs
+from queuectl.backends import wakeup
 from queuectl.backends.base import (
     AttemptOutput,
     Exchanged,
@@ -42,8 +43,7 @@ from queuectl.backends.rows import (
     stored_job,
     worker_from_row,
 )
-from queuectl.backends.sqlite_live import LiveViewReads
-from queuectl.backends.sqlite_schema import (
+from queuectl.backends.sqlite_conn import (
     APPLICATION_ID,
     MIN_SQLITE,
     SCHEMA_VERSION,
@@ -55,6 +55,7 @@ from queuectl.backends.sqlite_schema import (
     transaction,
     translate,
 )
+from queuectl.backends.sqlite_live import LiveViewReads
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,

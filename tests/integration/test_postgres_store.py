@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from queuectl.backends import open_backend
-from queuectl.backends.pgconn import migrate, parse_target
 from queuectl.backends.postgres import SQL, PostgresBackend
+from queuectl.backends.postgres_conn import migrate, parse_target
 from queuectl.clock import now_ms
 from queuectl.exceptions import BackendError, NotAQueueDatabase
 from queuectl.models import ExecutionResult, Finish, JobState, NewJob, WorkerInfo
@@ -176,7 +176,7 @@ async def test_the_claim_walks_its_index_and_checks_due_times_there(
     pgstore: PostgresBackend,
 ) -> None:
     """Jobs waiting for a retry are passed over in the index, without a heap visit each."""
-    from queuectl.backends.pgrows import finish_columns, start_columns
+    from queuectl.backends.postgres_rows import finish_columns, start_columns
 
     values = {
         "clock": None,
@@ -243,7 +243,7 @@ class TestMigrations:
 async def _migrate_to(target: Any, version: int) -> None:
     import asyncpg
 
-    from queuectl.backends.pgconn import settings
+    from queuectl.backends.postgres_conn import settings
 
     conn = await asyncpg.connect(target.dsn, server_settings=settings(target.schema))
     try:

@@ -18,8 +18,7 @@ from rich.panel import Panel
 from rich.style import Style
 from rich.text import Text
 
-from queuectl.models import Attempt, Job, JobState, Outcome, WorkerInfo
-from queuectl.render import (
+from queuectl.cli.render import (
     Column,
     FittedTable,
     Output,
@@ -33,6 +32,7 @@ from queuectl.render import (
     status_view,
     workers_table,
 )
+from queuectl.models import Attempt, Job, JobState, Outcome, WorkerInfo
 
 NOW = 1_800_000_000_000
 LONG_COMMAND = "python3 -c 'import time; time.sleep(100)' && echo " + "x" * 80 + " END"

@@ -6,10 +6,10 @@ import re
 
 from rich.text import Text
 
+from queuectl.cli.render import render_text
+from queuectl.cli.watch import overview_view
 from queuectl.models import JobState, Outcome, RunningJob
 from queuectl.queue import Overview
-from queuectl.render import render_text
-from queuectl.watch import overview_view
 from tests.unit.test_render import NOW, assert_plain_text, coloured, make_job, worker
 
 

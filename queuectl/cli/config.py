@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncclick as click
 
-from queuectl import completion
-from queuectl.cli_app import App, echo_json, output, pass_app
+from queuectl.cli import completion
+from queuectl.cli.app import App, echo_json, output, pass_app
 
 
 @click.group()
@@ -75,8 +75,8 @@ async def config_list(app: App, as_json: bool) -> None:
     if as_json:
         echo_json(settings)
         return
+    from queuectl.cli.render import config_table
     from queuectl.config import QueueConfig
-    from queuectl.render import config_table
 
     out = output()
     out.show(config_table(out, settings, QueueConfig().to_dict()))

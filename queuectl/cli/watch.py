@@ -21,10 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from queuectl.exceptions import BackendError
-from queuectl.models import JobState, Outcome, RunningJob, WorkerInfo
-from queuectl.queue import Overview, Queue
-from queuectl.render import (
+from queuectl.cli.render import (
     STATE_STYLES,
     Column,
     Output,
@@ -32,6 +29,9 @@ from queuectl.render import (
     one_line,
     span_text,
 )
+from queuectl.exceptions import BackendError
+from queuectl.models import JobState, Outcome, RunningJob, WorkerInfo
+from queuectl.queue import Overview, Queue
 from queuectl.signals import on_signals
 
 #: Rows the view needs besides the running jobs: header, the counts panels (five

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import asyncclick as click
 
 if TYPE_CHECKING:
+    from queuectl.cli.render import Output
     from queuectl.queue import Queue
-    from queuectl.render import Output
 
 
 class ExitCode:
@@ -45,7 +45,7 @@ pass_app = click.make_pass_decorator(App)
 
 
 def output() -> Output:
-    from queuectl.render import Output
+    from queuectl.cli.render import Output
 
     return Output()
 

@@ -14,8 +14,9 @@ from typing import Any, NoReturn
 
 import asyncclick as click
 
-from queuectl import __version__, completion
-from queuectl.cli_app import (
+from queuectl import __version__
+from queuectl.cli import completion
+from queuectl.cli.app import (
     App,
     ExitCode,
     echo_json,
@@ -23,8 +24,8 @@ from queuectl.cli_app import (
     pass_app,
     stderr_is_terminal,
 )
-from queuectl.cli_config import config
-from queuectl.cli_worker import worker
+from queuectl.cli.config import config
+from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState
@@ -93,7 +94,7 @@ async def enqueue(
     if isinstance(text, dict):
         jobs = await queue.enqueue(text)
     elif job_json is None and not as_json and _is_big(text) and stderr_is_terminal():
-        from queuectl.progress import stage_bar
+        from queuectl.cli.progress import stage_bar
 
         with stage_bar("enqueue") as progress:
             jobs = await queue.enqueue_text(text, progress=progress)
@@ -170,7 +171,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
         raise click.UsageError("--watch and --json cannot be combined (--json prints one document)")
     queue = await app.queue()
     if watch:
-        from queuectl.watch import watch_status
+        from queuectl.cli.watch import watch_status
 
         await watch_status(queue, interval)
         return
@@ -184,7 +185,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
             }
         )
         return
-    from queuectl.render import status_view
+    from queuectl.cli.render import status_view
 
     out = output()
     out.show(status_view(out, result))
@@ -224,7 +225,7 @@ def _show_jobs(jobs: Sequence[Any], as_json: bool) -> None:
 
         echo_json([job_record(j) for j in jobs])
         return
-    from queuectl.render import jobs_table
+    from queuectl.cli.render import jobs_table
 
     out = output()
     out.show(jobs_table(out, jobs))
@@ -252,7 +253,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
         record["history"] = [attempt_record(a) for a in history]
         echo_json(record)
         return
-    from queuectl.render import job_detail
+    from queuectl.cli.render import job_detail
 
     out = output()
     out.show(job_detail(out, job, history))
@@ -358,7 +359,7 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
         raise click.UsageError("give JOB_ID... or --all (one of them)")
     queue = await app.queue()
     if retry_all and stderr_is_terminal():
-        from queuectl.progress import stage_bar
+        from queuectl.cli.progress import stage_bar
 
         with stage_bar("dlq retry", summary=False) as progress:  # the line below says it
             done = await queue.retry_dead(None, progress=progress)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
-from queuectl.cli_app import App, echo_json, output, pass_app, stderr_is_terminal
+from queuectl.cli.app import App, echo_json, output, pass_app, stderr_is_terminal
 from queuectl.models import StopMode
 
 
@@ -93,7 +93,7 @@ async def worker_start(
     # which would tear a bar drawn by the parent: the bar needs one process.
     rich_log = log_format == "rich" or (log_format == "auto" and stderr_is_terminal())
     if burst and processes == 1 and rich_log and stderr_is_terminal():
-        from queuectl.progress import run_burst_with_bar
+        from queuectl.cli.progress import run_burst_with_bar
 
         code = await run_burst_with_bar(options, level)
     elif processes == 1:
@@ -150,7 +150,7 @@ async def worker_list(app: App, as_json: bool) -> None:
 
         echo_json([worker_record(w) for w in workers])
         return
-    from queuectl.render import workers_table
+    from queuectl.cli.render import workers_table
 
     out = output()
     out.show(workers_table(out, workers))
