@@ -25,20 +25,17 @@ Peers run in the same rounds, interleaved (A B A B ...); every figure is the med
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import math
 import os
-import random
 import re
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +45,6 @@ from bench_peers import (
     RQ,
     Bare,
     Drain,
-    Enqueue,
     Huey,
     PeerSetup,
     Queuectl,
@@ -59,63 +55,46 @@ from bench_peers import (
     redis_server,
 )
 from benchlib import (
+    FULL,
     PY,
     QUEUECTL,
+    QUICK,
+    Bench,
     BenchError,
+    Sizes,
+    build_sqlite_history,
     git_revision,
     group_pids,
+    latency_samples,
+    latency_summary,
     loadavg,
     machine,
     median,
-    percentile,
+    note,
     proc_cpu_seconds,
     proc_rss_mib,
     run,
-    time_claims,
     timed,
-    wait_for_file,
+    w6_measure,
+    w6_ratio,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("W1a", "W1b", "W2", "W3", "W4", "W5", "W6")
 
 
-@dataclass(frozen=True)
-class Sizes:
-    rounds: int
-    w1a_runs: int
-    w1b_jobs: int
-    w2_jobs: int
-    w2_counts: tuple[int, ...]
-    w3_jobs: int
-    w4_samples: int
-    w5_seconds: float
-    w6_jobs: int
-    w6_samples: int
-
-
-FULL = Sizes(3, 21, 100_000, 2_000, (1, 4, 16), 200, 50, 10.0, 1_000_000, 20)
-QUICK = Sizes(1, 3, 2_000, 60, (1, 4), 16, 5, 1.0, 20_000, 3)
 W3_SLEEP_S = 0.1
 W3_COUNT = 8
 W5_COUNT = 4
 
 
-class Bench:
-    def __init__(self, args: argparse.Namespace, sizes: Sizes, work: Path) -> None:
-        self.args = args
-        self.sizes = sizes
-        self.work = work
-        self.peers = PeerSetup()
-        self.results: dict[str, Any] = {}
-        self._seq = 0
+class SqliteBench(Bench):
+    """The workloads on the SQLite store, with the peers interleaved."""
 
-    def fresh(self, label: str) -> Path:
-        """An empty folder for one run."""
-        self._seq += 1
-        path = self.work / f"{self._seq:04d}-{re.sub(r'[^A-Za-z0-9]+', '-', label)}"
-        path.mkdir()
-        return path
+    def __init__(self, args: argparse.Namespace, sizes: Sizes, work: Path) -> None:
+        super().__init__(sizes, work)
+        self.args = args
+        self.peers = PeerSetup()
 
     def systems(self) -> list[Any]:
         """The peers that could be set up, in the order they run in each round."""
@@ -127,9 +106,6 @@ class Bench:
         if self.peers.tsp is not None:
             found.append(TaskSpooler(self.peers.tsp))
         return found if self.args.peers else []
-
-    def clean(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
 
     # W1a -----------------------------------------------------------------
 
@@ -294,40 +270,20 @@ class Bench:
         for label, history in (("empty", 0), ("full", n)):
             path = self.fresh(f"w6-{label}")
             db = path / "q.db"
-            built = timed(lambda d=db, h=history: build_db(d, h))
+            built = timed(lambda d=db, h=history: build_sqlite_history(d, h))
             note(f"W6: built the {label} database ({history:,} finished jobs) in {built:.1f} s")
-            figures[label] = self._w6_measure(path, db)
+            figures[label] = w6_measure(
+                str(db), self.sizes.w6_samples, partial(self._latency, path, db)
+            )
             figures[label]["build_s"] = round(built, 1)
             self.clean(path)
-        ratios = {
-            key: round(figures["full"][key] / figures["empty"][key], 2)
-            for key in figures["full"]
-            if key != "build_s" and figures["empty"].get(key)
-        }
+        ratios = w6_ratio(figures)
         return {"jobs": n, "empty": figures["empty"], "full": figures["full"], "ratio": ratios}
 
-    def _w6_measure(self, path: Path, db: Path) -> dict[str, float]:
-        env = Queuectl.env(db)
-        reps = max(3, self.sizes.w6_samples // 4)
-        status = [timed(lambda: run([QUEUECTL, "status", "--json"], env=env)) for _ in range(reps)]
-        listing = [
-            timed(lambda: run([QUEUECTL, "list", "--state", "pending"], env=env))
-            for _ in range(reps)
-        ]
-        claims = asyncio.run(time_claims(str(db), self.sizes.w6_samples))
+    @staticmethod
+    def _latency(path: Path, db: Path, n: int) -> list[tuple[float, float]]:
         with Queuectl().latency(path, db) as enqueue:
-            lat = latency_summary(latency_samples(enqueue, path, self.sizes.w6_samples))
-        return {
-            "status_ms": round(1000 * median(status), 1),
-            "list_pending_ms": round(1000 * median(listing), 1),
-            "claim_ms": round(1000 * median(claims), 3),
-            "w4_p50_ms": lat["after_return_ms"]["p50"],
-            "w4_p99_ms": lat["after_return_ms"]["p99"],
-        }
-
-
-def note(message: str) -> None:
-    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+            return latency_samples(enqueue, path, n)
 
 
 def import_profile(env: dict[str, str]) -> list[dict[str, Any]]:
@@ -346,36 +302,6 @@ def import_profile(env: dict[str, str]) -> list[dict[str, Any]]:
     return rows[:12]
 
 
-def latency_samples(enqueue: Enqueue, work: Path, n: int) -> list[tuple[float, float]]:
-    """(start - enqueue returned, start - enqueue called) in ms, for ``n`` jobs.
-
-    Each job writes its own start time (``date +%s%N``, CLOCK_REALTIME, the clock of
-    ``time.time_ns``) into a file; the worker is idle before each enqueue.
-    """
-    found = []
-    for i in range(n):
-        out = work / f"start-{i}"
-        before, after = enqueue(f"date +%s%N > {out}")
-        started = int(wait_for_file(out, 30.0))
-        found.append(((started - after) / 1e6, (started - before) / 1e6))
-        time.sleep(random.uniform(0.05, 0.15))
-    return found
-
-
-def latency_summary(values: list[tuple[float, float]]) -> dict[str, Any]:
-    after = [v[0] for v in values]
-    before = [v[1] for v in values]
-
-    def stats(xs: list[float]) -> dict[str, float]:
-        return {
-            "p50": round(percentile(xs, 50), 2),
-            "p99": round(percentile(xs, 99), 2),
-            "max": round(max(xs), 2) if xs else math.nan,
-        }
-
-    return {"samples": len(values), "after_return_ms": stats(after), "from_call_ms": stats(before)}
-
-
 def idle_usage(leaders: list[int], seconds: float) -> dict[str, float]:
     """CPU % (of one core) and RSS of the idle process groups led by ``leaders``."""
     time.sleep(1.0)
@@ -392,47 +318,6 @@ def idle_usage(leaders: list[int], seconds: float) -> dict[str, float]:
         "rss_mib": round(sum(r[0] for r in rss), 1),
         "hwm_mib": round(sum(r[1] for r in rss), 1),
     }
-
-
-def build_db(db: Path, history: int, pending: int = 1000) -> None:
-    """A queuectl database with ``history`` finished jobs (mostly completed, with one
-    attempt each) and ``pending`` jobs due tomorrow, inserted with plain SQL into the
-    schema that ``queuectl`` itself created."""
-    run([QUEUECTL, "status", "--json"], env=Queuectl.env(db))
-    now = time.time_ns() // 1_000_000
-    later = now + 86_400_000
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        conn.execute("PRAGMA synchronous = OFF")
-        with conn:
-            conn.execute(
-                """
-                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :h)
-                INSERT INTO jobs (id, command, state, queue, priority, attempts, max_retries,
-                                  next_run_at, created_at, updated_at, exit_code, claims)
-                SELECT 'old-' || i, 'echo ' || i,
-                       CASE WHEN i % 100 = 0 THEN 'dead'
-                            WHEN i % 100 = 1 THEN 'failed' ELSE 'completed' END,
-                       CASE WHEN i % 10 = 0 THEN 'other' ELSE 'default' END,
-                       0, 1, 3, CASE WHEN i % 100 = 1 THEN :later END,
-                       :now - :h + i, :now - :h + i, 0, 1
-                  FROM n
-                """,
-                {"h": history, "now": now, "later": later},
-            )
-            conn.execute(
-                """
-                INSERT INTO attempts (job_id, attempt, worker_id, started_at, finished_at,
-                                      outcome, exit_code, output, output_size)
-                SELECT id, 1, 'w-old', created_at, created_at + 5, 'completed', 0, X'6F6B0A', 3
-                  FROM jobs WHERE id LIKE 'old-%'
-                """
-            )
-            conn.executemany(
-                "INSERT INTO jobs (id, command, state, max_retries, next_run_at, created_at,"
-                " updated_at) VALUES (?, 'true', 'pending', 3, ?, ?, ?)",
-                [(f"later-{i}", later, now, now) for i in range(pending)],
-            )
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 # Targets and report -------------------------------------------------------------
@@ -652,7 +537,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def setup_peers(bench: Bench, stack: contextlib.ExitStack) -> None:
+def setup_peers(bench: SqliteBench, stack: contextlib.ExitStack) -> None:
     if not bench.args.peers:
         return
     peers = bench.peers
@@ -758,16 +643,13 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": loadavg(),
         }
     }
-    bench = Bench(args, sizes, work)
+    bench = SqliteBench(args, sizes, work)
     try:
         with contextlib.ExitStack() as stack:
             setup_peers(bench, stack)
             results["meta"]["peer_notes"] = bench.peers.notes
             results["meta"]["load"] = {}
-            for name in args.only:
-                note(f"{name} ...")
-                results[name] = getattr(bench, name.lower())()
-                results["meta"]["load"][name] = loadavg()
+            results.update(bench.measure(args.only, results["meta"]["load"]))
             if args.db:
                 results["postgres"] = run_postgres(args, sizes)
     finally:
@@ -784,12 +666,8 @@ def run_postgres(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     note("PostgreSQL (W2, W4, W6) ...")
     return run_all(
         args.db,
-        quick=args.quick,
+        replace(sizes, w2_counts=tuple(c for c in sizes.w2_counts if c <= 4)),
         only=[w for w in args.only if w in ("W2", "W4", "W6")],
-        counts=[c for c in sizes.w2_counts if c <= 4],
-        rounds=sizes.rounds,
-        w6_jobs=sizes.w6_jobs,
-        w2_jobs=sizes.w2_jobs,
         procrastinate=args.peers,
     )
 

@@ -37,6 +37,9 @@ from benchlib import (
     QUEUECTL,
     QUEUECTL_ENQUEUE,
     BenchError,
+    Enqueue,
+    line_enqueuer,
+    queuectl_env,
     run,
     running,
     spawn,
@@ -49,8 +52,6 @@ PEERS_VENV = Path(os.environ.get("QUEUECTL_BENCH_PEERS", "/tmp/bench-peers"))
 PEER_PACKAGES = ("huey", "rq")
 #: task-spooler keeps every queued job's client connected; past ~1000 it stalls.
 TSP_BATCH = 900
-
-Enqueue = Callable[[str], tuple[int, int]]
 
 
 @dataclass
@@ -142,35 +143,6 @@ def redis_server(work: Path, url: str | None = None) -> Iterator[str | None]:
         yield f"redis://127.0.0.1:{port}/0"
 
 
-class LineEnqueuer:
-    """A helper process that enqueues one job per line of stdin and answers with the
-    ``time.time_ns()`` just before and just after the enqueue call returned."""
-
-    def __init__(self, args: list[str | Path], **kwargs: object) -> None:
-        self.proc = spawn(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kwargs)
-
-    def __call__(self, command: str) -> tuple[int, int]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().split()
-        if len(answer) != 2:
-            raise BenchError(f"the enqueue helper died (exit {self.proc.poll()})")
-        return int(answer[0]), int(answer[1])
-
-    def close(self) -> None:
-        stop_group(self.proc)
-
-
-@contextlib.contextmanager
-def line_enqueuer(args: list[str | Path], **kwargs: object) -> Iterator[Enqueue]:
-    helper = LineEnqueuer(args, **kwargs)
-    try:
-        yield helper
-    finally:
-        helper.close()
-
-
 def timed_ns(fn: Callable[[], object]) -> tuple[int, int]:
     before = time.time_ns()
     fn()
@@ -187,10 +159,7 @@ class Queuectl:
 
     @staticmethod
     def env(db: Path) -> dict[str, str]:
-        env = dict(os.environ)
-        env["QUEUECTL_DB"] = str(db)
-        env.pop("QUEUECTL_DEBUG", None)
-        return env
+        return queuectl_env(db)
 
     def enqueue_many(self, db: Path, command: str, n: int) -> None:
         line = json.dumps({"command": command}) + "\n"

@@ -1,114 +1,57 @@
-"""Helpers of ``bench_postgres.py``: processes, PostgreSQL access, the two queuectl stores,
-and the latency probe (W4) that every system shares."""
+"""Helpers of ``bench_postgres.py``: PostgreSQL access and queuectl's two stores seen
+the same way (a target for ``QUEUECTL_DB`` and direct reads). Processes, timing and the
+latency probe come from ``benchlib``, as for ``bench.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
-import random
 import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from benchlib import QUEUECTL_ENQUEUE, BenchError
-
-PY = sys.executable
-QUEUECTL = str(Path(PY).with_name("queuectl"))
-
-
-def note(message: str) -> None:
-    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
-
-
-def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-    kwargs.setdefault("capture_output", "stdout" not in kwargs)
-    kwargs.setdefault("timeout", 600)
-    result = subprocess.run([str(a) for a in args], check=False, **kwargs)
-    if result.returncode != 0:
-        err = (result.stderr or b"")[-2000:].decode(errors="replace")
-        raise BenchError(f"{' '.join(map(str, args[:4]))} exited {result.returncode}: {err}")
-    return result
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def wait_for(
-    predicate: Callable[[], object], timeout: float, what: str, step: float = 0.01
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-@contextlib.contextmanager
-def running(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """A process in its own session, stopped by its process group on the way out."""
-    proc = subprocess.Popen([str(a) for a in args], start_new_session=True, **kwargs)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
+from benchlib import (
+    PY,
+    QUEUECTL,
+    QUEUECTL_ENQUEUE,
+    latency_samples,
+    line_enqueuer,
+    queuectl_env,
+    run,
+    running,
+    timed,
+    wait_for,
+)
 
 # PostgreSQL access (asyncpg, through queuectl's extra) -------------------------------
 
 
-def pg(url: str, sql: str, *args: Any, schema: str | None = None) -> list[Any]:
+def _on(url: str, schema: str | None, call: Callable[[Any], Awaitable[Any]]) -> Any:
+    """``call(connection)`` on a fresh asyncpg connection whose search path is ``schema``."""
     import asyncpg
 
-    async def go() -> list[Any]:
+    async def go() -> Any:
         settings = {"search_path": f'"{schema}"'} if schema else {}
         conn = await asyncpg.connect(url, server_settings=settings, timeout=10)
         try:
-            return list(await conn.fetch(sql, *args))
+            return await call(conn)
         finally:
             await conn.close()
 
     return asyncio.run(go())
 
 
+def pg(url: str, sql: str, *args: Any, schema: str | None = None) -> list[Any]:
+    """The rows of one query."""
+    return list(_on(url, schema, lambda conn: conn.fetch(sql, *args)))
+
+
 def pg_exec(url: str, sql: str, schema: str | None = None) -> None:
-    import asyncpg
-
-    async def go() -> None:
-        settings = {"search_path": f'"{schema}"'} if schema else {}
-        conn = await asyncpg.connect(url, server_settings=settings, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
+    """Run ``sql`` (several statements allowed)."""
+    _on(url, schema, lambda conn: conn.execute(sql))
 
 
 # The stores ----------------------------------------------------------------------------
@@ -129,10 +72,7 @@ class Store:
         pass
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["QUEUECTL_DB"] = self.target()
-        env.pop("QUEUECTL_DEBUG", None)
-        return env
+        return queuectl_env(self.target())
 
     def workers(self) -> int:
         try:
@@ -201,54 +141,8 @@ def queuectl_drain(store: Store, work: Path, n: int, count: int) -> tuple[float,
     return seconds, store.exactly_once(n)
 
 
-class LineEnqueuer:
-    """A helper process that enqueues one command per line and answers two times (ns)."""
-
-    def __init__(self, args: list[str], **kwargs: Any) -> None:
-        self.proc = subprocess.Popen(
-            [str(a) for a in args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-            **kwargs,
-        )
-
-    def __call__(self, command: str) -> tuple[int, int]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise BenchError("the enqueue helper died")
-        before, after = answer.split()
-        return int(before), int(after)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
-def latency_samples(enqueue: Callable[[str], tuple[int, int]], work: Path, n: int) -> list[float]:
-    """Milliseconds from enqueue returning to the command running, for ``n`` jobs."""
-    found = []
-    for i in range(n):
-        out = work / f"start-{i}"
-        _, after = enqueue(f"date +%s%N > {out}.tmp && mv {out}.tmp {out}")
-        wait_for(out.exists, 30, "a job to start", 0.001)
-        found.append((int(out.read_text()) - after) / 1e6)
-        time.sleep(random.uniform(0.05, 0.15))
-    return found
-
-
-def queuectl_latency(store: Store, work: Path, n: int) -> list[float]:
+def queuectl_latency(store: Store, work: Path, n: int) -> list[tuple[float, float]]:
+    """W4's samples (see ``benchlib.latency_samples``) with one idle worker on ``store``."""
     env = store.env()
     run([QUEUECTL, "status", "--json"], env=env)
     with (
@@ -256,8 +150,5 @@ def queuectl_latency(store: Store, work: Path, n: int) -> list[float]:
         running([QUEUECTL, "worker", "start", "--count", "1"], env=env, stdout=log, stderr=log),
     ):
         wait_for(lambda: store.workers() >= 1, 60, "the worker to register", 0.05)
-        enqueue = LineEnqueuer([PY, "-c", QUEUECTL_ENQUEUE, store.target()], env=env)
-        try:
+        with line_enqueuer([PY, "-c", QUEUECTL_ENQUEUE, store.target()], env=env) as enqueue:
             return latency_samples(enqueue, work, n)
-        finally:
-            enqueue.close()

@@ -30,44 +30,49 @@ dependencies.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import secrets
-import shutil
-import sqlite3
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pglib import (
-    PY,
-    QUEUECTL,
-    LineEnqueuer,
     PostgresStore,
     SqliteStore,
     Store,
-    latency_samples,
     make_store,
-    note,
-    percentile,
     pg,
     pg_exec,
     queuectl_drain,
     queuectl_latency,
+)
+from benchlib import (
+    FULL,
+    PY,
+    QUEUECTL,
+    QUICK,
+    Bench,
+    Sizes,
+    build_sqlite_history,
+    latency_samples,
+    latency_summary,
+    line_enqueuer,
+    median,
+    note,
     run,
     running,
     timed,
+    w6_measure,
+    w6_ratio,
     wait_for,
 )
-from benchlib import time_claims
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PROCRASTINATE_VENV = Path(
@@ -182,7 +187,7 @@ class Procrastinate:
             )
         return seconds, self.succeeded() == n
 
-    def latency(self, n: int) -> list[float]:
+    def latency(self, n: int) -> list[tuple[float, float]]:
         env = self.env()
         args = [self.bin(), "--app=benchtasks.app", "worker", "--concurrency", "1"]
         with (
@@ -191,45 +196,21 @@ class Procrastinate:
         ):
             rows = "SELECT count(*) FROM procrastinate_workers"
             wait_for(lambda: pg(self.url, rows, schema=self.schema)[0][0] >= 1, 60, "a worker")
-            enqueue = LineEnqueuer(
-                [str(self.python), "-c", PROCRASTINATE_LINES], env=env, cwd=self.work
-            )
-            try:
+            lines = [str(self.python), "-c", PROCRASTINATE_LINES]
+            with line_enqueuer(lines, env=env, cwd=self.work) as enqueue:
                 return latency_samples(enqueue, self.work, n)
-            finally:
-                enqueue.close()
 
 
 # The workloads -----------------------------------------------------------------------------
 
 
-@dataclass
-class Sizes:
-    rounds: int
-    w2_jobs: int
-    w4_samples: int
-    w6_jobs: int
-    w6_samples: int
+class PostgresBench(Bench):
+    """W2, W4 and W6 on queuectl's two stores (and Procrastinate) against one server."""
 
-
-FULL = Sizes(3, 2000, 60, 1_000_000, 20)
-QUICK = Sizes(1, 300, 10, 20_000, 5)
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace, sizes: Sizes, work: Path) -> None:
-        self.args = args
-        self.sizes = sizes
-        self.work = work
-        self.url: str = args.db
-        self.procrastinate = None if args.no_procrastinate else ensure_procrastinate()
-        self._seq = 0
-
-    def fresh(self, label: str) -> Path:
-        self._seq += 1
-        path = self.work / f"{self._seq:04d}-{label}"
-        path.mkdir()
-        return path
+    def __init__(self, url: str, sizes: Sizes, work: Path, *, procrastinate: bool) -> None:
+        super().__init__(sizes, work)
+        self.url = url
+        self.procrastinate = ensure_procrastinate() if procrastinate else None
 
     def systems(self) -> list[str]:
         return ["sqlite", "postgres"] + (["procrastinate"] if self.procrastinate else [])
@@ -250,13 +231,13 @@ class Bench:
             finally:
                 store.close()
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            self.clean(work)
 
     def w2(self) -> dict[str, Any]:
         n = self.sizes.w2_jobs
         cells: dict[tuple[str, int], list[tuple[float, bool]]] = {}
         for round_no in range(self.sizes.rounds):
-            for count in self.args.counts:
+            for count in self.sizes.w2_counts:
                 for system in self.systems():
                     seconds, once = self.drain_once(system, count)
                     cells.setdefault((system, count), []).append((seconds, once))
@@ -270,7 +251,7 @@ class Bench:
                 "system": system,
                 "count": count,
                 "seconds": [round(s, 3) for s, _ in results],
-                "jobs_per_s": round(n / statistics.median(s for s, _ in results), 1),
+                "jobs_per_s": round(n / median([s for s, _ in results]), 1),
                 "exactly_once": all(once for _, once in results),
             }
             for (system, count), results in cells.items()
@@ -278,18 +259,18 @@ class Bench:
         return {"jobs": n, "command": "true", "runs": runs}
 
     def w4(self) -> dict[str, Any]:
-        samples: dict[str, list[float]] = {}
-        per_round = max(1, self.sizes.w4_samples // self.sizes.rounds)
+        samples: dict[str, list[tuple[float, float]]] = {}
+        per_round = max(1, -(-self.sizes.w4_samples // self.sizes.rounds))
         for _ in range(self.sizes.rounds):
             for system in self.systems():
                 work = self.fresh(f"w4-{system}")
                 try:
                     samples.setdefault(system, []).extend(self._latency(system, work, per_round))
                 finally:
-                    shutil.rmtree(work, ignore_errors=True)
-        return {name: summary(values) for name, values in samples.items()}
+                    self.clean(work)
+        return {name: latency_summary(values) for name, values in samples.items()}
 
-    def _latency(self, system: str, work: Path, n: int) -> list[float]:
+    def _latency(self, system: str, work: Path, n: int) -> list[tuple[float, float]]:
         if system == "procrastinate":
             assert self.procrastinate is not None
             peer = Procrastinate(self.procrastinate, self.url, work)
@@ -315,42 +296,21 @@ class Bench:
                     note(
                         f"W6 {system}: built the {label} store ({history:,} jobs) in {built:.1f} s"
                     )
-                    figures[label] = w6_measure(store, work, self.sizes.w6_samples)
+                    figures[label] = w6_measure(
+                        store.target(),
+                        self.sizes.w6_samples,
+                        partial(queuectl_latency, store, work),
+                    )
                     figures[label]["build_s"] = round(built, 1)
                     note(f"W6 {system} {label}: {figures[label]}")
                 finally:
                     store.close()
-                    shutil.rmtree(work, ignore_errors=True)
-            ratio = {
-                k: round(figures["full"][k] / figures["empty"][k], 2)
-                for k in figures["full"]
-                if k != "build_s" and figures["empty"].get(k)
-            }
-            found[system] = {**figures, "ratio": ratio}
+                    self.clean(work)
+            found[system] = {**figures, "ratio": w6_ratio(figures)}
         return {"jobs": self.sizes.w6_jobs, **found}
 
 
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "samples": len(values),
-        "p50_ms": round(percentile(values, 50), 2),
-        "p90_ms": round(percentile(values, 90), 2),
-        "p99_ms": round(percentile(values, 99), 2),
-        "max_ms": round(max(values), 2) if values else None,
-    }
-
-
-W6_SQLITE = """
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :h)
-INSERT INTO jobs (id, command, state, queue, priority, attempts, max_retries,
-                  next_run_at, created_at, updated_at, exit_code, claims)
-SELECT 'old-' || i, 'echo ' || i,
-       CASE WHEN i % 100 = 0 THEN 'dead' WHEN i % 100 = 1 THEN 'failed' ELSE 'completed' END,
-       CASE WHEN i % 10 = 0 THEN 'other' ELSE 'default' END,
-       0, 1, 3, CASE WHEN i % 100 = 1 THEN :later END, :now - :h + i, :now - :h + i, 0, 1
-  FROM n
-"""
-
+#: ``benchlib.W6_SQLITE``'s history, and the pending jobs, in PostgreSQL's dialect.
 W6_POSTGRES = """
 INSERT INTO jobs (id, command, state, queue, priority, attempts, max_retries,
                   next_run_at, created_at, updated_at, exit_code, claims)
@@ -383,40 +343,7 @@ def build_w6(store: Store, history: int, pending: int = 1000) -> None:
             pg_exec(store.url, f"VACUUM ANALYZE {table}", schema=store.schema)
         return
     assert isinstance(store, SqliteStore)
-    with contextlib.closing(sqlite3.connect(store.path)) as conn:
-        conn.execute("PRAGMA synchronous = OFF")
-        with conn:
-            conn.execute(W6_SQLITE, {"h": history, "now": now, "later": later})
-            conn.execute(
-                "INSERT INTO attempts (job_id, attempt, worker_id, started_at, finished_at,"
-                " outcome, exit_code, output, output_size)"
-                " SELECT id, 1, 'w-old', created_at, created_at + 5, 'completed', 0, X'6F6B0A', 3"
-                " FROM jobs WHERE id LIKE 'old-%'"
-            )
-            conn.executemany(
-                "INSERT INTO jobs (id, command, state, max_retries, next_run_at, created_at,"
-                " updated_at) VALUES (?, 'true', 'pending', 3, ?, ?, ?)",
-                [(f"later-{i}", later, now, now) for i in range(pending)],
-            )
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-def w6_measure(store: Store, work: Path, samples: int) -> dict[str, float]:
-    env = store.env()
-    reps = max(3, samples // 4)
-    status = [timed(lambda: run([QUEUECTL, "status", "--json"], env=env)) for _ in range(reps)]
-    listing = [
-        timed(lambda: run([QUEUECTL, "list", "--state", "pending"], env=env)) for _ in range(reps)
-    ]
-    claims = asyncio.run(time_claims(store.target(), samples))
-    lat = summary(queuectl_latency(store, work, samples))
-    return {
-        "status_ms": round(1000 * statistics.median(status), 1),
-        "list_pending_ms": round(1000 * statistics.median(listing), 1),
-        "claim_ms": round(1000 * statistics.median(claims), 3),
-        "w4_p50_ms": lat["p50_ms"],
-        "w4_p99_ms": lat["p99_ms"],
-    }
+    build_sqlite_history(store.path, history, pending)
 
 
 # Report ---------------------------------------------------------------------------------
@@ -456,9 +383,10 @@ def report(results: dict[str, Any]) -> str:
     if w4:
         lines.append("W4: enqueue return -> command start, ms")
         for name, s in w4.items():
+            # Runs saved before the scripts shared one summary named the keys p50_ms, ...
+            a = s.get("after_return_ms") or {k: s[f"{k}_ms"] for k in ("p50", "p99", "max")}
             lines.append(
-                f"  {name:<14} p50 {s['p50_ms']:7.2f}  p90 {s['p90_ms']:7.2f}"
-                f"  p99 {s['p99_ms']:7.2f}"
+                f"  {name:<14} p50 {a['p50']:7.2f}  p99 {a['p99']:7.2f}  max {a['max']:7.2f}"
             )
     w6 = results.get("W6")
     if w6:
@@ -473,38 +401,23 @@ def report(results: dict[str, Any]) -> str:
 
 def run_all(
     url: str,
+    sizes: Sizes,
     *,
-    quick: bool = False,
     only: list[str] | None = None,
-    counts: list[int] | None = None,
-    rounds: int | None = None,
-    w6_jobs: int | None = None,
-    w2_jobs: int | None = None,
     procrastinate: bool = True,
 ) -> dict[str, Any]:
     """Run the workloads; what ``scripts/bench.py --db URL`` calls, too."""
-    args = argparse.Namespace(db=url, counts=counts or [1, 4], no_procrastinate=not procrastinate)
-    sizes = QUICK if quick else FULL
-    if rounds:
-        sizes.rounds = rounds
-    if w6_jobs:
-        sizes.w6_jobs = w6_jobs
-    if w2_jobs:
-        sizes.w2_jobs = w2_jobs
     here = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="queuectl-bench-pg-") as tmp:
         # Helpers run `python -c`, which imports from the current folder first.
         os.chdir(tmp)
         try:
-            bench = Bench(args, sizes, Path(tmp))
+            bench = PostgresBench(url, sizes, Path(tmp), procrastinate=procrastinate)
             results: dict[str, Any] = {
                 "server": pg(url, "SELECT version()")[0][0],
                 "loadavg_before": os.getloadavg(),
             }
-            for work in only or ["W2", "W4", "W6"]:
-                started = time.monotonic()
-                results[work] = getattr(bench, work.lower())()
-                note(f"{work} done in {time.monotonic() - started:.0f} s")
+            results.update(bench.measure(only or ["W2", "W4", "W6"]))
             results["loadavg_after"] = os.getloadavg()
         finally:
             os.chdir(here)
@@ -522,13 +435,17 @@ def main() -> int:
     parser.add_argument("--no-procrastinate", action="store_true")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    sizes = replace(
+        QUICK if args.quick else FULL, w2_counts=tuple(int(c) for c in args.counts.split(","))
+    )
+    if args.rounds:
+        sizes = replace(sizes, rounds=args.rounds)
+    if args.w6_jobs:
+        sizes = replace(sizes, w6_jobs=args.w6_jobs)
     results = run_all(
         args.db,
-        quick=args.quick,
+        sizes,
         only=[w.strip() for w in args.only.split(",") if w.strip()],
-        counts=[int(c) for c in args.counts.split(",")],
-        rounds=args.rounds,
-        w6_jobs=args.w6_jobs,
         procrastinate=not args.no_procrastinate,
     )
     if args.json:

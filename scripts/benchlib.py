@@ -1,14 +1,21 @@
-"""Plumbing shared by ``bench.py`` and its peer drivers: processes, timing, the machine.
+"""What every benchmark script shares: processes, timing, the machine, the sizes of a
+run, the one percentile and latency summary, and the workloads' common steps.
 
-Every process the benchmark starts leads its own session and is stopped by its
-process group id (never by name), also when a run fails or times out.
+``bench.py`` (SQLite and the peers) and ``bench_postgres.py`` (PostgreSQL beside SQLite)
+both build on this module, so their figures are computed the same way and can be set
+side by side. Every process the benchmark starts leads its own session and is stopped
+by its process group id (never by name), also when a run fails or times out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
+import random
+import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -16,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +44,87 @@ def loadavg() -> list[float]:
         return [float("nan")] * 3
 
 
+def note(message: str) -> None:
+    """A progress line on stderr (stdout carries the report)."""
+    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100): p99 of 50 samples is the largest but one."""
+    """The ``q``-th percentile (0..100), interpolated linearly between the two nearest
+    ranks (NumPy's default): with few samples a nearest-rank p99 is just the maximum,
+    which says nothing a ``max`` column does not. Every script's latencies use this."""
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return float(ordered[int(rank) - 1])
+    k = (len(ordered) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo))
+
+
+def latency_stats(values: Sequence[float]) -> dict[str, float]:
+    """p50, p99 and max of latencies in ms: the one shape every latency figure takes."""
+    return {
+        "p50": round(percentile(values, 50), 2),
+        "p99": round(percentile(values, 99), 2),
+        "max": round(max(values), 2) if values else float("nan"),
+    }
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big one run is; ``FULL`` and ``QUICK`` serve every script."""
+
+    rounds: int
+    w1a_runs: int
+    w1b_jobs: int
+    w2_jobs: int
+    w2_counts: tuple[int, ...]
+    w3_jobs: int
+    w4_samples: int
+    w5_seconds: float
+    w6_jobs: int
+    w6_samples: int
+
+
+FULL = Sizes(3, 21, 100_000, 2_000, (1, 4, 16), 200, 50, 10.0, 1_000_000, 20)
+QUICK = Sizes(1, 3, 2_000, 60, (1, 4), 16, 5, 1.0, 20_000, 3)
+
+
+class Bench:
+    """One run of some workloads: its sizes, its scratch folder, and a fresh empty
+    folder per measurement. A subclass has one method per workload (``w2`` for W2)."""
+
+    def __init__(self, sizes: Sizes, work: Path) -> None:
+        self.sizes = sizes
+        self.work = work
+        self._seq = 0
+
+    def fresh(self, label: str) -> Path:
+        """An empty folder for one run."""
+        self._seq += 1
+        path = self.work / f"{self._seq:04d}-{re.sub(r'[^A-Za-z0-9]+', '-', label)}"
+        path.mkdir()
+        return path
+
+    def clean(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def measure(self, only: Sequence[str], load: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Each workload of ``only`` in turn; ``load`` gets the load average after each."""
+        found: dict[str, Any] = {}
+        for name in only:
+            note(f"{name} ...")
+            started = time.monotonic()
+            found[name] = getattr(self, name.lower())()
+            note(f"{name} done in {time.monotonic() - started:.0f} s")
+            if load is not None:
+                load[name] = loadavg()
+        return found
 
 
 def stop_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
@@ -120,7 +198,9 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.01) -> None:
+def wait_for(
+    predicate: Callable[[], object], timeout: float, what: str, step: float = 0.01
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -255,3 +335,140 @@ async def time_claims(target: str, n: int) -> list[float]:
     finally:
         await backend.aclose()
     return found
+
+
+#: Enqueues one command and answers ``time.time_ns()`` just before and just after.
+Enqueue = Callable[[str], tuple[int, int]]
+
+
+class LineEnqueuer:
+    """A helper process that enqueues one job per line of stdin and answers with the
+    ``time.time_ns()`` just before and just after the enqueue call returned."""
+
+    def __init__(self, args: Sequence[str | os.PathLike[str]], **kwargs: Any) -> None:
+        self.proc = spawn(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kwargs)
+
+    def __call__(self, command: str) -> tuple[int, int]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().split()
+        if len(answer) != 2:
+            raise BenchError(f"the enqueue helper died (exit {self.proc.poll()})")
+        return int(answer[0]), int(answer[1])
+
+    def close(self) -> None:
+        stop_group(self.proc)
+
+
+@contextlib.contextmanager
+def line_enqueuer(args: Sequence[str | os.PathLike[str]], **kwargs: Any) -> Iterator[Enqueue]:
+    helper = LineEnqueuer(args, **kwargs)
+    try:
+        yield helper
+    finally:
+        helper.close()
+
+
+def latency_samples(enqueue: Enqueue, work: Path, n: int) -> list[tuple[float, float]]:
+    """(start - enqueue returned, start - enqueue called) in ms, for ``n`` jobs.
+
+    Each job writes its own start time (``date +%s%N``, CLOCK_REALTIME, the clock of
+    ``time.time_ns``) into a file; the worker is idle before each enqueue.
+    """
+    found = []
+    for i in range(n):
+        out = work / f"start-{i}"
+        before, after = enqueue(f"date +%s%N > {out}")
+        started = int(wait_for_file(out, 30.0))
+        found.append(((started - after) / 1e6, (started - before) / 1e6))
+        time.sleep(random.uniform(0.05, 0.15))
+    return found
+
+
+def latency_summary(values: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """W4's figure for one system, from :func:`latency_samples`."""
+    return {
+        "samples": len(values),
+        "after_return_ms": latency_stats([v[0] for v in values]),
+        "from_call_ms": latency_stats([v[1] for v in values]),
+    }
+
+
+#: W6's history: finished jobs (1 in 100 dead, 1 in 100 failed and due tomorrow, the
+#: rest completed; 1 in 10 on queue ``other``), one attempt each; then pending jobs due
+#: tomorrow. Plain SQL into the schema queuectl itself created; the PostgreSQL twin is in
+#: ``bench_pglib``.
+W6_SQLITE = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :h)
+INSERT INTO jobs (id, command, state, queue, priority, attempts, max_retries,
+                  next_run_at, created_at, updated_at, exit_code, claims)
+SELECT 'old-' || i, 'echo ' || i,
+       CASE WHEN i % 100 = 0 THEN 'dead' WHEN i % 100 = 1 THEN 'failed' ELSE 'completed' END,
+       CASE WHEN i % 10 = 0 THEN 'other' ELSE 'default' END,
+       0, 1, 3, CASE WHEN i % 100 = 1 THEN :later END, :now - :h + i, :now - :h + i, 0, 1
+  FROM n
+"""
+
+
+def queuectl_env(target: str | os.PathLike[str]) -> dict[str, str]:
+    """This process's environment with ``QUEUECTL_DB`` set to ``target``."""
+    env = dict(os.environ)
+    env["QUEUECTL_DB"] = str(target)
+    env.pop("QUEUECTL_DEBUG", None)
+    return env
+
+
+def build_sqlite_history(db: Path, history: int, pending: int = 1000) -> None:
+    """A queuectl SQLite database with ``history`` finished jobs and ``pending`` jobs due
+    tomorrow (see ``W6_SQLITE``)."""
+    run([QUEUECTL, "status", "--json"], env=queuectl_env(db))
+    now = time.time_ns() // 1_000_000
+    later = now + 86_400_000
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA synchronous = OFF")
+        with conn:
+            conn.execute(W6_SQLITE, {"h": history, "now": now, "later": later})
+            conn.execute(
+                "INSERT INTO attempts (job_id, attempt, worker_id, started_at, finished_at,"
+                " outcome, exit_code, output, output_size)"
+                " SELECT id, 1, 'w-old', created_at, created_at + 5, 'completed', 0, X'6F6B0A', 3"
+                " FROM jobs WHERE id LIKE 'old-%'"
+            )
+            conn.executemany(
+                "INSERT INTO jobs (id, command, state, max_retries, next_run_at, created_at,"
+                " updated_at) VALUES (?, 'true', 'pending', 3, ?, ?, ?)",
+                [(f"later-{i}", later, now, now) for i in range(pending)],
+            )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def w6_measure(
+    target: str, samples: int, latency: Callable[[int], Sequence[tuple[float, float]]]
+) -> dict[str, float]:
+    """W6's figures on the store at ``target``: ``status``, ``list --state pending``, one
+    claim, and W4 through ``latency(n)`` (which returns :func:`latency_samples`)."""
+    env = queuectl_env(target)
+    reps = max(3, samples // 4)
+    status = [timed(lambda: run([QUEUECTL, "status", "--json"], env=env)) for _ in range(reps)]
+    listing = [
+        timed(lambda: run([QUEUECTL, "list", "--state", "pending"], env=env)) for _ in range(reps)
+    ]
+    claims = asyncio.run(time_claims(target, samples))
+    lat = latency_summary(latency(samples))
+    return {
+        "status_ms": round(1000 * median(status), 1),
+        "list_pending_ms": round(1000 * median(listing), 1),
+        "claim_ms": round(1000 * median(claims), 3),
+        "w4_p50_ms": lat["after_return_ms"]["p50"],
+        "w4_p99_ms": lat["after_return_ms"]["p99"],
+    }
+
+
+def w6_ratio(figures: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each W6 figure of the full store over the empty one's."""
+    return {
+        key: round(figures["full"][key] / figures["empty"][key], 2)
+        for key in figures["full"]
+        if key != "build_s" and figures["empty"].get(key)
+    }
