@@ -21,43 +21,34 @@ import json
 import os
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-QUEUECTL = str(Path(sys.executable).with_name("queuectl"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _env(db: Path) -> dict[str, str]:
-    return {**os.environ, "QUEUECTL_DB": str(db)}
+from benchlib import QUEUECTL, median, queuectl_env, run, spawn, stop_group, wait_for
 
 
 def _cli(db: Path, *args: str) -> str:
-    return subprocess.run(
-        [QUEUECTL, *args], env=_env(db), capture_output=True, text=True, check=True
-    ).stdout
+    return run([QUEUECTL, *args], env=queuectl_env(db), timeout=60).stdout.decode()
 
 
-def _worker(db: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def _worker(db: Path) -> subprocess.Popen[Any]:
+    return spawn(
         [QUEUECTL, "worker", "start"],
-        env=_env(db),
-        stdin=subprocess.DEVNULL,
+        env=queuectl_env(db),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
 
 
-def _wait(predicate, timeout: float = 60.0, interval: float = 0.005) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(interval)
+def _wait(predicate: Callable[[], object], what: str) -> None:
+    wait_for(predicate, 60.0, what, step=0.005)
 
 
 def _recovered(db: Path) -> bool:
@@ -77,24 +68,25 @@ def one_run(mode: str) -> tuple[float, float]:
         _cli(db, "enqueue", json.dumps({"id": "probe", "command": command}))
         procs = [_worker(db)]
         try:
-            _wait(lambda: (folder / "pid.1").exists())
+            _wait((folder / "pid.1").exists, "the job to start")
             if mode == "peer":
                 procs.append(_worker(db))
-                _wait(lambda: len(json.loads(_cli(db, "worker", "list", "--json"))) == 2)
+                _wait(
+                    lambda: len(json.loads(_cli(db, "worker", "list", "--json"))) == 2,
+                    "the second worker",
+                )
             procs[0].send_signal(signal.SIGKILL)
             killed = time.monotonic()
             procs[0].wait()
             if mode == "restart":
                 procs.append(_worker(db))
-            _wait(lambda: _recovered(db))
+            _wait(lambda: _recovered(db), "the job to be recovered")
             recovered = time.monotonic() - killed
-            _wait(lambda: (folder / "pid.2").exists())
+            _wait((folder / "pid.2").exists, "the job to run again")
             rerun = time.monotonic() - killed
         finally:
             for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                stop_group(proc)
             for pid_file in folder.glob("pid.*"):
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid_file.read_text()), signal.SIGKILL)
@@ -114,7 +106,7 @@ def main() -> None:
             ("kill -9 -> running again", [r[1] for r in results]),
         ):
             print(
-                f"{mode:8} {label:26} median {statistics.median(values):6.2f} s"
+                f"{mode:8} {label:26} median {median(values):6.2f} s"
                 f"  (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
             )
 
