@@ -397,8 +397,8 @@ def latency_summary(values: Sequence[tuple[float, float]]) -> dict[str, Any]:
 
 #: W6's history: finished jobs (1 in 100 dead, 1 in 100 failed and due tomorrow, the
 #: rest completed; 1 in 10 on queue ``other``), one attempt each; then pending jobs due
-#: tomorrow. Plain SQL into the schema queuectl itself created; the PostgreSQL twin is in
-#: ``bench_pglib``.
+#: tomorrow. Plain SQL into the schema queuectl itself created; the PostgreSQL twin is
+#: ``bench_postgres.W6_POSTGRES``.
 W6_SQLITE = """
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :h)
 INSERT INTO jobs (id, command, state, queue, priority, attempts, max_retries,
