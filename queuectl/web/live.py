@@ -79,7 +79,7 @@ class Hub:
         self._subscribers.add(inbox)
         if not self.running:
             self._task = asyncio.create_task(self._poll(), name="queuectl-web-poller")
-        else:
+        elif self.snapshot is not None or self.error is not None:
             inbox.put_nowait(self.message())
         try:
             yield inbox
