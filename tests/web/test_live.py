@@ -19,7 +19,7 @@ async def test_twenty_pages_share_one_poller(queue: Queue) -> None:
         assert '"generation": 1' in first
         await asyncio.sleep(1.0)
         reads = hub.reads
-        # About ten polls in a second, whatever the number of pages (not 20 × 10).
+        # About ten polls in a second, whatever the number of pages (not 20 times 10).
         assert 5 <= reads <= 13, reads
         await queue.enqueue({"id": "new", "command": "true"})
         await asyncio.gather(*(asyncio.wait_for(until_pending(i), 5) for i in inboxes))

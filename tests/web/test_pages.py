@@ -14,7 +14,6 @@ from queuectl.exceptions import BackendError
 from queuectl.models import JobState
 from queuectl.queue import Queue
 from tests.helpers import cli_json, run_cli, run_worker
-from tests.web.conftest import ClientFactory
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,7 +67,7 @@ async def test_finished_job_shows_each_attempt_and_its_output(
     assert run_worker(db).returncode == 0
     page = (await client.get("/jobs/twice")).text
     assert headers_of(page) == ["#", "STARTED", "DURATION", "RESULT", "ERROR", "WORKER", "OUTPUT"]
-    assert page.count("result-failed\">exit 3<") == 2
+    assert page.count('result-failed">exit 3<') == 2
     assert "try 1" in page and "try 2" in page
     assert "Attempt 2: output" in page
     assert 'class="state state-dead"' in page
@@ -183,11 +182,11 @@ async def test_a_store_that_goes_away_is_a_503_page_then_recovers(
     assert (await client.get("/")).status_code == 200
 
 
-async def test_output_is_text_never_html(
-    db: str, queue: Queue, client: httpx.AsyncClient
-) -> None:
+async def test_output_is_text_never_html(db: str, queue: Queue, client: httpx.AsyncClient) -> None:
     evil = "<script>alert(1)</script>"
-    await queue.enqueue({"id": "x<b>", "command": f"echo '{evil}'; echo '<img src=x onerror=alert(2)>'"})
+    await queue.enqueue(
+        {"id": "x<b>", "command": f"echo '{evil}'; echo '<img src=x onerror=alert(2)>'"}
+    )
     assert run_worker(db).returncode == 0
     for path in ("/jobs", "/jobs/x%3Cb%3E", "/?q=<script>", "/jobs?q=%3Cscript%3E"):
         page = (await client.get(path)).text
