@@ -135,10 +135,16 @@ def worker_row(w: WorkerInfo, now: int) -> dict[str, object]:
 
 
 def workers_line(workers: list[WorkerInfo]) -> str:
-    """``workers: 3 (in 2 processes)``, as ``queuectl status`` ends."""
+    """``workers: 3 (in 2 processes)``, as ``queuectl status`` ends (hosts when several)."""
     processes = len(workers)
     coroutines = sum(w.count for w in workers)
-    return f"workers: {coroutines} (in {processes} process{'es' if processes != 1 else ''})"
+    line = f"workers: {coroutines} (in {processes} process{'es' if processes != 1 else ''})"
+    hosts: dict[str, int] = {}
+    for w in sorted(workers, key=lambda w: w.host):
+        hosts[w.host] = hosts.get(w.host, 0) + w.count
+    if len(hosts) > 1:
+        line += "; by host: " + ", ".join(f"{host} {n}" for host, n in hosts.items())
+    return line
 
 
 def redact(record: JobRecord) -> JobRecord:
