@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import asyncclick as click
@@ -94,7 +94,7 @@ async def web(app: App, host: str, port: int, token: str | None, read_only: bool
     mode = ", read-only" if read_only else ""
     click.echo(f"queuectl web: {url}{note}{mode}; Ctrl-C to stop", err=False)
     sys.stdout.flush()
-    await _QuietServer(config).serve(sockets=[sock])
+    await _QuietServer(config, on_stop=site.state.web.hub.close).serve(sockets=[sock])
     click.echo("queuectl web: stopped", err=True)
 
 
@@ -131,9 +131,10 @@ class _QuietServer:
     stop request is the normal end of ``web``.
     """
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, *, on_stop: Callable[[], None]) -> None:
         import uvicorn
 
+        self.on_stop = on_stop
         server = uvicorn.Server(config)
         server.capture_signals = self._signals  # type: ignore[method-assign]
         self.server = server
@@ -147,6 +148,7 @@ class _QuietServer:
             if self.server.should_exit:
                 self.server.force_exit = True
             self.server.should_exit = True
+            self.on_stop()  # open pages' streams end, so they do not hold the stop up
 
         for sig in handled:
             loop.add_signal_handler(sig, stop)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two reads of the snapshot while a page is open.
 POLL_S = 1.0
+#: The event that tells a page's stream to end (the server is stopping).
+CLOSE = "close"
 #: Rendered fragments kept for the current generation.
 _CACHE_SIZE = 64
 
@@ -67,6 +69,12 @@ class Hub:
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._cache: OrderedDict[tuple[int, str], asyncio.Future[bytes]] = OrderedDict()
+        #: Set when the server stops: every open stream ends, so none holds it up.
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        self.closing.set()
+        self._publish(CLOSE)
 
     @property
     def running(self) -> bool:

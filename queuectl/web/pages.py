@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +24,7 @@ from queuectl.models import JobState
 from queuectl.queue import cut_notice
 from queuectl.web import chart, words
 from queuectl.web.app import BadRequest, web_of
-from queuectl.web.live import read_snapshot
+from queuectl.web.live import CLOSE, read_snapshot
 
 #: Jobs per page of the jobs and dead-letter lists.
 PAGE_SIZE = 50
@@ -195,39 +196,65 @@ async def events(request: Request) -> Response:
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if message == CLOSE or hub.closing.is_set():
+                    return
                 yield _sse(message)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_STREAM_HEADERS)
 
 
 async def output_stream(request: Request) -> Response:
-    """A running attempt's output as ``logs --follow`` prints it, as text events."""
+    """A running attempt's output as ``logs --follow`` prints it, as text events.
+
+    The follow runs as its own task feeding a queue, so a notice ("waiting for it
+    to start") reaches the page at once, and a stopping server ends the stream
+    however long the attempt still runs.
+    """
     web = web_of(request)
     job_id = request.path_params["job_id"]
     await web.queue.get(job_id)
     attempt = request.query_params.get("attempt")
     number = int(attempt) if attempt and attempt.isdigit() else None
+    events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    async def follow() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        say = functools.partial(_put, events, "notice")
+        try:
+            async for chunk in web.queue.follow(job_id, number, notice=say):
+                events.put_nowait(("message", decoder.decode(chunk)))
+            events.put_nowait(("message", decoder.decode(b"", final=True)))
+        except QueueCtlError as exc:
+            events.put_nowait(("notice", str(exc)))
+        events.put_nowait(("end", "{}"))
 
     async def stream() -> AsyncIterator[str]:
-        notices: list[str] = []
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        task = asyncio.create_task(follow())
+        closing = asyncio.ensure_future(web.hub.closing.wait())
         try:
-            async for chunk in web.queue.follow(job_id, number, notice=notices.append):
-                while notices:
-                    yield _sse(json.dumps(notices.pop(0)), "notice")
-                text = decoder.decode(chunk)
+            while True:
+                step = asyncio.ensure_future(events.get())
+                await asyncio.wait({step, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    return
+                kind, text = step.result()
+                if kind == "end":
+                    yield _sse(text, "end")
+                    return
                 if text:
-                    yield _sse(json.dumps(text))
-            rest = decoder.decode(b"", final=True)
-            if rest:
-                yield _sse(json.dumps(rest))
-            for note in notices:
-                yield _sse(json.dumps(note), "notice")
-        except QueueCtlError as exc:
-            yield _sse(json.dumps(str(exc)), "notice")
-        yield _sse("{}", "end")
+                    yield _sse(json.dumps(text), None if kind == "message" else kind)
+        finally:
+            closing.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+
+def _put(events: asyncio.Queue[tuple[str, str]], kind: str, text: str) -> None:
+    events.put_nowait((kind, text))
 
 
 _STREAM_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}

@@ -66,6 +66,11 @@ def test_the_event_stream_tells_of_a_new_job_within_two_seconds(db: str, web_pro
             if line.startswith("data:") and json.loads(line[5:])["jobs"]["pending"] == 1:
                 break
         assert time.monotonic() - enqueued < 2.5
+        # An open page does not keep the server from stopping.
+        stopping = time.monotonic()
+        code, err = web.stop()
+        assert code == 0 and "Traceback" not in err, err
+        assert time.monotonic() - stopping < 10
 
 
 def test_a_running_attempts_output_streams_as_it_is_written(
@@ -96,3 +101,18 @@ def test_a_running_attempts_output_streams_as_it_is_written(
         assert "".join(texts) == "first\nsecond\n"
         assert notices in ([], ["job slow is pending; waiting for it to start"])
         wait_for(lambda: "completed" in run_cli(db, "show", "slow").stdout)
+
+
+@pytest.mark.sqlite_only
+def test_a_waiting_output_stream_does_not_hold_up_a_stop(db: str, web_process) -> None:
+    assert run_cli(db, "enqueue", "-c", "true", "--id", "never-runs").returncode == 0
+    web: WebProcess = web_process(db)
+    with httpx.stream("GET", f"{web.url}/jobs/never-runs/stream", timeout=10) as stream:
+        lines = stream.iter_lines()
+        assert next(line for line in lines if line.startswith("data:")) == (
+            'data: "job never-runs is pending; waiting for it to start"'
+        )
+        stopping = time.monotonic()
+        code, err = web.stop()
+    assert code == 0 and "Traceback" not in err and "ERROR" not in err, err
+    assert time.monotonic() - stopping < 10
