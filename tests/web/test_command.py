@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import WorkerProcess, assert_error, run_cli, wait_for
+from tests.helpers import QUEUECTL, WorkerProcess, assert_error, cli_env, run_cli, wait_for
 from tests.web.conftest import WebProcess, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -116,3 +117,23 @@ def test_a_waiting_output_stream_does_not_hold_up_a_stop(db: str, web_process) -
         code, err = web.stop()
     assert code == 0 and "Traceback" not in err and "ERROR" not in err, err
     assert time.monotonic() - stopping < 10
+
+
+@pytest.mark.sqlite_only
+def test_other_commands_do_not_import_the_web_stack(db: str) -> None:
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('starlette', 'uvicorn', 'jinja2', 'prometheus_client')\n"
+        "atexit.register(lambda: sys.stderr.write('WEB=%s\\n' % sorted("
+        "m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+        "from queuectl.cli import main\n"
+        "main(['enqueue', '-c', 'true'])\n"
+    )
+    result = subprocess.run(
+        [str(Path(QUEUECTL).with_name("python")), "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(db),
+        timeout=120,
+    )
+    assert "WEB=[]" in result.stderr, result.stderr
