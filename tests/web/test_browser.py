@@ -164,3 +164,5 @@ def test_screenshots_for_the_readme(web_process: Any, page: Any) -> None:
     page.screenshot(path=str(DOCS / "web-job.png"), full_page=True)
     for name in ("web-overview.png", "web-job.png"):
         assert (DOCS / name).stat().st_size < 150_000
+    web.stop()
+    shutil.rmtree(folder, ignore_errors=True)

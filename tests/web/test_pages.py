@@ -196,3 +196,24 @@ async def test_output_is_text_never_html(db: str, queue: Queue, client: httpx.As
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
     assert "x&lt;b&gt;" in page
+
+
+async def test_an_unexpected_failure_is_a_500_page_and_one_log_line(
+    queue: Queue,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken() -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queue, "live_workers", broken)
+    page = await client.get("/workers")
+    assert page.status_code == 500
+    assert "Error: internal error; the server&#39;s log says more" in page.text
+    assert "boom" not in page.text and "Traceback" not in page.text
+    api = await client.get("/api/status")
+    assert api.status_code == 500 and api.json() == {
+        "error": "internal error; the server's log says more"
+    }
+    assert "GET /workers: RuntimeError: boom" in caplog.text
