@@ -56,6 +56,7 @@ from queuectl.backends.sqlite_conn import (
     translate,
 )
 from queuectl.backends.sqlite_live import LiveViewReads
+from queuectl.backends.web_reads import SqliteWebReads
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -89,7 +90,7 @@ _ENQUEUE_CHUNK = 2000
 _REQUEUE_BATCH = 500
 
 
-class SqliteBackend(LiveViewReads):
+class SqliteBackend(LiveViewReads, SqliteWebReads):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"

@@ -25,6 +25,7 @@ from queuectl.cli.app import (
     stderr_is_terminal,
 )
 from queuectl.cli.config import config
+from queuectl.cli.web import web
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
@@ -372,6 +373,7 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
 
 cli.add_command(worker)
 cli.add_command(config)
+cli.add_command(web)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
