@@ -28,12 +28,18 @@ import time
 from dataclasses import dataclass, replace
 
 from queuectl import procs
-from queuectl.backends import Backend, open_backend
+from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
 from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
+from queuectl.leases import (
+    REMOVED_AFTER_LEASES,
+    fence_after_s,
+    heartbeat_interval_s,
+    worker_is_live,
+)
 from queuectl.models import (
     Claim,
     ExecutionResult,
@@ -183,7 +189,7 @@ class Worker:
     def _on_wake(self, message: bytes) -> None:
         if self._pump is not None:
             self._pump.arm()
-        if message == b"s":
+        if message == wakeup.STOP:
             # A stop request: read it now rather than at the next heartbeat.
             self._beat_now.set()
 
@@ -340,7 +346,7 @@ class Worker:
             )
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.config.lease / 3
+        interval = heartbeat_interval_s(self.config.lease)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
@@ -388,7 +394,7 @@ class Worker:
 
     def _fence_if_stale(self) -> None:
         """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
-        if time.monotonic() - self._last_heartbeat < self.config.lease * 0.8:
+        if time.monotonic() - self._last_heartbeat < fence_after_s(self.config.lease):
             return
         for key, execution in list(self._running.items()):
             log.error("%s: store unreachable for most of a lease; killing its command", key[0])
@@ -406,15 +412,12 @@ class Worker:
 
     async def _recover(self) -> list[LostAttempt]:
         now = self.clock()
-        stale_ms = seconds_to_ms(self.config.lease) * 3
+        lease_ms = seconds_to_ms(self.config.lease)
         dead = [
             w.id
             for w in await self.backend.list_workers()
             if w.id != self.id
-            and (
-                (procs.is_local(w.host, w.proc_start) and not procs.is_alive(w.pid, w.proc_start))
-                or w.heartbeat_at < now - stale_ms
-            )
+            and not worker_is_live(w, now=now, lease_ms=lease_ms, leases=REMOVED_AFTER_LEASES)
         ]
         lost = await self.backend.recover(now=now, dead_workers=dead, on_lost=_kill_orphan)
         for item in lost:

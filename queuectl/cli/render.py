@@ -363,7 +363,7 @@ def jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) ->
             attempts_text(job.attempts, job.max_retries),
             str(job.priority),
             job.queue,
-            out.when(job.next_run_at) if job.state in (JobState.PENDING, JobState.FAILED) else "-",
+            out.when(job.next_run_at) if job.state in RUNNABLE_STATES else "-",
             out.when(job.updated_at),
             one_line(job.command),
         ]
@@ -493,7 +493,7 @@ def attempts_table(out: Output, history: Sequence[Attempt]) -> RenderableType:
 
 
 def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
-    waiting = job.state in (JobState.PENDING, JobState.FAILED)
+    waiting = job.state in RUNNABLE_STATES
     rows: list[tuple[str, str | Text]] = [
         ("id", job.id),
         ("command", job.command if out.tty else one_line(job.command)),
