@@ -22,6 +22,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl.clock import to_iso
+from queuectl.transitions import (
+    BY_ACTION,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    RECOVERED,
+    Transition,
+    attempt_label,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -32,6 +41,7 @@ FIELDS = (
     "action",
     "job_id",
     "attempt",
+    "attempts",
     "max_attempts",
     "worker_id",
     "slot",
@@ -43,17 +53,6 @@ FIELDS = (
     "lost_worker_id",
 )
 
-#: action -> (the word shown, its style). The styles match the job states' colours
-#: in tables (``render.STATE_STYLES``): a job being run is yellow, done is green, …
-EVENTS = {
-    "job_claimed": ("claimed", "yellow"),
-    "job_completed": ("completed", "green"),
-    "job_failed": ("failed", "magenta"),
-    "job_dead": ("dead", "bold red"),
-    "job_recovered": ("recovered", "dark_orange"),
-    "job_interrupted": ("interrupted", "dark_orange"),
-    "job_lost": ("lease lost", "red"),
-}
 LEVEL_STYLES = {
     logging.DEBUG: "dim",
     logging.INFO: "",
@@ -121,8 +120,9 @@ class TransitionHandler(logging.Handler):
         worker = getattr(record, "worker_id", None)
         slot = getattr(record, "slot", None)
         who = Text(f"{worker}/{slot}" if slot is not None else (worker or ""), style="blue")
-        if action in EVENTS and getattr(record, "job_id", None) is not None:
-            word, style = EVENTS[action]
+        transition = BY_ACTION.get(action) if isinstance(action, str) else None
+        if transition is not None and getattr(record, "job_id", None) is not None:
+            style = transition.style
             grid.add_column(min_width=16, no_wrap=True)
             grid.add_column(min_width=5, justify="right", no_wrap=True)
             grid.add_column(min_width=7, justify="right", no_wrap=True)
@@ -130,11 +130,11 @@ class TransitionHandler(logging.Handler):
             grid.add_row(
                 when,
                 who,
-                Text(word, style=style),
+                Text(transition.word, style=style),
                 Text(str(getattr(record, "job_id", "")), style="bold"),
                 _attempt(record),
                 _duration(record),
-                _details(record, style),
+                _details(record, transition),
             )
             return grid
         grid.add_column(overflow="fold")
@@ -153,7 +153,9 @@ def _attempt(record: logging.LogRecord) -> str:
     total = getattr(record, "max_attempts", None)
     if attempt is None:
         return ""
-    return f"{attempt}/{total}" if total is not None else str(attempt)
+    if total is None:
+        return str(attempt)
+    return attempt_label(attempt, getattr(record, "attempts", attempt), total - 1)
 
 
 def _duration(record: logging.LogRecord) -> str:
@@ -161,26 +163,23 @@ def _duration(record: logging.LogRecord) -> str:
     return "" if duration is None else f"{duration:.2f}s"
 
 
-def _details(record: logging.LogRecord, style: str) -> Text:
+def _details(record: logging.LogRecord, transition: Transition) -> Text:
     from rich.text import Text
 
-    action = record.action  # type: ignore[attr-defined]
     error = getattr(record, "error", None)
     text = Text()
-    if action == "job_completed":
-        text.append("exit 0", style="green")
-    elif action in ("job_failed", "job_dead"):
-        text.append(error or "failed", style=style)
+    if transition is COMPLETED:
+        text.append("exit 0", style=transition.style)
+    elif transition in (FAILED, DEAD):
+        text.append(error or "failed", style=transition.style)
         retry = getattr(record, "next_run_at", None)
         if retry:
             text.append(f" · retry {_in(retry, record.created)}", style="dim")
-    elif action == "job_interrupted":
-        text.append("back to pending; attempt not counted", style="dim")
-    elif action == "job_recovered":
+    elif transition is RECOVERED:
         lost = getattr(record, "lost_worker_id", None)
-        text.append(f"worker {lost or '?'} lost; counts as failed", style="dim")
-    elif action == "job_lost":
-        text.append("another worker took it over; result discarded", style="dim")
+        text.append(f"worker {lost or '?'} lost; {transition.note}", style="dim")
+    else:
+        text.append(transition.note, style="dim")
     return text
 
 

@@ -52,6 +52,17 @@ from queuectl.models import (
 )
 from queuectl.pump import Pump
 from queuectl.signals import on_signals
+from queuectl.transitions import (
+    CLAIMED,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    INTERRUPTED,
+    LOST,
+    RECOVERED,
+    Transition,
+    attempt_label,
+)
 
 log = logging.getLogger("queuectl.worker")
 
@@ -218,13 +229,13 @@ class Worker:
             if claim is None:
                 return
             job = claim.job
-            log.info(
-                "%s claimed by slot %d (attempt %d/%d)",
+            _say(
+                CLAIMED,
+                "%s claimed by slot %d (attempt %s)",
                 job.id,
                 index,
-                job.attempts,
-                job.max_retries + 1,
-                extra={**self._fields(claim, index), "action": "job_claimed"},
+                _attempt(claim),
+                extra=self._fields(claim, index),
             )
             result = await self._execute(claim, index)
             done = pump.finished(Finish(job.id, claim.token, job.attempts, job.max_retries, result))
@@ -240,7 +251,7 @@ class Worker:
         spool = self._spool / f"{self.id}-{slot}-{self._spool_seq}.out"
         cmd = Command(
             command=job.command,
-            env=job_environment(self._base_env, job.env, job.id, job.attempts),
+            env=job_environment(self._base_env, job.env, job.id, claim.token),
             cwd=job.cwd,
             timeout_s=job.timeout_s,
             output_limit=self.config.output_limit,
@@ -278,7 +289,8 @@ class Worker:
         job = claim.job
         return {
             "job_id": job.id,
-            "attempt": job.attempts,
+            "attempt": claim.token,
+            "attempts": job.attempts,
             "max_attempts": job.max_retries + 1,
             "worker_id": self.id,
             "slot": slot,
@@ -288,62 +300,46 @@ class Worker:
         self, claim: Claim, slot: int, result: ExecutionResult, done: FinishResult
     ) -> None:
         job = claim.job
+        error = result.describe()
         extra: dict[str, object] = {
             **self._fields(claim, slot),
             "duration": round(result.duration_s, 3),
             "exit_code": result.exit_code,
             "signal": result.signal,
+            "error": error,
         }
-        where = f"attempt {job.attempts}/{job.max_retries + 1}, slot {slot}"
+        where = f"attempt {_attempt(claim)}, slot {slot}"
         took = f"{result.duration_s:.2f}s"
         if not done.held:
-            log.warning(
-                "%s lease lost after %s; result discarded (%s)",
-                job.id,
-                took,
-                where,
-                extra={**extra, "action": "job_lost", "error": result.describe()},
+            _say(
+                LOST, "%s lease lost after %s; %s (%s)", job.id, took, LOST.note, where, extra=extra
             )
         elif done.state is JobState.COMPLETED:
-            log.info(
-                "%s completed in %s, exit code 0 (%s)",
-                job.id,
-                took,
-                where,
-                extra={**extra, "action": "job_completed"},
+            _say(
+                COMPLETED, "%s completed in %s, exit code 0 (%s)", job.id, took, where, extra=extra
             )
         elif done.state is JobState.PENDING:
-            log.warning(
-                "%s interrupted after %s; back to pending, attempt not counted (%s)",
+            note = INTERRUPTED.note
+            _say(
+                INTERRUPTED,
+                "%s interrupted after %s; %s (%s)",
                 job.id,
                 took,
+                note,
                 where,
-                extra={**extra, "action": "job_interrupted", "error": result.describe()},
+                extra=extra,
             )
         elif done.state is JobState.FAILED:
-            log.warning(
+            retry = to_iso(done.next_run_at)
+            extra["next_run_at"] = retry
+            _say(
+                FAILED,
                 "%s failed after %s: %s (%s); retry at %s",
-                job.id,
-                took,
-                result.describe(),
-                where,
-                to_iso(done.next_run_at),
-                extra={
-                    **extra,
-                    "action": "job_failed",
-                    "error": result.describe(),
-                    "next_run_at": to_iso(done.next_run_at),
-                },
+                *(job.id, took, error, where, retry),
+                extra=extra,
             )
         else:
-            log.error(
-                "%s dead after %s: %s (%s)",
-                job.id,
-                took,
-                result.describe(),
-                where,
-                extra={**extra, "action": "job_dead", "error": result.describe()},
-            )
+            _say(DEAD, "%s dead after %s: %s (%s)", job.id, took, error, where, extra=extra)
 
     async def _heartbeat_loop(self) -> None:
         interval = heartbeat_interval_s(self.config.lease)
@@ -421,16 +417,17 @@ class Worker:
         ]
         lost = await self.backend.recover(now=now, dead_workers=dead, on_lost=_kill_orphan)
         for item in lost:
-            log.warning(
-                "%s recovered from lost worker %s (attempt %d/%d)",
+            _say(
+                RECOVERED,
+                "%s recovered from lost worker %s (attempt %s); %s",
                 item.job_id,
                 item.worker_id,
-                item.attempts,
-                item.max_retries + 1,
+                attempt_label(item.token, item.attempts, item.max_retries),
+                RECOVERED.note,
                 extra={
-                    "action": "job_recovered",
                     "job_id": item.job_id,
-                    "attempt": item.attempts,
+                    "attempt": item.token,
+                    "attempts": item.attempts,
                     "max_attempts": item.max_retries + 1,
                     "lost_worker_id": item.worker_id,
                     "worker_id": self.id,
@@ -451,6 +448,15 @@ class Worker:
         )
         if strays:
             log.info("checked %d stray attempt(s) left on this host", len(strays))
+
+
+def _say(transition: Transition, message: str, *args: object, extra: dict[str, object]) -> None:
+    """Log one job transition at its level, with its ``action`` (see ``transitions``)."""
+    log.log(transition.level, message, *args, extra={**extra, "action": transition.action})
+
+
+def _attempt(claim: Claim) -> str:
+    return attempt_label(claim.token, claim.job.attempts, claim.job.max_retries)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -476,7 +482,7 @@ def _kill_orphan(lost: LostAttempt) -> None:
     if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
         log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
         group = lost.pgid
-    left = procs.kill_attempt(lost.job_id, lost.attempts, lost.started_at, killed_group=group)
+    left = procs.kill_attempt(lost.job_id, lost.token, lost.started_at, killed_group=group)
     if left:
         log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
 
@@ -484,9 +490,8 @@ def _kill_orphan(lost: LostAttempt) -> None:
 def _kill_stray(stray: LostAttempt) -> None:
     """Kill a stray's process group (checked by its leader's start time).
 
-    Only the group: ``stray.attempts`` is the job's attempt count now, not the one
-    this old attempt's processes carry, so looking them up by it could find a newer
-    attempt of the same job running on this host.
+    Only the group: a stray is an old attempt of a job that may be running again on
+    this host by now, and its own group is all that is surely its own.
     """
     if stray.pgid and procs.kill_group(stray.pgid, stray.proc_start, signal.SIGKILL):
         log.warning("%s: killed the stray process group %d", stray.job_id, stray.pgid)

@@ -27,28 +27,17 @@ from rich.table import Table
 from rich.text import Text
 
 from queuectl.clock import now_ms, to_iso
-from queuectl.models import Attempt, Job, JobState, Outcome, WorkerInfo
+from queuectl.models import RUNNABLE_STATES, Attempt, Job, JobState, WorkerInfo
+from queuectl.transitions import BY_OUTCOME, STATE_STYLES
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
     from queuectl.queue import Status
 
-STATE_STYLES = {
-    JobState.PENDING: "cyan",
-    JobState.PROCESSING: "yellow",
-    JobState.COMPLETED: "green",
-    JobState.FAILED: "magenta",
-    JobState.DEAD: "bold red",
-}
-OUTCOME_STYLES = {
-    Outcome.COMPLETED: "green",
-    Outcome.FAILED: "magenta",
-    Outcome.TIMED_OUT: "magenta",
-    Outcome.SPAWN_FAILED: "magenta",
-    Outcome.LOST: "dark_orange",
-    Outcome.INTERRUPTED: "dark_orange",
-}
+#: The colours of states and attempt outcomes are those of the worker log's
+#: transitions (one table: ``queuectl.transitions``).
+OUTCOME_STYLES = {outcome: t.style for outcome, t in BY_OUTCOME.items()}
 #: The narrowest a shortened command gets before whole columns are left out.
 MIN_FLEX_WIDTH = 12
 _PLAIN_WIDTH = 1_000_000

@@ -22,7 +22,6 @@ from rich.table import Table
 from rich.text import Text
 
 from queuectl.cli.render import (
-    STATE_STYLES,
     Column,
     Output,
     attempts_text,
@@ -30,9 +29,10 @@ from queuectl.cli.render import (
     span_text,
 )
 from queuectl.exceptions import BackendError
-from queuectl.models import JobState, Outcome, RunningJob, WorkerInfo
+from queuectl.models import Job, JobState, Outcome, RunningJob, WorkerInfo
 from queuectl.queue import Overview, Queue
 from queuectl.signals import on_signals
+from queuectl.transitions import STATE_STYLES, attempt_label
 
 #: Rows the view needs besides the running jobs: header, the counts panels (five
 #: states plus borders), the workers panel's borders and header, the dead panel.
@@ -160,7 +160,7 @@ def _recent(out: Output, view: Overview) -> Table:
         else Text.assemble(
             out.styled(retry.id, "bold"),
             f" {out.when(retry.next_run_at)}",
-            out.styled(f" (attempt {attempts_text(retry.attempts + 1, retry.max_retries)})", "dim"),
+            out.styled(f" (attempt {_next_attempt(retry)})", "dim"),
         ),
         "workers": out.styled(
             f"{processes} process{'es' if processes != 1 else ''}, "
@@ -174,6 +174,15 @@ def _recent(out: Output, view: Overview) -> Table:
         value.overflow = "ellipsis"
         grid.add_row(label, value)
     return grid
+
+
+def _next_attempt(job: Job) -> str:
+    """The attempt a waiting job's next run will be (its claim adds one to both counts)."""
+    return attempt_label(job.claims + 1, job.attempts + 1, job.max_retries)
+
+
+def _counted(job: RunningJob) -> int:
+    return job.attempt if job.attempts is None else job.attempts
 
 
 def _rate(n: int, window_s: float) -> str:
@@ -236,7 +245,7 @@ def _job_row(out: Output, view: Overview, who: str, job: RunningJob) -> list[str
     return [
         who,
         out.styled(job.job_id, "bold"),
-        attempts_text(job.attempt, job.max_retries),
+        attempt_label(job.attempt, _counted(job), job.max_retries),
         out.styled(span_text((view.now - job.started_at) / 1000), "yellow"),
         one_line(job.command),
         job.host or "",

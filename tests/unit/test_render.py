@@ -59,6 +59,8 @@ def make_job(job_id: str, state: JobState = JobState.PENDING, **over: object) ->
         cwd=None,
     )
     fields.update(over)
+    # A job never interrupted: every claim was counted.
+    fields.setdefault("claims", fields["attempts"])
     return Job(**fields)  # type: ignore[arg-type]
 
 
