@@ -278,7 +278,7 @@ class Queue:
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         return await self.backend.counts(queues or None)
 
-    async def complete_ids(
+    async def ids_for_completion(
         self, prefix: str, *, state: JobState | None = None, limit: int = 50
     ) -> list[str]:
         """Job ids for shell completion: indexed, at most ``limit``."""

@@ -214,7 +214,7 @@ async def test_overview_and_burst_progress_from_the_queue(db_path: Path) -> None
         assert view.running == [] and view.next_retry is None and view.dead == []
         progress = await queue.burst_progress(None, start)
         assert (progress.left, progress.completed, progress.dead, progress.total) == (1, 1, 0, 2)
-        assert await queue.complete_ids("") == ["a", "b"]
+        assert await queue.ids_for_completion("") == ["a", "b"]
 
 
 def test_migration_003_upgrades_a_version_2_file(db_path: Path) -> None:
