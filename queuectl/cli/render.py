@@ -299,7 +299,9 @@ def _build(
             ratio=1 if col.flex else None,
         )
     for row in rows:
-        table.add_row(*row)
+        # A plain string is data (a command, an error), never rich markup: a
+        # command with ``[bold]`` or ``[/]`` in it must show as typed.
+        table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
     return table
 
 
@@ -326,8 +328,12 @@ def span_text(seconds: float) -> str:
 
 
 def one_line(text: str) -> str:
-    """A command on one line: newlines and tabs shown as ``\\n`` and ``\\t``."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    """A command on one line: newlines and tabs shown as ``\\n`` and ``\\t``.
+
+    Backslashes stay as typed (a command is shown for a person to read; ``--json``
+    is the exact text), so ``echo one\\two`` does not turn into ``echo one\\\\two``.
+    """
+    return text.replace("\n", "\\n").replace("\t", "\\t")
 
 
 def attempts_text(attempts: int, max_retries: int) -> str:
@@ -518,7 +524,7 @@ def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableT
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for name, value in fields:
-        grid.add_row(name, value)
+        grid.add_row(name, Text(value) if isinstance(value, str) else value)
     panel = Panel(
         grid,
         title=Text.assemble("job ", (job.id, "bold")),

@@ -417,3 +417,13 @@ def test_an_id_wider_than_the_terminal_is_not_cut(
     # Wider than the terminal (which wraps it), but whole: no side is cropped.
     assert len({len(line) for line in lines}) == 1
     assert lines[0].endswith("┓")
+
+
+@pytest.mark.parametrize("on_tty", [True, False], ids=["tty", "plain"])
+def test_a_command_shows_its_backslashes_and_brackets_as_typed(on_tty: bool) -> None:
+    command = r"echo one\\two [bold]x[/bold] [/]"
+    job = make_job("b1", command=command + "\nexit 0")
+    for render in (lambda o: jobs_table(o, [job]), lambda o: job_detail(o, job, [])):
+        text = tty(render, width=200)[0] if on_tty else plain(render)
+        assert command in text, text
+        assert r"one\\\\two" not in text
