@@ -366,7 +366,14 @@ class Worker:
         except NotAQueueDatabase:
             raise
         except (BackendError, TimeoutError) as exc:
-            log.warning("heartbeat failed: %s", exc or "timed out")
+            # ``str(exc)`` is empty for a timeout (a database locked by another
+            # process): say what happened rather than nothing.
+            reason = str(exc) or (
+                f"the store did not answer within {timeout_s:.1f}s"
+                if isinstance(exc, TimeoutError)
+                else type(exc).__name__
+            )
+            log.warning("heartbeat failed: %s", reason)
             self._fence_if_stale()
             return
         self._last_heartbeat = asked
