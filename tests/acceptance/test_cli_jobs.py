@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from tests.helpers import (
     QUEUECTL,
@@ -29,22 +26,6 @@ from tests.helpers import (
 def record_to(out: Path, job_id: str, **fields: object) -> dict:
     """A job that appends its id to ``out`` (``>>`` is atomic for short lines)."""
     return {"id": job_id, "command": f'echo "$QUEUECTL_JOB_ID" >> {out}', **fields}
-
-
-@pytest.mark.parametrize("module", ["queuectl", "queuectl.cli"])
-def test_python_dash_m_runs_the_cli(db_path: Path, module: str) -> None:
-    """``python -m queuectl[.cli] enqueue`` enqueues (it once exited 0 doing nothing)."""
-    result = subprocess.run(
-        [sys.executable, "-m", module, "enqueue", "-c", "true", "--id", "via-m"],
-        capture_output=True,
-        text=True,
-        env=cli_env(db_path),
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-    assert (result.returncode, result.stdout) == (0, "via-m\n"), result.stderr
-    [record] = cli_json(db_path, "list")
-    assert (record["id"], record["state"]) == ("via-m", "pending")
 
 
 def test_one_slot_runs_by_priority_then_oldest_first(db_path: Path, tmp_path: Path) -> None:
