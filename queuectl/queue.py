@@ -104,12 +104,16 @@ _NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED})
 class BurstProgress:
     """How far a drain of some queues got since ``start`` counts were taken."""
 
-    #: Pending, running, or awaiting a retry, in the served queues.
+    #: Pending, running, or awaiting a retry, in the served queues: what a burst
+    #: worker waits for.
     left: int
     running: int
     retrying: int
     completed: int
     dead: int
+    #: Pending jobs that are not due yet, once nothing else is left: a burst worker
+    #: does not wait for them (so they are not in ``left``).
+    later: int = 0
 
     @property
     def total(self) -> int:
@@ -267,12 +271,21 @@ class Queue:
         now = await self.backend.counts(queues or None)
         running = now[JobState.PROCESSING]
         retrying = now[JobState.FAILED]
+        pending = now[JobState.PENDING]
+        later = 0
+        if pending and not running and not retrying:
+            # The counters cannot tell due jobs from delayed ones; the probe a burst
+            # worker drains by can: when nothing is due, the pending jobs are later.
+            probe = await self.backend.probe(queues=queues or None, now=self.clock())
+            if probe.busy == 0 and not probe.due:
+                pending, later = 0, pending
         return BurstProgress(
-            left=now[JobState.PENDING] + running + retrying,
+            left=pending + running + retrying,
             running=running,
             retrying=retrying,
             completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
             dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
+            later=later,
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
@@ -439,4 +452,3 @@ def cut_notice(out: AttemptOutput) -> str:
 
 def _ignore(_: str) -> None:
     pass
-

@@ -215,6 +215,11 @@ async def test_overview_and_burst_progress_from_the_queue(db_path: Path) -> None
         progress = await queue.burst_progress(None, start)
         assert (progress.left, progress.completed, progress.dead, progress.total) == (1, 1, 0, 2)
         assert await queue.ids_for_completion("") == ["a", "b"]
+        # A job delayed beyond the drain is not left for a burst: it is later.
+        await queue.enqueue({"id": "c", "command": "z", "delay": 60})
+        await run_once(backend, "b", OK, now=T0 + 1)
+        progress = await queue.burst_progress(None, start)
+        assert (progress.left, progress.later, progress.completed, progress.total) == (0, 1, 2, 2)
 
 
 def test_migration_003_upgrades_a_version_2_file(db_path: Path) -> None:
