@@ -57,9 +57,7 @@ LOST = Transition(
     "another worker took it over; result discarded",
 )
 
-BY_ACTION = {
-    t.action: t for t in (CLAIMED, COMPLETED, FAILED, DEAD, RECOVERED, INTERRUPTED, LOST)
-}
+BY_ACTION = {t.action: t for t in (CLAIMED, COMPLETED, FAILED, DEAD, RECOVERED, INTERRUPTED, LOST)}
 
 #: The colour of each job state in tables: the colour of the transition into it.
 STATE_STYLES = {

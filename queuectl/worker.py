@@ -186,12 +186,18 @@ class Worker:
         self._stop = mode
         if self._pump is not None:
             self._pump.stop_claiming()
+        running = len(self._running)
         if mode is StopMode.NOW:
-            log.warning("forced stop: killing %d running job(s)", len(self._running))
+            if running:
+                log.warning("forced stop: killing %d running job(s)", running)
+            else:
+                log.warning("forced stop: no job was running")
             for execution in list(self._running.values()):
                 execution.kill(KillReason.INTERRUPT)
+        elif running:
+            log.info("stopping: no new jobs; waiting for %d running job(s)", running)
         else:
-            log.info("stopping: no new jobs; waiting for %d running job(s)", len(self._running))
+            log.info("stopping: no new jobs")
 
     def _drained(self) -> None:
         log.info("burst: nothing left to do in the served queues")
