@@ -56,11 +56,12 @@ def overview_view(out: Output, view: Overview, *, target: str = "", height: int 
         no_wrap=True,
         overflow="ellipsis",
     )
-    dead, budget = _row_budget(view, height)
+    slots = _slot_rows(out, view)
+    dead, budget = _row_budget(view, height, len(slots))
     sections = [
         ("jobs", _counts(out, view)),
         (_window_title(view.window_s), _recent(out, view)),
-        (_workers_title(view), _slots_table(out, view, budget)),
+        (_workers_title(view), _slots_table(out, slots, budget)),
         ("dead, newest first", _dead_table(out, view, dead)),
     ]
     if not out.tty:
@@ -101,18 +102,25 @@ class Responsive:
         yield self.wide if options.max_width >= self.min_width else self.narrow
 
 
-def _row_budget(view: Overview, height: int) -> tuple[int, int]:
+#: The dead panel at its smallest: its borders and one line.
+_DEAD_MIN_ROWS = 3
+#: The dead panel's rows besides the jobs: borders, header and the rule under it.
+_DEAD_TABLE_ROWS = 4
+
+
+def _row_budget(view: Overview, height: int, slot_rows: int) -> tuple[int, int]:
     """How many dead jobs and slot rows fit in ``height`` rows (0: no limit).
 
-    Running jobs matter most while watching, so the dead panel gets at most a
-    third of the rows left, and at least one.
+    Running jobs matter most while watching: the slots get every row they need but
+    the dead panel's smallest form, and the dead jobs get what is left; with too
+    little left for even one, the panel just says how many there are.
     """
     if not height:
         return len(view.dead), 0
     rest = height - _FIXED_ROWS
-    dead = max(1, min(len(view.dead), (rest - 4) // 3)) if view.dead else 0
-    dead_rows = dead + 4 if view.dead else 3
-    return dead, max(rest - dead_rows, 1)
+    budget = max(min(slot_rows, rest - _DEAD_MIN_ROWS), 1)
+    dead = min(len(view.dead), max(rest - budget - _DEAD_TABLE_ROWS, 0))
+    return dead, budget
 
 
 def _counts(out: Output, view: Overview, *, bars: bool = True) -> Table:
@@ -198,7 +206,7 @@ def _workers_title(view: Overview) -> str:
     return f"workers ({view.coroutines} slots, {len(view.running)} running)"
 
 
-def _slots_table(out: Output, view: Overview, budget: int) -> RenderableType:
+def _slot_rows(out: Output, view: Overview) -> list[list[str | Text]]:
     """Each live worker's busy slots with their jobs, then one line for its idle slots."""
     by_worker: dict[str | None, list[RunningJob]] = {}
     for job in view.running:
@@ -210,6 +218,11 @@ def _slots_table(out: Output, view: Overview, budget: int) -> RenderableType:
     for worker_id, jobs in by_worker.items():
         for job in jobs:
             rows.append(_job_row(out, view, f"{worker_id or '?'} (lost)", job))
+    return rows
+
+
+def _slots_table(out: Output, rows: list[list[str | Text]], budget: int) -> RenderableType:
+    """The slot rows, cut to ``budget`` rows (0: all) with a last line saying how many more."""
     if not rows:
         return out.styled("no workers running: start one with `queuectl worker start`", "dim")
     if budget and len(rows) > budget:
@@ -253,6 +266,9 @@ def _job_row(out: Output, view: Overview, who: str, job: RunningJob) -> list[str
 
 
 def _dead_table(out: Output, view: Overview, limit: int) -> RenderableType:
+    if view.dead and not limit:
+        total = view.counts.get(JobState.DEAD, 0) or len(view.dead)
+        return out.styled(f"{total:,} dead job(s); a taller window lists them", "dim")
     columns = [
         Column("ID", key=True),
         Column("DIED"),
