@@ -108,44 +108,61 @@ class TransitionHandler(logging.Handler):
             self.handleError(record)
 
     def render(self, record: logging.LogRecord) -> RenderableType:
-        from rich.table import Table
+        """The record's fixed columns, then its details (an error, a message).
+
+        The columns are padded to line up, and never cut: a long job id pushes the
+        details right. Details that do not fit beside the columns wrap under
+        themselves when enough room is left there (``MIN_DETAIL_WIDTH``), else
+        they go on the next lines, indented, so a narrow terminal shows an error
+        as a few full lines rather than one word per line.
+        """
         from rich.text import Text
 
         when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(min_width=10, no_wrap=True)
-        grid.add_column(min_width=11, no_wrap=True)
         action = getattr(record, "action", None)
         worker = getattr(record, "worker_id", None)
         slot = getattr(record, "slot", None)
-        who = Text(f"{worker}/{slot}" if slot is not None else (worker or ""), style="blue")
+        who = f"{worker}/{slot}" if slot is not None else (worker or "")
+        head = Text.assemble((when, "dim"), " ", (f"{who:<10}", "blue"), " ")
         transition = BY_ACTION.get(action) if isinstance(action, str) else None
         if transition is not None and getattr(record, "job_id", None) is not None:
-            style = transition.style
-            grid.add_column(min_width=16, no_wrap=True)
-            grid.add_column(min_width=5, justify="right", no_wrap=True)
-            grid.add_column(min_width=7, justify="right", no_wrap=True)
-            grid.add_column(overflow="fold")
-            grid.add_row(
-                when,
-                who,
-                Text(transition.word, style=style),
-                Text(str(getattr(record, "job_id", "")), style="bold"),
-                _attempt(record),
-                _duration(record),
-                _details(record, transition),
-            )
-            return grid
-        grid.add_column(overflow="fold")
+            head.append(f"{transition.word:<11}", style=transition.style)
+            head.append(" ")
+            head.append(f"{getattr(record, 'job_id', '')!s:<16}", style="bold")
+            head.append(f" {_attempt(record):>5} {_duration(record):>7}")
+            return _beside(head, _details(record, transition), self.console.width)
         level = record.levelname.lower() if record.levelno != logging.INFO else ""
-        grid.add_row(
-            when,
-            who,
-            Text(level, style=LEVEL_STYLES.get(record.levelno, "")),
-            Text(record.getMessage(), style=LEVEL_STYLES.get(record.levelno, "")),
-        )
+        style = LEVEL_STYLES.get(record.levelno, "")
+        head.append(f"{level:<11}", style=style)
+        return _beside(head, Text(record.getMessage(), style=style), self.console.width)
+
+
+#: Narrower than this beside the columns, a record's details go on lines of their own.
+MIN_DETAIL_WIDTH = 30
+#: The indent of details on lines of their own (under the worker column).
+DETAIL_INDENT = 13
+
+
+def _beside(head: Text, details: Text, width: int) -> RenderableType:
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    if not details:
+        head.rstrip()
+        return head
+    room = width - head.cell_len - 1
+    if details.cell_len <= room:
+        return Text.assemble(head, " ", details)
+    if room >= MIN_DETAIL_WIDTH:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(head, details)
         return grid
+    head.overflow = "fold"  # an id wider than the terminal: folded, never cut
+    return Group(head, Padding(details, (0, 0, 0, DETAIL_INDENT)))
 
 
 def _attempt(record: logging.LogRecord) -> str:
