@@ -3,8 +3,10 @@
 The worker logs every transition (claimed, completed, failed, dead, recovered,
 interrupted, lease lost) as one record whose message is a complete sentence and
 whose ``extra`` fields carry the same facts as data (``action``, ``job_id``,
-``attempt``, ``max_attempts``, ``worker_id``, ``slot``, ``duration``, ``exit_code``,
-``signal``, ``error``, ``next_run_at``). Each format picks what it needs:
+``attempt``, ``attempts``, ``max_attempts``, ``worker_id``, ``slot``, ``duration``,
+``exit_code``, ``signal``, ``error``, ``next_run_at``). The action, level, word and
+colour of each transition come from ``queuectl.transitions``. Each format picks
+what it needs:
 
 * ``plain`` (the default off a terminal): time, level and the sentence; stable
   text for files and ``grep``.
