@@ -274,7 +274,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
     "--attempt",
     type=click.IntRange(min=1),
     metavar="K",
-    help="Attempt K (from 1); default: latest.",
+    help="Attempt K, numbered from 1 as `show` lists them; default: latest.",
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream output while the attempt runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
