@@ -325,23 +325,19 @@ class Worker:
                 COMPLETED, "%s completed in %s, exit code 0 (%s)", job.id, took, where, extra=extra
             )
         elif done.state is JobState.PENDING:
-            note = INTERRUPTED.note
-            _say(
-                INTERRUPTED,
-                "%s interrupted after %s; %s (%s)",
-                job.id,
-                took,
-                note,
-                where,
-                extra=extra,
-            )
+            message = "%s interrupted after %s; %s (%s)"
+            _say(INTERRUPTED, message, job.id, took, INTERRUPTED.note, where, extra=extra)
         elif done.state is JobState.FAILED:
             retry = to_iso(done.next_run_at)
             extra["next_run_at"] = retry
             _say(
                 FAILED,
                 "%s failed after %s: %s (%s); retry at %s",
-                *(job.id, took, error, where, retry),
+                job.id,
+                took,
+                error,
+                where,
+                retry,
                 extra=extra,
             )
         else:
