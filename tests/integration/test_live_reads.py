@@ -89,6 +89,21 @@ async def test_running_jobs_show_slot_start_and_attempt(backend: Any) -> None:
     assert len(await backend.running_jobs(limit=1)) == 1
 
 
+async def test_a_rerun_after_an_interrupt_is_attempt_2_with_1_counted(backend: Any) -> None:
+    await backend.enqueue([new("a")], now=T0)
+    (claim,) = (await backend.exchange(worker_id="w1", claim=1, now=T0)).claims
+    stopped = ExecutionResult(signal=15, interrupted=True, duration_s=0.1)
+    finish = Finish("a", claim.token, claim.job.attempts, claim.job.max_retries, stopped)
+    await backend.exchange(worker_id="w1", finishes=[finish], now=T0 + 100)
+    (again,) = (await backend.exchange(worker_id="w1", claim=1, now=T0 + 200)).claims
+    assert (again.token, again.job.attempts) == (2, 1)
+    start = ProcessStart("a", again.token, "host", 10, 10, None, "/a", slot=0)
+    await backend.exchange(worker_id="w1", starts=[start], now=T0 + 200)
+    [running] = await backend.running_jobs(limit=10)
+    # The live view numbers it as the history does, and knows what was counted.
+    assert (running.attempt, running.attempts, running.max_retries) == (2, 1, 3)
+
+
 async def test_finished_since_counts_outcomes_in_the_window(backend: Any) -> None:
     await backend.enqueue([new("old")], now=T0)
     await run_once(backend, "old", OK, now=T0)
