@@ -493,7 +493,7 @@ def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
         ("id", job.id),
         ("command", job.command if out.tty else one_line(job.command)),
         ("state", out.state(job.state)),
-        ("attempts", f"{job.attempts} of {job.max_retries + 1} (max retries {job.max_retries})"),
+        ("attempts", _attempts_field(job)),
         ("priority", str(job.priority)),
         ("queue", job.queue),
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "none"),
@@ -511,6 +511,16 @@ def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
     if job.env:
         rows.append(("env", " ".join(f"{k}={v}" for k, v in job.env.items())))
     return rows
+
+
+def _attempts_field(job: Job) -> str:
+    """The attempts counted against the budget; and the runs in all when they differ."""
+    text = f"{job.attempts} of {job.max_retries + 1} (max retries {job.max_retries})"
+    if job.claims != job.attempts:
+        # An interrupted run or a `dlq retry` made them differ: the attempts table
+        # lists every run, so say why it has more rows.
+        text += f"; {job.claims} run{'s' if job.claims != 1 else ''} in all"
+    return text
 
 
 def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableType:

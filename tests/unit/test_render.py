@@ -427,3 +427,9 @@ def test_a_command_shows_its_backslashes_and_brackets_as_typed(on_tty: bool) -> 
         text = tty(render, width=200)[0] if on_tty else plain(render)
         assert command in text, text
         assert r"one\\\\two" not in text
+
+
+def test_show_counts_the_runs_apart_from_the_attempts_counted() -> None:
+    job = make_job("again", JobState.COMPLETED, attempts=1, claims=2, max_retries=1)
+    body = plain(lambda o: job_detail(o, job, []))
+    assert re.search(r"^attempts\s+1 of 2 \(max retries 1\); 2 runs in all$", body, re.M), body
