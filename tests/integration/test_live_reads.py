@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from queuectl.backends.sqlite import SQL, SqliteBackend, migrate
+from queuectl.clock import now_ms
 from queuectl.models import ExecutionResult, Finish, JobState, NewJob, Outcome, ProcessStart
 from queuectl.queue import Queue
 from tests.conftest import FrozenClock
@@ -235,6 +236,19 @@ async def test_overview_and_burst_progress_from_the_queue(db_path: Path) -> None
         await run_once(backend, "b", OK, now=T0 + 1)
         progress = await queue.burst_progress(None, start)
         assert (progress.left, progress.later, progress.completed, progress.total) == (0, 1, 2, 2)
+
+
+async def test_burst_progress_counts_jobs_delayed_past_the_drain_as_later(backend: Any) -> None:
+    queue = Queue(backend)  # the real clock: PostgreSQL counts delays by the server's
+    start = await queue.counts()
+    await queue.enqueue(
+        {"id": "due", "command": "x"}, {"id": "later", "command": "y", "delay": 3600}
+    )
+    early = await queue.burst_progress(None, start)
+    assert (early.left, early.later) == (2, 0)  # something is due: no telling them apart
+    await run_once(backend, "due", OK, now=now_ms())
+    done = await queue.burst_progress(None, start)
+    assert (done.left, done.later, done.completed, done.total) == (0, 1, 1, 1)
 
 
 def test_migration_003_upgrades_a_version_2_file(db_path: Path) -> None:
