@@ -298,7 +298,7 @@ UPDATE attempts AS a SET pgid = NULL
 
 -- name: running_jobs
 -- Bounded by the number of processing jobs, i.e. by the worker slots.
-SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
+SELECT j.id, j.command, j.claims, j.attempts, j.max_retries, j.worker_id, j.lease_until,
        a.slot, a.started_at, a.host, a.pid
   FROM jobs AS j
   JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
