@@ -20,9 +20,19 @@ from typing import Any
 from queuectl.backends.base import FinishResult, OnLost
 from queuectl.config import from_stored
 from queuectl.exceptions import DuplicateJob, InvalidTransition, JobNotFound
-from queuectl.models import Finish, Heartbeat, JobState, LostAttempt, NewJob, StopMode
+from queuectl.models import (
+    Finish,
+    Heartbeat,
+    JobState,
+    LostAttempt,
+    NewJob,
+    ProcessStart,
+    StopMode,
+)
 from queuectl.retry import RetryDecision, RetryPolicy, decide
 
+#: The fields of ``start_records``.
+START_FIELDS = ("id", "token", "host", "pid", "pgid", "proc_start", "log_path", "slot")
 #: The fields of ``finish_records``: the attempt's end (its history row), then the job's next state.
 FINISH_FIELDS = (
     "id",
@@ -49,6 +59,20 @@ def policy_from_stored(stored: Mapping[str, str]) -> RetryPolicy:
     """The retry policy in force, from the stored config (field name → text)."""
     config = from_stored(stored)
     return RetryPolicy(backoff_base=config.backoff_base, backoff_max_s=config.backoff_max)
+
+
+def start_records(starts: Iterable[ProcessStart]) -> list[dict[str, Any]]:
+    """Per start, the values of ``START_FIELDS``: where the attempt's command runs."""
+    return [
+        dict(
+            zip(
+                START_FIELDS,
+                (s.job_id, s.token, s.host, s.pid, s.pgid, s.proc_start, s.log_path, s.slot),
+                strict=True,
+            )
+        )
+        for s in starts
+    ]
 
 
 def decide_finishes(

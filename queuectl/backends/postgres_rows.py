@@ -10,7 +10,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from queuectl.backends.bookkeeping import FINISH_FIELDS, finish_records
+from queuectl.backends.bookkeeping import (
+    FINISH_FIELDS,
+    START_FIELDS,
+    finish_records,
+    start_records,
+)
 from queuectl.backends.rows import stored_job
 from queuectl.exceptions import BackendError, InvalidJob
 from queuectl.models import Finish, Job, NewJob, ProcessStart
@@ -70,6 +75,10 @@ def finish_columns(
     return columns(finish_records(finishes, decisions), FINISH_FIELDS, "f_")
 
 
+#: What rides on a finish whose attempt started in an earlier batch: nothing.
+_NO_START = dict.fromkeys(START_FIELDS)
+
+
 def start_columns(
     starts: Sequence[ProcessStart], finishes: Sequence[Finish]
 ) -> dict[str, list[Any]]:
@@ -78,22 +87,8 @@ def start_columns(
     Two CTEs of one statement must not update the same attempts row.
     """
     finishing = {(f.job_id, f.token) for f in finishes}
-    alone = [s for s in starts if (s.job_id, s.token) not in finishing]
-    by_finish = {(s.job_id, s.token): s for s in starts if (s.job_id, s.token) in finishing}
-    riding = [by_finish.get((f.job_id, f.token)) for f in finishes]
-    return {
-        "s_id": [s.job_id for s in alone],
-        "s_token": [s.token for s in alone],
-        "s_host": [s.host for s in alone],
-        "s_pid": [s.pid for s in alone],
-        "s_pgid": [s.pgid for s in alone],
-        "s_proc_start": [s.proc_start for s in alone],
-        "s_log_path": [s.log_path for s in alone],
-        "s_slot": [s.slot for s in alone],
-        "f_host": [s.host if s else None for s in riding],
-        "f_pid": [s.pid if s else None for s in riding],
-        "f_pgid": [s.pgid if s else None for s in riding],
-        "f_proc_start": [s.proc_start if s else None for s in riding],
-        "f_log_path": [s.log_path if s else None for s in riding],
-        "f_slot": [s.slot if s else None for s in riding],
-    }
+    records = {(r["id"], r["token"]): r for r in start_records(starts)}
+    alone = [r for key, r in records.items() if key not in finishing]
+    riding = [records.get((f.job_id, f.token), _NO_START) for f in finishes]
+    # The finish's own id and token say which attempt a riding start belongs to.
+    return {**columns(alone, START_FIELDS, "s_"), **columns(riding, START_FIELDS[2:], "f_")}

@@ -40,6 +40,7 @@ from queuectl.backends.bookkeeping import (
     not_requeued,
     policy_from_stored,
     recovery_records,
+    start_records,
 )
 from queuectl.backends.rows import job_from_row, lost_from_row, stored_job, worker_from_row
 from queuectl.backends.sqlite_conn import (
@@ -199,19 +200,7 @@ class SqliteBackend(SqlStore):
 
     async def _exchange(self, cycle: Cycle) -> Exchanged:
         worker_id, claim, queues, now = cycle.worker_id, cycle.claim, cycle.queues, cycle.now
-        start_rows = [
-            {
-                "id": s.job_id,
-                "token": s.token,
-                "host": s.host,
-                "pid": s.pid,
-                "pgid": s.pgid,
-                "proc_start": s.proc_start,
-                "log_path": s.log_path,
-                "slot": s.slot,
-            }
-            for s in cycle.starts
-        ]
+        start_rows = start_records(cycle.starts)
         claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
         claim_args = {
             "worker": worker_id,
