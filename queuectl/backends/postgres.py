@@ -94,8 +94,6 @@ _CONFIG_ATTEMPTS = 5
 _COMPACT_ROWS = 1000
 #: Jobs per INSERT statement of a big enqueue (all in one transaction).
 _ENQUEUE_CHUNK = 2000
-#: Dead jobs moved per statement by ``dlq retry --all``.
-_REQUEUE_BATCH = 500
 
 
 class PostgresBackend(SqlStore):
@@ -323,13 +321,12 @@ class PostgresBackend(SqlStore):
                 await conn.execute(SQL["bump_version"].text)
             return done
 
-    async def _requeue_batch(self, *, after: int, upto: int, now: int) -> list[asyncpg.Record]:
+    async def _requeue_batch(
+        self, *, after: int, upto: int, limit: int, now: int
+    ) -> list[asyncpg.Record]:
+        clock = self._clock(now)
         return await self._fetch(
-            "requeue_dead_batch",
-            clock=self._clock(now),
-            after=after,
-            upto=upto,
-            limit=_REQUEUE_BATCH,
+            "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=limit
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:

@@ -66,8 +66,6 @@ T = TypeVar("T")
 SQL = queries("sqlite")
 #: Rows per ``executemany`` of a big enqueue, between two progress reports.
 _ENQUEUE_CHUNK = 2000
-#: Dead jobs moved per transaction by ``dlq retry --all``.
-_REQUEUE_BATCH = 500
 
 
 class SqliteBackend(SqlStore):
@@ -284,8 +282,8 @@ class SqliteBackend(SqlStore):
 
         return await self._call(lambda c: transaction(c, body))
 
-    async def _requeue_batch(self, *, after: int, upto: int, now: int) -> list[Any]:
-        args = {"now": now, "after": after, "upto": upto, "limit": _REQUEUE_BATCH}
+    async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> list[Any]:
+        args = {"now": now, "after": after, "upto": upto, "limit": limit}
         return await self._rows("requeue_dead_batch", args)
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:

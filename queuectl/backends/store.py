@@ -28,6 +28,8 @@ from queuectl.models import (
     StopMode,
 )
 
+#: Dead jobs moved per statement by ``dlq retry --all``.
+REQUEUE_BATCH = 500
 #: A result row of either driver: ``sqlite3.Row`` or asyncpg's ``Record``.
 Row = Mapping[str, Any]
 
@@ -61,8 +63,8 @@ class SqlStore(ABC):
         """``requeue_dead`` of distinct ids in one transaction (``bookkeeping.not_requeued``)."""
 
     @abstractmethod
-    async def _requeue_batch(self, *, after: int, upto: int, now: int) -> Sequence[Row]:
-        """Move the next dead jobs after seq ``after``: their ``id`` and ``seq``, in order."""
+    async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> Sequence[Row]:
+        """Move up to ``limit`` dead jobs after seq ``after``; their ``id`` and ``seq`` in order."""
 
     async def exchange(
         self,
@@ -91,7 +93,9 @@ class SqlStore(ABC):
         done: list[str] = []
         after = 0
         # One autocommit statement per batch: atomic on its own, and short.
-        while rows := await self._requeue_batch(after=after, upto=upto, now=now):
+        while rows := await self._requeue_batch(
+            after=after, upto=upto, limit=REQUEUE_BATCH, now=now
+        ):
             done.extend(r["id"] for r in rows)
             after = max(r["seq"] for r in rows)
             if progress is not None:
