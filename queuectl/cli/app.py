@@ -44,6 +44,32 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+class Duration(click.ParamType):
+    """Seconds or a duration with one unit (``90s``, ``15m``, ``2h``, ``7d``, ``1.5h``).
+
+    A bad value is the request's failure (one ``Error:`` line naming the option,
+    exit 1), like a bad duration in a job's JSON, not click's usage error.
+    """
+
+    name = "duration"
+
+    def __init__(self, *, allow_zero: bool = True, lo: float = 0.0) -> None:
+        self.allow_zero = allow_zero
+        self.lo = lo
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from queuectl.durations import parse_seconds
+        from queuectl.exceptions import InvalidOption
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_seconds(value, allow_zero=self.allow_zero, lo=self.lo)
+        except ValueError as exc:
+            name = max(param.opts, key=len) if param is not None and param.opts else "value"
+            raise InvalidOption(f"{name} {exc}") from None
+
+
 def output() -> Output:
     from queuectl.cli.render import Output
 

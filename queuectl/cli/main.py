@@ -18,6 +18,7 @@ from queuectl import __version__
 from queuectl.cli import completion
 from queuectl.cli.app import (
     App,
+    Duration,
     ExitCode,
     echo_json,
     output,
@@ -68,9 +69,16 @@ async def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
 @click.option("--max-retries", type=int, help="Retries after the first attempt (with -c).")
 @click.option("--priority", type=int, help="Higher runs first (with -c).")
-@click.option("--delay", type=float, metavar="S", help="Start no sooner than S seconds from now.")
+@click.option(
+    "--delay", type=Duration(), metavar="D", help="Start no sooner than D (30, 90s, 15m, 2h, 7d)."
+)
 @click.option("--run-at", metavar="TIME", help="Start no sooner than TIME (ISO-8601 or Unix s).")
-@click.option("--timeout", type=float, metavar="S", help="Kill the attempt after S seconds.")
+@click.option(
+    "--timeout",
+    type=Duration(allow_zero=False),
+    metavar="D",
+    help="Kill the attempt after D (seconds, or 90s, 15m, 2h).",
+)
 @click.option("--queue", metavar="Q", help="Named queue (default: default).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeat).")
 @click.option("--cwd", metavar="DIR", help="Working directory of the command.")
@@ -88,6 +96,7 @@ async def enqueue(
       queuectl enqueue '{"id":"job1","command":"sleep 2"}'
       echo '{"command":"exit 1","max_retries":1}' | queuectl enqueue
       queuectl enqueue -c 'make test' --priority 5 --delay 30
+      queuectl enqueue -c './backup.sh' --delay 2h --timeout 15m
     """
     text = _job_input(job_json, command, flags)
     queue = await app.queue()
@@ -147,11 +156,11 @@ def _split_env(item: str) -> tuple[str, str]:
 @click.option("--watch", is_flag=True, help="Live view, refreshed until Ctrl-C.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Duration(lo=0.1),
     default=1.0,
     show_default=True,
-    metavar="S",
-    help="Refresh interval of --watch.",
+    metavar="D",
+    help="Refresh interval of --watch (seconds, or e.g. 2s).",
 )
 @pass_app
 async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:

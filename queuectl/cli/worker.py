@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
-from queuectl.cli.app import App, echo_json, output, pass_app, stderr_is_terminal
+from queuectl.cli.app import App, Duration, echo_json, output, pass_app, stderr_is_terminal
 from queuectl.models import StopMode
 
 
@@ -113,7 +113,7 @@ async def worker_start(
 @worker.command("stop", short_help="Ask running workers to stop; wait for them.")
 @click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
 @click.option(
-    "--timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 1)."
+    "--timeout", type=Duration(), metavar="D", help="Give up waiting after D (30, 90s, 5m; exit 1)."
 )
 @pass_app
 async def worker_stop(app: App, now: bool, timeout: float | None) -> None:
