@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -30,7 +31,7 @@ from queuectl.config import (
     normalize_key,
     parse_value,
 )
-from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
+from queuectl.exceptions import DuplicateJob, JobNotFound, NoDatabase, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
 from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
 
@@ -110,18 +111,48 @@ class Queue:
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock
+        #: Set when opened with ``create=False`` where no database exists: why the
+        #: queue shown is empty (the CLI says it on stderr).
+        self.missing: str | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, target: str, *, clock: Clock = now_ms, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+        cls,
+        target: str,
+        *,
+        clock: Clock = now_ms,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        create: bool = True,
     ) -> AsyncIterator[Queue]:
-        """Open the store; a locked database is retried for ``busy_timeout_s`` per call."""
-        backend = await open_backend(target, busy_deadline_s=busy_timeout_s)
+        """Open the store; a locked database is retried for ``busy_timeout_s`` per call.
+
+        ``create=False`` is for reading: where no database exists it never makes one
+        but yields the empty queue (a throwaway store in a private temporary folder)
+        with ``missing`` saying so, so every read behaves as on an empty database and
+        an unknown job is still an unknown job.
+        """
+        try:
+            backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=create)
+        except NoDatabase as exc:
+            async with cls._empty(clock) as queue:
+                queue.missing = str(exc)
+                yield queue
+            return
         try:
             yield cls(backend, clock=clock)
         finally:
             await backend.aclose()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _empty(cls, clock: Clock) -> AsyncIterator[Queue]:
+        with tempfile.TemporaryDirectory(prefix="queuectl-empty-") as folder:
+            backend = await open_backend(os.path.join(folder, "empty.db"))
+            try:
+                yield cls(backend, clock=clock)
+            finally:
+                await backend.aclose()
 
     async def config(self) -> QueueConfig:
         return from_stored(await self.backend.get_config())

@@ -44,6 +44,7 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
+from queuectl.private import make_dirs
 from queuectl.pump import Pump
 from queuectl.signals import on_signals
 
@@ -102,7 +103,7 @@ class Worker:
         """Run until stopped (or drained, with ``burst``); returns the exit code."""
         self.config = from_stored(await self.backend.get_config())
         self._started_at = self.clock()
-        self._spool.mkdir(parents=True, exist_ok=True)
+        make_dirs(self._spool)  # private: commands' output may hold secrets
         pump = self._pump = Pump(
             self.backend,
             worker_id=self.id,

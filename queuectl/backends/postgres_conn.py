@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from queuectl.exceptions import BackendError, NotAQueueDatabase, SchemaTooNew
+from queuectl.exceptions import BackendError, NoDatabase, NotAQueueDatabase, SchemaTooNew
 from queuectl.sql import migrations
 
 MIGRATIONS = migrations("postgres")
@@ -240,15 +240,19 @@ async def schema_version(conn: asyncpg.Connection, schema: str) -> int | None:
 
 
 async def migrate(
-    conn: asyncpg.Connection, target: Target, *, upto: int = SCHEMA_VERSION
+    conn: asyncpg.Connection, target: Target, *, upto: int = SCHEMA_VERSION, create: bool = True
 ) -> int | None:
     """Create the schema and bring it to ``upto``; returns the version it had (``None``: new).
+
+    ``create=False`` raises ``NoDatabase`` where no queuectl schema exists yet.
 
     Runs in one transaction under an advisory lock (``pg_advisory_xact_lock``), with
     the version read again once the lock is held.
     """
     schema = target.schema
     version = await schema_version(conn, schema)
+    if version is None and not create:
+        raise NoDatabase(f"no queuectl schema {schema!r} exists in {target.shown} yet")
     if version is not None:
         _check_not_newer(version, target)
         if version >= upto:

@@ -29,15 +29,22 @@ class App:
     target: str
     _queue: Queue | None = field(default=None)
 
-    async def queue(self) -> Queue:
+    async def queue(self, *, create: bool = True) -> Queue:
+        """The store, opened once; read-only commands pass ``create=False`` (SPEC §5)."""
         if self._queue is None:
             from queuectl.config import busy_timeout_s
             from queuectl.queue import Queue
 
             ctx = click.get_current_context().find_root()
             self._queue = await ctx.with_async_resource(
-                Queue.open(self.target, busy_timeout_s=busy_timeout_s())
+                Queue.open(self.target, busy_timeout_s=busy_timeout_s(), create=create)
             )
+            if self._queue.missing:
+                click.echo(
+                    f"Note: {self._queue.missing}; the first command that writes"
+                    " (enqueue, config set, worker start) creates it.",
+                    err=True,
+                )
         return self._queue
 
 

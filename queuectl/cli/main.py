@@ -178,7 +178,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
     """
     if watch and as_json:
         raise click.UsageError("--watch and --json cannot be combined (--json prints one document)")
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     if watch:
         from queuectl.cli.watch import watch_status
 
@@ -222,7 +222,7 @@ async def list_jobs(
       queuectl list --state pending
       queuectl list --queue emails --limit 0 --json
     """
-    jobs = await (await app.queue()).list_jobs(
+    jobs = await (await app.queue(create=False)).list_jobs(
         state=JobState(state.lower()) if state else None, queue=queue, limit=limit
     )
     _show_jobs(jobs, as_json)
@@ -254,7 +254,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
       queuectl show job1
       queuectl show job1 --json
     """
-    job, history = await (await app.queue()).show(job_id)
+    job, history = await (await app.queue(create=False)).show(job_id)
     if as_json:
         from queuectl.records import attempt_record, job_record
 
@@ -292,7 +292,7 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
       queuectl logs job1 --attempt 1
       queuectl logs job1 --follow
     """
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     if follow and not as_json:
         async for chunk in queue.follow(job_id, attempt, notice=_notice):
             sys.stdout.buffer.write(chunk)
@@ -347,7 +347,7 @@ async def dlq_list(app: App, as_json: bool) -> None:
     Example:
       queuectl dlq list --json
     """
-    _show_jobs(await (await app.queue()).dead_jobs(), as_json)
+    _show_jobs(await (await app.queue(create=False)).dead_jobs(), as_json)
 
 
 @dlq.command("retry", short_help="Move dead jobs back to pending.")

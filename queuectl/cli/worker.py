@@ -144,7 +144,7 @@ async def worker_list(app: App, as_json: bool) -> None:
     Example:
       queuectl worker list --json
     """
-    workers = await (await app.queue()).live_workers()
+    workers = await (await app.queue(create=False)).live_workers()
     if as_json:
         from queuectl.records import worker_record
 
