@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl.clock import to_iso
+from queuectl.hangup import output_lost
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -107,6 +108,10 @@ class TransitionHandler(logging.Handler):
                 self.console.print(Traceback.from_exception(exc_type, exc, tb))
         except Exception:
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not output_lost(sys.exc_info()[1], self.console.file):
+            super().handleError(record)
 
     def render(self, record: logging.LogRecord) -> RenderableType:
         from rich.table import Table
@@ -241,9 +246,17 @@ def setup_logging(
             console = Console(stderr=True, highlight=False)
         handler = TransitionHandler(console)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler(sys.stderr)
         if fmt == "json":
             handler.setFormatter(JsonFormatter())
         else:
             handler.setFormatter(PlainFormatter())
     root.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A closed terminal or pipe mutes the log instead of failing every line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not output_lost(sys.exc_info()[1], self.stream):
+            super().handleError(record)

@@ -51,7 +51,7 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float]):
     """Seconds or a duration with one unit (``90s``, ``15m``, ``2h``, ``7d``, ``1.5h``).
 
     A bad value is the request's failure (one ``Error:`` line naming the option,
@@ -64,7 +64,9 @@ class Duration(click.ParamType):
         self.allow_zero = allow_zero
         self.lo = lo
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         from queuectl.durations import parse_seconds
         from queuectl.exceptions import InvalidOption
 
