@@ -25,7 +25,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -60,7 +60,10 @@ class Target:
 
 def parse_target(url: str) -> Target:
     """Split off ``?schema=``; everything else in the URL is asyncpg's (libpq's) syntax."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # the message never holds the URL (nor its password)
+        raise BackendError(f"invalid database URL: {exc}") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = DEFAULT_SCHEMA
     rest = []
@@ -75,16 +78,26 @@ def parse_target(url: str) -> Target:
             " (at most 63, not starting with a digit)"
         )
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    shown = urlunsplit(parts._replace(netloc=netloc))
+    shown = shown_url(parts)
     try:
         port = parts.port or 5432
     except ValueError as exc:
         raise BackendError(f"invalid port in the database URL {shown}") from exc
     address = f"{parts.hostname or 'localhost'}:{port}"
     return Target(url=url, dsn=dsn, schema=schema, shown=shown, address=address)
+
+
+def shown_url(parts: SplitResult) -> str:
+    """The URL for messages: a password (in the user part or ``?password=``) is ``***``."""
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    query = [
+        (key, "***" if key.lower() == "password" else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    netloc = f"{userinfo}{at}{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
 
 
 def lock_key(purpose: str, schema: str) -> int:

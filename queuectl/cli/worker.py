@@ -33,7 +33,12 @@ async def worker() -> None:
     help="Worker coroutines (slots) in total.",
 )
 @click.option(
-    "--queue", "queues", multiple=True, metavar="Q", help="Serve only this queue (repeat)."
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="Q",
+    callback=lambda _ctx, _param, value: _queue_names(value),
+    help="Serve only this queue (repeat).",
 )
 @click.option(
     "--processes",
@@ -108,6 +113,19 @@ async def worker_start(
         code = await run_supervisor(options, processes, (level, log_format))
     if code:
         sys.exit(code)
+
+
+def _queue_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Refuse an empty name (an unset ``$QUEUE``) as ``enqueue --queue`` does: exit 1."""
+    from queuectl.exceptions import InvalidOption
+    from queuectl.jobspec import validate_queue
+
+    for name in names:
+        try:
+            validate_queue(name)
+        except ValueError as exc:
+            raise InvalidOption(f"--queue {exc} (got {name!r})") from None
+    return tuple(names)
 
 
 @worker.command("stop", short_help="Ask running workers to stop; wait for them.")
