@@ -114,6 +114,7 @@ class Queue:
         #: Set when opened with ``create=False`` where no database exists: why the
         #: queue shown is empty (the CLI says it on stderr).
         self.missing: str | None = None
+        self._reopen: tuple[str, float] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -132,27 +133,45 @@ class Queue:
         with ``missing`` saying so, so every read behaves as on an empty database and
         an unknown job is still an unknown job.
         """
+        empty: tempfile.TemporaryDirectory[str] | None = None
         try:
             backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=create)
+            missing = None
         except NoDatabase as exc:
-            async with cls._empty(clock) as queue:
-                queue.missing = str(exc)
-                yield queue
-            return
-        try:
-            yield cls(backend, clock=clock)
-        finally:
-            await backend.aclose()
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def _empty(cls, clock: Clock) -> AsyncIterator[Queue]:
-        with tempfile.TemporaryDirectory(prefix="queuectl-empty-") as folder:
-            backend = await open_backend(os.path.join(folder, "empty.db"))
+            empty = tempfile.TemporaryDirectory(prefix="queuectl-empty-")
             try:
-                yield cls(backend, clock=clock)
-            finally:
-                await backend.aclose()
+                backend = await open_backend(os.path.join(empty.name, "empty.db"))
+            except BaseException:
+                empty.cleanup()
+                raise
+            missing = str(exc)
+        queue = cls(backend, clock=clock)
+        queue.missing = missing
+        queue._reopen = (target, busy_timeout_s)
+        try:
+            yield queue
+        finally:
+            await queue.backend.aclose()
+            if empty is not None:
+                empty.cleanup()
+
+    @property
+    def shown_target(self) -> str:
+        """The store's name for a view (a PostgreSQL password masked; not the empty stand-in)."""
+        return "no database yet" if self.missing else self.backend.target
+
+    async def reopen_if_created(self) -> bool:
+        """For a live view opened where no database existed: switch to it once it exists."""
+        if self.missing is None or self._reopen is None:
+            return False
+        target, busy_timeout_s = self._reopen
+        try:
+            backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=False)
+        except NoDatabase:
+            return False
+        previous, self.backend, self.missing = self.backend, backend, None
+        await previous.aclose()
+        return True
 
     async def config(self) -> QueueConfig:
         return from_stored(await self.backend.get_config())

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,6 +205,33 @@ def test_an_unknown_job_stays_an_error_where_no_database_exists(
     assert [line for line in lines if line.startswith("Error:")] == ["Error: no job with id 'job1'"]
     assert any("no database exists" in line for line in lines)
     assert not typo.parent.exists()
+
+
+@pytest.mark.sqlite_only
+def test_status_watch_opened_before_the_database_sees_it_once_created(tmp_path: Path) -> None:
+    """``status --watch`` in one terminal, then the first ``enqueue`` in another."""
+    target = tmp_path / "later" / "q.db"
+    proc = subprocess.Popen(
+        [QUEUECTL, "status", "--watch", "--interval", "0.2"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(target),
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert "no database exists" in proc.stderr.readline()
+        assert not target.parent.exists()
+        assert run_cli(target, "enqueue", "-c", "true").returncode == 0
+        deadline = time.monotonic() + 30
+        while not re.search(r"pending\s+1\b", proc.stdout.readline()):
+            assert time.monotonic() < deadline and proc.poll() is None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
 
 
 @pytest.mark.sqlite_only
