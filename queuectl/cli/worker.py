@@ -142,7 +142,7 @@ async def worker_stop(app: App, now: bool, timeout: float | None) -> None:
       queuectl worker stop          # let running jobs finish
       queuectl worker stop --now    # kill them; their jobs go back to pending
     """
-    queue = await app.queue()
+    queue = await app.queue(create=False)  # no database: no workers to stop
     stopped = await queue.stop_workers(
         StopMode.NOW if now else StopMode.GRACEFUL, timeout_s=timeout
     )

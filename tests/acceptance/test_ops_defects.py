@@ -168,6 +168,7 @@ READERS = {
     "config-get": (["config", "get", "max-retries"], "3"),
     "config-list": (["config", "list", "--json"], '"max-retries": 3'),
     "worker-list": (["worker", "list", "--json"], "[]"),
+    "worker-stop": (["worker", "stop"], "No workers running."),
 }
 
 
