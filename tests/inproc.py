@@ -112,3 +112,8 @@ async def shown(target: Path | str, job_id: str) -> tuple[Job, list[Attempt]]:
 async def state_of(target: Path | str, job_id: str) -> JobState:
     job, _ = await shown(target, job_id)
     return JobState(job.state)
+
+
+def burst(target: Path | str, *, count: int = 1, queues: Sequence[str] = ()) -> int:
+    """``run_burst`` for a synchronous test (a CLI test whose worker is not the subject)."""
+    return asyncio.run(run_burst(target, count=count, queues=queues))
