@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import STORES, store_target
 from tests.helpers import (
     assert_one_error,
-    cli_json,
+    db_counts,
     db_rows,
     enqueue_lines,
     job_counts,
@@ -32,6 +32,7 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     worker = run_cli(path, "worker", "start", "--burst", env={"XDG_DATA_HOME": str(folder)})
     assert worker.returncode == 0
     enqueue_lines(path, [{"id": "waiting", "command": "true"}])
+    assert job_counts(path) == COUNTS
     yield path
 
 
@@ -171,7 +172,7 @@ def test_a_bad_job_on_stdin_is_refused_whole(db: Path, text: str):
     assert result.stdout == ""
     assert "internal error" not in line
     assert _snapshot(db) == before
-    assert job_counts(db) == COUNTS
+    assert db_counts(db) == COUNTS
 
 
 #: The argument takes the same parser as stdin; a sample of each kind of mistake.
@@ -256,10 +257,10 @@ BAD_CONFIG = {
 
 @pytest.mark.parametrize(("key", "value", "says"), BAD_CONFIG.values(), ids=BAD_CONFIG.keys())
 def test_a_bad_config_key_or_value_is_refused(db: Path, key: str, value: str, says: str):
-    before = cli_json(db, "config", "list")
+    before = _snapshot(db)
     line = assert_one_error(run_cli(db, "config", "set", key, value))
     assert says in line, line
-    assert cli_json(db, "config", "list") == before
+    assert _snapshot(db) == before
 
 
 @pytest.mark.parametrize(

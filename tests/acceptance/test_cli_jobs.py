@@ -208,7 +208,7 @@ def test_default_location_is_xdg_data_home_then_home(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             env={**base, **extra},
-            timeout=60,
+            timeout=30,
         )
         assert result.returncode == 0, result.stderr
         assert cli_json(expected, "show", "where")["state"] == "pending"

@@ -289,7 +289,7 @@ def test_logs_prints_raw_bytes(db_path: Path) -> None:
     assert enq.returncode == 0, enq.stderr
     assert run_worker(db_path).returncode == 0
     raw = subprocess.run(
-        [QUEUECTL, "logs", "bin"], capture_output=True, env=cli_env(db_path), timeout=60
+        [QUEUECTL, "logs", "bin"], capture_output=True, env=cli_env(db_path), timeout=30
     )
     assert (raw.returncode, raw.stdout) == (0, b"\xffok\n")
     assert cli_json(db_path, "logs", "bin")["output"] == "\ufffdok\n"

@@ -175,7 +175,7 @@ def test_logs_follow_streams_a_running_attempt_and_ends_with_it(
             assert cli_json(db_path, "show", "stream")["state"] == "processing"
             assert follow.poll() is None
             go.touch()
-            out, err = follow.communicate(timeout=60)
+            out, err = follow.communicate(timeout=30)
         assert follow.returncode == 0, err
         assert out == b"second line\n"
         assert b"Error" not in err
@@ -253,7 +253,7 @@ def test_bash_completion_script_completes_ids_in_a_real_bash(db_path: Path) -> N
     )
     env = cli_env(db_path, {"PATH": f"{Path(QUEUECTL).parent}:{os.environ['PATH']}"})
     result = subprocess.run(
-        ["bash", "--norc", "-c", script], capture_output=True, text=True, env=env, timeout=60
+        ["bash", "--norc", "-c", script], capture_output=True, text=True, env=env, timeout=30
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["alpha-1"]
@@ -321,7 +321,7 @@ def test_worker_log_levels_and_interrupted_and_recovered_lines(
         # once the worker said it is stopping.
         seen = read_until(w.proc.stderr.fileno(), b"stopping: no new jobs")
         w.signal(signal.SIGINT)
-        _, rest = w.communicate(timeout=60)
+        _, rest = w.communicate(timeout=30)
     actions = [r.get("action") for r in json_log(seen.decode() + rest)]
     assert "job_interrupted" in actions
 
@@ -352,7 +352,7 @@ def rich_imported(db: Path, args: list[str], stdin: str) -> tuple[bool, str]:
         capture_output=True,
         text=True,
         env=cli_env(db),
-        timeout=120,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     return "RICH=1" in result.stderr, result.stderr
@@ -390,7 +390,7 @@ def test_progress_on_a_terminal_for_a_big_enqueue_dlq_retry_and_burst(
     enqueue_lines(db_path, small)
     burst = [QUEUECTL, "worker", "start", "--burst", "-n", "4", "-q", "--queue", "small"]
     with PtyProcess(burst, env=cli_env(db_path)) as term:
-        assert term.wait(timeout=120) == 0
+        assert term.wait(timeout=40) == 0
         shown = strip_ansi(term.output)
     assert "20/20" in shown and "0 done · 20 dead · 0 awaiting retry · 0 left" in shown
 

@@ -76,10 +76,10 @@ def test_twenty_concurrent_claimers_claim_each_of_500_jobs_exactly_once(
     for child in children:
         child.start()
     try:
-        results = [out.get(timeout=90) for _ in children]
+        results = [out.get(timeout=40) for _ in children]
     finally:
         for child in children:
-            child.join(timeout=30)
+            child.join(timeout=10)
             if child.is_alive():
                 child.kill()
                 child.join()
