@@ -30,6 +30,7 @@ from tests.helpers import (
     run_worker,
     wait_for,
 )
+from tests.inproc import burst
 from tests.terminal import PtyProcess, Tmux, strip_ansi
 
 
@@ -190,7 +191,7 @@ def test_logs_of_a_finished_job_print_the_kept_tail_and_say_it_was_cut(db_path: 
     command = "head -c 1000 /dev/zero | tr '\\0' x; echo END"
     run_cli(db_path, "enqueue", "-c", command, "--id", "chatty")
     run_cli(db_path, "enqueue", "-c", "echo short", "--id", "quiet")
-    assert run_worker(db_path).returncode == 0
+    assert burst(db_path) == 0
     for follow in ([], ["--follow"]):
         result = run_cli(db_path, "logs", "chatty", *follow)
         assert result.returncode == 0, result.stderr
@@ -222,7 +223,7 @@ def test_completion_of_job_ids_and_state_names(db_path: Path) -> None:
     assert complete(db_path, "queuectl show bu") == ["build-1", "build-2"]
     assert complete(db_path, "queuectl logs --follow d") == ["deploy"]
     assert complete(db_path, "queuectl dlq retry ") == []  # nothing is dead yet
-    assert run_worker(db_path).returncode == 0
+    assert burst(db_path) == 0
     assert complete(db_path, "queuectl dlq retry ") == ["build-2"]  # only dead jobs
     assert complete(db_path, "queuectl list --state ") == [
         "pending",
