@@ -37,6 +37,11 @@ from tests.helpers import (
     worker_ids,
 )
 
+#: The lease-bound waits make these the longest process tests: they run on SQLite in the
+#: default session and on PostgreSQL in the ``slow`` one (``test_many_hosts`` covers
+#: PostgreSQL's own crash recovery by default).
+pytestmark = pytest.mark.slow_on_postgres
+
 #: Attempt 1 starts a grandchild and blocks; later attempts finish at once.
 LONG_FIRST = marked(
     'echo $$ >> "$MARKS/shells"; '

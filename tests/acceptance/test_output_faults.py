@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     QUEUECTL,
     WorkerProcess,
@@ -25,6 +27,9 @@ from tests.helpers import (
 )
 
 LIMIT = 65536
+
+#: About the worker's output handling, not the store: PostgreSQL's run is ``slow``.
+pytestmark = pytest.mark.slow_on_postgres
 
 
 def _logs(db: Path, job_id: str) -> bytes:
