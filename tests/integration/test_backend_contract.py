@@ -243,7 +243,8 @@ class TestClaims:
                     assert (await finish(store, c, OK, now, worker=f"w{index}")).held
 
         try:
-            await asyncio.gather(*(claimer(i) for i in range(20)))
+            async with asyncio.timeout(30):
+                await asyncio.gather(*(claimer(i) for i in range(20)))
         finally:
             for store in stores[1:]:
                 await store.aclose()
