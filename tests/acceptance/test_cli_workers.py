@@ -35,7 +35,7 @@ def test_worker_stop_lets_the_running_job_finish(db_path: Path, tmp_path: Path) 
     enqueue_lines(
         db_path,
         [
-            {"id": "long", "command": f"touch {started}; sleep 2; echo finished"},
+            {"id": "long", "command": f"touch {started}; sleep 1; echo finished"},
             {"id": "queued", "command": "true", "delay": 1},
         ],
     )

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from queuectl.clock import to_iso
-from queuectl.models import JobState, Outcome
+from queuectl.models import JobState, Outcome, StopMode
 from tests.inproc import open_queue, run_burst, shown, started_worker, state_of, wait_until
 
 
@@ -267,3 +267,61 @@ async def test_heartbeats_keep_a_job_longer_than_the_lease(
     actions = {getattr(r, "action", "") for r in caplog.records}
     assert "job_recovered" not in actions
     assert "job_lost" not in actions
+
+
+# Queue operations on a running worker: stop requests and following output.
+
+
+async def test_a_graceful_stop_lets_the_running_job_finish_and_claims_nothing_more(
+    db: str, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    await enqueue(db, {"id": "long", "command": f"touch {started}; sleep 0.5; echo finished"})
+    async with started_worker(db) as (_, task), open_queue(db) as queue:
+        await wait_until(lambda: _exists(started))
+        await queue.enqueue({"id": "queued", "command": "true"})
+        async with asyncio.timeout(20):
+            assert await queue.stop_workers(StopMode.GRACEFUL, timeout_s=15) == 1
+            assert await task == 0
+        assert await queue.live_workers() == []
+    job, [attempt] = await shown(db, "long")
+    assert (job.state, job.attempts, attempt.outcome) == (JobState.COMPLETED, 1, Outcome.COMPLETED)
+    async with open_queue(db) as queue:
+        assert (await queue.output("long")).output == b"finished\n"
+    assert await state_of(db, "queued") == JobState.PENDING
+
+
+async def test_a_forced_stop_puts_the_running_job_back_without_using_an_attempt(
+    db: str, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    await configure(db, kill_grace=0.5)
+    await enqueue(db, {"id": "long", "command": f"touch {started}; sleep 30", "max_retries": 0})
+    async with started_worker(db) as (_, task), open_queue(db) as queue:
+        await wait_until(lambda: _exists(started))
+        async with asyncio.timeout(20):
+            assert await queue.stop_workers(StopMode.NOW, timeout_s=15) == 1
+            assert await task == 0
+    job, [attempt] = await shown(db, "long")
+    assert (job.state, job.attempts) == (JobState.PENDING, 0)
+    assert attempt.outcome is Outcome.INTERRUPTED
+    assert attempt.finished_at is not None
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def test_follow_streams_a_running_attempt_to_its_end(db: str) -> None:
+    command = "for i in 1 2 3; do echo line $i; sleep 0.2; done"
+    await enqueue(db, {"id": "chatty", "command": command})
+    async with open_queue(db) as queue:
+        follow = asyncio.create_task(_collect(queue.follow("chatty")))
+        async with started_worker(db):
+            async with asyncio.timeout(20):
+                streamed = await follow
+    assert streamed == b"line 1\nline 2\nline 3\n"
+
+
+async def _collect(chunks: Any) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
