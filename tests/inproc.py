@@ -54,20 +54,33 @@ async def started_worker(
     )
     worker = Worker(backend, options, clock=clock)
     task = asyncio.create_task(worker.run(), name=f"worker-{worker.id}")
+    failed = False
     try:
         yield worker, task
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        crash = await _stopped(worker, task)
+        await backend.aclose()
+        if crash is not None and not failed:
+            # The worker died while the test only watched the store: say why.
+            raise crash
+
+
+async def _stopped(worker: Worker, task: asyncio.Task[int]) -> BaseException | None:
+    """Stop the worker (forcibly if still busy); its exception, if it crashed."""
+    if not task.done():
+        worker.stop(StopMode.NOW)
+    try:
+        async with asyncio.timeout(WORKER_TIMEOUT_S):
+            await asyncio.wait([task])
     finally:
         if not task.done():
-            worker.stop(StopMode.NOW)
-        try:
-            async with asyncio.timeout(WORKER_TIMEOUT_S):
-                await asyncio.wait([task])
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-            await backend.aclose()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    return None if task.cancelled() else task.exception()
 
 
 async def run_burst(
