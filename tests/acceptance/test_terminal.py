@@ -272,7 +272,7 @@ def json_log(stderr: str) -> list[dict[str, object]]:
 
 
 def test_worker_json_log_has_one_object_per_transition(db_path: Path) -> None:
-    run_cli(db_path, "config", "set", "backoff-base", "1")
+    run_cli(db_path, "config", "set", "backoff-max", "0.1")  # the retry waits 0.1 s
     enqueue_lines(
         db_path,
         [
@@ -332,7 +332,7 @@ def test_worker_log_levels_and_interrupted_and_recovered_lines(
         w.signal(signal.SIGKILL)
         w.wait(timeout=30)
     done.touch()
-    run_cli(db_path, "config", "set", "backoff-base", "1")
+    run_cli(db_path, "config", "set", "backoff-max", "0.1")
     result = run_worker(db_path, "--log-format", "json", "-q")
     recovered = [r for r in json_log(result.stderr) if r.get("action") == "job_recovered"]
     assert recovered and recovered[0]["job_id"] == "sleeper"
