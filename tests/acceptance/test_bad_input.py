@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import STORES, store_target
+from tests.conftest import SLOW_ON_POSTGRES, store_target
 from tests.helpers import (
     assert_one_error,
     db_counts,
@@ -24,7 +24,10 @@ from tests.helpers import (
 )
 
 
-@pytest.fixture(scope="module", params=STORES)
+#: The whole matrix on SQLite; on PostgreSQL it is ``slow``: most cases fail validation,
+#: which does not depend on the store, and test_cli_errors runs representative bad
+#: input, duplicates, unknown jobs and config errors on both stores by default.
+@pytest.fixture(scope="module", params=SLOW_ON_POSTGRES)
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("bad-input")
     path = store_target(request, folder)
