@@ -160,7 +160,7 @@ def test_a_killed_hosts_jobs_are_recovered_by_the_others(
     url = pg_schema.url
     configure(url, lease="2", **{"reap-interval": "0.5", "backoff-base": "1"})
     log = tmp_path / "runs.txt"
-    command = f"echo $QUEUECTL_JOB_ID:$QUEUECTL_ATTEMPT >> {log}; sleep 5"
+    command = f"echo $QUEUECTL_JOB_ID:$QUEUECTL_ATTEMPT >> {log}; sleep 2"
     enqueue(url, [{"id": f"j{i}", "command": command, "max_retries": 5} for i in range(12)])
     doomed = hosts("h1", "--count", "4")
     taken = wait_for(lambda: len(running_on(pg_schema, "h1")) == 4 and running_on(pg_schema, "h1"))
