@@ -4,15 +4,18 @@ Inside one ``TaskGroup`` run:
 
 * ``pump``: the only path to the store; batches claims, starts and finishes.
 * ``slot-{i}`` (N of them): take a job, run its command (``executor``), report the result.
-* ``heartbeat``: extends the leases of running attempts and reads stop requests;
-  kills a command whose lease was lost, and kills all of them if the store could
-  not be reached for most of a lease (so nobody else can have started them yet).
+* ``heartbeat``: extends the leases of running attempts (every ``lease / 4``) and
+  reads stop requests; kills a command whose lease was lost.
+* ``fence``: a timer, apart from the heartbeat so that a call hanging on a cut
+  network cannot hold it up: once no heartbeat has succeeded for 0.8 of a lease,
+  it kills every running command, before anybody else can have started them.
 * ``reaper``: recovers attempts of dead workers: at once for a worker of this host
   whose process is gone, and for any worker once its lease has run out. It kills
   what is left of a lost attempt on this host before the job becomes claimable.
 
-A crash of a side task takes the worker down loudly (that is what ``TaskGroup``
-does). Stopping: the first request stops claiming and lets commands finish; the
+A store that cannot be reached never ends a worker: every task waits, reconnects
+and goes on. A crash of a side task takes the worker down loudly (that is what
+``TaskGroup`` does). Stopping: the first request stops claiming and lets commands finish; the
 second kills them, and their jobs go back to ``pending`` without using up an attempt.
 """
 
@@ -25,6 +28,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from queuectl import procs
@@ -48,6 +52,17 @@ from queuectl.pump import Pump
 from queuectl.signals import on_signals
 
 log = logging.getLogger("queuectl.worker")
+
+#: Heartbeats per lease.
+_BEATS_PER_LEASE = 4
+#: No heartbeat for this share of a lease: kill every running command. The lease
+#: ends at the earliest one lease after the last heartbeat was *sent*.
+FENCE_SHARE = 0.8
+#: A heartbeat that takes longer than this share of a lease is given up (its
+#: connection closed) and tried again on a fresh one. Longer than half a lease plus
+#: the beat interval, so a cut-off shorter than half a lease is ridden out by the
+#: heartbeat in flight, and nothing is killed.
+_BEAT_TIMEOUT_SHARE = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +97,7 @@ class Worker:
         self._signals = 0
         self._started_at = 0
         self._beat_now = asyncio.Event()
+        self._fenced: set[tuple[str, int]] = set()
 
     @property
     def info(self) -> WorkerInfo:
@@ -102,6 +118,7 @@ class Worker:
         """Run until stopped (or drained, with ``burst``); returns the exit code."""
         self.config = from_stored(await self.backend.get_config())
         self._started_at = self.clock()
+        self._last_heartbeat = time.monotonic()
         self._spool.mkdir(parents=True, exist_ok=True)
         pump = self._pump = Pump(
             self.backend,
@@ -111,8 +128,10 @@ class Worker:
             clock=self.clock,
             on_drained=self._drained if self.options.burst else None,
         )
-        await self.backend.register_worker(self.info, now=self._started_at)
-        await self.backend.subscribe(self.id, self._on_wake)
+        await _until_reached(
+            "register", lambda: self.backend.register_worker(self.info, now=self._started_at)
+        )
+        await _until_reached("subscribe", lambda: self.backend.subscribe(self.id, self._on_wake))
         log.info(
             "worker %s started: %d slot(s), queues: %s, pid %d",
             self.id,
@@ -123,8 +142,8 @@ class Worker:
         )
         try:
             with self._signal_handlers(), fast_child_watcher():
-                await self._recover()
-                await self._release_strays()
+                await _until_reached("recover", self._recover)
+                await _until_reached("release strays", self._release_strays)
                 try:
                     await self._serve(pump)
                 except ExceptionGroup as group:
@@ -150,6 +169,7 @@ class Worker:
             pump_task = group.create_task(pump.run(), name="pump")
             side = [
                 group.create_task(self._heartbeat_loop(), name="heartbeat"),
+                group.create_task(self._fence_loop(), name="fence"),
                 group.create_task(self._reaper_loop(), name="reaper"),
             ]
             slots = [
@@ -340,13 +360,12 @@ class Worker:
             )
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.config.lease / 3
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(self.config.lease / _BEATS_PER_LEASE):
                     await self._beat_now.wait()
             self._beat_now.clear()
-            await self._heartbeat_once(timeout_s=interval)
+            await self._heartbeat_once(timeout_s=self.config.lease * _BEAT_TIMEOUT_SHARE)
 
     async def _heartbeat_once(self, *, timeout_s: float) -> None:
         asked = time.monotonic()
@@ -365,9 +384,9 @@ class Worker:
             raise
         except (BackendError, TimeoutError) as exc:
             log.warning("heartbeat failed: %s", exc or "timed out")
-            self._fence_if_stale()
             return
         self._last_heartbeat = asked
+        self._fenced.clear()
         self.config = replace(from_stored(stored), lease=self.config.lease)
         log.debug(
             "heartbeat: %d running, %d lease(s) lost, stop request: %s",
@@ -377,7 +396,12 @@ class Worker:
             extra={"action": "heartbeat", "worker_id": self.id},
         )
         if not beat.registered:
-            await self.backend.register_worker(self.info, now=self.clock())
+            try:
+                await self.backend.register_worker(self.info, now=self.clock())
+            except NotAQueueDatabase:
+                raise
+            except BackendError as exc:
+                log.warning("cannot register again: %s", exc)
         for key in beat.lost:
             execution = self._running.get(key)
             if execution is not None:
@@ -386,13 +410,32 @@ class Worker:
         if beat.stop is not StopMode.NONE:
             self.stop(beat.stop)
 
+    async def _fence_loop(self) -> None:
+        """Kill what runs once no heartbeat has succeeded for ``FENCE_SHARE`` of a lease.
+
+        A timer of its own: a heartbeat stuck on a cut network (bytes held, no
+        error) must not delay this. Checked again every tenth of a lease for as long
+        as the store stays unreachable, so a command started meanwhile goes too.
+        """
+        while True:
+            left = self._last_heartbeat + self.config.lease * FENCE_SHARE - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue
+            self._fence_if_stale()
+            await asyncio.sleep(self.config.lease / 10)
+
     def _fence_if_stale(self) -> None:
         """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
-        if time.monotonic() - self._last_heartbeat < self.config.lease * 0.8:
+        if time.monotonic() - self._last_heartbeat < self.config.lease * FENCE_SHARE:
             return
         for key, execution in list(self._running.items()):
+            if key in self._fenced:
+                continue
+            self._fenced.add(key)
             log.error("%s: store unreachable for most of a lease; killing its command", key[0])
-            execution.kill(KillReason.LOST)
+            # SIGKILL by 0.9 of the lease at the latest, whatever kill-grace says.
+            execution.kill(KillReason.LOST, grace_s=self.config.lease * (1 - FENCE_SHARE) / 2)
 
     async def _reaper_loop(self) -> None:
         while True:
@@ -448,6 +491,21 @@ class Worker:
         )
         if strays:
             log.info("checked %d stray attempt(s) left on this host", len(strays))
+
+
+async def _until_reached(what: str, call: Callable[[], Awaitable[object]]) -> None:
+    """Run a start-up step, waiting out a store that cannot be reached for now."""
+    delay = 0.05
+    while True:
+        try:
+            await call()
+            return
+        except NotAQueueDatabase:
+            raise
+        except BackendError as exc:
+            log.warning("%s: cannot reach the job store (%s); retrying", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -58,6 +58,7 @@ from queuectl.backends.base import (
 from queuectl.backends.postgres_conn import (
     Listener,
     Target,
+    breaks_connection,
     channel_name,
     compile_query,
     create_pool,
@@ -180,8 +181,22 @@ class PostgresBackend:
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; one that broke while in use is closed, never pooled again.
+
+        The pool opens a fresh one for the next caller, so a worker rides out a
+        server restart or a killed session with one failed call, and no second
+        statement is ever sent down a connection whose last one did not end cleanly.
+        """
         async with wrapped(self._target), self._pool.acquire() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException as exc:
+                if breaks_connection(exc):
+                    # Already gone if asyncpg saw the socket close (then it has
+                    # handed the connection back to the pool itself).
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                raise
 
     def _clock(self, now: int) -> int | None:
         return now if self._caller_clock else None
@@ -285,15 +300,15 @@ class PostgresBackend:
     ) -> Heartbeat:
         query = SQL["heartbeat"]
         args = query.args({"clock": self._clock(now), "lease_ms": lease_ms, "worker": worker_id})
-        # A heartbeat stuck longer than this is a failed one, so the worker can
-        # fence itself before others take its jobs over.
+        # No timeout of its own: the worker bounds the call and fences itself on a
+        # timer, and a connection cancelled mid-statement is closed (see ``_conn``).
         async with self._conn() as conn:
-            row = await conn.fetchrow(query.text, *args, timeout=max(1.0, lease_ms / 3000))
-        held = set(zip(row["ids"], row["tokens"], strict=True))
+            row = await conn.fetchrow(query.text, *args)
+        held = frozenset(zip(row["ids"], row["tokens"], strict=True))
         lost = frozenset(t for t in running if t not in held)
         if row["stop"] is None:
-            return Heartbeat(lost, StopMode.NONE, registered=False)
-        return Heartbeat(lost, StopMode(row["stop"]))
+            return Heartbeat(lost, StopMode.NONE, registered=False, held=held)
+        return Heartbeat(lost, StopMode(row["stop"]), held=held)
 
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None

@@ -147,7 +147,12 @@ def translate(exc: BaseException, target: Target) -> BackendError:
         return BackendError(f"cannot connect to {where}: connection refused (is it running?)")
     if isinstance(exc, TimeoutError):
         return BackendError(f"{where} did not answer in time")
-    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError):
+    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
+        # InternalClientError: asyncpg's state after the server ended the session
+        # under an idle connection (``pg_terminate_backend``, a restart) before the
+        # socket's end was read; the connection is as good as lost.
+        return BackendError(f"lost the connection to {where}: {exc}")
+    if isinstance(exc, asyncpg.PostgresError) and is_fatal(exc):
         return BackendError(f"lost the connection to {where}: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
         return BackendError(f"{where}: {exc}")
@@ -158,9 +163,40 @@ def translate(exc: BaseException, target: Target) -> BackendError:
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
+#: SQLSTATE classes that end the session: connection exception, operator
+#: intervention (``pg_terminate_backend``, shutdown), internal error.
+_FATAL_CLASSES = frozenset({"08", "57", "XX"})
+
+
+def is_fatal(exc: asyncpg.PostgresError) -> bool:
+    """Whether the server ended the session with this error (rather than one statement)."""
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in _FATAL_CLASSES
+
+
+def breaks_connection(exc: BaseException) -> bool:
+    """Whether a connection that raised ``exc`` mid-use must never be used again.
+
+    A statement error (a unique violation, bad data) leaves the session as it was;
+    anything else (the server gone, a timeout, a cancelled task, asyncpg's own
+    protocol state after an unsolicited FATAL) leaves it in a state nobody can
+    trust. Such a connection is closed at once rather than handed back to the pool:
+    asyncpg would otherwise try to cancel the statement over a new connection first
+    (which hangs for as long as the network is cut) or lend it out half-failed.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        return is_fatal(exc)
+    return isinstance(
+        exc,
+        asyncio.CancelledError
+        | TimeoutError
+        | OSError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError,
+    )
 
 
 @contextlib.asynccontextmanager

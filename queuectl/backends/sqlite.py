@@ -279,12 +279,12 @@ class SqliteBackend(LiveViewReads):
         args = {"worker": worker_id, "lease_until": now + lease_ms, "now": now}
 
         def body(conn: sqlite3.Connection) -> Heartbeat:
-            held = {(r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args)}
+            held = frozenset((r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args))
             row = conn.execute(SQL["heartbeat_worker"], args).fetchone()
             lost = frozenset(t for t in running if t not in held)
             if row is None:
-                return Heartbeat(lost, StopMode.NONE, registered=False)
-            return Heartbeat(lost, StopMode(row[0]))
+                return Heartbeat(lost, StopMode.NONE, registered=False, held=held)
+            return Heartbeat(lost, StopMode(row[0]), held=held)
 
         return await self._call(lambda c: transaction(c, body))
 
