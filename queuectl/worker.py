@@ -360,11 +360,18 @@ class Worker:
             )
 
     async def _heartbeat_loop(self) -> None:
+        """Beat every ``lease / 4``, counted from when the last beat was *sent*.
+
+        A beat held up by a stalled network is followed at once by the next when it
+        comes back, so the fence timer is reset as soon as the store answers again.
+        """
+        next_at = time.monotonic() + self.config.lease / _BEATS_PER_LEASE
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.lease / _BEATS_PER_LEASE):
+                async with asyncio.timeout(max(next_at - time.monotonic(), 0)):
                     await self._beat_now.wait()
             self._beat_now.clear()
+            next_at = time.monotonic() + self.config.lease / _BEATS_PER_LEASE
             await self._heartbeat_once(timeout_s=self.config.lease * _BEAT_TIMEOUT_SHARE)
 
     async def _heartbeat_once(self, *, timeout_s: float) -> None:
