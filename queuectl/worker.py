@@ -36,7 +36,7 @@ from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
-from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
+from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError, StoreUnreachable
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
 from queuectl.models import (
     Claim,
@@ -501,15 +501,17 @@ class Worker:
 
 
 async def _until_reached(what: str, call: Callable[[], Awaitable[object]]) -> None:
-    """Run a start-up step, waiting out a store that cannot be reached for now."""
+    """Run a start-up step, waiting out a store that cannot be reached for now.
+
+    Only ``StoreUnreachable``: a store that refuses (read-only, damaged) ends the
+    worker with its error, as it would have when the worker opened it.
+    """
     delay = 0.05
     while True:
         try:
             await call()
             return
-        except NotAQueueDatabase:
-            raise
-        except BackendError as exc:
+        except StoreUnreachable as exc:
             log.warning("%s: cannot reach the job store (%s); retrying", what, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from queuectl.exceptions import BackendError, NotAQueueDatabase, SchemaTooNew
+from queuectl.exceptions import BackendError, NotAQueueDatabase, SchemaTooNew, StoreUnreachable
 from queuectl.sql import migrations
 
 MIGRATIONS = migrations("postgres")
@@ -140,20 +140,20 @@ def translate(exc: BaseException, target: Target) -> BackendError:
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return BackendError(f"{where}: permission denied ({exc})")
     if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
-        return BackendError(f"{where} cannot take connections now: {exc}")
+        return StoreUnreachable(f"{where} cannot take connections now: {exc}")
     if isinstance(exc, socket.gaierror):
         return BackendError(f"cannot find the PostgreSQL host of {target.shown}: {exc.strerror}")
     if isinstance(exc, ConnectionRefusedError):
-        return BackendError(f"cannot connect to {where}: connection refused (is it running?)")
+        return StoreUnreachable(f"cannot connect to {where}: connection refused (is it running?)")
     if isinstance(exc, TimeoutError):
-        return BackendError(f"{where} did not answer in time")
+        return StoreUnreachable(f"{where} did not answer in time")
     if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
         # InternalClientError: asyncpg's state after the server ended the session
         # under an idle connection (``pg_terminate_backend``, a restart) before the
         # socket's end was read; the connection is as good as lost.
-        return BackendError(f"lost the connection to {where}: {exc}")
+        return StoreUnreachable(f"lost the connection to {where}: {exc}")
     if isinstance(exc, asyncpg.PostgresError) and is_fatal(exc):
-        return BackendError(f"lost the connection to {where}: {exc}")
+        return StoreUnreachable(f"lost the connection to {where}: {exc}")
     if isinstance(exc, asyncpg.PostgresError):
         return BackendError(f"{where}: {exc}")
     return BackendError(f"{where}: {type(exc).__name__}: {exc}")
