@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import shutil
 import subprocess
 import threading
 import time
@@ -248,6 +249,8 @@ def test_enqueue_during_a_restart_succeeds_once_or_changes_nothing(
 
 
 def test_a_host_whose_clock_is_off_neither_steals_nor_loses_jobs(cluster: Cluster) -> None:
+    if shutil.which("faketime") is None:
+        pytest.skip("faketime is not installed (apt-get install faketime)")
     cluster.configure(lease=2, reap_interval=0.5, backoff_base=1)
     # Each job outlives its first lease: only heartbeats (on the server's clock)
     # keep it; a host judging leases by its own clock would steal or drop them.
