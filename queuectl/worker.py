@@ -425,22 +425,28 @@ class Worker:
         as the store stays unreachable, so a command started meanwhile goes too.
         """
         while True:
-            left = self._last_heartbeat + self.config.lease * FENCE_SHARE - time.monotonic()
-            if left > 0:
-                await asyncio.sleep(left)
+            due = self._last_heartbeat + self.config.lease * FENCE_SHARE
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
                 continue
-            self._fence_if_stale()
+            # Woken far past its time: the whole process was frozen (SIGSTOP, a
+            # paused VM), not cut off; say so.
+            self._fence_if_stale(frozen_s=time.monotonic() - due)
             await asyncio.sleep(self.config.lease / 10)
 
-    def _fence_if_stale(self) -> None:
+    def _fence_if_stale(self, *, frozen_s: float = 0.0) -> None:
         """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
         if time.monotonic() - self._last_heartbeat < self.config.lease * FENCE_SHARE:
             return
+        if frozen_s > self.config.lease / 4:
+            why = f"this worker was frozen for {frozen_s:.1f}s"
+        else:
+            why = "store unreachable for most of a lease"
         for key, execution in list(self._running.items()):
             if key in self._fenced:
                 continue
             self._fenced.add(key)
-            log.error("%s: store unreachable for most of a lease; killing its command", key[0])
+            log.error("%s: %s; killing its command", key[0], why)
             # SIGKILL by 0.9 of the lease at the latest, whatever kill-grace says.
             execution.kill(KillReason.LOST, grace_s=self.config.lease * (1 - FENCE_SHARE) / 2)
 
