@@ -109,9 +109,17 @@ class PrivateServer:
         self.sql(f"CREATE ROLE {WORKER_ROLE} LOGIN SUPERUSER")
         return self
 
-    def restart(self) -> float:
-        """A fast-mode restart; returns when (``time.time()``) it accepts connections again."""
-        self._pg_ctl("restart", "-m", "fast")
+    def restart(self, *, down_s: float = 0.0) -> float:
+        """A fast-mode restart; returns when (``time.time()``) it accepts connections again.
+
+        ``down_s``: stay down that long between the stop and the start.
+        """
+        if down_s:
+            self._pg_ctl("stop", "-m", "fast")
+            time.sleep(down_s)
+            self._pg_ctl("start")
+        else:
+            self._pg_ctl("restart", "-m", "fast")
         return self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> float:

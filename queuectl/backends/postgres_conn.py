@@ -242,10 +242,16 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(target: Target, *, size: int) -> asyncpg.Pool:
+    """A pool with no floor: connections open when asked for.
+
+    With a floor, asyncpg reconnects a lost connection in the background and logs
+    every failure with a traceback (on stderr, under a command's one ``Error:``
+    line, and into workers' logs) for as long as the server is down.
+    """
     async with wrapped(target):
         return await asyncpg.create_pool(
             target.dsn,
-            min_size=1,
+            min_size=0,
             max_size=size,
             server_settings=settings(target.schema),
             timeout=_CONNECT_TIMEOUT_S,

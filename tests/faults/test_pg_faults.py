@@ -181,42 +181,47 @@ def test_a_host_cut_off_for_less_than_half_a_lease_loses_nothing(
     assert "recovered from lost worker" not in a.log() + b.log()
 
 
+#: Jobs per enqueue: enough that the server can go down in the middle of one.
+BATCH = 300
+
+
 def _batch(n: int) -> str:
-    return "".join(f'{{"id": "e{n}-{k}", "command": "true"}}\n' for k in range(5))
+    return "".join(f'{{"id": "e{n}-{k}", "command": "true"}}\n' for k in range(BATCH))
 
 
 def _ids(n: int) -> list[str]:
-    return [f"e{n}-{k}" for k in range(5)]
+    return [f"e{n}-{k}" for k in range(BATCH)]
 
 
 def _enqueue_through_restarts(
     cluster: Cluster, server: PrivateServer
 ) -> dict[int, subprocess.CompletedProcess[str]]:
-    """Batches of 5 jobs enqueued by 4 clients at once while the server restarts,
-    until at least one ran into the restart (at most 5 restarts)."""
+    """Batches enqueued by 6 clients at once through 3 restarts."""
     outcomes: dict[int, subprocess.CompletedProcess[str]] = {}
     numbers = itertools.count()
     rng = random.Random(5)
 
     def restart() -> None:
         # The clients take most of a second to start: restart while they connect.
-        time.sleep(rng.uniform(0.3, 1.2))
-        server.restart()
+        time.sleep(rng.uniform(1.0, 2.0))
+        server.restart(down_s=1.0)
 
-    def enqueue_while(restarter: threading.Thread) -> None:
+    def enqueue_while(restarter: threading.Thread, offset: float) -> None:
+        # Staggered, so some client is in the middle of its transaction at the stop.
+        time.sleep(offset)
         while restarter.is_alive():
             n = next(numbers)
             outcomes[n] = cluster.cli("enqueue", input=_batch(n), timeout=120)
 
-    for _round in range(5):
+    for _round in range(3):
         restarter = threading.Thread(target=restart)
-        clients = [threading.Thread(target=enqueue_while, args=(restarter,)) for _ in range(4)]
+        clients = [
+            threading.Thread(target=enqueue_while, args=(restarter, i * 0.2)) for i in range(6)
+        ]
         for thread in (restarter, *clients):
             thread.start()
         for thread in (restarter, *clients):
             thread.join()
-        if any(r.returncode for r in outcomes.values()):
-            break
     return outcomes
 
 
@@ -244,7 +249,7 @@ def test_enqueue_during_a_restart_succeeds_once_or_changes_nothing(
         else:
             assert again.returncode == 0, again.stderr
     assert cluster.fetch("SELECT id FROM jobs GROUP BY id HAVING count(*) > 1") == []
-    assert len(cluster.fetch("SELECT id FROM jobs")) == 5 * len(outcomes)
+    assert len(cluster.fetch("SELECT id FROM jobs")) == BATCH * len(outcomes)
     print(f"\nenqueues during restarts: {len(outcomes) - len(failed)} ok, {len(failed)} failed")
 
 
