@@ -143,20 +143,30 @@ def translate(exc: BaseException, target: Target) -> BackendError:
         return StoreUnreachable(f"{where} cannot take connections now: {exc}")
     if isinstance(exc, socket.gaierror):
         return BackendError(f"cannot find the PostgreSQL host of {target.shown}: {exc.strerror}")
+    unreachable = _unreachable(exc, where)
+    if unreachable is not None:
+        return unreachable
+    if isinstance(exc, asyncpg.PostgresError):
+        return BackendError(f"{where}: {exc}")
+    return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _unreachable(exc: BaseException, where: str) -> StoreUnreachable | None:
+    """The server down, or the connection to it lost: worth trying again later."""
     if isinstance(exc, ConnectionRefusedError):
         return StoreUnreachable(f"cannot connect to {where}: connection refused (is it running?)")
     if isinstance(exc, TimeoutError):
         return StoreUnreachable(f"{where} did not answer in time")
-    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
-        # InternalClientError: asyncpg's state after the server ended the session
-        # under an idle connection (``pg_terminate_backend``, a restart) before the
-        # socket's end was read; the connection is as good as lost.
+    if isinstance(exc, asyncpg.InternalClientError):
+        # asyncpg's state after the server ended the session under an idle
+        # connection (``pg_terminate_backend``, a restart) before the socket's end
+        # was read; the connection is as good as lost.
+        return StoreUnreachable(f"lost the connection to {where}: the server ended the session")
+    if isinstance(exc, OSError | asyncpg.InterfaceError) or (
+        isinstance(exc, asyncpg.PostgresError) and is_fatal(exc)
+    ):
         return StoreUnreachable(f"lost the connection to {where}: {exc}")
-    if isinstance(exc, asyncpg.PostgresError) and is_fatal(exc):
-        return StoreUnreachable(f"lost the connection to {where}: {exc}")
-    if isinstance(exc, asyncpg.PostgresError):
-        return BackendError(f"{where}: {exc}")
-    return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+    return None
 
 
 #: What a store operation may raise from the driver or the network.
