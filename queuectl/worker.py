@@ -423,16 +423,32 @@ class Worker:
         A timer of its own: a heartbeat stuck on a cut network (bytes held, no
         error) must not delay this. Checked again every tenth of a lease for as long
         as the store stays unreachable, so a command started meanwhile goes too.
+        Woken far past its time, the whole process was frozen or starved (SIGSTOP,
+        a paused VM, an overloaded machine), so the heartbeats had no chance either:
+        one is sent at once, and the commands are killed only if it does not succeed
+        within a tenth of a lease (or says their leases were lost).
         """
+        lease = self.config.lease
         while True:
-            due = self._last_heartbeat + self.config.lease * FENCE_SHARE
-            if due > time.monotonic():
-                await asyncio.sleep(due - time.monotonic())
+            due = self._last_heartbeat + lease * FENCE_SHARE
+            late = time.monotonic() - due
+            if late < 0:
+                await asyncio.sleep(-late)
                 continue
-            # Woken far past its time: the whole process was frozen (SIGSTOP, a
-            # paused VM), not cut off; say so.
-            self._fence_if_stale(frozen_s=time.monotonic() - due)
-            await asyncio.sleep(self.config.lease / 10)
+            if late > lease / 4 and await self._beat_in_time(lease / 10):
+                continue
+            self._fence_if_stale(frozen_s=late)
+            await asyncio.sleep(lease / 10)
+
+    async def _beat_in_time(self, within_s: float) -> bool:
+        """Ask for a heartbeat now; whether one succeeds within ``within_s``."""
+        before = self._last_heartbeat
+        self._beat_now.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while self._last_heartbeat == before:
+                    await asyncio.sleep(within_s / 20)
+        return self._last_heartbeat != before
 
     def _fence_if_stale(self, *, frozen_s: float = 0.0) -> None:
         """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
