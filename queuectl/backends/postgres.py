@@ -90,6 +90,7 @@ from queuectl.exceptions import (
     DuplicateJob,
     InvalidTransition,
     JobNotFound,
+    StoreUnreachable,
 )
 from queuectl.models import (
     Attempt,
@@ -532,9 +533,16 @@ class PostgresBackend:
         await self._fetch("config_set", keys=list(values), values=list(values.values()))
 
     async def notify(self, message: bytes) -> None:
-        """NOTIFY every listening worker of this queue, on every host."""
-        async with self._conn() as conn:
-            await conn.execute("SELECT pg_notify($1, $2)", self.channel, message.decode())
+        """NOTIFY every listening worker of this queue, on every host.
+
+        Best effort: it announces a change that is already committed, so a lost
+        connection must not turn that change into a reported failure (a retried
+        ``enqueue`` would then be refused as a duplicate). A missed wake-up is
+        covered by the workers' 1 s poll, a missed stop request by their heartbeat.
+        """
+        with contextlib.suppress(StoreUnreachable):
+            async with self._conn() as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, message.decode())
 
     async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
         del worker_id  # every worker of the queue listens on the same channel
