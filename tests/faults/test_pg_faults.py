@@ -29,7 +29,9 @@ from tests.faults.cluster import Cluster, stamped
 from tests.helpers import assert_one_error, wait_for
 from tests.pgserver import PrivateServer
 
-pytestmark = pytest.mark.postgres
+# Scenarios drive real processes through restarts and cut-offs: their own waits
+# (at most 300 s) must fire before the test timeout does.
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(360)]
 
 #: The lease of the cut-off tests (seconds): short, so they are quick, but long
 #: enough for heartbeats on a loaded machine.
