@@ -50,6 +50,7 @@ EVENTS = {
     "job_completed": ("completed", "green"),
     "job_failed": ("failed", "magenta"),
     "job_dead": ("dead", "bold red"),
+    "job_cancelled": ("cancelled", "blue"),
     "job_recovered": ("recovered", "dark_orange"),
     "job_interrupted": ("interrupted", "dark_orange"),
     "job_lost": ("lease lost", "red"),

@@ -87,7 +87,7 @@ class Overview:
         return sum(n for o, n in self.finished.items() if o not in _NOT_FAILURES)
 
 
-_NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED})
+_NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED, Outcome.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +100,11 @@ class BurstProgress:
     retrying: int
     completed: int
     dead: int
+    cancelled: int = 0
 
     @property
     def total(self) -> int:
-        return self.left + self.completed + self.dead
+        return self.left + self.completed + self.dead + self.cancelled
 
 
 class Queue:
@@ -259,6 +260,7 @@ class Queue:
             retrying=retrying,
             completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
             dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
+            cancelled=max(now[JobState.CANCELLED] - start[JobState.CANCELLED], 0),
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:

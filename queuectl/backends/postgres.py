@@ -105,6 +105,7 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
+from queuectl.retry import RetryDecision, if_cancel_requested
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
@@ -268,9 +269,9 @@ class PostgresBackend:
         else:
             raise BackendError("the stored config kept changing during a transition; retrying")
         back = now - head["server_now"]
-        held = set(head["held"])
+        held = dict(zip(head["held"], head["held_states"], strict=True))
         finished = [
-            FinishResult(f.job_id, f.job_id in held, d.state, after(now, d.next_run_at))
+            _finish_result(f.job_id, held, d, now)
             for f, (d, _) in zip(finishes, decisions, strict=True)
         ]
         claimed = sorted(
@@ -290,10 +291,11 @@ class PostgresBackend:
         async with self._conn() as conn:
             row = await conn.fetchrow(query.text, *args, timeout=max(1.0, lease_ms / 3000))
         held = set(zip(row["ids"], row["tokens"], strict=True))
+        cancel = frozenset(zip(row["cancel_ids"], row["cancel_tokens"], strict=True))
         lost = frozenset(t for t in running if t not in held)
         if row["stop"] is None:
-            return Heartbeat(lost, StopMode.NONE, registered=False)
-        return Heartbeat(lost, StopMode(row["stop"]))
+            return Heartbeat(lost, StopMode.NONE, cancel, registered=False)
+        return Heartbeat(lost, StopMode(row["stop"]), cancel)
 
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
@@ -330,7 +332,7 @@ class PostgresBackend:
     ) -> None:
         stored = {r["key"]: r["value"] for r in await conn.fetch(SQL["config_all"].text)}
         policy = policy_from(json.dumps(stored))
-        states, delays, errors = [], [], []
+        states, delays, errors, cancel_states = [], [], [], []
         for item in lost:
             if on_lost is not None:
                 on_lost(item)
@@ -338,6 +340,7 @@ class PostgresBackend:
                 attempts=item.attempts, max_retries=item.max_retries, now=0
             )
             states.append(decision.state.value)
+            cancel_states.append(if_cancel_requested(decision.state).value)
             delays.append(decision.next_run_at)
             errors.append(f"worker lost: {item.worker_id or 'unknown'} stopped heartbeating")
         query = SQL["recover"]
@@ -349,6 +352,7 @@ class PostgresBackend:
             "states": states,
             "delays": delays,
             "errors": errors,
+            "cancel_states": cancel_states,
         }
         await conn.fetchrow(query.text, *query.args(values))
 
@@ -528,6 +532,18 @@ class PostgresBackend:
 
 
 _QUIET_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _finish_result(
+    job_id: str, held: Mapping[str, str], decision: RetryDecision, now: int
+) -> FinishResult:
+    """What became of one finish: the state the statement wrote (a cancel may change it)."""
+    state = held.get(job_id)
+    if state is None:
+        return FinishResult(job_id, False, decision.state, after(now, decision.next_run_at))
+    written = JobState(state)
+    next_run_at = after(now, decision.next_run_at) if written is decision.state else None
+    return FinishResult(job_id, True, written, next_run_at)
 
 
 class _Collision(Exception):

@@ -19,7 +19,7 @@ from queuectl.models import (
     NewJob,
     ProcessStart,
 )
-from queuectl.retry import RetryDecision, RetryPolicy, decide
+from queuectl.retry import RetryDecision, RetryPolicy, decide, if_cancel_requested
 
 
 def policy_from(config_json: str | None) -> RetryPolicy:
@@ -77,6 +77,7 @@ def decide_finish(finish: Finish, policy: RetryPolicy) -> tuple[RetryDecision, b
     return decide(
         ok=r.ok,
         interrupted=r.interrupted,
+        cancelled=r.cancelled,
         attempts=finish.attempts,
         max_retries=finish.max_retries,
         policy=policy,
@@ -104,6 +105,7 @@ def finish_columns(
         "f_states": [d.state.value for d, _ in decisions],
         "f_delays": [d.next_run_at for d, _ in decisions],
         "f_refunds": [1 if refund else 0 for _, refund in decisions],
+        "f_cancel_states": [if_cancel_requested(d.state).value for d, _ in decisions],
     }
 
 

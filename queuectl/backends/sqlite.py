@@ -77,7 +77,7 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
-from queuectl.retry import RetryPolicy, decide
+from queuectl.retry import RetryPolicy, decide, if_cancel_requested
 from queuectl.sql import queries
 
 T = TypeVar("T")
@@ -279,12 +279,14 @@ class SqliteBackend(LiveViewReads):
         args = {"worker": worker_id, "lease_until": now + lease_ms, "now": now}
 
         def body(conn: sqlite3.Connection) -> Heartbeat:
-            held = {(r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args)}
+            rows = conn.execute(SQL["heartbeat_leases"], args).fetchall()
+            held = {(r[0], r[1]) for r in rows}
+            cancel = frozenset((r[0], r[1]) for r in rows if r[2] is not None)
             row = conn.execute(SQL["heartbeat_worker"], args).fetchone()
             lost = frozenset(t for t in running if t not in held)
             if row is None:
-                return Heartbeat(lost, StopMode.NONE, registered=False)
-            return Heartbeat(lost, StopMode(row[0]))
+                return Heartbeat(lost, StopMode.NONE, cancel, registered=False)
+            return Heartbeat(lost, StopMode(row[0]), cancel)
 
         return await self._call(lambda c: transaction(c, body))
 
@@ -316,6 +318,7 @@ class SqliteBackend(LiveViewReads):
                     "now": now,
                     "error": error,
                     "state": decision.state.value,
+                    "cancel_state": if_cancel_requested(decision.state).value,
                     "next_run_at": decision.next_run_at,
                 }
                 conn.execute(SQL["recover_attempt"], args)
@@ -563,11 +566,12 @@ def _finish_all(
     results: list[FinishResult] = []
     for f in finishes:
         r = f.result
-        if policy is None and not (r.ok or r.interrupted):
+        if policy is None and not (r.ok or r.interrupted or r.cancelled):
             policy = _policy(conn)
         decision, refund = decide(
             ok=r.ok,
             interrupted=r.interrupted,
+            cancelled=r.cancelled,
             attempts=f.attempts,
             max_retries=f.max_retries,
             policy=policy or _NO_POLICY,
@@ -585,12 +589,18 @@ def _finish_all(
             "output": r.output_tail,
             "output_size": r.output_size,
             "state": decision.state.value,
+            "cancel_state": if_cancel_requested(decision.state).value,
             "next_run_at": decision.next_run_at,
             "refund": 1 if refund else 0,
         }
         conn.execute(SQL["finish_attempt"], args)
-        held = conn.execute(SQL["finish_job"], args).fetchone() is not None
-        results.append(FinishResult(f.job_id, held, decision.state, decision.next_run_at))
+        row = conn.execute(SQL["finish_job"], args).fetchone()
+        if row is None:
+            results.append(FinishResult(f.job_id, False, decision.state, decision.next_run_at))
+            continue
+        state = JobState(row[1])
+        next_run_at = decision.next_run_at if state is decision.state else None
+        results.append(FinishResult(f.job_id, True, state, next_run_at))
     done = sum(1 for x in results if x.held)
     if done:
         conn.execute(SQL["count_done"], {"n": done, "worker": worker_id})

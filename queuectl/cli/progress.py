@@ -149,7 +149,7 @@ def _show(bar: Progress, task: TaskID, state: BurstProgress) -> None:
     bar.update(
         task,
         total=state.total,
-        completed=state.completed + state.dead,
+        completed=state.completed + state.dead + state.cancelled,
         done=f"{state.completed:,}",
         dead=f"{state.dead:,}",
         retrying=f"{state.retrying:,}",

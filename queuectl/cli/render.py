@@ -40,6 +40,7 @@ STATE_STYLES = {
     JobState.COMPLETED: "green",
     JobState.FAILED: "magenta",
     JobState.DEAD: "bold red",
+    JobState.CANCELLED: "blue",
 }
 OUTCOME_STYLES = {
     Outcome.COMPLETED: "green",
@@ -48,6 +49,7 @@ OUTCOME_STYLES = {
     Outcome.SPAWN_FAILED: "magenta",
     Outcome.LOST: "dark_orange",
     Outcome.INTERRUPTED: "dark_orange",
+    Outcome.CANCELLED: "blue",
 }
 #: The narrowest a shortened command gets before whole columns are left out.
 MIN_FLEX_WIDTH = 12

@@ -558,6 +558,7 @@ class TestCountsAndProbe:
             JobState.COMPLETED: 1,
             JobState.FAILED: 0,
             JobState.DEAD: 0,
+            JobState.CANCELLED: 0,
         }
         assert (await backend.counts(["b"]))[JobState.PROCESSING] == 1
         assert sum((await backend.counts(["nothing"])).values()) == 0

@@ -125,7 +125,7 @@ def test_a_short_screen_keeps_the_running_jobs_over_the_dead_ones() -> None:
         RunningJob(f"job-{i}", "sleep 30", 1, 3, "6cd75e61", i, NOW - 1_000) for i in range(6)
     ]
     view = overview(workers=[worker("6cd75e61", count=6)], running=running, dead=dead)
-    text, _ = frame(view, height=24)
-    assert len(text.splitlines()) <= 24
+    text, _ = frame(view, height=25)
+    assert len(text.splitlines()) <= 25
     assert all(f"job-{i}" in text for i in range(6))  # every running job is shown
     assert "dead-0" in text and "dead-4" not in text  # fewer dead ones instead
