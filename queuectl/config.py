@@ -110,6 +110,8 @@ class QueueConfig:
     reap_interval: float = 2
     #: Seconds between SIGTERM and SIGKILL when a job's process group is killed.
     kill_grace: float = 3
+    #: Seconds after which workers delete completed and cancelled jobs (0: keep forever).
+    retention: float = 7 * 86400
 
     def to_dict(self) -> dict[str, Any]:
         return {key_name(f.name): getattr(self, f.name) for f in fields(self)}
@@ -128,6 +130,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "lease": _number_range(1, 86400),
     "reap_interval": _number_range(0.1, 3600),
     "kill_grace": _number_range(0, 3600),
+    "retention": _number_range(0, 1e10),
 }
 
 # "back-off-base", "BACKOFF_BASE" and "backoffbase" all name backoff_base.

@@ -270,3 +270,26 @@ class Heartbeat:
     cancel: frozenset[tuple[str, int]] = frozenset()
     #: ``False`` when the worker's row was gone (removed as stale) and must be re-added.
     registered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanges:
+    """What ``update`` changes in a waiting job; ``None`` leaves a field as it is."""
+
+    priority: int | None = None
+    queue: str | None = None
+    max_retries: int | None = None
+    timeout_s: float | None = None
+    #: A new start: ``run_at`` as the record shows it, ``next_run_at`` when it is due.
+    run_at: int | None = None
+    next_run_at: int | None = None
+    #: Set when the new start was given as a delay (``--delay``, ``--now``: 0), so a
+    #: store with a clock of its own counts it from that clock.
+    delay_ms: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(
+            v is None
+            for v in (self.priority, self.queue, self.max_retries, self.timeout_s, self.next_run_at)
+        )

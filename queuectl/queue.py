@@ -33,6 +33,7 @@ from queuectl.config import (
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
 from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
+from queuectl.operate import QueueOperations
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -107,7 +108,9 @@ class BurstProgress:
         return self.left + self.completed + self.dead + self.cancelled
 
 
-class Queue:
+class Queue(QueueOperations):
+    """Every user-facing operation over one store; ``QueueOperations`` adds SPEC §7's."""
+
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock

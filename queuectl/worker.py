@@ -183,8 +183,8 @@ class Worker:
     def _on_wake(self, message: bytes) -> None:
         if self._pump is not None:
             self._pump.arm()
-        if message == b"s":
-            # A stop request: read it now rather than at the next heartbeat.
+        if message in (b"s", b"c"):
+            # A stop or cancel request: read it now rather than at the next heartbeat.
             self._beat_now.set()
 
     @contextlib.contextmanager
@@ -306,6 +306,15 @@ class Worker:
                 where,
                 extra={**extra, "action": "job_completed"},
             )
+        elif done.state is JobState.CANCELLED:
+            log.warning(
+                "%s cancelled after %s: %s (%s)",
+                job.id,
+                took,
+                result.describe() if result.cancelled else "the cancel request was in force",
+                where,
+                extra={**extra, "action": "job_cancelled", "error": result.describe()},
+            )
         elif done.state is JobState.PENDING:
             log.warning(
                 "%s interrupted after %s; back to pending, attempt not counted (%s)",
@@ -383,6 +392,11 @@ class Worker:
             if execution is not None:
                 log.warning("%s: lease lost to another worker; killing its command", key[0])
                 execution.kill(KillReason.LOST)
+        for key in beat.cancel - beat.lost:
+            execution = self._running.get(key)
+            if execution is not None:
+                log.info("%s: cancel requested; killing its command", key[0])
+                execution.kill(KillReason.CANCEL)
         if beat.stop is not StopMode.NONE:
             self.stop(beat.stop)
 

@@ -66,6 +66,7 @@ from queuectl.backends.postgres_conn import (
     parse_target,
     wrapped,
 )
+from queuectl.backends.postgres_ops import PostgresOperations
 from queuectl.backends.postgres_rows import (
     after,
     decide_finish,
@@ -123,7 +124,7 @@ _COMPLETION_SCAN = 2000
 _TOP = "\U0010ffff"
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresOperations):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"

@@ -56,6 +56,7 @@ from queuectl.backends.sqlite_conn import (
     translate,
 )
 from queuectl.backends.sqlite_live import LiveViewReads
+from queuectl.backends.sqlite_ops import OperatorWrites
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -89,7 +90,7 @@ _ENQUEUE_CHUNK = 2000
 _REQUEUE_BATCH = 500
 
 
-class SqliteBackend(LiveViewReads):
+class SqliteBackend(LiveViewReads, OperatorWrites):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
