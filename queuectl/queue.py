@@ -15,7 +15,7 @@ import contextlib
 import gc
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from queuectl import procs
@@ -32,7 +32,16 @@ from queuectl.config import (
 )
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
-from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
+from queuectl.models import (
+    TERMINAL_STATES,
+    Attempt,
+    Job,
+    JobState,
+    Outcome,
+    RunningJob,
+    StopMode,
+    WorkerInfo,
+)
 from queuectl.operate import QueueOperations
 
 _FOLLOW_POLL_S = 0.1
@@ -276,13 +285,27 @@ class Queue(QueueOperations):
         return await self.backend.job_ids(prefix, state=state, limit=limit)
 
     async def output(self, job_id: str, attempt: int | None = None) -> AttemptOutput:
+        """The kept output of an attempt (the latest by default).
+
+        Only a finished attempt has its output in the store. For one that still runs
+        on this host, the output so far is read from its spool file; on another host
+        it is not reachable (``output`` is empty: see ``running_notice``).
+        """
         await self.get(job_id)
         out = await self.backend.attempt_output(job_id, attempt)
         if out is None:
             if attempt is None:
                 raise QueueCtlError(f"job {job_id!r} has not run yet")
             raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
-        return out
+        if out.finished or out.log_path is None or out.host != procs.HOST:
+            return out
+        try:
+            with open(out.log_path, "rb") as spool:
+                so_far = spool.read()
+        except OSError:
+            # It ended meanwhile (the worker removed the file): the store has it now.
+            return await self.output(job_id, out.attempt)
+        return replace(out, output=so_far, output_size=len(so_far))
 
     async def follow(
         self,
@@ -320,6 +343,35 @@ class Queue(QueueOperations):
         if final.output_size > len(final.output):
             say(cut_notice(final))
 
+    async def follow_job(
+        self, job_id: str, *, notice: Callable[[str], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the output of the job's current attempt and of every retry after it.
+
+        Starts with the latest attempt (from its start), or waits for the first;
+        ends once the job is finished (``completed``, ``dead`` or ``cancelled``), its
+        state then being what ``wait`` reports. A job removed meanwhile ends it too.
+        """
+        say = notice or _ignore
+        job = await self.get(job_id)
+        latest = await self.backend.attempt_output(job_id, None)
+        number = latest.attempt if latest is not None else 1
+        while True:
+            told = False
+            while await self.backend.attempt_output(job_id, number) is None:
+                found = await self.backend.get_job(job_id)
+                if found is None or found.state in TERMINAL_STATES:
+                    return
+                if not told and number > 1:
+                    say(f"[job {job_id} is {found.state.value}; waiting for attempt {number}]")
+                told = True
+                await asyncio.sleep(_FOLLOW_POLL_S)
+            if number > 1 or job.state is not JobState.PENDING:
+                say(f"[attempt {number}]")
+            async for chunk in self.follow(job_id, number, notice=notice):
+                yield chunk
+            number += 1
+
     async def _tail(
         self, job_id: str, attempt: int, spool: BinaryIO, say: Callable[[str], None]
     ) -> AsyncIterator[bytes]:
@@ -352,7 +404,7 @@ class Queue(QueueOperations):
             out = await self.backend.attempt_output(job_id, attempt)
             if out is not None and (out.log_path is not None or out.finished):
                 return out
-            if out is None and job.state in (JobState.COMPLETED, JobState.DEAD):
+            if out is None and job.state in TERMINAL_STATES:
                 raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
             if not waited and job.state is not JobState.PROCESSING:
                 say(f"job {job_id} is {job.state.value}; waiting for it to start")
@@ -425,6 +477,18 @@ def cut_notice(out: AttemptOutput) -> str:
     return (
         f"[output cut: showing the last {len(out.output):,} of {out.output_size:,} bytes "
         f"of attempt {out.attempt}; raise `output-limit` to keep more]"
+    )
+
+
+def running_notice(out: AttemptOutput) -> str | None:
+    """What ``logs`` says on stderr about an attempt that has not ended, else ``None``."""
+    if out.finished:
+        return None
+    if out.host in (None, procs.HOST):
+        return f"[attempt {out.attempt} is still running: its output so far]"
+    return (
+        f"[attempt {out.attempt} is running on {out.host}: its output shows here when it ends"
+        " (or run `queuectl logs --follow` there)]"
     )
 
 

@@ -7,6 +7,8 @@ Inside one ``TaskGroup`` run:
 * ``heartbeat``: extends the leases of running attempts and reads stop requests;
   kills a command whose lease was lost, and kills all of them if the store could
   not be reached for most of a lease (so nobody else can have started them yet).
+* ``retention``: deletes completed and cancelled jobs older than config ``retention``,
+  one small batch at a time, off the claim path.
 * ``reaper``: recovers attempts of dead workers: at once for a worker of this host
   whose process is gone, and for any worker once its lease has run out. It kills
   what is left of a lost attempt on this host before the job becomes claimable.
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
 import signal
 import time
@@ -30,6 +33,7 @@ from dataclasses import dataclass, replace
 from queuectl import procs
 from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import FinishResult
+from queuectl.backends.operations import BATCH, PURGE_DEFAULT
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
 from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
@@ -48,6 +52,11 @@ from queuectl.pump import Pump
 from queuectl.signals import on_signals
 
 log = logging.getLogger("queuectl.worker")
+
+#: How often a worker applies config ``retention`` (each worker, at a random phase).
+RETENTION_EVERY_S = 60.0
+#: The pause between two full batches while a backlog of old jobs is deleted.
+RETENTION_CATCH_UP_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,7 @@ class Worker:
             side = [
                 group.create_task(self._heartbeat_loop(), name="heartbeat"),
                 group.create_task(self._reaper_loop(), name="reaper"),
+                group.create_task(self._retention_loop(), name="retention"),
             ]
             slots = [
                 group.create_task(self._slot(i), name=f"slot-{i}")
@@ -417,6 +427,38 @@ class Worker:
                 raise
             except BackendError as exc:
                 log.warning("recovery check failed: %s", exc)
+
+    async def _retention_loop(self) -> None:
+        """Apply config ``retention`` now and then, one batch per turn.
+
+        Each batch is a short transaction of its own (``Backend.purge``), so the
+        claims of this and every other worker wait at most one batch; a backlog of
+        old jobs is worked off a batch per ``RETENTION_CATCH_UP_S``.
+        """
+        pause = RETENTION_EVERY_S * random.uniform(0.1, 1.0)
+        while True:
+            await asyncio.sleep(pause)
+            pause = RETENTION_EVERY_S
+            retention = self.config.retention
+            if retention <= 0 or self._stop is not StopMode.NONE:
+                continue
+            before = self.clock() - seconds_to_ms(retention)
+            try:
+                deleted = await self.backend.purge(PURGE_DEFAULT, before=before, limit=BATCH)
+            except NotAQueueDatabase:
+                raise
+            except BackendError as exc:
+                log.warning("retention: could not delete old jobs: %s", exc)
+                continue
+            if deleted:
+                log.info(
+                    "retention: deleted %d finished job(s) older than %gs",
+                    deleted,
+                    retention,
+                    extra={"action": "retention", "worker_id": self.id},
+                )
+            if deleted >= BATCH:
+                pause = RETENTION_CATCH_UP_S
 
     async def _recover(self) -> list[LostAttempt]:
         now = self.clock()
