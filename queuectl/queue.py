@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend
-from queuectl.backends.base import AttemptOutput, OnProgress
+from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -46,6 +46,8 @@ from queuectl.operate import QueueOperations
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
+#: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).
+WEB_SCAN = 5000
 
 
 #: Long operations report here: ``(stage, done, total)``, where ``total`` is ``None``
@@ -453,6 +455,59 @@ class Queue(QueueOperations):
 
     async def settings(self) -> dict[str, object]:
         return (await self.config()).to_dict()
+
+    # Reads of the web dashboard and /metrics (queuectl.web); each is bounded.
+
+    async def jobs_page(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> JobsPage:
+        """A page of jobs, newest first, older than the cursor ``before`` (keyset).
+
+        ``text`` matches an id prefix or a substring of the command. With ``queue``
+        or ``text`` the page filters a window of ``WEB_SCAN`` jobs, so it may be short
+        and still have a next page (``JobsPage.next_before``).
+        """
+        filtered = queue is not None or bool(text)
+        return await self.backend.jobs_page(
+            state=state,
+            queue=queue,
+            text=text or None,
+            before=before,
+            limit=limit,
+            scan=WEB_SCAN if filtered else limit,
+        )
+
+    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
+        """Jobs per state in every queue that has or had jobs, queues in name order."""
+        return await self.backend.queue_counts()
+
+    async def finished_per_minute(self, minutes: int = 60) -> list[tuple[int, dict[Outcome, int]]]:
+        """Attempts ended per minute and outcome, for the last ``minutes`` minutes.
+
+        Every minute is present (oldest first), the current one last and partial.
+        """
+        now = self.clock()
+        first = (now // 60_000 - minutes + 1) * 60_000
+        found: dict[int, dict[Outcome, int]] = {first + i * 60_000: {} for i in range(minutes)}
+        for minute, outcome, n in await self.backend.finished_by_minute(first):
+            if minute in found:
+                found[minute][outcome] = found[minute].get(outcome, 0) + n
+        return list(found.items())
+
+    async def oldest_due(self, queues: Sequence[str]) -> dict[str, float]:
+        """Seconds the longest-waiting due job of each queue has waited (0 when none)."""
+        now = self.clock()
+        ages: dict[str, float] = {}
+        for name in queues:
+            due = await self.backend.oldest_due(name, now=now)
+            ages[name] = 0.0 if due is None else max(now - due, 0) / 1000
+        return ages
 
 
 @contextlib.contextmanager

@@ -337,7 +337,60 @@ class Notifier(Protocol):
         ...
 
 
-class Backend(JobStore, JobOperations, JobReader, WorkerRegistry, ConfigStore, Notifier, Protocol):
+@dataclass(frozen=True, slots=True)
+class JobsPage:
+    """One page of a job list, newest first, and where the next (older) page starts."""
+
+    jobs: list[Job]
+    #: The cursor of the next page (pass as ``before``), ``None`` at the end.
+    next_before: int | None
+    #: How many jobs the page looked at (the window), to say so when a search is cut.
+    scanned: int = 0
+
+
+class WebReader(Protocol):
+    """Reads of the web dashboard and ``/metrics``; each bounded, however big the tables."""
+
+    async def jobs_page(
+        self,
+        *,
+        state: JobState | None,
+        queue: str | None,
+        text: str | None,
+        before: int | None,
+        limit: int,
+        scan: int,
+    ) -> JobsPage:
+        """Jobs older than the cursor ``before`` (``None``: the newest), newest first.
+
+        Keyset pagination on the insertion order (``seq``), through the state index
+        when ``state`` is given: a page costs the same at the first job or the
+        millionth. ``queue`` and ``text`` (an id prefix or a substring of the command,
+        case-sensitive) filter a window of at most ``scan`` jobs, so a rare match
+        never scans the table: a page may then hold fewer than ``limit`` jobs while
+        ``next_before`` still points further back.
+        """
+        ...
+
+    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
+        """Jobs per queue and state, every state present, from the kept counters."""
+        ...
+
+    async def finished_by_minute(self, since: int) -> list[tuple[int, Outcome, int]]:
+        """``(minute start ms, outcome, attempts)`` for attempts ended at or after ``since``.
+
+        Reads the index on the attempts' end time only (an hour of attempts).
+        """
+        ...
+
+    async def oldest_due(self, queue: str, *, now: int) -> int | None:
+        """The earliest ``next_run_at <= now`` of a waiting job of ``queue``, or ``None``."""
+        ...
+
+
+class Backend(
+    JobStore, JobOperations, JobReader, WorkerRegistry, ConfigStore, Notifier, WebReader, Protocol
+):
     """A job store: SQLite (``backends.sqlite``) or PostgreSQL (``backends.postgres``)."""
 
     #: The target it was opened with (a path or URL), for messages.

@@ -84,6 +84,7 @@ from queuectl.backends.rows import (
     running_from_row,
     worker_from_row,
 )
+from queuectl.backends.web_reads import PostgresWebReads
 from queuectl.clock import now_ms
 from queuectl.exceptions import (
     BackendError,
@@ -124,7 +125,7 @@ _COMPLETION_SCAN = 2000
 _TOP = "\U0010ffff"
 
 
-class PostgresBackend(PostgresOperations):
+class PostgresBackend(PostgresWebReads, PostgresOperations):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"

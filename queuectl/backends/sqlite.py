@@ -57,6 +57,7 @@ from queuectl.backends.sqlite_conn import (
 )
 from queuectl.backends.sqlite_live import LiveViewReads
 from queuectl.backends.sqlite_ops import OperatorWrites
+from queuectl.backends.web_reads import SqliteWebReads
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -90,7 +91,7 @@ _ENQUEUE_CHUNK = 2000
 _REQUEUE_BATCH = 500
 
 
-class SqliteBackend(LiveViewReads, OperatorWrites):
+class SqliteBackend(LiveViewReads, SqliteWebReads, OperatorWrites):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"

@@ -26,6 +26,7 @@ from queuectl.cli.app import (
 )
 from queuectl.cli.config import config
 from queuectl.cli.operate import COMMANDS
+from queuectl.cli.web import web
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
@@ -390,6 +391,7 @@ cli.add_command(worker)
 cli.add_command(config)
 for _command in COMMANDS:
     cli.add_command(_command)
+cli.add_command(web)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

@@ -370,3 +370,46 @@ SELECT key, value FROM config;
 INSERT INTO config (key, value)
 SELECT * FROM unnest(:keys::text[], :values::text[])
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- Reads of the web dashboard and /metrics (backends/postgres_web.py).
+
+-- name: web_page
+-- Keyset pagination: a window of at most :scan jobs older than :before (by seq,
+-- the primary key), then the page's filters on that window only.
+SELECT * FROM (SELECT * FROM jobs WHERE seq < :before::bigint
+                ORDER BY seq DESC LIMIT :scan::int) AS w
+ WHERE (:queue::text IS NULL OR queue = :queue::text)
+   AND (:text::text IS NULL OR strpos(command, :text::text) > 0
+        OR left(id, length(:text::text)) = :text::text)
+ ORDER BY seq DESC LIMIT :limit::int;
+
+-- name: web_page_state
+SELECT * FROM (SELECT * FROM jobs WHERE state = :state AND seq < :before::bigint
+                ORDER BY seq DESC LIMIT :scan::int) AS w
+ WHERE (:queue::text IS NULL OR queue = :queue::text)
+   AND (:text::text IS NULL OR strpos(command, :text::text) > 0
+        OR left(id, length(:text::text)) = :text::text)
+ ORDER BY seq DESC LIMIT :limit::int;
+
+-- name: web_window
+SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs WHERE seq < :before::bigint
+                                             ORDER BY seq DESC LIMIT :scan::int) AS w;
+
+-- name: web_window_state
+SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs
+                                             WHERE state = :state AND seq < :before::bigint
+                                             ORDER BY seq DESC LIMIT :scan::int) AS w;
+
+-- name: web_queue_counts
+SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
+
+-- name: web_finished_by_minute
+SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attempts
+ WHERE finished_at >= :since::bigint AND outcome IS NOT NULL
+ GROUP BY minute, outcome;
+
+-- name: web_oldest_due
+SELECT next_run_at FROM jobs
+ WHERE state IN ('pending', 'failed') AND next_run_at > 0 AND next_run_at <= :now::bigint
+   AND queue = :queue
+ ORDER BY next_run_at LIMIT 1;

@@ -275,3 +275,45 @@ SELECT id FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :limit;
 SELECT id FROM (SELECT id, state FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :scan)
  WHERE state = :state
  LIMIT :limit;
+
+-- Reads of the web dashboard and /metrics (backends/sqlite_web.py).
+
+-- name: web_page
+-- Keyset pagination: a window of at most :scan jobs older than :before (by seq,
+-- the primary key), then the page's filters on that window only.
+SELECT * FROM (SELECT * FROM jobs WHERE seq < :before ORDER BY seq DESC LIMIT :scan)
+ WHERE (:queue IS NULL OR queue = :queue)
+   AND (:text IS NULL OR instr(command, :text) > 0 OR substr(id, 1, length(:text)) = :text)
+ ORDER BY seq DESC LIMIT :limit;
+
+-- name: web_page_state
+SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_by_state
+                WHERE state = :state AND seq < :before ORDER BY seq DESC LIMIT :scan)
+ WHERE (:queue IS NULL OR queue = :queue)
+   AND (:text IS NULL OR instr(command, :text) > 0 OR substr(id, 1, length(:text)) = :text)
+ ORDER BY seq DESC LIMIT :limit;
+
+-- name: web_window
+-- How far the window of web_page reached: index only.
+SELECT count(*), min(seq) FROM (SELECT seq FROM jobs WHERE seq < :before
+                                 ORDER BY seq DESC LIMIT :scan);
+
+-- name: web_window_state
+SELECT count(*), min(seq) FROM (SELECT seq FROM jobs INDEXED BY jobs_by_state
+                                 WHERE state = :state AND seq < :before
+                                 ORDER BY seq DESC LIMIT :scan);
+
+-- name: web_queue_counts
+SELECT queue, state, n FROM job_counts;
+
+-- name: web_finished_by_minute
+-- Covered by attempts_finished: never reads the attempt rows or their output.
+SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) FROM attempts
+ WHERE finished_at >= :since AND outcome IS NOT NULL
+ GROUP BY minute, outcome;
+
+-- name: web_oldest_due
+-- Walks jobs_due in time order up to the first job of the queue.
+SELECT next_run_at FROM jobs INDEXED BY jobs_due
+ WHERE state IN ('pending', 'failed') AND next_run_at <= :now AND queue = :queue
+ ORDER BY next_run_at LIMIT 1;
