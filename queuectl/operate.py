@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from queuectl.backends import wakeup
 from queuectl.backends.operations import CancelResult, RetryPlan, check_purge_states
 from queuectl.clock import Clock, seconds_to_ms
 from queuectl.exceptions import InvalidJob, JobNotFound
@@ -82,7 +83,7 @@ class QueueOperations:
         result = await self.backend.cancel(job_ids, now=self.clock())
         if result.requested:
             # Wake their workers now; the heartbeat would read the request anyway.
-            await self.backend.notify(b"c")
+            await self.backend.notify(wakeup.CANCEL)
         return result
 
     async def cancel(self, job_ids: Sequence[str], *, wait_s: float = 30.0) -> CancelReport:
@@ -102,7 +103,7 @@ class QueueOperations:
         """SPEC §7 ``retry`` of named jobs: dead/cancelled start over, failed run now."""
         plan = await self.backend.retry_jobs(job_ids, now=self.clock())
         if plan.ids:
-            await self.backend.notify(b"j")
+            await self.backend.notify(wakeup.JOB)
         return plan
 
     async def retry_state(
@@ -119,7 +120,7 @@ class QueueOperations:
 
         done = await self.backend.retry_state(state, queue=queue, now=self.clock(), progress=moved)
         if done:
-            await self.backend.notify(b"j")
+            await self.backend.notify(wakeup.JOB)
         return done
 
     async def remove(self, job_ids: Sequence[str]) -> list[str]:
@@ -168,7 +169,7 @@ class QueueOperations:
             )
         job = await self.backend.update_job(job_id, changes, now=now)
         if changes.next_run_at is not None or changes.queue is not None:
-            await self.backend.notify(b"j")
+            await self.backend.notify(wakeup.JOB)
         return job
 
     async def wait(self, job_ids: Sequence[str], *, timeout_s: float | None = None) -> WaitReport:

@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import gc
 import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from queuectl import procs
-from queuectl.backends import Backend, open_backend
+from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
@@ -30,8 +31,9 @@ from queuectl.config import (
     normalize_key,
     parse_value,
 )
-from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
+from queuectl.exceptions import DuplicateJob, JobNotFound, NoDatabase, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
+from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
 from queuectl.models import (
     TERMINAL_STATES,
     Attempt,
@@ -106,13 +108,17 @@ _NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED, Outcome.CANCE
 class BurstProgress:
     """How far a drain of some queues got since ``start`` counts were taken."""
 
-    #: Pending, running, or awaiting a retry, in the served queues.
+    #: Pending, running, or awaiting a retry, in the served queues: what a burst
+    #: worker waits for.
     left: int
     running: int
     retrying: int
     completed: int
     dead: int
     cancelled: int = 0
+    #: Pending jobs that are not due yet, once nothing else is left: a burst worker
+    #: does not wait for them (so they are not in ``left``).
+    later: int = 0
 
     @property
     def total(self) -> int:
@@ -125,18 +131,67 @@ class Queue(QueueOperations):
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock
+        #: Set when opened with ``create=False`` where no database exists: why the
+        #: queue shown is empty (the CLI says it on stderr).
+        self.missing: str | None = None
+        self._reopen: tuple[str, float] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, target: str, *, clock: Clock = now_ms, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+        cls,
+        target: str,
+        *,
+        clock: Clock = now_ms,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        create: bool = True,
     ) -> AsyncIterator[Queue]:
-        """Open the store; a locked database is retried for ``busy_timeout_s`` per call."""
-        backend = await open_backend(target, busy_deadline_s=busy_timeout_s)
+        """Open the store; a locked database is retried for ``busy_timeout_s`` per call.
+
+        ``create=False`` is for reading: where no database exists it never makes one
+        but yields the empty queue (a throwaway store in a private temporary folder)
+        with ``missing`` saying so, so every read behaves as on an empty database and
+        an unknown job is still an unknown job.
+        """
+        empty: tempfile.TemporaryDirectory[str] | None = None
         try:
-            yield cls(backend, clock=clock)
+            backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=create)
+            missing = None
+        except NoDatabase as exc:
+            empty = tempfile.TemporaryDirectory(prefix="queuectl-empty-")
+            try:
+                backend = await open_backend(os.path.join(empty.name, "empty.db"))
+            except BaseException:
+                empty.cleanup()
+                raise
+            missing = str(exc)
+        queue = cls(backend, clock=clock)
+        queue.missing = missing
+        queue._reopen = (target, busy_timeout_s)
+        try:
+            yield queue
         finally:
-            await backend.aclose()
+            await queue.backend.aclose()
+            if empty is not None:
+                empty.cleanup()
+
+    @property
+    def shown_target(self) -> str:
+        """The store's name for a view (a PostgreSQL password masked; not the empty stand-in)."""
+        return "no database yet" if self.missing else self.backend.target
+
+    async def reopen_if_created(self) -> bool:
+        """For a live view opened where no database existed: switch to it once it exists."""
+        if self.missing is None or self._reopen is None:
+            return False
+        target, busy_timeout_s = self._reopen
+        try:
+            backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=False)
+        except NoDatabase:
+            return False
+        previous, self.backend, self.missing = self.backend, backend, None
+        await previous.aclose()
+        return True
 
     async def config(self) -> QueueConfig:
         return from_stored(await self.backend.get_config())
@@ -182,7 +237,7 @@ class Queue(QueueOperations):
                 job_id=exc.job_id,
                 position=exc.position,
             ) from exc
-        await self.backend.notify(b"j")
+        await self.backend.notify(wakeup.JOB)
         return inserted
 
     async def get(self, job_id: str) -> Job:
@@ -222,14 +277,18 @@ class Queue(QueueOperations):
 
         done = await self.backend.requeue_dead(job_ids, now=self.clock(), progress=moved)
         if done:
-            await self.backend.notify(b"j")
+            await self.backend.notify(wakeup.JOB)
         return done
 
     async def live_workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat is recent and, on this host, whose process still runs."""
         lease_ms = seconds_to_ms((await self.config()).lease)
         now = self.clock()
-        return [w for w in await self.backend.list_workers() if _is_live(w, now, lease_ms)]
+        return [
+            w
+            for w in await self.backend.list_workers()
+            if worker_is_live(w, now=now, lease_ms=lease_ms, leases=SHOWN_LIVE_FOR_LEASES)
+        ]
 
     async def status(self) -> Status:
         return Status(await self.backend.counts(), await self.live_workers())
@@ -268,19 +327,28 @@ class Queue(QueueOperations):
         now = await self.backend.counts(queues or None)
         running = now[JobState.PROCESSING]
         retrying = now[JobState.FAILED]
+        pending = now[JobState.PENDING]
+        later = 0
+        if pending and not running and not retrying:
+            # The counters cannot tell due jobs from delayed ones; the probe a burst
+            # worker drains by can: when nothing is due, the pending jobs are later.
+            probe = await self.backend.probe(queues=queues or None, now=self.clock())
+            if probe.busy == 0 and not probe.due:
+                pending, later = 0, pending
         return BurstProgress(
-            left=now[JobState.PENDING] + running + retrying,
+            left=pending + running + retrying,
             running=running,
             retrying=retrying,
             completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
             dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
             cancelled=max(now[JobState.CANCELLED] - start[JobState.CANCELLED], 0),
+            later=later,
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         return await self.backend.counts(queues or None)
 
-    async def complete_ids(
+    async def ids_for_completion(
         self, prefix: str, *, state: JobState | None = None, limit: int = 50
     ) -> list[str]:
         """Job ids for shell completion: indexed, at most ``limit``."""
@@ -430,7 +498,7 @@ class Queue(QueueOperations):
         if not live:
             return 0
         await self.backend.request_stop(mode)
-        await self.backend.notify(b"s")
+        await self.backend.notify(wakeup.STOP)
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while True:
             remaining = live & {w.id for w in await self.live_workers()}
@@ -549,11 +617,3 @@ def running_notice(out: AttemptOutput) -> str | None:
 
 def _ignore(_: str) -> None:
     pass
-
-
-def _is_live(worker: WorkerInfo, now: int, lease_ms: int) -> bool:
-    if worker.heartbeat_at < now - lease_ms:
-        return False
-    if procs.is_local(worker.host, worker.proc_start):
-        return worker.pid == os.getpid() or procs.is_alive(worker.pid, worker.proc_start)
-    return True

@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from queuectl import procs
 from queuectl.backends import open_backend
 from queuectl.clock import now_ms
+from queuectl.hangup import mute_hung_up
 from queuectl.models import WorkerInfo
 from queuectl.signals import on_signals
 from queuectl.worker import WorkerOptions
@@ -102,7 +103,10 @@ class Supervisor:
             self._scheduled.add(index)
             asyncio.get_running_loop().call_later(delay, self._restart, index)
             return
-        if code != 0:
+        if code != 0 and not (code == -signal.SIGTERM and self._signals > 0):
+            # A child still starting up when our SIGTERM came had no handlers yet and
+            # died of it; it held no job (handlers go in before the first claim), so
+            # that is the clean stop we asked for, not a failure.
             self._failed = True
         self._check_done()
 
@@ -118,6 +122,8 @@ class Supervisor:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
+        if sig == signal.SIGHUP:
+            mute_hung_up()
         log.info("received %s; forwarding to %d worker process(es)", sig.name, len(self._children))
         self._scheduled.clear()
         for child in self._children.values():

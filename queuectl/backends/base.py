@@ -328,8 +328,8 @@ class ConfigStore(Protocol):
 
 class Notifier(Protocol):
     async def notify(self, message: bytes) -> None:
-        """Wake idle workers: ``b"j"`` after an enqueue, ``b"s"`` after a stop request,
-        ``b"c"`` after a cancel request (the workers read it from their heartbeat)."""
+        """Wake idle workers: ``wakeup.JOB`` after an enqueue, ``wakeup.STOP`` after a stop,
+        ``wakeup.CANCEL`` after a cancel request (workers read it in their heartbeat)."""
         ...
 
     async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:

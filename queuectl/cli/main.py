@@ -18,6 +18,7 @@ from queuectl import __version__
 from queuectl.cli import completion
 from queuectl.cli.app import (
     App,
+    Duration,
     ExitCode,
     echo_json,
     output,
@@ -70,12 +71,26 @@ async def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
 @click.option("--max-retries", type=int, help="Retries after the first attempt (with -c).")
 @click.option("--priority", type=int, help="Higher runs first (with -c).")
-@click.option("--delay", type=float, metavar="S", help="Start no sooner than S seconds from now.")
-@click.option("--run-at", metavar="TIME", help="Start no sooner than TIME (ISO-8601 or Unix s).")
-@click.option("--timeout", type=float, metavar="S", help="Kill the attempt after S seconds.")
-@click.option("--queue", metavar="Q", help="Named queue (default: default).")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeat).")
-@click.option("--cwd", metavar="DIR", help="Working directory of the command.")
+@click.option(
+    "--delay",
+    type=Duration(),
+    metavar="D",
+    help="Start no sooner than D (30, 90s, 15m, 2h, 7d) (with -c).",
+)
+@click.option(
+    "--run-at", metavar="TIME", help="Start no sooner than TIME: ISO-8601 or Unix s (with -c)."
+)
+@click.option(
+    "--timeout",
+    type=Duration(allow_zero=False),
+    metavar="D",
+    help="Kill the attempt after D (seconds, or 90s, 15m, 2h) (with -c).",
+)
+@click.option("--queue", metavar="Q", help="Named queue; default: default (with -c).")
+@click.option(
+    "--env", "env", multiple=True, metavar="K=V", help="Environment variable, repeatable (with -c)."
+)
+@click.option("--cwd", metavar="DIR", help="Working directory of the command (with -c).")
 @click.option("--json", "as_json", is_flag=True, help="Print the enqueued records as JSON.")
 @pass_app
 async def enqueue(
@@ -90,6 +105,7 @@ async def enqueue(
       queuectl enqueue '{"id":"job1","command":"sleep 2"}'
       echo '{"command":"exit 1","max_retries":1}' | queuectl enqueue
       queuectl enqueue -c 'make test' --priority 5 --delay 30
+      queuectl enqueue -c './backup.sh' --delay 2h --timeout 15m
     """
     text = _job_input(job_json, command, flags)
     queue = await app.queue()
@@ -110,6 +126,10 @@ async def enqueue(
         sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
 
 
+#: Option parameter names that differ from the job field (and option) they set.
+_FIELDS = {"job_id": "id"}
+
+
 def _job_input(
     job_json: str | None, command: str | None, flags: dict[str, Any]
 ) -> str | dict[str, Any]:
@@ -118,14 +138,15 @@ def _job_input(
         if job_json is not None:
             raise click.UsageError("give either JOB_JSON or -c CMD, not both")
         spec: dict[str, Any] = {"command": command}
-        names = {"job_id": "id"}
         for key, value in given.items():
-            spec[names.get(key, key)] = value
+            spec[_FIELDS.get(key, key)] = value
         if "env" in spec:
             spec["env"] = dict(_split_env(item) for item in spec["env"])
         return spec
     if given:
-        raise click.UsageError(f"--{next(iter(given)).replace('_', '-')} needs -c CMD")
+        field = _FIELDS.get(next(iter(given)), next(iter(given)))
+        flag = field.replace("_", "-")
+        raise click.UsageError(f"--{flag} needs -c CMD (in JSON, give the field {field!r})")
     if job_json is not None:
         return job_json
     if sys.stdin.isatty():
@@ -149,11 +170,11 @@ def _split_env(item: str) -> tuple[str, str]:
 @click.option("--watch", is_flag=True, help="Live view, refreshed until Ctrl-C.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Duration(lo=0.1),
     default=1.0,
     show_default=True,
-    metavar="S",
-    help="Refresh interval of --watch.",
+    metavar="D",
+    help="Refresh interval of --watch (seconds, or e.g. 2s).",
 )
 @pass_app
 async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
@@ -171,7 +192,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
     """
     if watch and as_json:
         raise click.UsageError("--watch and --json cannot be combined (--json prints one document)")
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     if watch:
         from queuectl.cli.watch import watch_status
 
@@ -215,7 +236,7 @@ async def list_jobs(
       queuectl list --state pending
       queuectl list --queue emails --limit 0 --json
     """
-    jobs = await (await app.queue()).list_jobs(
+    jobs = await (await app.queue(create=False)).list_jobs(
         state=JobState(state.lower()) if state else None, queue=queue, limit=limit
     )
     _show_jobs(jobs, as_json)
@@ -247,7 +268,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
       queuectl show job1
       queuectl show job1 --json
     """
-    job, history = await (await app.queue()).show(job_id)
+    job, history = await (await app.queue(create=False)).show(job_id)
     if as_json:
         from queuectl.records import attempt_record, job_record
 
@@ -267,7 +288,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
     "--attempt",
     type=click.IntRange(min=1),
     metavar="K",
-    help="Attempt K (from 1); default: latest.",
+    help="Attempt K, numbered from 1 as `show` lists them; default: latest.",
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream output while the attempt runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -288,7 +309,7 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
       queuectl logs job1 --attempt 1
       queuectl logs job1 --follow
     """
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     if follow and not as_json:
         chunks = (
             queue.follow(job_id, attempt, notice=_notice)
@@ -355,7 +376,7 @@ async def dlq_list(app: App, as_json: bool) -> None:
     Example:
       queuectl dlq list --json
     """
-    _show_jobs(await (await app.queue()).dead_jobs(), as_json)
+    _show_jobs(await (await app.queue(create=False)).dead_jobs(), as_json)
 
 
 @dlq.command("retry", short_help="Move dead jobs back to pending.")

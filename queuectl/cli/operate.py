@@ -14,11 +14,10 @@ from typing import Any
 import asyncclick as click
 
 from queuectl.cli import completion
-from queuectl.cli.app import App, ExitCode, echo_json, pass_app
+from queuectl.cli.app import App, Duration, ExitCode, echo_json, pass_app
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState
 
-SECONDS = click.FloatRange(min=0)
 _FINISHED = [JobState.COMPLETED.value, JobState.DEAD.value, JobState.CANCELLED.value]
 
 
@@ -36,8 +35,8 @@ def _failed(message: str) -> None:
 @click.command(short_help="Cancel jobs; a running one is killed by its worker.")
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...",
                 shell_complete=completion.job_ids())  # fmt: skip
-@click.option("--wait", "wait_s", type=SECONDS, default=30.0, show_default=True, metavar="S",
-              help="How long to wait for running jobs' workers to confirm.")  # fmt: skip
+@click.option("--wait", "wait_s", type=Duration(), default=30.0, show_default=True, metavar="D",
+              help="How long to wait for running jobs' workers (30, 90s, 5m).")  # fmt: skip
 @pass_app
 async def cancel(app: App, job_ids: tuple[str, ...], wait_s: float) -> None:
     """Cancel jobs: pending and failed ones at once, running ones by their worker.
@@ -122,8 +121,8 @@ async def remove(app: App, job_ids: tuple[str, ...]) -> None:
 @click.command(short_help="Delete finished jobs (default: completed and cancelled).")
 @click.option("--state", "states", multiple=True, type=click.Choice(_FINISHED),
               help="Only this state (repeat). Default: completed and cancelled.")  # fmt: skip
-@click.option("--older-than", type=SECONDS, default=0, metavar="S",
-              help="Only jobs last updated more than S seconds ago. Default: 0 (all).")  # fmt: skip
+@click.option("--older-than", type=Duration(), default=0.0, metavar="D",
+              help="Only jobs updated more than D ago (12h, 7d); default 0: all.")  # fmt: skip
 @click.option("--queue", metavar="Q", help="Only jobs of this queue.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @pass_app
@@ -138,7 +137,7 @@ async def purge(
     \b
     Examples:
       queuectl purge --dry-run
-      queuectl purge --state dead --older-than 86400 --queue emails
+      queuectl purge --state dead --older-than 7d --queue emails
     """
     n = await (await app.queue()).purge(
         [JobState(s) for s in states], older_than_s=older_than, queue=queue, dry_run=dry_run
@@ -150,11 +149,14 @@ async def purge(
 @click.argument("job_id", shell_complete=completion.job_ids())
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--run-at", metavar="TIME", help="Start no sooner than TIME (ISO-8601 or Unix s).")
-@click.option("--delay", type=SECONDS, metavar="S", help="Start no sooner than S seconds from now.")
+@click.option(
+    "--delay", type=Duration(), metavar="D", help="Start no sooner than D from now (90s, 2h)."
+)
 @click.option("--now", "due_now", is_flag=True, help="Due at once.")
 @click.option("--queue", metavar="Q", help="Move it to queue Q.")
 @click.option("--max-retries", type=int, help="Retries after the first attempt.")
-@click.option("--timeout", type=float, metavar="S", help="Kill an attempt after S seconds.")
+@click.option("--timeout", type=Duration(allow_zero=False), metavar="D",
+              help="Kill an attempt after D (seconds, or 90s, 15m, 2h).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the updated record as JSON.")
 @pass_app
 async def update(app: App, /, job_id: str, due_now: bool, as_json: bool, **fields: Any) -> None:
@@ -177,8 +179,8 @@ async def update(app: App, /, job_id: str, due_now: bool, as_json: bool, **field
 @click.command(short_help="Wait until jobs are finished; exit 0 if all completed.")
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...",
                 shell_complete=completion.job_ids())  # fmt: skip
-@click.option("--timeout", "timeout_s", type=SECONDS, metavar="S",
-              help="Give up after S seconds (exit 1). Default: no limit.")  # fmt: skip
+@click.option("--timeout", "timeout_s", type=Duration(), metavar="D",
+              help="Give up after D (30, 5m, 2h; exit 1). Default: no limit.")  # fmt: skip
 @pass_app
 async def wait(app: App, job_ids: tuple[str, ...], timeout_s: float | None) -> None:
     """Wait until every job is finished (completed, dead or cancelled).

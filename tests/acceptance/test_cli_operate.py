@@ -62,6 +62,11 @@ BAD_REQUESTS = [
     (["update", "p1"], ["nothing to change"]),
     (["update", "nope", "--now"], ["no job with id 'nope'"]),
     (["wait", "ok", "nope"], ["no job with id 'nope'"]),
+    (["purge", "--older-than", "-1"], ["--older-than"]),
+    (["purge", "--older-than", "5x"], ["--older-than"]),
+    (["cancel", "p1", "--wait", "soon"], ["--wait"]),
+    (["update", "p1", "--delay", "1.5.h"], ["--delay"]),
+    (["update", "p1", "--timeout", "0"], ["--timeout"]),
 ]
 WRONG_USAGE = [
     ["cancel"],
@@ -70,8 +75,6 @@ WRONG_USAGE = [
     ["retry", "--state", "pending"],
     ["retry", "bad", "--queue", "mail"],
     ["purge", "--state", "pending"],
-    ["purge", "--older-than", "-1"],
-    ["cancel", "p1", "--wait", "-1"],
 ]
 
 
