@@ -11,8 +11,8 @@ fenced write sees the new state. Bulk operations go in short batches.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -21,10 +21,13 @@ from queuectl.backends.base import OnProgress
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.backends.postgres_conn import compile_query
 from queuectl.backends.rows import job_from_row
+from queuectl.exceptions import BackendError
 from queuectl.models import Job, JobChanges, JobState
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres", "operations").items()}
+_DEADLOCK_TRIES = 3
+T = TypeVar("T")
 
 
 class PostgresOperations:
@@ -50,6 +53,9 @@ class PostgresOperations:
         return {r["id"]: JobState(r["state"]) for r in rows}
 
     async def cancel(self, job_ids: Sequence[str], *, now: int) -> CancelResult:
+        return await _again_on_deadlock(lambda: self._cancel(job_ids, now))
+
+    async def _cancel(self, job_ids: Sequence[str], now: int) -> CancelResult:
         clock = self._clock(now)
         async with self._locked(job_ids) as (conn, states):
             plan = operations.plan_cancel(job_ids, states)
@@ -60,6 +66,9 @@ class PostgresOperations:
             return plan
 
     async def retry_jobs(self, job_ids: Sequence[str], *, now: int) -> RetryPlan:
+        return await _again_on_deadlock(lambda: self._retry_jobs(job_ids, now))
+
+    async def _retry_jobs(self, job_ids: Sequence[str], now: int) -> RetryPlan:
         async with self._locked(job_ids) as (conn, states):
             plan = operations.plan_retry(job_ids, states)
             if plan.ids:
@@ -102,6 +111,9 @@ class PostgresOperations:
                 progress(len(done))
 
     async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
+        return await _again_on_deadlock(lambda: self._remove_jobs(job_ids))
+
+    async def _remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
         async with self._locked(job_ids) as (conn, states):
             ids = operations.plan_remove(job_ids, states)
             await _run(conn, "delete_jobs", ids=ids)
@@ -156,6 +168,22 @@ class PostgresOperations:
             if changes.next_run_at is not None:
                 await conn.execute("SELECT nextval('queuectl_version')")
             return job_from_row(rows[0])
+
+
+async def _again_on_deadlock(op: Callable[[], Awaitable[T]]) -> T:
+    """Run ``op`` again if PostgreSQL broke a deadlock by aborting it (nothing was changed).
+
+    Locking several named jobs can meet a worker's batch that finishes some of them
+    in another order; the server aborts one of the two after ``deadlock_timeout``.
+    """
+    for attempt in range(_DEADLOCK_TRIES):
+        try:
+            return await op()
+        except BackendError as exc:
+            last = attempt + 1 == _DEADLOCK_TRIES
+            if last or not isinstance(exc.__cause__, asyncpg.DeadlockDetectedError):
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _run(conn: asyncpg.Connection, name: str, **values: Any) -> list[asyncpg.Record]:
