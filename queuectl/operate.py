@@ -10,7 +10,7 @@ running job's worker to confirm a cancel, for jobs to finish.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 #: (a cancel is confirmed within a few ms), then less often for long waits.
 _POLL_FIRST_S = 0.02
 _POLL_MAX_S = 0.25
+#: How often ``follow_job`` looks for the next attempt to start.
+_FOLLOW_POLL_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +75,52 @@ class WaitReport:
 
 
 class QueueOperations:
-    """Mixed into ``Queue``, which provides ``backend`` and ``clock``."""
+    """Mixed into ``Queue``, which provides ``backend``, ``clock``, ``get`` and ``follow``."""
 
     backend: Backend
     clock: Clock
+
+    if TYPE_CHECKING:
+
+        async def get(self, job_id: str) -> Job: ...
+
+        def follow(
+            self,
+            job_id: str,
+            attempt: int | None = None,
+            *,
+            notice: Callable[[str], None] | None = None,
+        ) -> AsyncIterator[bytes]: ...
+
+    async def follow_job(
+        self, job_id: str, *, notice: Callable[[str], None] | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the output of the job's current attempt and of every retry after it.
+
+        Starts with the latest attempt (from its start), or waits for the first;
+        ends once the job is finished (``completed``, ``dead`` or ``cancelled``), its
+        state then being what ``wait`` reports. A job removed meanwhile ends it too.
+        ``notice`` hears, for stderr, which attempt follows.
+        """
+        say = notice or _ignore
+        job = await self.get(job_id)
+        latest = await self.backend.attempt_output(job_id, None)
+        number = latest.attempt if latest is not None else 1
+        while True:
+            told = False
+            while await self.backend.attempt_output(job_id, number) is None:
+                found = await self.backend.get_job(job_id)
+                if found is None or found.state in TERMINAL_STATES:
+                    return
+                if not told and number > 1:
+                    say(f"[job {job_id} is {found.state.value}; waiting for attempt {number}]")
+                told = True
+                await asyncio.sleep(_FOLLOW_POLL_S)
+            if number > 1 or job.state is not JobState.PENDING:
+                say(f"[attempt {number}]")
+            async for chunk in self.follow(job_id, number, notice=notice):
+                yield chunk
+            number += 1
 
     async def request_cancel(self, job_ids: Sequence[str]) -> CancelResult:
         """Cancel without waiting: waiting jobs now, running ones by request (see ``cancel``)."""
@@ -224,3 +268,7 @@ class QueueOperations:
             await asyncio.sleep(wait)
             pause = min(pause * 2, _POLL_MAX_S)
         return ended, left
+
+
+def _ignore(_: str) -> None:
+    pass

@@ -413,35 +413,6 @@ class Queue(QueueOperations):
         if final.output_size > len(final.output):
             say(cut_notice(final))
 
-    async def follow_job(
-        self, job_id: str, *, notice: Callable[[str], None] | None = None
-    ) -> AsyncIterator[bytes]:
-        """Yield the output of the job's current attempt and of every retry after it.
-
-        Starts with the latest attempt (from its start), or waits for the first;
-        ends once the job is finished (``completed``, ``dead`` or ``cancelled``), its
-        state then being what ``wait`` reports. A job removed meanwhile ends it too.
-        """
-        say = notice or _ignore
-        job = await self.get(job_id)
-        latest = await self.backend.attempt_output(job_id, None)
-        number = latest.attempt if latest is not None else 1
-        while True:
-            told = False
-            while await self.backend.attempt_output(job_id, number) is None:
-                found = await self.backend.get_job(job_id)
-                if found is None or found.state in TERMINAL_STATES:
-                    return
-                if not told and number > 1:
-                    say(f"[job {job_id} is {found.state.value}; waiting for attempt {number}]")
-                told = True
-                await asyncio.sleep(_FOLLOW_POLL_S)
-            if number > 1 or job.state is not JobState.PENDING:
-                say(f"[attempt {number}]")
-            async for chunk in self.follow(job_id, number, notice=notice):
-                yield chunk
-            number += 1
-
     async def _tail(
         self, job_id: str, attempt: int, spool: BinaryIO, say: Callable[[str], None]
     ) -> AsyncIterator[bytes]:
