@@ -116,3 +116,27 @@ def test_a_lost_worker_recovery_cancels_instead_of_retrying(db: str, marks: Path
         assert "worker lost" in record["last_error"]
         # The new worker killed the orphan on this host before anything else.
         wait_for(lambda: not any(pid_alive(p) for p in pids))
+
+
+@pytest.mark.postgres
+def test_a_job_running_on_another_host_is_cancelled_through_postgres(
+    pg_url: str, marks: Path
+) -> None:
+    """The worker sees another host name (its own UTS namespace): only NOTIFY reaches it."""
+    # Heartbeats every 10 s: a cancel confirmed sooner came through the wake-up.
+    set_config(pg_url, kill_grace=0.5, lease=30)
+    log = marks / "worker.log"
+    env = {"MARKS": str(marks)}
+    with WorkerProcess(pg_url, env=env, log=log, hostname="elsewhere") as worker:
+        pids = _running(pg_url, marks)
+        logs = run_cli(pg_url, "logs", "long")
+        assert logs.returncode == 0, logs.stderr
+        assert "running on elsewhere" in logs.stderr
+        began = time.monotonic()
+        result = run_cli(pg_url, "cancel", "long")
+        assert (result.returncode, result.stdout) == (0, "long\n"), result.stderr
+        # Woken by NOTIFY, not by its next heartbeat (lease / 3 = 10 s).
+        assert time.monotonic() - began < 0.5 + 5, time.monotonic() - began
+        assert not any(pid_alive(p) for p in pids)
+        assert job_record(pg_url, "long")["state"] == "cancelled"
+        wait_for(lambda: "long cancelled after" in worker.output())
