@@ -124,8 +124,7 @@ class QueueConfig:
     reap_interval: float = 2
     #: Seconds between SIGTERM and SIGKILL when a job's process group is killed.
     kill_grace: float = 3
-    #: Seconds finished jobs are kept (0 = forever). Stored now; the purge that
-    #: applies it comes with the ``purge`` command (SPEC §7).
+    #: Seconds after which workers delete completed and cancelled jobs (0: keep forever).
     retention: float = 7 * 86400
 
     def to_dict(self) -> dict[str, Any]:

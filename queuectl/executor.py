@@ -9,7 +9,7 @@ worker waits for the shell's exit, not for the end of a pipe. The last
 with ``O_APPEND``, so the child keeps writing at the new end).
 
 Each command leads its own session (``start_new_session``), so a timeout, a forced
-stop or a lost lease kills the whole group: SIGTERM, then SIGKILL after a grace.
+stop, a lost lease or a cancel kills the whole group: SIGTERM, then SIGKILL after a grace.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class KillReason(Enum):
     TIMEOUT = "timeout"
     INTERRUPT = "interrupt"
     LOST = "lost"
+    CANCEL = "cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,7 @@ class Execution:
             timed_out=self._reason is KillReason.TIMEOUT,
             interrupted=self._reason is KillReason.INTERRUPT,
             lost_lease=self._reason is KillReason.LOST,
+            cancelled=self._reason is KillReason.CANCEL,
             duration_s=duration_s,
             output_tail=tail,
             output_size=self._carried + size,

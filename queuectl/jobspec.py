@@ -20,7 +20,7 @@ from queuectl.clock import MAX_MS, parse_when, seconds_to_ms
 from queuectl.config import MAX_INT, QueueConfig
 from queuectl.durations import parse_seconds
 from queuectl.exceptions import InvalidJob
-from queuectl.models import NewJob
+from queuectl.models import JobChanges, NewJob
 
 #: Fields a user sets. ``null`` for any of them means "not given".
 INPUT_FIELDS = frozenset(
@@ -293,3 +293,41 @@ def _json_kind(python_kind: str) -> str:
         "float": "a number",
         "bool": "a boolean",
     }.get(python_kind, python_kind)
+
+
+def to_changes(fields: Mapping[str, Any], *, now: int) -> JobChanges:
+    """Validate ``update``'s new values by the rules of an enqueued job's fields.
+
+    ``fields`` holds job field names (``priority``, ``queue``, ``max_retries``,
+    ``timeout``, ``run_at``, ``delay``) and ``now`` (a flag); ``None`` means not
+    given. ``ValueError`` names the first bad field.
+    """
+    given = {k: v for k, v in fields.items() if v is not None and v is not False}
+    starts = [k for k in ("run_at", "delay", "now") if k in given]
+    if len(starts) > 1:
+        raise ValueError(f"give only one of run_at, delay and now, not {' and '.join(starts)}")
+    checks: dict[str, Any] = {}
+    for name, value in given.items():
+        if name == "now":
+            continue
+        try:
+            checks[name] = _FIELD_CHECKS[name](value)
+        except ValueError as exc:
+            raise ValueError(f"{name} {exc}") from None
+    run_at: int | None = checks.get("run_at")
+    next_run_at = None if run_at is None else max(run_at, now)
+    delay_ms: int | None = None
+    if "delay" in checks or "now" in given:
+        delay_ms = seconds_to_ms(checks.get("delay", 0.0))
+        run_at = next_run_at = now + delay_ms
+        if run_at > MAX_MS:
+            raise ValueError("delay is out of range")
+    return JobChanges(
+        priority=checks.get("priority"),
+        queue=checks.get("queue"),
+        max_retries=checks.get("max_retries"),
+        timeout_s=checks.get("timeout"),
+        run_at=run_at,
+        next_run_at=next_run_at,
+        delay_ms=delay_ms,
+    )

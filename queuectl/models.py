@@ -17,10 +17,12 @@ class JobState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DEAD = "dead"
+    #: Stopped by a person (``cancel``): terminal, never retried by itself.
+    CANCELLED = "cancelled"
 
 
-#: States a job never leaves on its own (``dead`` leaves only by ``dlq retry``).
-TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD})
+#: States a job never leaves on its own (``dead`` and ``cancelled`` leave only by a retry).
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
 #: States from which a worker may claim a job once ``next_run_at`` has passed.
 RUNNABLE_STATES = frozenset({JobState.PENDING, JobState.FAILED})
 
@@ -34,6 +36,8 @@ class Outcome(StrEnum):
     SPAWN_FAILED = "spawn_failed"
     LOST = "lost"
     INTERRUPTED = "interrupted"
+    #: Killed because someone cancelled the job while it ran.
+    CANCELLED = "cancelled"
 
 
 class StopMode(IntEnum):
@@ -88,6 +92,9 @@ class Job:
     claims: int = 0
     worker_id: str | None = None
     lease_until: int | None = None
+    #: When someone asked to cancel the running job (epoch ms); ``None`` without a request.
+    #: The request stays on the row until the job is retried, so a recovery sees it too.
+    cancel_requested_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +126,17 @@ class ExecutionResult:
     spawn_error: str | None = None
     interrupted: bool = False
     lost_lease: bool = False
+    #: Killed because the job was cancelled (``queuectl cancel``).
+    cancelled: bool = False
     duration_s: float = 0.0
     output_tail: bytes = b""
     output_size: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.interrupted or self.lost_lease)
+        return self.exit_code == 0 and not (
+            self.timed_out or self.interrupted or self.lost_lease or self.cancelled
+        )
 
     @property
     def output_truncated(self) -> bool:
@@ -137,6 +148,8 @@ class ExecutionResult:
             return None
         if self.spawn_error is not None:
             return f"could not start: {self.spawn_error}"
+        if self.cancelled:
+            return "cancelled while running"
         if self.lost_lease:
             return "lease lost: another worker took the job over"
         if self.interrupted:
@@ -153,6 +166,8 @@ class ExecutionResult:
             return Outcome.COMPLETED
         if self.spawn_error is not None:
             return Outcome.SPAWN_FAILED
+        if self.cancelled:
+            return Outcome.CANCELLED
         if self.interrupted:
             return Outcome.INTERRUPTED
         if self.lost_lease:
@@ -255,8 +270,33 @@ class Heartbeat:
     #: Tokens of running attempts whose lease this worker no longer holds.
     lost: frozenset[tuple[str, int]]
     stop: StopMode
+    #: Tokens of running attempts that someone asked to cancel (``queuectl cancel``).
+    cancel: frozenset[tuple[str, int]] = frozenset()
     #: ``False`` when the worker's row was gone (removed as stale) and must be re-added.
     registered: bool = True
     #: Every attempt the store says this worker holds (``(job id, token)``), including
     #: claims whose answer never reached it (a connection lost after the commit).
     held: frozenset[tuple[str, int]] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanges:
+    """What ``update`` changes in a waiting job; ``None`` leaves a field as it is."""
+
+    priority: int | None = None
+    queue: str | None = None
+    max_retries: int | None = None
+    timeout_s: float | None = None
+    #: A new start: ``run_at`` as the record shows it, ``next_run_at`` when it is due.
+    run_at: int | None = None
+    next_run_at: int | None = None
+    #: Set when the new start was given as a delay (``--delay``, ``--now``: 0), so a
+    #: store with a clock of its own counts it from that clock.
+    delay_ms: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(
+            v is None
+            for v in (self.priority, self.queue, self.max_retries, self.timeout_s, self.next_run_at)
+        )

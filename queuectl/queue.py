@@ -16,7 +16,7 @@ import gc
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from queuectl import procs
@@ -44,6 +44,7 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
+from queuectl.operate import QueueOperations
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -100,7 +101,7 @@ class Overview:
         return sum(n for o, n in self.finished.items() if o not in _NOT_FAILURES)
 
 
-_NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED})
+_NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED, Outcome.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +115,19 @@ class BurstProgress:
     retrying: int
     completed: int
     dead: int
+    cancelled: int = 0
     #: Pending jobs that are not due yet, once nothing else is left: a burst worker
     #: does not wait for them (so they are not in ``left``).
     later: int = 0
 
     @property
     def total(self) -> int:
-        return self.left + self.completed + self.dead
+        return self.left + self.completed + self.dead + self.cancelled
 
 
-class Queue:
+class Queue(QueueOperations):
+    """Every user-facing operation over one store; ``QueueOperations`` adds SPEC §7's."""
+
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock
@@ -337,6 +341,7 @@ class Queue:
             retrying=retrying,
             completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
             dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
+            cancelled=max(now[JobState.CANCELLED] - start[JobState.CANCELLED], 0),
             later=later,
         )
 
@@ -350,13 +355,27 @@ class Queue:
         return await self.backend.job_ids(prefix, state=state, limit=limit)
 
     async def output(self, job_id: str, attempt: int | None = None) -> AttemptOutput:
+        """The kept output of an attempt (the latest by default).
+
+        Only a finished attempt has its output in the store. For one that still runs
+        on this host, the output so far is read from its spool file; on another host
+        it is not reachable (``output`` is empty: see ``running_notice``).
+        """
         await self.get(job_id)
         out = await self.backend.attempt_output(job_id, attempt)
         if out is None:
             if attempt is None:
                 raise QueueCtlError(f"job {job_id!r} has not run yet")
             raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
-        return out
+        if out.finished or out.log_path is None or out.host != procs.HOST:
+            return out
+        try:
+            with open(out.log_path, "rb") as spool:
+                so_far = spool.read()
+        except OSError:
+            # It ended meanwhile (the worker removed the file): the store has it now.
+            return await self.output(job_id, out.attempt)
+        return replace(out, output=so_far, output_size=len(so_far))
 
     async def follow(
         self,
@@ -552,6 +571,18 @@ def cut_notice(out: AttemptOutput) -> str:
     return (
         f"[output cut: showing the last {len(out.output):,} of {out.output_size:,} bytes "
         f"of attempt {out.attempt}; raise `output-limit` to keep more]"
+    )
+
+
+def running_notice(out: AttemptOutput) -> str | None:
+    """What ``logs`` says on stderr about an attempt that has not ended, else ``None``."""
+    if out.finished:
+        return None
+    if out.host in (None, procs.HOST):
+        return f"[attempt {out.attempt} is still running: its output so far]"
+    return (
+        f"[attempt {out.attempt} is running on {out.host}: its output shows here when it ends"
+        " (or run `queuectl logs --follow` there)]"
     )
 
 

@@ -52,16 +52,39 @@ class RetryPolicy:
 
 
 def decide(
-    *, ok: bool, interrupted: bool, attempts: int, max_retries: int, policy: RetryPolicy
+    *,
+    ok: bool,
+    interrupted: bool,
+    attempts: int,
+    max_retries: int,
+    policy: RetryPolicy,
+    cancelled: bool = False,
 ) -> RetryDecision:
     """The next state after an attempt, and whether the attempt is refunded.
 
     An attempt cut short by a forced stop goes back to ``pending`` at once and does
-    not count against ``max_retries`` (SPEC §5); success completes the job; any
-    other end follows ``after_failure``.
+    not count against ``max_retries`` (SPEC §5); one killed by ``cancel`` ends the
+    job ``cancelled``; success completes the job; any other end follows
+    ``after_failure``.
     """
     if ok:
         return RetryDecision(JobState.COMPLETED, None)
+    if cancelled:
+        return RetryDecision(JobState.CANCELLED, None)
     if interrupted:
         return RetryDecision(JobState.PENDING, 0, refund=True)
     return policy.after_failure(attempts=attempts, max_retries=max_retries)
+
+
+def if_cancel_requested(state: JobState) -> JobState:
+    """The state an attempt's end gives its job while a cancel request is in force.
+
+    The request stays on the job's row until the attempt is over, whoever ends it
+    (its worker, a forced stop, a recovery after the worker was lost): anything but
+    success then ends the job ``cancelled``, never retried. A command that exited 0
+    before the kill reached it has done its work: the job is ``completed``.
+
+    Both stores apply this in the statement that ends the attempt (the request is
+    read there, under the same lock), with the state computed here.
+    """
+    return JobState.COMPLETED if state is JobState.COMPLETED else JobState.CANCELLED

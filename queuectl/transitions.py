@@ -49,6 +49,9 @@ INTERRUPTED = Transition(
     "dark_orange",
     "back to pending; attempt not counted",
 )
+CANCELLED = Transition(
+    "job_cancelled", logging.WARNING, "cancelled", "blue", "killed as asked; not retried"
+)
 LOST = Transition(
     "job_lost",
     logging.WARNING,
@@ -57,7 +60,9 @@ LOST = Transition(
     "another worker took it over; result discarded",
 )
 
-BY_ACTION = {t.action: t for t in (CLAIMED, COMPLETED, FAILED, DEAD, RECOVERED, INTERRUPTED, LOST)}
+BY_ACTION = {
+    t.action: t for t in (CLAIMED, COMPLETED, FAILED, DEAD, CANCELLED, RECOVERED, INTERRUPTED, LOST)
+}
 
 #: The colour of each job state in tables: the colour of the transition into it.
 STATE_STYLES = {
@@ -66,6 +71,7 @@ STATE_STYLES = {
     JobState.COMPLETED: COMPLETED.style,
     JobState.FAILED: FAILED.style,
     JobState.DEAD: DEAD.style,
+    JobState.CANCELLED: CANCELLED.style,
 }
 
 #: How an attempt in a job's history ended -> the transition the worker logged for it.
@@ -76,6 +82,7 @@ BY_OUTCOME = {
     Outcome.SPAWN_FAILED: FAILED,
     Outcome.LOST: RECOVERED,
     Outcome.INTERRUPTED: INTERRUPTED,
+    Outcome.CANCELLED: CANCELLED,
 }
 
 

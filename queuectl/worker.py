@@ -9,6 +9,8 @@ Inside one ``TaskGroup`` run:
 * ``fence``: a timer, apart from the heartbeat so that a call hanging on a cut
   network cannot hold it up: once no heartbeat has succeeded for 0.8 of a lease,
   it kills every running command, before anybody else can have started them.
+* ``retention``: deletes completed and cancelled jobs older than config ``retention``,
+  one small batch at a time, off the claim path.
 * ``reaper``: recovers attempts of dead workers: at once for a worker of this host
   whose process is gone, and for any worker once its lease has run out. It kills
   what is left of a lost attempt on this host before the job becomes claimable.
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
 import signal
 import time
@@ -34,6 +37,7 @@ from dataclasses import dataclass, replace
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import FinishResult
+from queuectl.backends.operations import BATCH, PURGE_DEFAULT
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
 from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError, StoreUnreachable
@@ -61,6 +65,7 @@ from queuectl.private import make_dirs
 from queuectl.pump import Pump
 from queuectl.signals import STOP_SIGNALS, on_signals
 from queuectl.transitions import (
+    CANCELLED,
     CLAIMED,
     COMPLETED,
     DEAD,
@@ -73,6 +78,11 @@ from queuectl.transitions import (
 )
 
 log = logging.getLogger("queuectl.worker")
+
+#: How often a worker applies config ``retention`` (each worker, at a random phase).
+RETENTION_EVERY_S = 60.0
+#: The pause between two full batches while a backlog of old jobs is deleted.
+RETENTION_CATCH_UP_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +191,7 @@ class Worker:
                 group.create_task(self._heartbeat_loop(), name="heartbeat"),
                 group.create_task(self._fence_loop(), name="fence"),
                 group.create_task(self._reaper_loop(), name="reaper"),
+                group.create_task(self._retention_loop(), name="retention"),
             ]
             slots = [
                 group.create_task(self._slot(i), name=f"slot-{i}")
@@ -219,8 +230,8 @@ class Worker:
     def _on_wake(self, message: bytes) -> None:
         if self._pump is not None:
             self._pump.arm()
-        if message == wakeup.STOP:
-            # A stop request: read it now rather than at the next heartbeat.
+        if message in (wakeup.STOP, wakeup.CANCEL):
+            # A stop or cancel request: read it now rather than at the next heartbeat.
             self._beat_now.set()
 
     @contextlib.contextmanager
@@ -342,6 +353,9 @@ class Worker:
             _say(
                 COMPLETED, "%s completed in %s, exit code 0 (%s)", job.id, took, where, extra=extra
             )
+        elif done.state is JobState.CANCELLED:
+            why = result.describe() if result.cancelled else "the cancel request was in force"
+            _say(CANCELLED, "%s cancelled after %s: %s (%s)", job.id, took, why, where, extra=extra)
         elif done.state is JobState.PENDING:
             message = "%s interrupted after %s; %s (%s)"
             _say(INTERRUPTED, message, job.id, took, INTERRUPTED.note, where, extra=extra)
@@ -423,6 +437,11 @@ class Worker:
             if execution is not None:
                 log.warning("%s: lease lost to another worker; killing its command", key[0])
                 execution.kill(KillReason.LOST)
+        for key in beat.cancel - beat.lost:
+            execution = self._running.get(key)
+            if execution is not None:
+                log.info("%s: cancel requested; killing its command", key[0])
+                execution.kill(KillReason.CANCEL)
         if beat.stop is not StopMode.NONE:
             self.stop(beat.stop)
 
@@ -484,6 +503,38 @@ class Worker:
                 raise
             except BackendError as exc:
                 log.warning("recovery check failed: %s", exc)
+
+    async def _retention_loop(self) -> None:
+        """Apply config ``retention`` now and then, one batch per turn.
+
+        Each batch is a short transaction of its own (``Backend.purge``), so the
+        claims of this and every other worker wait at most one batch; a backlog of
+        old jobs is worked off a batch per ``RETENTION_CATCH_UP_S``.
+        """
+        pause = RETENTION_EVERY_S * random.uniform(0.1, 1.0)
+        while True:
+            await asyncio.sleep(pause)
+            pause = RETENTION_EVERY_S
+            retention = self.config.retention
+            if retention <= 0 or self._stop is not StopMode.NONE:
+                continue
+            before = self.clock() - seconds_to_ms(retention)
+            try:
+                deleted = await self.backend.purge(PURGE_DEFAULT, before=before, limit=BATCH)
+            except NotAQueueDatabase:
+                raise
+            except BackendError as exc:
+                log.warning("retention: could not delete old jobs: %s", exc)
+                continue
+            if deleted:
+                log.info(
+                    "retention: deleted %d finished job(s) older than %gs",
+                    deleted,
+                    retention,
+                    extra={"action": "retention", "worker_id": self.id},
+                )
+            if deleted >= BATCH:
+                pause = RETENTION_CATCH_UP_S
 
     async def _recover(self) -> list[LostAttempt]:
         now = self.clock()

@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from queuectl.models import JobState
+
 T = TypeVar("T")
 
 #: The installed console script of the interpreter running the tests.
@@ -419,7 +421,7 @@ def db_counts(db: Path | str) -> dict[str, int]:
     """Jobs per state counted with a real ``GROUP BY`` (not the trigger-kept table)."""
     rows = db_rows(db, "SELECT state, count(*) FROM jobs GROUP BY state")
     found = {row[0]: row[1] for row in rows}
-    return {s: found.get(s, 0) for s in ("pending", "processing", "completed", "failed", "dead")}
+    return {s.value: found.get(s.value, 0) for s in JobState}
 
 
 def db_rows(db: Path | str, sql: str, *args: Any) -> list[Any]:

@@ -18,12 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.models import (
     Attempt,
     Claim,
     Finish,
     Heartbeat,
     Job,
+    JobChanges,
     JobState,
     LostAttempt,
     NewJob,
@@ -181,6 +183,66 @@ class JobStore(Protocol):
         ...
 
 
+class JobOperations(Protocol):
+    """What a person does to jobs; the rules live in ``backends.operations``.
+
+    Named-id calls are one transaction each and all or nothing: an unknown id
+    raises ``JobNotFound``, a refused state ``InvalidTransition``, naming the job,
+    and then nothing is changed. An id named twice counts once.
+    """
+
+    async def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """The current state of each named job that exists (unknown ids are left out)."""
+        ...
+
+    async def cancel(self, job_ids: Sequence[str], *, now: int) -> CancelResult:
+        """Cancel ``pending``/``failed`` jobs at once; put a request on ``processing`` ones.
+
+        The worker that holds a requested job's lease kills its command and ends the
+        attempt as cancelled (the wake-up is the caller's ``notify(b"c")``; on
+        PostgreSQL the store sends it at commit). ``cancelled`` jobs are left alone;
+        ``completed`` and ``dead`` ones are refused.
+        """
+        ...
+
+    async def retry_jobs(self, job_ids: Sequence[str], *, now: int) -> RetryPlan:
+        """``dead``/``cancelled`` → ``pending`` with ``attempts = 0``; ``failed`` → ``pending``
+        keeping its attempts; all due at ``now``; any cancel request is dropped."""
+        ...
+
+    async def retry_state(
+        self, state: JobState, *, queue: str | None, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
+        """Every job in ``state`` (``dead`` or ``cancelled``), optionally of one queue,
+        back to ``pending``, in batches (each atomic) as ``requeue_dead(None)`` does."""
+        ...
+
+    async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
+        """Delete jobs with their attempts and output; a ``processing`` one is refused."""
+        ...
+
+    async def purge(
+        self,
+        states: Sequence[JobState],
+        *,
+        before: int,
+        queue: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> int:
+        """Delete jobs in ``states`` (finished ones) last updated before ``before``.
+
+        In short batches, each its own transaction, so it never holds the store for
+        long; ``limit`` stops after about that many. Returns how many were deleted
+        (``dry_run``: how many would be).
+        """
+        ...
+
+    async def update_job(self, job_id: str, changes: JobChanges, *, now: int) -> Job:
+        """Change the given fields of a ``pending`` or ``failed`` job; returns it as stored."""
+        ...
+
+
 class JobReader(Protocol):
     async def get_job(self, job_id: str) -> Job | None: ...
 
@@ -266,7 +328,8 @@ class ConfigStore(Protocol):
 
 class Notifier(Protocol):
     async def notify(self, message: bytes) -> None:
-        """Wake idle workers: ``wakeup.JOB`` after an enqueue, ``wakeup.STOP`` after a stop."""
+        """Wake idle workers: ``wakeup.JOB`` after an enqueue, ``wakeup.STOP`` after a stop,
+        ``wakeup.CANCEL`` after a cancel request (workers read it in their heartbeat)."""
         ...
 
     async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
@@ -325,7 +388,9 @@ class WebReader(Protocol):
         ...
 
 
-class Backend(JobStore, JobReader, WorkerRegistry, ConfigStore, Notifier, WebReader, Protocol):
+class Backend(
+    JobStore, JobOperations, JobReader, WorkerRegistry, ConfigStore, Notifier, WebReader, Protocol
+):
     """A job store: SQLite (``backends.sqlite``) or PostgreSQL (``backends.postgres``)."""
 
     #: The target it was opened with (a path or URL), for messages.

@@ -14,7 +14,7 @@ module as delays; each dialect adds them to its own clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from queuectl.backends.base import FinishResult, OnLost
@@ -29,7 +29,7 @@ from queuectl.models import (
     ProcessStart,
     StopMode,
 )
-from queuectl.retry import RetryDecision, RetryPolicy, decide
+from queuectl.retry import RetryDecision, RetryPolicy, decide, if_cancel_requested
 
 #: The fields of ``start_records``.
 START_FIELDS = ("id", "token", "host", "pid", "pgid", "proc_start", "log_path", "slot")
@@ -46,9 +46,10 @@ FINISH_FIELDS = (
     "state",
     "delay_ms",
     "refund",
+    "cancel_state",
 )
 #: The fields of ``recovery_records``.
-RECOVERY_FIELDS = ("id", "token", "state", "delay_ms", "error")
+RECOVERY_FIELDS = ("id", "token", "state", "delay_ms", "error", "cancel_state")
 #: Ids of a prefix that shell completion looks at when it also filters by state.
 COMPLETION_SCAN = 2000
 #: Above every code point: ``prefix <= id < prefix + _TOP`` is "id starts with prefix".
@@ -83,13 +84,14 @@ def decide_finishes(
     ``load_policy`` reads the stored backoff settings; it is called only when a
     retry is to be scheduled (SPEC §5), so a cycle of successes reads no config.
     """
-    failing = any(not (f.result.ok or f.result.interrupted) for f in finishes)
+    failing = any(not (f.result.ok or f.result.interrupted or f.result.cancelled) for f in finishes)
     # Success and a forced stop do not consult the policy: the defaults stand in.
     policy = load_policy() if failing else RetryPolicy()
     return [
         decide(
             ok=f.result.ok,
             interrupted=f.result.interrupted,
+            cancelled=f.result.cancelled,
             attempts=f.attempts,
             max_retries=f.max_retries,
             policy=policy,
@@ -117,6 +119,8 @@ def finish_records(
             d.state.value,
             d.delay_ms,
             1 if d.refund else 0,
+            # What the job becomes instead if a cancel request is in force on its row.
+            if_cancel_requested(d.state).value,
         )
         records.append(dict(zip(FINISH_FIELDS, values, strict=True)))
     return records
@@ -125,30 +129,45 @@ def finish_records(
 def finish_results(
     finishes: Sequence[Finish],
     decisions: Sequence[RetryDecision],
-    held: Container[str],
+    held: Mapping[str, str],
     now: int,
 ) -> list[FinishResult]:
-    """What ``exchange`` reports; ``held`` names the jobs whose fence let the write through."""
-    return [
-        FinishResult(f.job_id, f.job_id in held, d.state, d.next_run_at(now))
-        for f, d in zip(finishes, decisions, strict=True)
-    ]
+    """What ``exchange`` reports.
+
+    ``held`` maps the jobs whose fence let the write through to the state written:
+    the decision's, or ``cancelled`` when a cancel request was in force.
+    """
+    results = []
+    for f, d in zip(finishes, decisions, strict=True):
+        written = held.get(f.job_id)
+        if written is None:
+            results.append(FinishResult(f.job_id, False, d.state, d.next_run_at(now)))
+            continue
+        state = JobState(written)
+        next_run_at = d.next_run_at(now) if state is d.state else None
+        results.append(FinishResult(f.job_id, True, state, next_run_at))
+    return results
 
 
 def heartbeat_answer(
-    running: Iterable[tuple[str, int]], held: frozenset[tuple[str, int]], stop: int | None
+    running: Iterable[tuple[str, int]],
+    held: frozenset[tuple[str, int]],
+    stop: int | None,
+    cancel: Iterable[tuple[str, int]] = (),
 ) -> Heartbeat:
     """What a heartbeat tells its worker.
 
     ``held`` are the ``(job id, token)`` whose lease it extended: the others of
-    ``running`` were lost and must be killed. ``stop`` is the worker row's stop
-    request, ``None`` when the row is gone (removed as stale), so the worker
-    registers again.
+    ``running`` were lost and must be killed. ``cancel`` are those of them that
+    someone asked to cancel: killed too, and finished as cancelled. ``stop`` is the
+    worker row's stop request, ``None`` when the row is gone (removed as stale), so
+    the worker registers again.
     """
     lost = frozenset(t for t in running if t not in held)
+    asked = frozenset(cancel) - lost
     if stop is None:
-        return Heartbeat(lost, StopMode.NONE, registered=False, held=held)
-    return Heartbeat(lost, StopMode(stop), held=held)
+        return Heartbeat(lost, StopMode.NONE, asked, registered=False, held=held)
+    return Heartbeat(lost, StopMode(stop), asked, held=held)
 
 
 def lost_error(worker_id: str | None) -> str:
@@ -175,6 +194,7 @@ def recovery_records(
             decision.state.value,
             decision.delay_ms,
             lost_error(item.worker_id),
+            if_cancel_requested(decision.state).value,
         )
         records.append(dict(zip(RECOVERY_FIELDS, values, strict=True)))
     return records

@@ -72,6 +72,7 @@ from queuectl.backends.postgres_conn import (
     parse_target,
     wrapped,
 )
+from queuectl.backends.postgres_ops import PostgresOperations
 from queuectl.backends.postgres_rows import (
     columns,
     finish_columns,
@@ -98,7 +99,7 @@ _COMPACT_ROWS = 1000
 _ENQUEUE_CHUNK = 2000
 
 
-class PostgresBackend(SqlStore, WebReads):
+class PostgresBackend(SqlStore, WebReads, PostgresOperations):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"
@@ -247,7 +248,8 @@ class PostgresBackend(SqlStore, WebReads):
         else:
             raise BackendError("the stored config kept changing during a transition; retrying")
         back = now - head["server_now"]
-        finished = finish_results(finishes, decisions, set(head["held"]), now)
+        held = dict(zip(head["held"], head["held_states"], strict=True))
+        finished = finish_results(finishes, decisions, held, now)
         claimed = sorted(
             (r for r in rows if r["id"] is not None), key=lambda r: (-r["priority"], r["seq"])
         )
@@ -265,7 +267,8 @@ class PostgresBackend(SqlStore, WebReads):
         async with self._conn() as conn:
             row = await conn.fetchrow(query.text, *args)
         held = frozenset(zip(row["ids"], row["tokens"], strict=True))
-        return heartbeat_answer(running, held, row["stop"])
+        cancel = zip(row["cancel_ids"], row["cancel_tokens"], strict=True)
+        return heartbeat_answer(running, held, row["stop"], cancel)
 
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None

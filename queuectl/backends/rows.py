@@ -44,6 +44,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         claims=row["claims"],
         worker_id=row["worker_id"],
         lease_until=row["lease_until"],
+        cancel_requested_at=row["cancel_requested_at"],
     )
 
 

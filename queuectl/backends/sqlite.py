@@ -55,6 +55,7 @@ from queuectl.backends.sqlite_conn import (
     transaction,
     translate,
 )
+from queuectl.backends.sqlite_ops import OperatorWrites
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.exceptions import BackendError, DatabaseBusy
@@ -69,7 +70,7 @@ SQL = queries("sqlite")
 _ENQUEUE_CHUNK = 2000
 
 
-class SqliteBackend(SqlStore, WebReads):
+class SqliteBackend(SqlStore, WebReads, OperatorWrites):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
@@ -232,9 +233,11 @@ class SqliteBackend(SqlStore, WebReads):
         args = {"worker": worker_id, "lease_until": now + lease_ms, "now": now}
 
         def body(conn: sqlite3.Connection) -> Heartbeat:
-            held = frozenset((r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args))
+            rows = conn.execute(SQL["heartbeat_leases"], args).fetchall()
+            held = frozenset((r[0], r[1]) for r in rows)
+            cancel = [(r[0], r[1]) for r in rows if r[2] is not None]
             row = conn.execute(SQL["heartbeat_worker"], args).fetchone()
-            return heartbeat_answer(running, held, None if row is None else row[0])
+            return heartbeat_answer(running, held, None if row is None else row[0], cancel)
 
         return await self._call(lambda c: transaction(c, body))
 
@@ -404,12 +407,13 @@ def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | N
 def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
     decisions = decide_finishes(finishes, lambda: _policy(conn))
-    held: set[str] = set()
+    held: dict[str, str] = {}
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
         conn.execute(SQL["finish_attempt"], args)
-        if conn.execute(SQL["finish_job"], args).fetchone() is not None:
-            held.add(args["id"])
+        row = conn.execute(SQL["finish_job"], args).fetchone()
+        if row is not None:
+            held[row[0]] = row[1]
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
     return finish_results(finishes, decisions, held, now)

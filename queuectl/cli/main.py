@@ -26,6 +26,7 @@ from queuectl.cli.app import (
     stderr_is_terminal,
 )
 from queuectl.cli.config import config
+from queuectl.cli.operate import COMMANDS
 from queuectl.cli.web import web
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
@@ -296,8 +297,11 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
     """Print the output (stdout and stderr) of a job's attempt.
 
     Only the last `output-limit` bytes of an attempt are kept; when the output was
-    cut, a note on stderr says so. --follow streams a running attempt as it is
-    written (waiting for the job to start if needed) and ends when it ends.
+    cut, a note on stderr says so. A running attempt shows its output so far.
+    --follow streams the current attempt as it is written (waiting for the job to
+    start if needed) and every retry after it until the job is finished, then
+    exits as `queuectl wait` does (0 only if it completed); with --attempt K it
+    follows that attempt only.
 
     \b
     Examples:
@@ -307,9 +311,18 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
     """
     queue = await app.queue(create=False)
     if follow and not as_json:
-        async for chunk in queue.follow(job_id, attempt, notice=_notice):
+        chunks = (
+            queue.follow(job_id, attempt, notice=_notice)
+            if attempt is not None
+            else queue.follow_job(job_id, notice=_notice)
+        )
+        async for chunk in chunks:
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
+        if attempt is None:
+            from queuectl.cli.operate import exit_as_wait
+
+            exit_as_wait((await queue.wait([job_id], timeout_s=0)).states)
         return
     out = await queue.output(job_id, attempt)
     truncated = out.output_size > len(out.output)
@@ -327,10 +340,13 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
         return
     sys.stdout.buffer.write(out.output)
     sys.stdout.buffer.flush()
-    if truncated:
-        from queuectl.queue import cut_notice
+    from queuectl.queue import cut_notice, running_notice
 
+    if truncated and out.finished:
         _notice(cut_notice(out))
+    still = running_notice(out)
+    if still is not None:
+        _notice(still)
 
 
 def _notice(text: str) -> None:
@@ -394,6 +410,8 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
 
 cli.add_command(worker)
 cli.add_command(config)
+for _command in COMMANDS:
+    cli.add_command(_command)
 cli.add_command(web)
 
 

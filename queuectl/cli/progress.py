@@ -115,7 +115,7 @@ async def burst_with_bar(
             MofNCompleteColumn(),
             TextColumn(
                 "[green]{task.fields[done]} done[/] · "
-                "[bold red]{task.fields[dead]} dead[/] · "
+                "[bold red]{task.fields[dead]} dead[/]{task.fields[cancelled]} · "
                 "[magenta]{task.fields[retrying]} awaiting retry[/] · "
                 "{task.fields[left]} left{task.fields[later]}"
             ),
@@ -123,7 +123,14 @@ async def burst_with_bar(
             console=console,
         )
         task = bar.add_task(
-            "burst", total=None, done="0", dead="0", retrying="0", left="?", later=""
+            "burst",
+            total=None,
+            done="0",
+            dead="0",
+            cancelled="",
+            retrying="0",
+            left="?",
+            later="",
         )
         with bar:
             while not run.done():
@@ -151,9 +158,11 @@ def _show(bar: Progress, task: TaskID, state: BurstProgress) -> None:
     bar.update(
         task,
         total=state.total,
-        completed=state.completed + state.dead,
+        completed=state.completed + state.dead + state.cancelled,
         done=f"{state.completed:,}",
         dead=f"{state.dead:,}",
+        # Named once some were cancelled meanwhile, so the done count adds up.
+        cancelled=f" · [blue]{state.cancelled:,} cancelled[/]" if state.cancelled else "",
         retrying=f"{state.retrying:,}",
         left=f"{state.left:,}",
         # Delayed jobs the burst does not wait for: named, so "0 left" is not a surprise.

@@ -34,9 +34,9 @@ from queuectl.queue import Overview, Queue
 from queuectl.signals import on_signals
 from queuectl.transitions import STATE_STYLES, attempt_label
 
-#: Rows the view needs besides the running jobs: header, the counts panels (five
+#: Rows the view needs besides the running jobs: header, the counts panels (six
 #: states plus borders), the workers panel's borders and header, the dead panel.
-_FIXED_ROWS = 1 + 7 + 4
+_FIXED_ROWS = 1 + 8 + 4
 #: Narrower than this, the counts panel leaves out its bars.
 _BARS_MIN_WIDTH = 90
 

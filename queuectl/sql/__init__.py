@@ -44,8 +44,9 @@ def _folder(dialect: str) -> Traversable:
 
 
 @cache
-def queries(dialect: str) -> dict[str, str]:
-    return parse_named(_folder(dialect).joinpath("queries.sql").read_text("utf-8"))
+def queries(dialect: str, name: str = "queries") -> dict[str, str]:
+    """The named blocks of ``<dialect>/<name>.sql``."""
+    return parse_named(_folder(dialect).joinpath(f"{name}.sql").read_text("utf-8"))
 
 
 @cache

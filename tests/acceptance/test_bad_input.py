@@ -141,7 +141,7 @@ BAD_JOBS = {
 
 
 #: What the fixture leaves: one finished job and one waiting.
-COUNTS = {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 0}
+COUNTS = {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 0, "cancelled": 0}
 
 
 def _snapshot(db: Path | str) -> list[list[tuple[object, ...]]]:

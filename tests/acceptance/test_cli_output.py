@@ -188,7 +188,14 @@ def test_dlq_list_json(db: Path) -> None:
 
 def test_status_json_has_all_five_states_and_workers(db: Path) -> None:
     assert cli_json(db, "status") == {
-        "jobs": {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 2},
+        "jobs": {
+            "pending": 1,
+            "processing": 0,
+            "completed": 1,
+            "failed": 0,
+            "dead": 2,
+            "cancelled": 0,
+        },
         "workers": 0,
         "hosts": {},
     }
@@ -197,7 +204,14 @@ def test_status_json_has_all_five_states_and_workers(db: Path) -> None:
 def test_status_on_a_database_that_does_not_exist_yet(tmp_path: Path) -> None:
     fresh = tmp_path / "new" / "dir" / "q.db"
     status = cli_json(fresh, "status")
-    assert status["jobs"] == {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "dead": 0}
+    assert status["jobs"] == {
+        "pending": 0,
+        "processing": 0,
+        "completed": 0,
+        "failed": 0,
+        "dead": 0,
+        "cancelled": 0,
+    }
     assert status["workers"] == 0
     # A read never creates it (SPEC §5): a mistyped path must not become an empty queue.
     assert not fresh.parent.parent.exists()
@@ -282,7 +296,14 @@ def test_plain_status_lists_every_state_and_the_workers(db: Path) -> None:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    assert counts == {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 2}
+    assert counts == {
+        "pending": 1,
+        "processing": 0,
+        "completed": 1,
+        "failed": 0,
+        "dead": 2,
+        "cancelled": 0,
+    }
     assert "workers: 0" in result.stdout
 
 

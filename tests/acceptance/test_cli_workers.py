@@ -152,6 +152,7 @@ def test_three_processes_of_four_slots_run_300_jobs_exactly_once(
         "completed": 300,
         "failed": 0,
         "dead": 0,
+        "cancelled": 0,
     }
     [row] = db_rows(db_path, "SELECT count(*), max(attempt) FROM attempts")
     assert tuple(row) == (300, 1)

@@ -67,6 +67,13 @@ def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str
     # It ends with `queuectl status`, whose counts match the store's.
     last = out[out.rindex("$ queuectl status") :]
     counts = cli_json(db_path, "status")["jobs"]
-    assert counts == {"pending": 0, "processing": 0, "completed": 5, "failed": 0, "dead": 2}
+    assert counts == {
+        "pending": 0,
+        "processing": 0,
+        "completed": 5,
+        "failed": 0,
+        "dead": 2,
+        "cancelled": 0,
+    }
     for state, n in counts.items():
         assert any(line.split()[:2] == [state, str(n)] for line in last.splitlines()), last

@@ -282,4 +282,5 @@ def test_an_older_schema_is_migrated_once_by_three_workers_starting_together(tmp
         "completed": 30,
         "failed": 0,
         "dead": 0,
+        "cancelled": 0,
     }

@@ -107,16 +107,24 @@ def test_s3_two_workers_run_both_jobs_at_the_same_time(db_path: Path) -> None:
 
     status = run_cli(db_path, "status")
     assert status.returncode == 0, status.stderr
-    counts = dict(line.split() for line in status.stdout.splitlines()[1:6])
+    counts = dict(line.split() for line in status.stdout.splitlines()[1:7])
     assert counts == {
         "pending": "0",
         "processing": "0",
         "completed": "2",
         "failed": "0",
         "dead": "0",
+        "cancelled": "0",
     }
     assert cli_json(db_path, "status") == {
-        "jobs": {"pending": 0, "processing": 0, "completed": 2, "failed": 0, "dead": 0},
+        "jobs": {
+            "pending": 0,
+            "processing": 0,
+            "completed": 2,
+            "failed": 0,
+            "dead": 0,
+            "cancelled": 0,
+        },
         "workers": 0,
         "hosts": {},
     }

@@ -1,9 +1,12 @@
 """Soak: thousands of jobs while workers are killed with SIGKILL every couple of seconds.
 
 3 worker processes x 4 slots run 2,000 jobs with random exit codes and short
-random durations; every ~2 s one worker is ``kill -9``-ed and started again. At
-the end every job is completed or dead, none is lost, and no two executions of
-one job overlapped in time (start/end markers plus a per-job ``flock``).
+random durations; every ~2 s one worker is ``kill -9``-ed and started again, and
+every ~0.5 s a random job is cancelled (``cancel --wait 0``: waiting, running or
+already finished, whatever it is by then). At the end every job is completed,
+dead or cancelled (only the cancelled ones), none is lost, no two executions of
+one job overlapped in time (start/end markers plus a per-job ``flock``), and no
+cancelled job started again after it was cancelled.
 
 Run it with its figures: ``pytest -m slow -k soak -s``. Sizes can be changed with
 ``QUEUECTL_SOAK_JOBS`` and ``QUEUECTL_SOAK_KILL_EVERY``.
@@ -11,21 +14,27 @@ Run it with its figures: ``pytest -m slow -k soak -s``. Sizes can be changed wit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from queuectl.exceptions import InvalidTransition
+from queuectl.models import JobState
+from queuectl.queue import Queue
 from tests.helpers import (
     WorkerProcess,
     assert_no_overlap,
     cli_json,
     enqueue_lines,
+    iso_ms,
     job_counts,
     marked,
     set_config,
@@ -34,6 +43,7 @@ from tests.helpers import (
 
 JOBS = int(os.environ.get("QUEUECTL_SOAK_JOBS", "2000"))
 KILL_EVERY_S = float(os.environ.get("QUEUECTL_SOAK_KILL_EVERY", "2"))
+CANCEL_EVERY_S = 0.5
 WORKERS, SLOTS = 3, 4
 DEADLINE_S = 480
 
@@ -48,6 +58,48 @@ def _jobs(rng: random.Random) -> list[dict[str, object]]:
         work = f'sleep {duration}; [ "$QUEUECTL_ATTEMPT" -ge {succeed_at} ] || exit {code}'
         jobs.append({"id": f"soak-{i:05d}", "command": marked(work)})
     return jobs
+
+
+class _Canceller(threading.Thread):
+    """Every ``CANCEL_EVERY_S``, cancel a random running or waiting job (``Queue.cancel``).
+
+    In-process, on its own thread and event loop, so the kills keep their pace (a
+    ``queuectl`` process per cancel would load the machine more than the workers);
+    the CLI's words are tested elsewhere. ``wait_s=0``: a running job's worker kills
+    it later, or its recovery cancels it if that worker is killed first.
+    """
+
+    def __init__(self, db: Path) -> None:
+        super().__init__(daemon=True)
+        self.db = db
+        self.asked: set[str] = set()
+        self.sent = 0
+        self.stopped = threading.Event()
+        self.rng = random.Random(7)
+
+    def run(self) -> None:
+        asyncio.run(self._cancel_now_and_then())
+
+    async def _cancel_now_and_then(self) -> None:
+        async with Queue.open(str(self.db)) as queue:
+            while not self.stopped.wait(CANCEL_EVERY_S):
+                state = self.rng.choice([JobState.PROCESSING, JobState.PENDING, JobState.FAILED])
+                candidates = await queue.list_jobs(state=state, limit=20)
+                if not candidates:
+                    continue
+                job_id = self.rng.choice(candidates).id
+                self.sent += 1
+                try:
+                    await queue.cancel([job_id], wait_s=0)
+                except InvalidTransition:
+                    continue  # it finished meanwhile: nothing was changed
+                self.asked.add(job_id)
+
+    def settle(self) -> set[str]:
+        """Stop; the ids whose cancel took effect or was requested."""
+        self.stopped.set()
+        self.join(timeout=60)
+        return self.asked
 
 
 def _unfinished(counts: dict[str, int]) -> int:
@@ -77,6 +129,8 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
 
     workers = [spawn() for _ in range(WORKERS)]
     kills = 0
+    canceller = _Canceller(db_path)
+    canceller.start()
     try:
         next_kill = time.monotonic() + KILL_EVERY_S
         while _unfinished(counts := job_counts(db_path)):
@@ -96,6 +150,7 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
             worker.signal(signal.SIGTERM)
         codes = [worker.wait(timeout=60) for worker in workers]
     finally:
+        asked = canceller.settle()
         for worker in workers:
             worker.kill_group()
     assert codes == [0] * WORKERS
@@ -103,8 +158,15 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
     records = cli_json(db_path, "list", "--limit", "0")
     assert sorted(r["id"] for r in records) == [j["id"] for j in jobs]  # none lost
     states = Counter(r["state"] for r in records)
-    assert set(states) <= {"completed", "dead"}, states
+    assert set(states) <= {"completed", "dead", "cancelled"}, states
+    cancelled = {
+        r["id"]: iso_ms(r["updated_at"]) / 1000 for r in records if r["state"] == "cancelled"
+    }
+    assert set(cancelled) <= asked
     runs = assert_no_overlap(marks)
+    for run in runs:
+        if run.job_id in cancelled:
+            assert run.start < cancelled[run.job_id], run  # never run again once cancelled
     finished = {r.job_id for r in runs if r.end is not None}
     completed = {r["id"] for r in records if r["state"] == "completed"}
     assert completed <= finished  # every completion came from a run that got to its end
@@ -117,6 +179,9 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
         "jobs_per_s": round(JOBS / wall_s, 1),
         "completed": states["completed"],
         "dead": states["dead"],
+        "cancels_sent": canceller.sent,
+        "cancels_asked": len(asked),
+        "cancelled": states["cancelled"],
         "executions": len(runs),
         "executions_cut_short": sum(1 for r in runs if r.end is None),
         "claims": sum(r["attempts"] for r in records),

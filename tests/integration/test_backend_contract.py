@@ -607,6 +607,7 @@ class TestCountsAndProbe:
             JobState.COMPLETED: 1,
             JobState.FAILED: 0,
             JobState.DEAD: 0,
+            JobState.CANCELLED: 0,
         }
         assert (await backend.counts(["b"]))[JobState.PROCESSING] == 1
         assert sum((await backend.counts(["nothing"])).values()) == 0
@@ -683,3 +684,166 @@ async def test_a_schema_newer_than_the_code_is_refused(backend: Any) -> None:
     await _newer_schema(backend)
     with pytest.raises(SchemaTooNew, match="999"):
         await reopen(backend)
+
+
+CANCELLED_RUN = ExecutionResult(signal=15, cancelled=True)
+RACERS = 24
+
+
+async def _quietly(call: Any) -> Any:
+    """Run one side of a race; a refusal (the other side won) is a result, not a failure."""
+    try:
+        return await call
+    except (InvalidTransition, JobNotFound) as exc:
+        return exc
+
+
+async def _race(first: Any, second: Any) -> tuple[Any, Any]:
+    """Start both at once on their own connections; each may go first."""
+    a, b = await asyncio.gather(_quietly(first), _quietly(second))
+    return a, b
+
+
+async def _invariants(backend: Any, clock: FrozenClock, ids: list[str], worker: str) -> None:
+    """Whatever the interleaving: one state per job, counts that match the rows, no
+    command left running for a job its worker no longer holds, no cancelled job claimable."""
+    from tests.helpers import db_counts
+
+    target = backend.url if hasattr(backend, "url") else backend.target
+    kept = {s.value: n for s, n in (await backend.counts()).items()}
+    assert kept == db_counts(target)
+    jobs = {i: await backend.get_job(i) for i in ids}
+    running = [(i, j.claims) for i, j in jobs.items() if j is not None and j.claims]
+    beat = await backend.heartbeat(worker_id=worker, running=running, lease_ms=60_000, now=clock())
+    for job_id, token in running:
+        held = jobs[job_id].state is JobState.PROCESSING and jobs[job_id].worker_id == worker
+        assert ((job_id, token) in beat.lost) is not held, (job_id, jobs[job_id])
+    for job_id, found in jobs.items():
+        if found is not None and found.state is not JobState.PROCESSING:
+            history = await backend.history(job_id)
+            assert all(a.finished_at is not None for a in history), (job_id, history)
+    cancelled = {i for i, j in jobs.items() if j is not None and j.state is JobState.CANCELLED}
+    claimed = await claim(backend, clock.advance(7200), worker="later", n=RACERS * 2)
+    assert not cancelled & {c.job.id for c in claimed}
+
+
+class TestCancelRaces:
+    """Cancel against a job's own end, a retry, a recovery and an rm (SPEC §7)."""
+
+    async def _running(self, backend: Any, clock: FrozenClock, prefix: str) -> list[Claim]:
+        now = clock()
+        ids = [f"{prefix}{i}" for i in range(RACERS)]
+        await backend.enqueue([job(i, now, max_retries=5) for i in ids], now=now)
+        claims = await claim(backend, now, n=RACERS, lease_ms=60_000)
+        assert len(claims) == RACERS
+        return claims
+
+    async def test_cancel_racing_the_jobs_own_end(self, backend: Any, clock: FrozenClock) -> None:
+        other = await reopen(backend)
+        try:
+            claims = await self._running(backend, clock, "e")
+            for i, c in enumerate(claims):
+                result = OK if i % 2 else FAIL
+                await _race(
+                    other.cancel([c.job.id], now=clock()), finish(backend, c, result, clock())
+                )
+            for i, c in enumerate(claims):
+                found = await backend.get_job(c.job.id)
+                # A failure is never retried once a cancel was asked; a success stands.
+                want = JobState.COMPLETED if i % 2 else JobState.CANCELLED
+                assert found.state is want, (c.job.id, found)
+                assert found.attempts == 1
+            await _invariants(backend, clock, [c.job.id for c in claims], "w1")
+        finally:
+            await other.aclose()
+
+    async def test_cancel_racing_a_recovery_never_retries(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        other = await reopen(backend)
+        try:
+            claims = await self._running(backend, clock, "r")
+            clock.advance(61)  # every lease has run out
+            for c in claims:
+                await _race(
+                    other.cancel([c.job.id], now=clock()),
+                    backend.recover(now=clock(), dead_workers=[]),
+                )
+            await backend.recover(now=clock())
+            for c in claims:
+                found = await backend.get_job(c.job.id)
+                assert (found.state, found.attempts) == (JobState.CANCELLED, 1), found
+                [attempt] = await backend.history(c.job.id)
+                assert attempt.outcome is Outcome.LOST
+                # The lost worker's late result changes nothing.
+                assert (await finish(backend, c, OK, clock())).held is False
+            await _invariants(backend, clock, [c.job.id for c in claims], "w1")
+        finally:
+            await other.aclose()
+
+    async def test_cancel_racing_a_retry_and_an_rm(self, backend: Any, clock: FrozenClock) -> None:
+        other = await reopen(backend)
+        try:
+            claims = await self._running(backend, clock, "x")
+            for i, c in enumerate(claims):
+                # Some cancelled, some failed (awaiting a retry): cancel takes both.
+                await finish(backend, c, CANCELLED_RUN if i % 3 else FAIL, clock())
+            ids = [c.job.id for c in claims]
+            outcomes: list[tuple[Any, Any]] = []
+            for i, job_id in enumerate(ids):
+                if i % 2:
+                    outcomes.append(
+                        await _race(
+                            other.cancel([job_id], now=clock()),
+                            backend.retry_jobs([job_id], now=clock()),
+                        )
+                    )
+                else:
+                    outcomes.append(
+                        await _race(
+                            other.cancel([job_id], now=clock()), backend.remove_jobs([job_id])
+                        )
+                    )
+            for i, job_id in enumerate(ids):
+                found = await backend.get_job(job_id)
+                if i % 2:
+                    # Both ran, in some order: cancelled last, or brought back last.
+                    assert found.state in (JobState.CANCELLED, JobState.PENDING), found
+                    assert found.cancel_requested_at is None
+                else:
+                    assert found is None  # rm always wins: nothing runs it
+                    assert await backend.history(job_id) == []
+            await _invariants(backend, clock, ids, "w1")
+        finally:
+            await other.aclose()
+
+    async def test_cancel_and_rm_of_a_running_job_leave_one_state(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        other = await reopen(backend)
+        try:
+            claims = await self._running(backend, clock, "m")
+            for c in claims:
+                cancel, rm = await _race(
+                    other.cancel([c.job.id], now=clock()), backend.remove_jobs([c.job.id])
+                )
+                assert isinstance(rm, InvalidTransition)  # running: cancel it first
+                assert cancel.requested == [c.job.id]
+            beat = await backend.heartbeat(
+                worker_id="w1",
+                running=[(c.job.id, c.token) for c in claims],
+                lease_ms=60_000,
+                now=clock(),
+            )
+            assert beat.cancel == {(c.job.id, c.token) for c in claims}
+            assert beat.lost == frozenset()
+            for c in claims:
+                assert (await finish(backend, c, CANCELLED_RUN, clock())).state is (
+                    JobState.CANCELLED
+                )
+            assert await backend.remove_jobs([c.job.id for c in claims]) == [
+                c.job.id for c in claims
+            ]
+            await _invariants(backend, clock, [c.job.id for c in claims], "w1")
+        finally:
+            await other.aclose()

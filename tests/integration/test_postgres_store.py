@@ -207,7 +207,7 @@ class TestMigrations:
         for s in stores:
             await s.aclose()
         rows = pg_schema.fetch("SELECT version FROM schema_version ORDER BY version")
-        assert [r["version"] for r in rows] == [1, 2]
+        assert [r["version"] for r in rows] == [1, 2, 3]
 
     async def test_an_older_schema_is_migrated_in_place_keeping_its_jobs(
         self, pg_url: str, pg_schema: pg.Schema

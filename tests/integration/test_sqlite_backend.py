@@ -99,6 +99,7 @@ def test_twenty_concurrent_claimers_claim_each_of_500_jobs_exactly_once(
         "completed": 500,
         "failed": 0,
         "dead": 0,
+        "cancelled": 0,
     }
     rows = db_rows(db_path, "SELECT count(*), max(attempt) FROM attempts")
     assert tuple(rows[0]) == (500, 1)

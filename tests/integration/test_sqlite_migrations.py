@@ -91,7 +91,14 @@ async def test_a_version_one_file_is_migrated_in_place_with_its_data(db_path: Pa
         # The counts table added by version 2 starts from the jobs already there.
         counts = {s.value: n for s, n in (await backend.counts()).items()}
         assert counts == db_counts(db_path)
-        assert counts == {"pending": 2, "processing": 0, "completed": 1, "failed": 0, "dead": 1}
+        assert counts == {
+            "pending": 2,
+            "processing": 0,
+            "completed": 1,
+            "failed": 0,
+            "dead": 1,
+            "cancelled": 0,
+        }
         emails = await backend.counts(["emails"])
         assert (emails[JobState.PENDING], emails[JobState.DEAD]) == (1, 1)
         out = await backend.attempt_output("c1", None)

@@ -89,8 +89,16 @@ def test_finish_records_carry_the_delay_and_results_the_time_on_the_callers_cloc
         2_000,
         "exit code 3",
     )
-    results = bookkeeping.finish_results(finishes, decisions, {"bad"}, now=50_000)
+    results = bookkeeping.finish_results(finishes, decisions, {"bad": "failed"}, now=50_000)
     assert [(r.held, r.next_run_at) for r in results] == [(False, None), (True, 52_000)]
+    # A cancel request in force wrote "cancelled" instead: no retry time then.
+    cancelled = bookkeeping.finish_results(finishes, decisions, {"bad": "cancelled"}, now=1)
+    assert [(r.held, r.state, r.next_run_at) for r in cancelled][1] == (
+        True,
+        JobState.CANCELLED,
+        None,
+    )
+    assert (ok["cancel_state"], bad["cancel_state"]) == ("completed", "cancelled")
 
 
 def test_a_lost_attempt_runs_on_lost_first_and_says_which_worker_stopped() -> None:
@@ -107,6 +115,7 @@ def test_a_lost_attempt_runs_on_lost_first_and_says_which_worker_stopped() -> No
             "state": "failed",
             "delay_ms": 2_000,
             "error": "worker lost: w1 stopped heartbeating",
+            "cancel_state": "cancelled",
         },
         {
             "id": "b",
@@ -114,6 +123,7 @@ def test_a_lost_attempt_runs_on_lost_first_and_says_which_worker_stopped() -> No
             "state": "dead",
             "delay_ms": None,
             "error": "worker lost: unknown stopped heartbeating",
+            "cancel_state": "cancelled",
         },
     ]
 
@@ -146,6 +156,11 @@ def test_heartbeat_names_the_lost_attempts_and_a_removed_worker_row() -> None:
     )
     gone = bookkeeping.heartbeat_answer([], set(), None)
     assert (gone.stop, gone.registered) == (StopMode.NONE, False)
+    asked = bookkeeping.heartbeat_answer(
+        [("a", 1), ("b", 2)], {("a", 1)}, 0, cancel=[("a", 1), ("b", 2)]
+    )
+    # A lost attempt is killed as lost; only a held one is killed as cancelled.
+    assert (asked.cancel, asked.lost) == (frozenset({("a", 1)}), frozenset({("b", 2)}))
 
 
 def test_a_duplicate_is_named_by_its_first_position() -> None:

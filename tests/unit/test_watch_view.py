@@ -125,20 +125,21 @@ def test_a_short_screen_keeps_the_running_jobs_over_the_dead_ones() -> None:
         RunningJob(f"job-{i}", "sleep 30", 1, 3, "6cd75e61", i, NOW - 1_000) for i in range(6)
     ]
     view = overview(workers=[worker("6cd75e61", count=6)], running=running, dead=dead)
-    text, _ = frame(view, height=24)
-    assert len(text.splitlines()) <= 24
+    text, _ = frame(view, height=25)
+    assert len(text.splitlines()) <= 25
     assert all(f"job-{i}" in text for i in range(6))  # every running job is shown
     assert "dead-0" in text and "dead-4" not in text  # fewer dead ones instead
 
 
-def test_at_18_rows_the_running_jobs_come_before_the_dead_list() -> None:
+def test_at_19_rows_the_running_jobs_come_before_the_dead_list() -> None:
     dead = [make_job(f"dead-{i}", JobState.DEAD) for i in range(5)]
     running = [
         RunningJob(f"job-{i}", "sleep 30", 1, 3, "6cd75e61", i, NOW - 1_000) for i in range(3)
     ]
     view = overview(workers=[worker("6cd75e61", count=3)], running=running, dead=dead)
-    text, _ = frame(view, height=18)
-    assert len(text.splitlines()) <= 18
+    # 19 rows: the counts panel has a row for each of the six states.
+    text, _ = frame(view, height=19)
+    assert len(text.splitlines()) <= 19
     assert all(f"job-{i}" in text for i in range(3)), text
     assert "more row(s)" not in text
     # No room for the list: the panel says how many dead jobs there are.

@@ -81,7 +81,8 @@ async def test_bad_input_is_a_status_and_one_message(client: httpx.AsyncClient) 
     api = await client.get("/api/jobs?state=done")
     assert api.status_code == 400
     assert api.json() == {
-        "error": "unknown state 'done'; choose one of pending, processing, completed, failed, dead"
+        "error": "unknown state 'done'; choose one of pending, processing, completed, failed,"
+        " dead, cancelled"
     }
     assert (await client.get("/api/jobs?limit=x")).status_code == 400
     assert (await client.get("/jobs?before=ten")).status_code == 400

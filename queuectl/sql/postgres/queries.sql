@@ -62,13 +62,16 @@ f AS (
                          :f_output::bytea[], :f_output_size::bigint[], :f_state::text[],
                          :f_delay_ms::bigint[], :f_refund::int[], :f_host::text[],
                          :f_pid::int[], :f_pgid::int[], :f_proc_start::text[],
-                         :f_log_path::text[], :f_slot::int[])
+                         :f_log_path::text[], :f_slot::int[], :f_cancel_state::text[])
         AS f (id, token, outcome, exit_code, signal, error, output, output_size, state,
-              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot)
+              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot, cancel_state)
 ),
+-- A cancel request in force turns the end into f.cancel_state (retry.if_cancel_requested).
 finished AS (
     UPDATE jobs AS j
-       SET state = f.state, next_run_at = c.now + f.delay_ms, attempts = j.attempts - f.refund,
+       SET state = CASE WHEN j.cancel_requested_at IS NULL THEN f.state ELSE f.cancel_state END,
+           next_run_at = CASE WHEN j.cancel_requested_at IS NULL THEN c.now + f.delay_ms END,
+           attempts = j.attempts - CASE WHEN j.cancel_requested_at IS NULL THEN f.refund ELSE 0 END,
            last_error = f.error, exit_code = f.exit_code, worker_id = NULL, lease_until = NULL,
            updated_at = c.now
       FROM f, c
@@ -117,6 +120,7 @@ s AS (
            (SELECT current FROM cfg)::text AS config,
            (SELECT now FROM c) AS server_now,
            ARRAY (SELECT id FROM finished) AS held,
+           ARRAY (SELECT state FROM finished) AS held_states,
            -- An attempt interrupted by a forced stop is claimable again at once:
            -- tell the other workers.
            (SELECT count(pg_notify(:channel, 'j')) + count(nextval('queuectl_version'))
@@ -128,13 +132,15 @@ s AS (
                    AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))
            END AS next_due
 )
-SELECT s.fresh, s.config, s.server_now, s.held, s.woke, s.next_due, claimed.*
+SELECT s.fresh, s.config, s.server_now, s.held, s.held_states, s.woke, s.next_due, claimed.*
   FROM s LEFT JOIN claimed ON true;
 
 -- name: heartbeat
 -- Extends this worker's leases; rows another transaction holds are skipped, not
--- waited for (they are being finished by this worker or recovered by a reaper),
--- so a heartbeat can never deadlock with an exchange.
+-- waited for (they are being finished by this worker, recovered by a reaper, or
+-- marked by a cancel), so a heartbeat can never deadlock with an exchange. A
+-- skipped row still counts as held while its lease (as of this statement's
+-- snapshot) runs: a cancel holding it for a moment must not look like a lost lease.
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 extended AS (
     UPDATE jobs SET lease_until = (SELECT now FROM c) + :lease_ms::bigint
@@ -142,11 +148,18 @@ extended AS (
                    FOR UPDATE SKIP LOCKED)
     RETURNING id, claims
 ),
+held AS (
+    SELECT id, claims, cancel_requested_at FROM jobs
+     WHERE state = 'processing' AND worker_id = :worker
+       AND (lease_until > (SELECT now FROM c) OR id IN (SELECT id FROM extended))
+),
 beat AS (
     UPDATE workers SET heartbeat_at = (SELECT now FROM c) WHERE id = :worker
     RETURNING stop_requested
 )
-SELECT ARRAY (SELECT id FROM extended) AS ids, ARRAY (SELECT claims FROM extended) AS tokens,
+SELECT ARRAY (SELECT id FROM held) AS ids, ARRAY (SELECT claims FROM held) AS tokens,
+       ARRAY (SELECT id FROM held WHERE cancel_requested_at IS NOT NULL) AS cancel_ids,
+       ARRAY (SELECT claims FROM held WHERE cancel_requested_at IS NOT NULL) AS cancel_tokens,
        (SELECT stop_requested FROM beat) AS stop;
 
 -- name: expire_worker_leases
@@ -169,8 +182,8 @@ SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 r AS (
     SELECT * FROM unnest(:r_id::text[], :r_token::int[], :r_state::text[],
-                         :r_delay_ms::bigint[], :r_error::text[])
-        AS r (id, token, state, delay_ms, error)
+                         :r_delay_ms::bigint[], :r_error::text[], :r_cancel_state::text[])
+        AS r (id, token, state, delay_ms, error, cancel_state)
 ),
 att AS (
     -- This host's orphans were killed (on_lost) before this commit: forget their
@@ -182,8 +195,11 @@ att AS (
      WHERE a.job_id = r.id AND a.attempt = r.token AND a.finished_at IS NULL
 ),
 upd AS (
+    -- A job whose cancel was requested is cancelled, not retried (r.cancel_state).
     UPDATE jobs AS j
-       SET state = r.state, next_run_at = c.now + r.delay_ms, last_error = r.error,
+       SET state = CASE WHEN j.cancel_requested_at IS NULL THEN r.state ELSE r.cancel_state END,
+           next_run_at = CASE WHEN j.cancel_requested_at IS NULL THEN c.now + r.delay_ms END,
+           last_error = r.error,
            exit_code = NULL, worker_id = NULL, lease_until = NULL, updated_at = c.now
       FROM r, c
      WHERE j.id = r.id AND j.claims = r.token AND j.state = 'processing'

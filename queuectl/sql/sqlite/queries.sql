@@ -83,20 +83,25 @@ UPDATE attempts
                   AND state = 'processing');
 
 -- name: finish_job
+-- A cancel request in force (cancel_requested_at) turns the end into :cancel_state
+-- (retry.if_cancel_requested), read under the same write lock as the update.
 UPDATE jobs
-   SET state = :state, next_run_at = :now + :delay_ms, attempts = attempts - :refund,
+   SET state = CASE WHEN cancel_requested_at IS NULL THEN :state ELSE :cancel_state END,
+       next_run_at = CASE WHEN cancel_requested_at IS NULL THEN :now + :delay_ms END,
+       attempts = attempts - CASE WHEN cancel_requested_at IS NULL THEN :refund ELSE 0 END,
        last_error = :error, exit_code = :exit_code, worker_id = NULL, lease_until = NULL,
        updated_at = :now
  WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
-RETURNING id;
+RETURNING id, state;
 
 -- name: count_done
 UPDATE workers SET jobs_done = jobs_done + :n WHERE id = :worker;
 
 -- name: heartbeat_leases
+-- Also says which of them someone asked to cancel.
 UPDATE jobs SET lease_until = :lease_until
  WHERE state = 'processing' AND lease_until IS NOT NULL AND worker_id = :worker
-RETURNING id, claims;
+RETURNING id, claims, cancel_requested_at;
 
 -- name: heartbeat_worker
 UPDATE workers SET heartbeat_at = :now WHERE id = :worker RETURNING stop_requested;
@@ -152,8 +157,11 @@ SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pg
 UPDATE attempts SET pgid = NULL WHERE job_id = :id AND attempt = :token;
 
 -- name: recover_job
+-- A job whose cancel was requested is cancelled, not retried (:cancel_state).
 UPDATE jobs
-   SET state = :state, next_run_at = :now + :delay_ms, last_error = :error, exit_code = NULL,
+   SET state = CASE WHEN cancel_requested_at IS NULL THEN :state ELSE :cancel_state END,
+       next_run_at = CASE WHEN cancel_requested_at IS NULL THEN :now + :delay_ms END,
+       last_error = :error, exit_code = NULL,
        worker_id = NULL, lease_until = NULL, updated_at = :now
  WHERE id = :id AND claims = :token AND state = 'processing' AND lease_until <= :now;
 

@@ -1,0 +1,176 @@
+"""The SQLite store's side of what a person does to jobs: cancel, retry, rm, purge, update.
+
+Kept apart from ``sqlite.py`` (the worker's paths). Each named-id operation is one
+``BEGIN IMMEDIATE`` transaction: read the jobs' states, let ``operations`` decide
+(it raises, and the transaction rolls back, if one job is refused), apply. Bulk
+operations (``retry --state``, ``purge``, retention) go in batches, each its own
+short transaction, so a million old jobs never hold the write lock for long.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from queuectl.backends import operations
+from queuectl.backends.base import OnProgress
+from queuectl.backends.operations import CancelResult, RetryPlan
+from queuectl.backends.rows import job_from_row
+from queuectl.backends.sqlite_conn import transaction
+from queuectl.models import Job, JobChanges, JobState
+from queuectl.sql import queries
+
+T = TypeVar("T")
+SQL = queries("sqlite", "operations")
+
+
+def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, JobState]:
+    rows = conn.execute(SQL["states_of"], {"ids": json.dumps(list(job_ids))})
+    return {r[0]: JobState(r[1]) for r in rows}
+
+
+class OperatorWrites:
+    """Mixed into ``SqliteBackend``, which provides ``_call`` (one hop to the DB thread)."""
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        return await self._call(lambda c: _states(c, job_ids))
+
+    async def cancel(self, job_ids: Sequence[str], *, now: int) -> CancelResult:
+        def body(conn: sqlite3.Connection) -> CancelResult:
+            plan = operations.plan_cancel(job_ids, _states(conn, job_ids))
+            conn.executemany(SQL["cancel_waiting"], [{"id": i, "now": now} for i in plan.cancelled])
+            conn.executemany(SQL["request_cancel"], [{"id": i, "now": now} for i in plan.requested])
+            return plan
+
+        return await self._call(lambda c: transaction(c, body))
+
+    async def retry_jobs(self, job_ids: Sequence[str], *, now: int) -> RetryPlan:
+        def body(conn: sqlite3.Connection) -> RetryPlan:
+            plan = operations.plan_retry(job_ids, _states(conn, job_ids))
+            rows = [{"id": i, "reset": 1, "now": now} for i in plan.reset]
+            rows += [{"id": i, "reset": 0, "now": now} for i in plan.keep]
+            conn.executemany(SQL["retry_job"], rows)
+            return plan
+
+        return await self._call(lambda c: transaction(c, body))
+
+    async def retry_state(
+        self,
+        state: JobState,
+        *,
+        queue: str | None,
+        now: int,
+        progress: OnProgress | None = None,
+    ) -> list[str]:
+        operations.check_retry_state(state)
+        upto = await self._call(
+            lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()[0])
+        )
+        done: list[str] = []
+        after = 0
+        while True:
+            args = {
+                "state": state.value,
+                "queue": queue,
+                "now": now,
+                "after": after,
+                "upto": upto,
+                "limit": operations.BATCH,
+            }
+            # One autocommit statement per batch: atomic on its own, and short.
+            rows = await self._call(functools.partial(_fetch, "retry_state_batch", args))
+            if not rows:
+                return done
+            done.extend(r[0] for r in rows)
+            after = max(r[1] for r in rows)
+            if progress is not None:
+                progress(len(done))
+
+    async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            ids = operations.plan_remove(job_ids, _states(conn, job_ids))
+            conn.executemany(SQL["delete_job"], [{"id": i} for i in ids])
+            conn.execute(SQL["delete_attempts"], {"ids": json.dumps(ids)})
+            return ids
+
+        return await self._call(lambda c: transaction(c, body))
+
+    async def purge(
+        self,
+        states: Sequence[JobState],
+        *,
+        before: int,
+        queue: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> int:
+        """Delete finished jobs last updated before ``before``; returns how many.
+
+        Batches of ``operations.BATCH``, each its own transaction; ``limit`` stops
+        after about that many (retention takes one batch at a time).
+        """
+        finished = [s.value for s in states if s is not JobState.DEAD]
+        args: dict[str, Any] = {
+            "states": json.dumps(finished),
+            "before": before,
+            "queue": queue,
+            "limit": operations.BATCH,
+        }
+        kinds = (["finished"] if finished else []) + (["dead"] if JobState.DEAD in states else [])
+        if dry_run:
+            total = 0
+            for kind in kinds:
+                rows = await self._call(functools.partial(_fetch, f"count_{kind}", args))
+                total += int(rows[0][0])
+            return total
+        deleted = 0
+        for kind in kinds:
+            while limit is None or deleted < limit:
+                n = await self._call(functools.partial(_purge_batch, kind, args))
+                deleted += n
+                if n < operations.BATCH:
+                    break
+        return deleted
+
+    async def update_job(self, job_id: str, changes: JobChanges, *, now: int) -> Job:
+        args = {
+            "id": job_id,
+            "now": now,
+            "priority": changes.priority,
+            "queue": changes.queue,
+            "max_retries": changes.max_retries,
+            "timeout_s": changes.timeout_s,
+            "move": changes.next_run_at is not None,
+            "run_at": changes.run_at,
+            "next_run_at": changes.next_run_at,
+        }
+
+        def body(conn: sqlite3.Connection) -> Job:
+            found = _states(conn, [job_id]).get(job_id)
+            operations.check_update(job_id, found)
+            row = conn.execute(SQL["update_job"], args).fetchone()
+            return job_from_row(row)
+
+        return await self._call(lambda c: transaction(c, body))
+
+
+def _fetch(name: str, args: dict[str, Any], conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute(SQL[name], args).fetchall()
+
+
+def _purge_batch(kind: str, args: dict[str, Any], conn: sqlite3.Connection) -> int:
+    """One batch of a purge, with its attempts, in one short transaction."""
+
+    def body(c: sqlite3.Connection) -> int:
+        ids = [r[0] for r in c.execute(SQL[f"purge_{kind}_batch"], args).fetchall()]
+        if ids:
+            c.execute(SQL["delete_attempts"], {"ids": json.dumps(ids)})
+        return len(ids)
+
+    return transaction(conn, body)
