@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two reads of the snapshot while a page is open.
 POLL_S = 1.0
+#: Seconds between two store reads of a live job page's follow when the poller saw no
+#: change: a backstop for a change the snapshot cannot show (a retried job that was
+#: claimed again between two polls). Changes wake the follow at once.
+FOLLOW_POLL_S = 2.0
 #: The event that tells a page's stream to end (the server is stopping).
 CLOSE = "close"
 #: Rendered fragments kept for the current generation.
@@ -98,6 +102,23 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
                 self._task = None
+
+    def changes(self) -> Callable[[], bool]:
+        """A test that says yes once each time the poller has seen the store move.
+
+        ``Queue.follow`` takes it as ``changed``: a live job page re-reads its attempt
+        when the shared poller saw a change, not on a timer of its own.
+        """
+        seen = self.generation
+
+        def changed() -> bool:
+            nonlocal seen
+            if self.generation == seen:
+                return False
+            seen = self.generation
+            return True
+
+        return changed
 
     def message(self) -> str:
         """The event a page gets: the generation and the numbers it shows in place."""
