@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from queuectl import procs
-from queuectl.backends import Backend, open_backend
+from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
@@ -32,7 +32,17 @@ from queuectl.config import (
 )
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
-from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
+from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
+from queuectl.models import (
+    TERMINAL_STATES,
+    Attempt,
+    Job,
+    JobState,
+    Outcome,
+    RunningJob,
+    StopMode,
+    WorkerInfo,
+)
 
 #: How often ``follow`` reads the store by default (``logs --follow``): a finished
 #: attempt is noticed within this.
@@ -100,12 +110,16 @@ _NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED})
 class BurstProgress:
     """How far a drain of some queues got since ``start`` counts were taken."""
 
-    #: Pending, running, or awaiting a retry, in the served queues.
+    #: Pending, running, or awaiting a retry, in the served queues: what a burst
+    #: worker waits for.
     left: int
     running: int
     retrying: int
     completed: int
     dead: int
+    #: Pending jobs that are not due yet, once nothing else is left: a burst worker
+    #: does not wait for them (so they are not in ``left``).
+    later: int = 0
 
     @property
     def total(self) -> int:
@@ -173,7 +187,7 @@ class Queue:
                 job_id=exc.job_id,
                 position=exc.position,
             ) from exc
-        await self.backend.notify(b"j")
+        await self.backend.notify(wakeup.JOB)
         return inserted
 
     async def get(self, job_id: str) -> Job:
@@ -213,14 +227,18 @@ class Queue:
 
         done = await self.backend.requeue_dead(job_ids, now=self.clock(), progress=moved)
         if done:
-            await self.backend.notify(b"j")
+            await self.backend.notify(wakeup.JOB)
         return done
 
     async def live_workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat is recent and, on this host, whose process still runs."""
         lease_ms = seconds_to_ms((await self.config()).lease)
         now = self.clock()
-        return [w for w in await self.backend.list_workers() if _is_live(w, now, lease_ms)]
+        return [
+            w
+            for w in await self.backend.list_workers()
+            if worker_is_live(w, now=now, lease_ms=lease_ms, leases=SHOWN_LIVE_FOR_LEASES)
+        ]
 
     async def status(self) -> Status:
         return Status(await self.backend.counts(), await self.live_workers())
@@ -259,18 +277,27 @@ class Queue:
         now = await self.backend.counts(queues or None)
         running = now[JobState.PROCESSING]
         retrying = now[JobState.FAILED]
+        pending = now[JobState.PENDING]
+        later = 0
+        if pending and not running and not retrying:
+            # The counters cannot tell due jobs from delayed ones; the probe a burst
+            # worker drains by can: when nothing is due, the pending jobs are later.
+            probe = await self.backend.probe(queues=queues or None, now=self.clock())
+            if probe.busy == 0 and not probe.due:
+                pending, later = 0, pending
         return BurstProgress(
-            left=now[JobState.PENDING] + running + retrying,
+            left=pending + running + retrying,
             running=running,
             retrying=retrying,
             completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
             dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
+            later=later,
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         return await self.backend.counts(queues or None)
 
-    async def complete_ids(
+    async def ids_for_completion(
         self, prefix: str, *, state: JobState | None = None, limit: int = 50
     ) -> list[str]:
         """Job ids for shell completion: indexed, at most ``limit``."""
@@ -369,7 +396,7 @@ class Queue:
             out = await self.backend.attempt_output(job_id, attempt)
             if out is not None and (out.log_path is not None or out.finished):
                 return out
-            if out is None and job.state in (JobState.COMPLETED, JobState.DEAD):
+            if out is None and job.state in TERMINAL_STATES:
                 raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
             if not waited and job.state is not JobState.PROCESSING:
                 say(f"job {job_id} is {job.state.value}; waiting for it to start")
@@ -393,7 +420,7 @@ class Queue:
         if not live:
             return 0
         await self.backend.request_stop(mode)
-        await self.backend.notify(b"s")
+        await self.backend.notify(wakeup.STOP)
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while True:
             remaining = live & {w.id for w in await self.live_workers()}
@@ -522,11 +549,3 @@ class _Pace:
 
 def _ignore(_: str) -> None:
     pass
-
-
-def _is_live(worker: WorkerInfo, now: int, lease_ms: int) -> bool:
-    if worker.heartbeat_at < now - lease_ms:
-        return False
-    if procs.is_local(worker.host, worker.proc_start):
-        return worker.pid == os.getpid() or procs.is_alive(worker.pid, worker.proc_start)
-    return True

@@ -266,7 +266,7 @@ class ConfigStore(Protocol):
 
 class Notifier(Protocol):
     async def notify(self, message: bytes) -> None:
-        """Wake idle workers: ``b"j"`` after an enqueue, ``b"s"`` after a stop request."""
+        """Wake idle workers: ``wakeup.JOB`` after an enqueue, ``wakeup.STOP`` after a stop."""
         ...
 
     async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:

@@ -107,13 +107,14 @@ def running_from_row(r: Mapping[str, Any]) -> RunningJob:
     return RunningJob(
         job_id=r["id"],
         command=r["command"],
-        attempt=r["attempts"],
+        attempt=r["claims"],
         max_retries=r["max_retries"],
         worker_id=r["worker_id"],
         slot=r["slot"],
         started_at=r["started_at"],
         host=r["host"],
         pid=r["pid"],
+        attempts=r["attempts"],
     )
 
 

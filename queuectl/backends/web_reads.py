@@ -1,6 +1,6 @@
 """The stores' reads for the web dashboard and ``/metrics`` (``WebReader`` in ``base``).
 
-One mixin per dialect over the same named queries (``web_*`` in each
+One mixin for both dialects over the same named queries (``web_*`` in each
 ``queries.sql``), and the keyset-pagination rule decided once, here, for both.
 Every read is bounded by what it returns or by an explicit window, never by the
 size of the jobs table: a dashboard left open on a million jobs costs the same as
@@ -9,17 +9,13 @@ on ten.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from queuectl.backends.base import JobsPage
 from queuectl.backends.rows import job_from_row
+from queuectl.backends.store import Row
 from queuectl.models import JobState, Outcome
-from queuectl.sql import queries
-
-T = TypeVar("T")
-SQL = queries("sqlite")
 
 #: Above every ``seq``: "before the end" for the newest page.
 NEWEST = 1 << 62
@@ -57,10 +53,10 @@ def _counts(rows: Sequence[Sequence[Any]]) -> dict[str, dict[JobState, int]]:
     return dict(sorted(found.items()))
 
 
-class SqliteWebReads:
-    """Mixed into ``SqliteBackend``, which provides ``_call`` (one hop to the DB thread)."""
+class WebReads:
+    """Mixed into both stores beside ``SqlStore``, whose ``_rows`` runs a named query."""
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _rows(self, name: str, values: Mapping[str, Any]) -> Sequence[Row]:
         raise NotImplementedError
 
     async def jobs_page(
@@ -75,62 +71,18 @@ class SqliteWebReads:
     ) -> JobsPage:
         suffix = "" if state is None else "_state"
         args = _args(state, queue, text, before) | {"limit": limit, "scan": scan}
-
-        def read(conn: sqlite3.Connection) -> JobsPage:
-            rows = conn.execute(SQL["web_page" + suffix], args).fetchall()
-            window = conn.execute(SQL["web_window" + suffix], args).fetchone()
-            return _page(rows, (int(window[0]), window[1]), limit, scan)
-
-        return await self._call(read)
-
-    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
-        rows = await self._call(lambda c: c.execute(SQL["web_queue_counts"]).fetchall())
-        return _counts(rows)
-
-    async def finished_by_minute(self, since: int) -> list[tuple[int, Outcome, int]]:
-        rows = await self._call(
-            lambda c: c.execute(SQL["web_finished_by_minute"], {"since": since}).fetchall()
-        )
-        return [(int(m), Outcome(o), int(n)) for m, o, n in rows]
-
-    async def oldest_due(self, queue: str, *, now: int) -> int | None:
-        row = await self._call(
-            lambda c: c.execute(SQL["web_oldest_due"], {"queue": queue, "now": now}).fetchone()
-        )
-        return None if row is None else int(row[0])
-
-
-class PostgresWebReads:
-    """Mixed into ``PostgresBackend``, which provides ``_fetch`` (one pooled query)."""
-
-    async def _fetch(self, name: str, **values: Any) -> list[Any]:
-        raise NotImplementedError
-
-    async def jobs_page(
-        self,
-        *,
-        state: JobState | None,
-        queue: str | None,
-        text: str | None,
-        before: int | None,
-        limit: int,
-        scan: int,
-    ) -> JobsPage:
-        suffix = "" if state is None else "_state"
-        args = _args(state, queue, text, before)
-        rows = await self._fetch("web_page" + suffix, limit=limit, scan=scan, **args)
-        window_args = {k: v for k, v in args.items() if k in ("before", "state")}
-        window = (await self._fetch("web_window" + suffix, scan=scan, **window_args))[0]
+        rows = await self._rows("web_page" + suffix, args)
+        [window] = await self._rows("web_window" + suffix, args)
         return _page(rows, (int(window["n"]), window["low"]), limit, scan)
 
     async def queue_counts(self) -> dict[str, dict[JobState, int]]:
-        rows = await self._fetch("web_queue_counts")
+        rows = await self._rows("web_queue_counts", {})
         return _counts([(r["queue"], r["state"], r["n"]) for r in rows])
 
     async def finished_by_minute(self, since: int) -> list[tuple[int, Outcome, int]]:
-        rows = await self._fetch("web_finished_by_minute", since=since)
+        rows = await self._rows("web_finished_by_minute", {"since": since})
         return [(int(r["minute"]), Outcome(r["outcome"]), int(r["n"])) for r in rows]
 
     async def oldest_due(self, queue: str, *, now: int) -> int | None:
-        rows = await self._fetch("web_oldest_due", queue=queue, now=now)
+        rows = await self._rows("web_oldest_due", {"queue": queue, "now": now})
         return int(rows[0]["next_run_at"]) if rows else None
