@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
-from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
+from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -489,6 +489,11 @@ class Queue:
             if minute in found:
                 found[minute][outcome] = found[minute].get(outcome, 0) + n
         return list(found.items())
+
+    async def finished_totals(self) -> FinishedTotals:
+        """Attempts finished per queue and outcome, and their durations, since the store
+        was created: the store's own counters, which never go down (SPEC §9)."""
+        return await self.backend.finished_totals()
 
     async def oldest_due(self, queues: Sequence[str]) -> dict[str, float]:
         """Seconds the longest-waiting due job of each queue has waited (0 when none)."""

@@ -31,6 +31,7 @@ from queuectl import procs
 from queuectl.backends import wakeup
 from queuectl.backends.base import Exchanged, FinishResult, OnLost, OnProgress, QueueProbe
 from queuectl.backends.bookkeeping import (
+    Tallies,
     counts_by_state,
     decide_finishes,
     duplicate_job,
@@ -251,10 +252,14 @@ class SqliteBackend(SqlStore, WebReads):
             if not rows:
                 return []
             lost = [lost_from_row(r) for r in rows]
+            tallies = Tallies()
             for args in recovery_records(lost, _policy(conn), on_lost):
                 args.update(host=host, now=now)
-                conn.execute(SQL["recover_attempt"], args)
+                ended = conn.execute(SQL["recover_attempt"], args).fetchone()
                 conn.execute(SQL["recover_job"], args)
+                if ended is not None:
+                    tallies.add(ended["queue"], args["tally"], now - ended["started_at"])
+            _write_tallies(conn, tallies)
             return lost
 
         return await self._call(lambda c: transaction(c, body))
@@ -405,14 +410,26 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
     decisions = decide_finishes(finishes, lambda: _policy(conn))
     held: set[str] = set()
+    tallies = Tallies()
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
-        conn.execute(SQL["finish_attempt"], args)
-        if conn.execute(SQL["finish_job"], args).fetchone() is not None:
+        ended = conn.execute(SQL["finish_attempt"], args).fetchone()
+        row = conn.execute(SQL["finish_job"], args).fetchone()
+        if row is not None:
             held.add(args["id"])
+            if ended is not None:
+                tallies.add(row["queue"], args["tally"], now - ended["started_at"])
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
+    _write_tallies(conn, tallies)
     return finish_results(finishes, decisions, held, now)
+
+
+def _write_tallies(conn: sqlite3.Connection, tallies: Tallies) -> None:
+    """The finished-attempt counters, in the transaction that finished the attempts."""
+    if tallies:
+        conn.executemany(SQL["count_finished"], tallies.count_rows())
+        conn.executemany(SQL["count_duration"], tallies.duration_rows())
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]

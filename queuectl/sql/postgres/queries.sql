@@ -60,11 +60,11 @@ f AS (
     SELECT * FROM unnest(:f_id::text[], :f_token::int[], :f_outcome::text[],
                          :f_exit_code::int[], :f_signal::int[], :f_error::text[],
                          :f_output::bytea[], :f_output_size::bigint[], :f_state::text[],
-                         :f_delay_ms::bigint[], :f_refund::int[], :f_host::text[],
-                         :f_pid::int[], :f_pgid::int[], :f_proc_start::text[],
-                         :f_log_path::text[], :f_slot::int[])
+                         :f_delay_ms::bigint[], :f_refund::int[], :f_tally::text[],
+                         :f_host::text[], :f_pid::int[], :f_pgid::int[],
+                         :f_proc_start::text[], :f_log_path::text[], :f_slot::int[])
         AS f (id, token, outcome, exit_code, signal, error, output, output_size, state,
-              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot)
+              delay_ms, refund, tally, host, pid, pgid, proc_start, log_path, slot)
 ),
 finished AS (
     UPDATE jobs AS j
@@ -74,7 +74,7 @@ finished AS (
       FROM f, c
      WHERE j.id = f.id AND j.claims = f.token AND j.worker_id = :worker
        AND j.state = 'processing' AND (SELECT fresh FROM ok)
-    RETURNING j.id, j.claims, j.state
+    RETURNING j.id, j.claims, j.state, j.queue
 ),
 finished_attempts AS (
     UPDATE attempts AS a
@@ -85,6 +85,21 @@ finished_attempts AS (
            log_path = coalesce(f.log_path, a.log_path), slot = coalesce(f.slot, a.slot)
       FROM finished AS d JOIN f ON f.id = d.id, c
      WHERE a.job_id = d.id AND a.attempt = d.claims
+    RETURNING d.queue, f.tally, greatest(c.now - a.started_at, 0) AS ms
+),
+-- The finished-attempt counters (bookkeeping.tally decided the outcome; :buckets
+-- are bookkeeping.BUCKETS_MS), as delta rows in this same statement.
+tallied AS (
+    INSERT INTO finished_counts (queue, outcome, n)
+    SELECT queue, tally, count(*) FROM finished_attempts GROUP BY queue, tally
+),
+timed AS (
+    INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
+    SELECT queue, le, count(*), sum(ms)
+      FROM (SELECT queue, ms, (SELECT min(b) FROM unnest(:buckets::bigint[]) AS b
+                                WHERE b >= ms) AS le
+              FROM finished_attempts) AS x
+     GROUP BY queue, le
 ),
 counted AS (
     UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
@@ -169,8 +184,8 @@ SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 r AS (
     SELECT * FROM unnest(:r_id::text[], :r_token::int[], :r_state::text[],
-                         :r_delay_ms::bigint[], :r_error::text[])
-        AS r (id, token, state, delay_ms, error)
+                         :r_delay_ms::bigint[], :r_error::text[], :r_tally::text[])
+        AS r (id, token, state, delay_ms, error, tally)
 ),
 att AS (
     -- This host's orphans were killed (on_lost) before this commit: forget their
@@ -180,6 +195,22 @@ att AS (
            pgid = CASE WHEN a.host = :host THEN NULL ELSE a.pgid END
       FROM r, c
      WHERE a.job_id = r.id AND a.attempt = r.token AND a.finished_at IS NULL
+    RETURNING a.job_id, r.tally, greatest(c.now - a.started_at, 0) AS ms
+),
+ended AS (
+    SELECT j.queue, att.tally, att.ms FROM att JOIN jobs AS j ON j.id = att.job_id
+),
+tallied AS (
+    INSERT INTO finished_counts (queue, outcome, n)
+    SELECT queue, tally, count(*) FROM ended GROUP BY queue, tally
+),
+timed AS (
+    INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
+    SELECT queue, le, count(*), sum(ms)
+      FROM (SELECT queue, ms, (SELECT min(b) FROM unnest(:buckets::bigint[]) AS b
+                                WHERE b >= ms) AS le
+              FROM ended) AS x
+     GROUP BY queue, le
 ),
 upd AS (
     UPDATE jobs AS j
@@ -200,6 +231,24 @@ DELETE FROM workers WHERE id = ANY (:workers::text[]);
 WITH gone AS (DELETE FROM job_counts RETURNING queue, state, n)
 INSERT INTO job_counts (queue, state, n)
 SELECT queue, state, sum(n) FROM gone GROUP BY queue, state HAVING sum(n) <> 0;
+
+-- name: counter_rows
+-- How many delta rows the reaper would fold (compact_counts, compact_counters).
+SELECT (SELECT count(*) FROM job_counts) AS jobs,
+       (SELECT count(*) FROM finished_counts) + (SELECT count(*) FROM duration_buckets)
+           AS finished;
+
+-- name: compact_counters
+-- Fold the finished-attempt deltas into one row per key, as compact_counts does.
+WITH gone AS (DELETE FROM finished_counts RETURNING queue, outcome, n),
+kept AS (
+    INSERT INTO finished_counts (queue, outcome, n)
+    SELECT queue, outcome, sum(n) FROM gone GROUP BY queue, outcome HAVING sum(n) <> 0
+),
+gone_durations AS (DELETE FROM duration_buckets RETURNING queue, le_ms, n, sum_ms)
+INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
+SELECT queue, le_ms, sum(n), sum(sum_ms) FROM gone_durations GROUP BY queue, le_ms
+HAVING sum(n) <> 0;
 
 -- name: requeue_dead
 UPDATE jobs
@@ -397,3 +446,11 @@ SELECT next_run_at FROM jobs
  WHERE state IN ('pending', 'failed') AND next_run_at > 0 AND next_run_at <= :now::bigint
    AND queue = :queue
  ORDER BY next_run_at LIMIT 1;
+
+-- name: web_finished_totals
+-- Sums the delta rows (the reaper keeps them few: compact_counters).
+SELECT queue, outcome, sum(n)::bigint AS n FROM finished_counts GROUP BY queue, outcome;
+
+-- name: web_durations
+SELECT queue, le_ms, sum(n)::bigint AS n, sum(sum_ms)::bigint AS sum_ms FROM duration_buckets
+ GROUP BY queue, le_ms;
