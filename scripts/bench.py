@@ -66,6 +66,7 @@ from benchlib import (
     BenchError,
     Sizes,
     build_sqlite_history,
+    create_store,
     git_revision,
     group_pids,
     latency_samples,
@@ -115,7 +116,7 @@ class SqliteBench(Bench):
     def w1a(self) -> dict[str, Any]:
         db = self.fresh("w1a") / "q.db"
         env = Queuectl.env(db)
-        run([QUEUECTL, "status", "--json"], env=env)
+        create_store(env)
         probes: dict[str, list[str | Path]] = {
             "queuectl enqueue": [QUEUECTL, "enqueue", "-c", "true"],
             "python -c pass": [PY, "-c", "pass"],
@@ -156,7 +157,7 @@ class SqliteBench(Bench):
         for _ in range(self.sizes.rounds):
             path = self.fresh("w1b")
             env = Queuectl.env(path / "q.db")
-            run([QUEUECTL, "status", "--json"], env=env)
+            create_store(env)
             runs.append(timed(lambda e=env: run([QUEUECTL, "enqueue"], input=lines, env=e)))
             self.clean(path)
         seconds = median(runs)
