@@ -66,6 +66,8 @@ DURATION_BOUNDS_MS = (
 OVER_MS = 1 << 62
 #: Every bucket a duration can fall into, as both stores' SQL takes them.
 BUCKETS_MS = (*DURATION_BOUNDS_MS, OVER_MS)
+#: Attempts ended per minute are kept this long (ms) for the dashboard's last-hour chart.
+MINUTES_KEPT_MS = 2 * 3_600_000
 #: Ids of a prefix that shell completion looks at when it also filters by state.
 COMPLETION_SCAN = 2000
 #: Above every code point: ``prefix <= id < prefix + _TOP`` is "id starts with prefix".
@@ -144,9 +146,13 @@ class Tallies:
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, str]] = Counter()
         self._durations: dict[tuple[str, int], list[int]] = {}
+        self._minutes: Counter[tuple[int, str]] = Counter()
 
-    def add(self, queue: str, outcome: str, duration_ms: int) -> None:
-        self._counts[queue, outcome] += 1
+    def add(self, queue: str, tally: str, duration_ms: int, *, outcome: str, now: int) -> None:
+        """One finished attempt: how it counts (``tally``), how long it ran, and the
+        attempt's own ``outcome`` in the minute of ``now`` (the overview's chart)."""
+        self._counts[queue, tally] += 1
+        self._minutes[now // 60_000 * 60_000, outcome] += 1
         ms = max(duration_ms, 0)
         cell = self._durations.setdefault((queue, bucket_ms(ms)), [0, 0])
         cell[0] += 1
@@ -157,6 +163,9 @@ class Tallies:
 
     def count_rows(self) -> list[dict[str, Any]]:
         return [{"queue": q, "tally": t, "n": n} for (q, t), n in self._counts.items()]
+
+    def minute_rows(self) -> list[dict[str, Any]]:
+        return [{"minute": m, "outcome": o, "n": n} for (m, o), n in self._minutes.items()]
 
     def duration_rows(self) -> list[dict[str, Any]]:
         return [

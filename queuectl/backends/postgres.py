@@ -51,6 +51,7 @@ from queuectl import procs
 from queuectl.backends.base import Exchanged, OnLost, OnProgress, QueueProbe
 from queuectl.backends.bookkeeping import (
     BUCKETS_MS,
+    MINUTES_KEPT_MS,
     RECOVERY_FIELDS,
     counts_by_state,
     decide_finishes,
@@ -282,7 +283,8 @@ class PostgresBackend(SqlStore, WebReads):
             if rows["jobs"] > 64:
                 await conn.execute(SQL["compact_counts"].text)
             if rows["finished"] > 64:
-                await conn.execute(SQL["compact_counters"].text)
+                compact = SQL["compact_counters"]
+                await conn.execute(compact.text, *compact.args({"kept_ms": MINUTES_KEPT_MS}))
             return lost
 
     async def _recover_rows(

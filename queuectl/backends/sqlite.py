@@ -31,6 +31,7 @@ from queuectl import procs
 from queuectl.backends import wakeup
 from queuectl.backends.base import Exchanged, FinishResult, OnLost, OnProgress, QueueProbe
 from queuectl.backends.bookkeeping import (
+    MINUTES_KEPT_MS,
     Tallies,
     counts_by_state,
     decide_finishes,
@@ -248,6 +249,7 @@ class SqliteBackend(SqlStore, WebReads):
             for worker in dead_workers:
                 conn.execute(SQL["expire_worker_leases"], {"worker": worker})
                 conn.execute(SQL["deregister_worker"], {"id": worker})
+            conn.execute(SQL["forget_minutes"], {"before": now - MINUTES_KEPT_MS})
             rows = conn.execute(SQL["select_expired"], {"now": now}).fetchall()
             if not rows:
                 return []
@@ -258,7 +260,8 @@ class SqliteBackend(SqlStore, WebReads):
                 ended = conn.execute(SQL["recover_attempt"], args).fetchone()
                 conn.execute(SQL["recover_job"], args)
                 if ended is not None:
-                    tallies.add(ended["queue"], args["tally"], now - ended["started_at"])
+                    duration = now - ended["started_at"]
+                    tallies.add(ended["queue"], args["tally"], duration, outcome="lost", now=now)
             _write_tallies(conn, tallies)
             return lost
 
@@ -418,7 +421,8 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
         if row is not None:
             held.add(args["id"])
             if ended is not None:
-                tallies.add(row["queue"], args["tally"], now - ended["started_at"])
+                duration = now - ended["started_at"]
+                tallies.add(row["queue"], args["tally"], duration, outcome=args["outcome"], now=now)
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
     _write_tallies(conn, tallies)
@@ -430,6 +434,7 @@ def _write_tallies(conn: sqlite3.Connection, tallies: Tallies) -> None:
     if tallies:
         conn.executemany(SQL["count_finished"], tallies.count_rows())
         conn.executemany(SQL["count_duration"], tallies.duration_rows())
+        conn.executemany(SQL["count_minute"], tallies.minute_rows())
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]

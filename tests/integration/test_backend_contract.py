@@ -707,6 +707,32 @@ class TestFinishedCounters:
         finally:
             await other.aclose()
 
+    async def test_attempts_per_minute_feed_the_chart_and_old_minutes_are_dropped(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        start = clock()  # a whole minute
+        await self._finish_one_of_each(backend, clock)
+        found = sorted(await backend.finished_by_minute(start - 60_000))
+        # The attempt's own outcome, in the minute it ended (the stop came at +70 s).
+        assert found == [
+            (start, Outcome.COMPLETED, 1),
+            (start, Outcome.FAILED, 2),
+            (start, Outcome.LOST, 1),
+            (start + 60_000, Outcome.INTERRUPTED, 1),
+        ]
+        assert await backend.finished_by_minute(start + 60_000) == [
+            (start + 60_000, Outcome.INTERRUPTED, 1)
+        ]
+        if isinstance(backend, SqliteBackend):
+            # The reaper's sweep forgets minutes older than two hours.
+            await backend.recover(now=clock.advance(2 * 3600 + 61))
+        else:
+            # Folding the delta rows drops minutes older than two hours (server clock).
+            async with backend._conn() as conn:
+                await conn.execute("UPDATE finished_minutes SET minute = 60000")
+            await _compact_counters(backend)
+        assert await backend.finished_by_minute(0) == []
+
 
 async def _delete_all_jobs(backend: Any) -> None:
     if isinstance(backend, SqliteBackend):
@@ -720,9 +746,11 @@ async def _compact_counters(backend: Any) -> None:
     """PostgreSQL's reaper folds the counters' delta rows; the sums stay the same."""
     if isinstance(backend, SqliteBackend):
         return
+    from queuectl.backends.bookkeeping import MINUTES_KEPT_MS
     from queuectl.backends.postgres import SQL
 
+    compact = SQL["compact_counters"]
     async with backend._conn() as conn:
-        await conn.execute(SQL["compact_counters"].text)
+        await conn.execute(compact.text, *compact.args({"kept_ms": MINUTES_KEPT_MS}))
         rows = await conn.fetchval("SELECT count(*) FROM finished_counts")
     assert rows == 5  # one row per (queue, outcome)

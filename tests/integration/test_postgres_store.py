@@ -257,7 +257,12 @@ async def test_the_counters_are_seeded_from_the_attempts_already_kept(pg_url: st
     import asyncpg
 
     from queuectl.backends.postgres_conn import settings
-    from tests.integration.test_sqlite_migrations import SEEDED, SEEDED_BUCKETS, SEEDED_COUNTS
+    from tests.integration.test_sqlite_migrations import (
+        SEEDED,
+        SEEDED_BUCKETS,
+        SEEDED_COUNTS,
+        SEEDED_MINUTES,
+    )
 
     target = parse_target(pg_url)
     await _migrate_to(target, 2)
@@ -283,8 +288,10 @@ async def test_the_counters_are_seeded_from_the_attempts_already_kept(pg_url: st
     backend = await PostgresBackend.open(pg_url)
     try:
         totals = await backend.finished_totals()
+        minutes = sorted((m, o.value, n) for m, o, n in await backend.finished_by_minute(0))
     finally:
         await backend.aclose()
+    assert minutes == SEEDED_MINUTES
     assert totals.counts == SEEDED_COUNTS
     assert totals.buckets == SEEDED_BUCKETS
     assert totals.sum_ms == {"default": sum(r[5] for r in SEEDED)}

@@ -195,6 +195,14 @@ SEEDED = [
 ]
 SEEDED_COUNTS = {"default": {"completed": 1, "failed": 2, "dead": 1, "lost": 1}}
 SEEDED_BUCKETS = {"default": {10: 2, 50: 1, 10_000: 1, 1 << 62: 1}}
+#: The chart's minutes (attempts of the last two hours; these are in the future).
+SEEDED_MINUTES = [
+    (T, "completed", 1),
+    (T, "failed", 1),
+    (T, "lost", 1),
+    (T, "spawn_failed", 1),
+    (T + 7_200_000, "timed_out", 1),
+]
 
 
 async def test_the_counters_are_seeded_from_the_attempts_already_kept(db_path: Path) -> None:
@@ -217,8 +225,10 @@ async def test_the_counters_are_seeded_from_the_attempts_already_kept(db_path: P
     backend = await SqliteBackend.open(str(db_path))
     try:
         totals = await backend.finished_totals()
+        minutes = sorted((m, o.value, n) for m, o, n in await backend.finished_by_minute(0))
     finally:
         await backend.aclose()
+    assert minutes == SEEDED_MINUTES
     assert totals.counts == SEEDED_COUNTS
     assert totals.buckets == SEEDED_BUCKETS
     assert totals.sum_ms == {"default": sum(r[5] for r in SEEDED)}

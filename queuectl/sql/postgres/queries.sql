@@ -85,7 +85,12 @@ finished_attempts AS (
            log_path = coalesce(f.log_path, a.log_path), slot = coalesce(f.slot, a.slot)
       FROM finished AS d JOIN f ON f.id = d.id, c
      WHERE a.job_id = d.id AND a.attempt = d.claims
-    RETURNING d.queue, f.tally, greatest(c.now - a.started_at, 0) AS ms
+    RETURNING d.queue, f.tally, greatest(c.now - a.started_at, 0) AS ms, f.outcome,
+              c.now / 60000 * 60000 AS minute
+),
+minutes AS (
+    INSERT INTO finished_minutes (minute, outcome, n)
+    SELECT minute, outcome, count(*) FROM finished_attempts GROUP BY minute, outcome
 ),
 -- The finished-attempt counters (bookkeeping.tally decided the outcome; :buckets
 -- are bookkeeping.BUCKETS_MS), as delta rows in this same statement.
@@ -195,10 +200,15 @@ att AS (
            pgid = CASE WHEN a.host = :host THEN NULL ELSE a.pgid END
       FROM r, c
      WHERE a.job_id = r.id AND a.attempt = r.token AND a.finished_at IS NULL
-    RETURNING a.job_id, r.tally, greatest(c.now - a.started_at, 0) AS ms
+    RETURNING a.job_id, r.tally, greatest(c.now - a.started_at, 0) AS ms,
+              c.now / 60000 * 60000 AS minute
 ),
 ended AS (
     SELECT j.queue, att.tally, att.ms FROM att JOIN jobs AS j ON j.id = att.job_id
+),
+minutes AS (
+    INSERT INTO finished_minutes (minute, outcome, n)
+    SELECT minute, 'lost', count(*) FROM att GROUP BY minute
 ),
 tallied AS (
     INSERT INTO finished_counts (queue, outcome, n)
@@ -236,7 +246,7 @@ SELECT queue, state, sum(n) FROM gone GROUP BY queue, state HAVING sum(n) <> 0;
 -- How many delta rows the reaper would fold (compact_counts, compact_counters).
 SELECT (SELECT count(*) FROM job_counts) AS jobs,
        (SELECT count(*) FROM finished_counts) + (SELECT count(*) FROM duration_buckets)
-           AS finished;
+           + (SELECT count(*) FROM finished_minutes) AS finished;
 
 -- name: compact_counters
 -- Fold the finished-attempt deltas into one row per key, as compact_counts does.
@@ -244,6 +254,14 @@ WITH gone AS (DELETE FROM finished_counts RETURNING queue, outcome, n),
 kept AS (
     INSERT INTO finished_counts (queue, outcome, n)
     SELECT queue, outcome, sum(n) FROM gone GROUP BY queue, outcome HAVING sum(n) <> 0
+),
+gone_minutes AS (DELETE FROM finished_minutes RETURNING minute, outcome, n),
+-- The chart shows the last hour: minutes older than two hours are dropped here.
+kept_minutes AS (
+    INSERT INTO finished_minutes (minute, outcome, n)
+    SELECT minute, outcome, sum(n) FROM gone_minutes
+     WHERE minute >= queuectl_now_ms(NULL) - :kept_ms::bigint
+     GROUP BY minute, outcome HAVING sum(n) <> 0
 ),
 gone_durations AS (DELETE FROM duration_buckets RETURNING queue, le_ms, n, sum_ms)
 INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
@@ -437,8 +455,10 @@ SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs
 SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
 
 -- name: web_finished_by_minute
-SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attempts
- WHERE finished_at >= :since::bigint AND outcome IS NOT NULL
+-- Kept per minute by the finishing statements (delta rows, folded by the reaper):
+-- an hour is a few hundred rows, however many attempts ended in it.
+SELECT minute, outcome, sum(n)::bigint AS n FROM finished_minutes
+ WHERE minute >= :since::bigint
  GROUP BY minute, outcome;
 
 -- name: web_oldest_due

@@ -24,6 +24,20 @@ CREATE TABLE duration_buckets (
     sum_ms bigint NOT NULL
 );
 
+-- Attempts ended per minute and outcome (the attempt's own), for the dashboard's
+-- last-hour chart; compact_counters drops minutes older than two hours.
+CREATE TABLE finished_minutes (
+    minute  bigint NOT NULL,
+    outcome text   NOT NULL,
+    n       bigint NOT NULL
+);
+
+INSERT INTO finished_minutes (minute, outcome, n)
+SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*)
+  FROM attempts
+ WHERE finished_at >= queuectl_now_ms(NULL) - 7200000 AND outcome IS NOT NULL
+ GROUP BY minute, outcome;
+
 INSERT INTO finished_counts (queue, outcome, n)
 SELECT queue, tally, count(*) FROM (
     SELECT j.queue,

@@ -22,6 +22,22 @@ CREATE TABLE duration_buckets (
     PRIMARY KEY (queue, le_ms)
 ) WITHOUT ROWID;
 
+-- Attempts ended per minute and outcome (the attempt's own), for the dashboard's
+-- last-hour chart; the reaper forgets minutes older than two hours.
+CREATE TABLE finished_minutes (
+    minute  INTEGER NOT NULL,
+    outcome TEXT    NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (minute, outcome)
+) WITHOUT ROWID;
+
+INSERT INTO finished_minutes (minute, outcome, n)
+SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*)
+  FROM attempts
+ WHERE finished_at >= (CAST(strftime('%s', 'now') AS INTEGER) - 7200) * 1000
+   AND outcome IS NOT NULL
+ GROUP BY minute, outcome;
+
 INSERT INTO finished_counts (queue, outcome, n)
 SELECT j.queue,
        CASE WHEN a.outcome IN ('completed', 'lost', 'interrupted') THEN a.outcome
