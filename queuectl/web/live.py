@@ -97,11 +97,18 @@ class Hub:
             yield inbox
         finally:
             self._subscribers.discard(inbox)
-            if not self._subscribers and self._task is not None:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-                self._task = None
+            if not self._subscribers:
+                await self._stop_poller()
+
+    async def _stop_poller(self) -> None:
+        """Stop the poller; forgotten first, so a page that opens while it stops starts
+        a new one (and this one's end cannot forget that new one: it would run for ever)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def changes(self) -> Callable[[], bool]:
         """A test that says yes once each time the poller has seen the store move.

@@ -183,3 +183,31 @@ async def test_follow_reads_the_store_at_its_poll_interval(queue: Queue) -> None
     assert notices == ["job waits is pending; waiting for it to start"]
     with pytest.raises(QueueCtlError, match="poll interval must be positive"):
         await anext(queue.follow("waits", poll_s=0))
+
+
+def _pollers() -> list[asyncio.Task[object]]:
+    return [
+        t for t in asyncio.all_tasks() if t.get_name() == "queuectl-web-poller" and not t.done()
+    ]
+
+
+@pytest.mark.sqlite_only
+async def test_a_page_opened_while_the_last_one_closes_leaves_one_poller(queue: Queue) -> None:
+    """However a new page's stream interleaves with the last one's end, one poller runs
+    while any page is open and none after (a leaked poller read the store for ever)."""
+    hub = Hub(queue, poll_s=0.02)
+    for steps in range(8):
+        last = hub.subscribe()
+        await last.__aenter__()
+        await asyncio.sleep(0.03)
+        closing = asyncio.create_task(last.__aexit__(None, None, None))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        new = hub.subscribe()
+        await new.__aenter__()
+        await closing
+        await asyncio.sleep(0.05)
+        assert len(_pollers()) == 1, steps
+        await new.__aexit__(None, None, None)
+        await asyncio.sleep(0)
+        assert _pollers() == [], steps
