@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None:
+    """Issue 4's workloads; the dashboard's (``web``) has a test of its own below."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [
@@ -25,6 +26,8 @@ def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None
             str(ROOT / "scripts" / "bench.py"),
             "--quick",
             "--no-peers",
+            "--only",
+            "W1a,W1b,W2,W3,W4,W5,W6",
             "--jobs",
             "30",
             "--w6-jobs",
