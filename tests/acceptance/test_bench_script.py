@@ -105,6 +105,7 @@ def test_quick_bench_on_postgres_runs_beside_sqlite(tmp_path: Path) -> None:
     assert schemas == []
 
 
+@pytest.mark.timeout(320)
 def test_quick_web_bench_runs_alone_and_writes_its_figures(tmp_path: Path) -> None:
     """``--only web``: the dashboard's latency, memory, store reads and its effect on W2/W4."""
     out = tmp_path / "bench.json"
