@@ -90,6 +90,9 @@ class Hub:
         inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         self._subscribers.add(inbox)
         if not self.running:
+            # A new poller speaks at its first read, changed or not: a page takes its
+            # first event as where it starts from.
+            self._key = None
             self._task = asyncio.create_task(self._poll(), name="queuectl-web-poller")
         elif self.snapshot is not None or self.error is not None:
             inbox.put_nowait(self.message())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,17 @@ async def test_a_page_opened_while_the_last_one_closes_leaves_one_poller(queue: 
         await new.__aexit__(None, None, None)
         await asyncio.sleep(0)
         assert _pollers() == [], steps
+
+
+async def test_a_page_opened_after_every_page_closed_hears_the_snapshot_at_once(
+    queue: Queue,
+) -> None:
+    """The page's script takes its first event as where it starts from; without one it
+    would miss the first change (the poller only speaks when the snapshot changes)."""
+    hub = Hub(queue, poll_s=0.05)
+    async with hub.subscribe() as inbox:
+        await asyncio.wait_for(inbox.get(), 5)
+    assert not hub.running
+    async with hub.subscribe() as inbox:
+        first = json.loads(await asyncio.wait_for(inbox.get(), 5))
+    assert first["jobs"]["pending"] == 0 and first["generation"] >= 1
