@@ -239,8 +239,13 @@ def test_a_duration_falls_in_the_smallest_bucket_that_holds_it() -> None:
 def test_tallies_sum_one_transactions_increments_per_row() -> None:
     tallies = bookkeeping.Tallies()
     assert not tallies
-    for queue, outcome, ms in [("a", "completed", 5), ("a", "completed", 7), ("b", "dead", -3)]:
-        tallies.add(queue, outcome, ms)
+    ended = [
+        ("a", "completed", 5, 60_001),
+        ("a", "completed", 7, 119_999),
+        ("b", "dead", -3, 120_000),
+    ]
+    for queue, tally, ms, now in ended:
+        tallies.add(queue, tally, ms, outcome=tally.replace("dead", "failed"), now=now)
     assert sorted(tallies.count_rows(), key=str) == sorted(
         [{"queue": "a", "tally": "completed", "n": 2}, {"queue": "b", "tally": "dead", "n": 1}],
         key=str,
@@ -250,6 +255,14 @@ def test_tallies_sum_one_transactions_increments_per_row() -> None:
         [
             {"queue": "a", "le_ms": 10, "n": 2, "sum_ms": 12},
             {"queue": "b", "le_ms": 10, "n": 1, "sum_ms": 0},
+        ],
+        key=str,
+    )
+    # The chart's minutes: the attempt's own outcome in the minute it ended.
+    assert sorted(tallies.minute_rows(), key=str) == sorted(
+        [
+            {"minute": 60_000, "outcome": "completed", "n": 2},
+            {"minute": 120_000, "outcome": "failed", "n": 1},
         ],
         key=str,
     )
