@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
-from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
+from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -46,7 +46,11 @@ from queuectl.models import (
 )
 from queuectl.operate import QueueOperations
 
-_FOLLOW_POLL_S = 0.1
+#: How often ``follow`` reads the store by default (``logs --follow``): a finished
+#: attempt is noticed within this.
+FOLLOW_POLL_S = 0.1
+#: How often ``follow`` reads a running attempt's spool file: a local file, no store read.
+_SPOOL_READ_S = 0.1
 _STOP_POLL_S = 0.1
 #: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).
 WEB_SCAN = 5000
@@ -383,6 +387,8 @@ class Queue(QueueOperations):
         attempt: int | None = None,
         *,
         notice: Callable[[str], None] | None = None,
+        poll_s: float = FOLLOW_POLL_S,
+        changed: Callable[[], bool] | None = None,
     ) -> AsyncIterator[bytes]:
         """Yield an attempt's output as it is written, until the attempt ends.
 
@@ -390,9 +396,17 @@ class Queue(QueueOperations):
         the spool file on this host; a worker on another host only makes the kept
         tail available once the attempt ends. ``notice`` hears what a person should
         know besides the bytes (waiting, output cut, remote host).
+
+        The spool file is read every 0.1 s, the store only every ``poll_s`` seconds,
+        or sooner when ``changed()`` says it may have moved: a terminal's follow
+        polls fast, while the dashboard hangs many follows on its one shared poller
+        (``changed``) so an open job page costs almost no store reads.
         """
+        if not poll_s > 0:
+            raise QueueCtlError(f"poll interval must be positive, not {poll_s!r}")
         say = notice or _ignore
-        out = await self._wait_for_attempt(job_id, attempt, say)
+        pace = _Pace(poll_s, changed)
+        out = await self._wait_for_attempt(job_id, attempt, say, pace)
         if not out.finished and out.log_path is not None and out.host == procs.HOST:
             try:
                 spool = open(out.log_path, "rb")  # noqa: SIM115 - held across awaits
@@ -400,7 +414,7 @@ class Queue(QueueOperations):
                 pass  # the attempt ended meanwhile: the file is gone, the tail is kept
             else:
                 with spool:
-                    async for chunk in self._tail(job_id, out.attempt, spool, say):
+                    async for chunk in self._tail(job_id, out.attempt, spool, say, pace):
                         yield chunk
                 return
         if not out.finished:
@@ -408,13 +422,18 @@ class Queue(QueueOperations):
                 f"attempt {out.attempt} runs on {out.host or 'another host'}; "
                 "its output shows here when it ends"
             )
-        final = out if out.finished else await self._wait_finished(job_id, out.attempt)
+        final = out if out.finished else await self._wait_finished(job_id, out.attempt, pace)
         yield final.output
         if final.output_size > len(final.output):
             say(cut_notice(final))
 
     async def _tail(
-        self, job_id: str, attempt: int, spool: BinaryIO, say: Callable[[str], None]
+        self,
+        job_id: str,
+        attempt: int,
+        spool: BinaryIO,
+        say: Callable[[str], None],
+        pace: _Pace,
     ) -> AsyncIterator[bytes]:
         while True:
             chunk = spool.read(1 << 16)
@@ -427,17 +446,18 @@ class Queue(QueueOperations):
                 say("the running command's output grew too large; skipping to its tail")
                 spool.seek(0)
                 continue
-            out = await self.output(job_id, attempt)
-            if out.finished:
-                # The file stays readable after the worker unlinks it.
-                rest = spool.read()
-                if rest:
-                    yield rest
-                return
-            await asyncio.sleep(_FOLLOW_POLL_S)
+            if pace.due():
+                out = await self.output(job_id, attempt)
+                if out.finished:
+                    # The file stays readable after the worker unlinks it.
+                    rest = spool.read()
+                    if rest:
+                        yield rest
+                    return
+            await asyncio.sleep(min(_SPOOL_READ_S, pace.poll_s))
 
     async def _wait_for_attempt(
-        self, job_id: str, attempt: int | None, say: Callable[[str], None]
+        self, job_id: str, attempt: int | None, say: Callable[[str], None], pace: _Pace
     ) -> AttemptOutput:
         waited = False
         while True:
@@ -450,14 +470,14 @@ class Queue(QueueOperations):
             if not waited and job.state is not JobState.PROCESSING:
                 say(f"job {job_id} is {job.state.value}; waiting for it to start")
                 waited = True
-            await asyncio.sleep(_FOLLOW_POLL_S)
+            await pace.wait()
 
-    async def _wait_finished(self, job_id: str, attempt: int) -> AttemptOutput:
+    async def _wait_finished(self, job_id: str, attempt: int, pace: _Pace) -> AttemptOutput:
         while True:
             out = await self.output(job_id, attempt)
             if out.finished:
                 return out
-            await asyncio.sleep(_FOLLOW_POLL_S)
+            await pace.wait()
 
     async def stop_workers(self, mode: StopMode, *, timeout_s: float | None = None) -> int:
         """Ask every live worker to stop and wait until they have exited; returns how many.
@@ -539,6 +559,11 @@ class Queue(QueueOperations):
                 found[minute][outcome] = found[minute].get(outcome, 0) + n
         return list(found.items())
 
+    async def finished_totals(self) -> FinishedTotals:
+        """Attempts finished per queue and outcome, and their durations, since the store
+        was created: the store's own counters, which never go down (SPEC §9)."""
+        return await self.backend.finished_totals()
+
     async def oldest_due(self, queues: Sequence[str]) -> dict[str, float]:
         """Seconds the longest-waiting due job of each queue has waited (0 when none)."""
         now = self.clock()
@@ -584,6 +609,28 @@ def running_notice(out: AttemptOutput) -> str | None:
         f"[attempt {out.attempt} is running on {out.host}: its output shows here when it ends"
         " (or run `queuectl logs --follow` there)]"
     )
+
+
+class _Pace:
+    """When a follow reads the store again: ``poll_s`` after the last read, or as soon
+    as ``changed()`` says the store may have moved."""
+
+    def __init__(self, poll_s: float, changed: Callable[[], bool] | None) -> None:
+        self.poll_s = poll_s
+        self.changed = changed
+        self._next = asyncio.get_running_loop().time() + poll_s
+
+    def due(self) -> bool:
+        """Whether to read the store now; a yes starts the next interval."""
+        now = asyncio.get_running_loop().time()
+        if now >= self._next or (self.changed is not None and self.changed()):
+            self._next = now + self.poll_s
+            return True
+        return False
+
+    async def wait(self) -> None:
+        while not self.due():
+            await asyncio.sleep(min(_SPOOL_READ_S, self.poll_s))
 
 
 def _ignore(_: str) -> None:

@@ -18,6 +18,9 @@ Workloads (see docs/benchmarks.md for the method):
 * W4   enqueue-to-start latency with an idle worker in another process
 * W5   CPU % and RSS of an idle ``worker start --count 4``
 * W6   status, list, one claim and W4 with 10^6 jobs in the database vs an empty one
+* web  the dashboard (bench_web.py): page, API and /metrics latency at 10^6 jobs vs
+       empty, RSS of an idle ``web``, store statements/s with 20 live pages, and W2/W4
+       alone vs under a dashboard load (``--only web`` runs it alone)
 
 Peers run in the same rounds, interleaved (A B A B ...); every figure is the median.
 """
@@ -63,6 +66,7 @@ from benchlib import (
     BenchError,
     Sizes,
     build_sqlite_history,
+    create_store,
     git_revision,
     group_pids,
     latency_samples,
@@ -80,7 +84,7 @@ from benchlib import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("W1a", "W1b", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1a", "W1b", "W2", "W3", "W4", "W5", "W6", "web")
 
 
 W3_SLEEP_S = 0.1
@@ -112,7 +116,7 @@ class SqliteBench(Bench):
     def w1a(self) -> dict[str, Any]:
         db = self.fresh("w1a") / "q.db"
         env = Queuectl.env(db)
-        run([QUEUECTL, "status", "--json"], env=env)
+        create_store(env)
         probes: dict[str, list[str | Path]] = {
             "queuectl enqueue": [QUEUECTL, "enqueue", "-c", "true"],
             "python -c pass": [PY, "-c", "pass"],
@@ -153,7 +157,7 @@ class SqliteBench(Bench):
         for _ in range(self.sizes.rounds):
             path = self.fresh("w1b")
             env = Queuectl.env(path / "q.db")
-            run([QUEUECTL, "status", "--json"], env=env)
+            create_store(env)
             runs.append(timed(lambda e=env: run([QUEUECTL, "enqueue"], input=lines, env=e)))
             self.clean(path)
         seconds = median(runs)
@@ -280,6 +284,13 @@ class SqliteBench(Bench):
         ratios = w6_ratio(figures)
         return {"jobs": n, "empty": figures["empty"], "full": figures["full"], "ratio": ratios}
 
+    # web (issue 13) -------------------------------------------------------------
+
+    def web(self) -> dict[str, Any]:
+        from bench_web import run_web
+
+        return run_web(self)
+
     @staticmethod
     def _latency(path: Path, db: Path, n: int) -> list[tuple[float, float]]:
         with Queuectl().latency(path, db) as enqueue:
@@ -374,6 +385,10 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         found.append(_goal("W1b jobs/s", w1b, 50_000, higher=True))
     for key, value in results.get("W6", {}).get("ratio", {}).items():
         found.append(_goal(f"W6 {key} full/empty", value, 2, higher=False))
+    if "web" in results:
+        from bench_web import targets
+
+        found.extend(targets(results["web"]))
     return [t for t in found if t is not None]
 
 
@@ -398,7 +413,7 @@ def report(results: dict[str, Any]) -> None:
     for row in table_rows(results):
         table.add_row(*row)
     console.print(table)
-    targets = Table(title="targets (issue 4)")
+    targets = Table(title="targets (issues 4 and 13)")
     for column in ("target", "value", "goal", "holds"):
         targets.add_column(column)
     for t in results.get("targets", []):
@@ -458,6 +473,10 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                     f"{ratio:g}x of empty",
                 )
             )
+    if "web" in results:
+        from bench_web import table_rows as web_rows
+
+        rows.extend(web_rows(results["web"]))
     return rows
 
 

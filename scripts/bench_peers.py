@@ -38,6 +38,7 @@ from benchlib import (
     QUEUECTL_ENQUEUE,
     BenchError,
     Enqueue,
+    create_store,
     line_enqueuer,
     queuectl_env,
     run,
@@ -190,7 +191,7 @@ class Queuectl:
     @contextlib.contextmanager
     def idle(self, work: Path, count: int, db: Path | None = None) -> Iterator[list[int]]:
         db = db or work / "q.db"
-        run([QUEUECTL, "status", "--json"], env=self.env(db), timeout=60)
+        create_store(self.env(db), timeout=60)
         with (
             (work / "idle-worker.log").open("wb") as log,
             running(

@@ -411,6 +411,25 @@ SELECT 'old-' || i, 'echo ' || i,
 """
 
 
+#: Creates and migrates the store at ``$QUEUECTL_DB`` (either kind), as a writing command
+#: would: read-only commands such as ``status`` no longer create a store.
+CREATE_STORE = """
+import asyncio, os
+from queuectl.backends import open_backend
+
+async def main():
+    backend = await open_backend(os.environ["QUEUECTL_DB"])
+    await backend.aclose()
+
+asyncio.run(main())
+"""
+
+
+def create_store(env: dict[str, str], timeout: float = 60.0) -> None:
+    """An empty store at ``env["QUEUECTL_DB"]``, so that what is timed next does not create it."""
+    run([PY, "-c", CREATE_STORE], env=env, timeout=timeout)
+
+
 def queuectl_env(target: str | os.PathLike[str]) -> dict[str, str]:
     """This process's environment with ``QUEUECTL_DB`` set to ``target``."""
     env = dict(os.environ)
@@ -422,7 +441,7 @@ def queuectl_env(target: str | os.PathLike[str]) -> dict[str, str]:
 def build_sqlite_history(db: Path, history: int, pending: int = 1000) -> None:
     """A queuectl SQLite database with ``history`` finished jobs and ``pending`` jobs due
     tomorrow (see ``W6_SQLITE``)."""
-    run([QUEUECTL, "status", "--json"], env=queuectl_env(db))
+    create_store(queuectl_env(db))
     now = time.time_ns() // 1_000_000
     later = now + 86_400_000
     with contextlib.closing(sqlite3.connect(db)) as conn:

@@ -47,3 +47,7 @@ run "queuectl status"
 echo
 echo "Now watch it live (Ctrl-C to quit), e.g. while a worker runs in another terminal:"
 echo "  QUEUECTL_DB=$QUEUECTL_DB queuectl status --watch"
+echo
+echo "Or in the browser: start the dashboard over the same database (Ctrl-C to stop),"
+echo "  QUEUECTL_DB=$QUEUECTL_DB queuectl web"
+echo "and open http://127.0.0.1:8787/ (jobs, each attempt's output, the dead-letter queue, /metrics)."

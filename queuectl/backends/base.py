@@ -348,6 +348,23 @@ class JobsPage:
     scanned: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedTotals:
+    """The store's counters of finished attempts since it was created; they never go down.
+
+    Kept in the transaction that finishes each attempt (not counted from the attempts
+    table, which ``purge`` and ``rm`` shrink).
+    """
+
+    #: queue → outcome (``bookkeeping.TALLIES``) → attempts.
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: queue → bucket upper bound in ms (``bookkeeping.BUCKETS_MS``) → attempts in it
+    #: (per bucket, not cumulative).
+    buckets: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: queue → total duration of its finished attempts, ms.
+    sum_ms: dict[str, int] = field(default_factory=dict)
+
+
 class WebReader(Protocol):
     """Reads of the web dashboard and ``/metrics``; each bounded, however big the tables."""
 
@@ -385,6 +402,10 @@ class WebReader(Protocol):
 
     async def oldest_due(self, queue: str, *, now: int) -> int | None:
         """The earliest ``next_run_at <= now`` of a waiting job of ``queue``, or ``None``."""
+        ...
+
+    async def finished_totals(self) -> FinishedTotals:
+        """The kept counters of finished attempts: a few rows per queue."""
         ...
 
 

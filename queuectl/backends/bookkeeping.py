@@ -14,6 +14,7 @@ module as delays; each dialect adds them to its own clock.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from queuectl.models import (
     JobState,
     LostAttempt,
     NewJob,
+    Outcome,
     ProcessStart,
     StopMode,
 )
@@ -47,9 +49,27 @@ FINISH_FIELDS = (
     "delay_ms",
     "refund",
     "cancel_state",
+    "tally",
+    "cancel_tally",
 )
 #: The fields of ``recovery_records``.
-RECOVERY_FIELDS = ("id", "token", "state", "delay_ms", "error", "cancel_state")
+RECOVERY_FIELDS = ("id", "token", "state", "delay_ms", "error", "cancel_state", "tally")
+#: How a finished attempt counts in ``queuectl_jobs_finished_total`` (SPEC §9): every
+#: finished attempt under exactly one of these. ``cancelled`` also counts a cancelled
+#: job that never started.
+TALLIES = ("completed", "failed", "dead", "cancelled", "lost", "interrupted")
+#: Upper bounds (ms, inclusive) of the attempt-duration histogram, for shell jobs: from
+#: a 10 ms ``true`` to an hour-long build, about two per factor of ten.
+DURATION_BOUNDS_MS = (
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
+    300_000, 900_000, 1_800_000, 3_600_000,
+)  # fmt: skip
+#: The bucket above the last bound (Prometheus' ``+Inf``) as the stores keep it.
+OVER_MS = 1 << 62
+#: Every bucket a duration can fall into, as both stores' SQL takes them.
+BUCKETS_MS = (*DURATION_BOUNDS_MS, OVER_MS)
+#: Attempts ended per minute are kept this long (ms) for the dashboard's last-hour chart.
+MINUTES_KEPT_MS = 2 * 3_600_000
 #: Ids of a prefix that shell completion looks at when it also filters by state.
 COMPLETION_SCAN = 2000
 #: Above every code point: ``prefix <= id < prefix + _TOP`` is "id starts with prefix".
@@ -100,6 +120,67 @@ def decide_finishes(
     ]
 
 
+def tally(outcome: Outcome, state: JobState) -> str:
+    """How an attempt that ended with ``outcome``, leaving its job in ``state``, counts.
+
+    A failure counts as ``dead`` when it made the job dead, ``cancelled`` when a cancel
+    request ended the job, else ``failed`` (it will be retried); a completed, lost,
+    interrupted or cancelled attempt counts as such whatever follows.
+    """
+    if outcome in (Outcome.COMPLETED, Outcome.LOST, Outcome.INTERRUPTED, Outcome.CANCELLED):
+        return outcome.value
+    if state is JobState.CANCELLED:
+        # Failed while a cancel request was in force: never retried, so not "failed".
+        return "cancelled"
+    return "dead" if state is JobState.DEAD else "failed"
+
+
+def bucket_ms(duration_ms: int) -> int:
+    """The histogram bucket of a duration: the smallest bound that holds it."""
+    for bound in DURATION_BOUNDS_MS:
+        if duration_ms <= bound:
+            return bound
+    return OVER_MS
+
+
+class Tallies:
+    """The counter increments of one transaction, summed per row before they are written.
+
+    Each store writes ``count_rows`` and ``duration_rows`` in the transaction that
+    finished the attempts, so a counter moves exactly when an attempt's end commits.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._durations: dict[tuple[str, int], list[int]] = {}
+        self._minutes: Counter[tuple[int, str]] = Counter()
+
+    def add(self, queue: str, tally: str, duration_ms: int, *, outcome: str, now: int) -> None:
+        """One finished attempt: how it counts (``tally``), how long it ran, and the
+        attempt's own ``outcome`` in the minute of ``now`` (the overview's chart)."""
+        self._counts[queue, tally] += 1
+        self._minutes[now // 60_000 * 60_000, outcome] += 1
+        ms = max(duration_ms, 0)
+        cell = self._durations.setdefault((queue, bucket_ms(ms)), [0, 0])
+        cell[0] += 1
+        cell[1] += ms
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
+    def count_rows(self) -> list[dict[str, Any]]:
+        return [{"queue": q, "tally": t, "n": n} for (q, t), n in self._counts.items()]
+
+    def minute_rows(self) -> list[dict[str, Any]]:
+        return [{"minute": m, "outcome": o, "n": n} for (m, o), n in self._minutes.items()]
+
+    def duration_rows(self) -> list[dict[str, Any]]:
+        return [
+            {"queue": q, "le_ms": le, "n": n, "sum_ms": total}
+            for (q, le), (n, total) in self._durations.items()
+        ]
+
+
 def finish_records(
     finishes: Sequence[Finish], decisions: Sequence[RetryDecision]
 ) -> list[dict[str, Any]]:
@@ -121,6 +202,9 @@ def finish_records(
             1 if d.refund else 0,
             # What the job becomes instead if a cancel request is in force on its row.
             if_cancel_requested(d.state).value,
+            tally(r.outcome, d.state),
+            # How it counts instead if a cancel request is in force.
+            tally(r.outcome, if_cancel_requested(d.state)),
         )
         records.append(dict(zip(FINISH_FIELDS, values, strict=True)))
     return records
@@ -195,6 +279,7 @@ def recovery_records(
             decision.delay_ms,
             lost_error(item.worker_id),
             if_cancel_requested(decision.state).value,
+            tally(Outcome.LOST, decision.state),
         )
         records.append(dict(zip(RECOVERY_FIELDS, values, strict=True)))
     return records

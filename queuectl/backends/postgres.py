@@ -50,6 +50,8 @@ import asyncpg
 from queuectl import procs
 from queuectl.backends.base import Exchanged, OnLost, OnProgress, QueueProbe
 from queuectl.backends.bookkeeping import (
+    BUCKETS_MS,
+    MINUTES_KEPT_MS,
     RECOVERY_FIELDS,
     counts_by_state,
     decide_finishes,
@@ -91,6 +93,8 @@ from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
+#: The duration histogram's buckets as the SQL takes them (``:buckets``).
+BUCKETS = list(BUCKETS_MS)
 #: How often ``exchange`` re-decides finishes because the stored config changed under it.
 _CONFIG_ATTEMPTS = 5
 #: Delta rows of ``job_counts`` above which a reader folds them together.
@@ -233,6 +237,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations):
             "queues": list(cycle.queues) if cycle.queues is not None else None,
             "lease_ms": cycle.lease_ms,
             "channel": self.channel,
+            "buckets": BUCKETS,
             **start_columns(cycle.starts, finishes),
         }
         for _ in range(_CONFIG_ATTEMPTS):
@@ -292,8 +297,12 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations):
             lost = [lost_from_row(r, shift=now - r["server_now"]) for r in rows]
             if lost:
                 await self._recover_rows(conn, lost, clock, on_lost)
-            if await conn.fetchval("SELECT count(*) FROM job_counts") > 64:
+            rows = await conn.fetchrow(SQL["counter_rows"].text)
+            if rows["jobs"] > 64:
                 await conn.execute(SQL["compact_counts"].text)
+            if rows["finished"] > 64:
+                compact = SQL["compact_counters"]
+                await conn.execute(compact.text, *compact.args({"kept_ms": MINUTES_KEPT_MS}))
             return lost
 
     async def _recover_rows(
@@ -309,6 +318,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations):
         values = {
             "clock": clock,
             "host": self.host,
+            "buckets": BUCKETS,
             **columns(records, RECOVERY_FIELDS, "r_"),
         }
         await conn.fetchrow(query.text, *query.args(values))

@@ -31,6 +31,8 @@ from queuectl import procs
 from queuectl.backends import wakeup
 from queuectl.backends.base import Exchanged, FinishResult, OnLost, OnProgress, QueueProbe
 from queuectl.backends.bookkeeping import (
+    MINUTES_KEPT_MS,
+    Tallies,
     counts_by_state,
     decide_finishes,
     duplicate_job,
@@ -250,14 +252,20 @@ class SqliteBackend(SqlStore, WebReads, OperatorWrites):
             for worker in dead_workers:
                 conn.execute(SQL["expire_worker_leases"], {"worker": worker})
                 conn.execute(SQL["deregister_worker"], {"id": worker})
+            conn.execute(SQL["forget_minutes"], {"before": now - MINUTES_KEPT_MS})
             rows = conn.execute(SQL["select_expired"], {"now": now}).fetchall()
             if not rows:
                 return []
             lost = [lost_from_row(r) for r in rows]
+            tallies = Tallies()
             for args in recovery_records(lost, _policy(conn), on_lost):
                 args.update(host=host, now=now)
-                conn.execute(SQL["recover_attempt"], args)
+                ended = conn.execute(SQL["recover_attempt"], args).fetchone()
                 conn.execute(SQL["recover_job"], args)
+                if ended is not None:
+                    duration = now - ended["started_at"]
+                    tallies.add(ended["queue"], args["tally"], duration, outcome="lost", now=now)
+            _write_tallies(conn, tallies)
             return lost
 
         return await self._call(lambda c: transaction(c, body))
@@ -408,15 +416,30 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
     decisions = decide_finishes(finishes, lambda: _policy(conn))
     held: dict[str, str] = {}
+    tallies = Tallies()
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
-        conn.execute(SQL["finish_attempt"], args)
+        ended = conn.execute(SQL["finish_attempt"], args).fetchone()
         row = conn.execute(SQL["finish_job"], args).fetchone()
         if row is not None:
-            held[row[0]] = row[1]
+            held[row["id"]] = row["state"]
+            if ended is not None:
+                duration = now - ended["started_at"]
+                # A state other than the one decided: a cancel request was in force.
+                how = args["tally"] if row["state"] == args["state"] else args["cancel_tally"]
+                tallies.add(row["queue"], how, duration, outcome=args["outcome"], now=now)
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
+    _write_tallies(conn, tallies)
     return finish_results(finishes, decisions, held, now)
+
+
+def _write_tallies(conn: sqlite3.Connection, tallies: Tallies) -> None:
+    """The finished-attempt counters, in the transaction that finished the attempts."""
+    if tallies:
+        conn.executemany(SQL["count_finished"], tallies.count_rows())
+        conn.executemany(SQL["count_duration"], tallies.duration_rows())
+        conn.executemany(SQL["count_minute"], tallies.minute_rows())
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -44,7 +45,13 @@ class OperatorWrites:
     async def cancel(self, job_ids: Sequence[str], *, now: int) -> CancelResult:
         def body(conn: sqlite3.Connection) -> CancelResult:
             plan = operations.plan_cancel(job_ids, _states(conn, job_ids))
-            conn.executemany(SQL["cancel_waiting"], [{"id": i, "now": now} for i in plan.cancelled])
+            queues = Counter(
+                conn.execute(SQL["cancel_waiting"], {"id": i, "now": now}).fetchone()[0]
+                for i in plan.cancelled
+            )
+            conn.executemany(
+                SQL["count_cancelled_waiting"], [{"queue": q, "n": n} for q, n in queues.items()]
+            )
             conn.executemany(SQL["request_cancel"], [{"id": i, "now": now} for i in plan.requested])
             return plan
 

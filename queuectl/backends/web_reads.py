@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from queuectl.backends.base import JobsPage
+from queuectl.backends.base import FinishedTotals, JobsPage
 from queuectl.backends.rows import job_from_row
 from queuectl.backends.store import Row
 from queuectl.models import JobState, Outcome
@@ -86,3 +86,12 @@ class WebReads:
     async def oldest_due(self, queue: str, *, now: int) -> int | None:
         rows = await self._rows("web_oldest_due", {"queue": queue, "now": now})
         return int(rows[0]["next_run_at"]) if rows else None
+
+    async def finished_totals(self) -> FinishedTotals:
+        totals = FinishedTotals()
+        for r in await self._rows("web_finished_totals", {}):
+            totals.counts.setdefault(r["queue"], {})[r["outcome"]] = int(r["n"])
+        for r in await self._rows("web_durations", {}):
+            totals.buckets.setdefault(r["queue"], {})[int(r["le_ms"])] = int(r["n"])
+            totals.sum_ms[r["queue"]] = totals.sum_ms.get(r["queue"], 0) + int(r["sum_ms"])
+        return totals

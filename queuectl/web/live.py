@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two reads of the snapshot while a page is open.
 POLL_S = 1.0
+#: Seconds between two store reads of a live job page's follow when the poller saw no
+#: change: a backstop for a change the snapshot cannot show (a retried job that was
+#: claimed again between two polls). Changes wake the follow at once.
+FOLLOW_POLL_S = 2.0
 #: The event that tells a page's stream to end (the server is stopping).
 CLOSE = "close"
 #: Rendered fragments kept for the current generation.
@@ -86,6 +90,9 @@ class Hub:
         inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         self._subscribers.add(inbox)
         if not self.running:
+            # A new poller speaks at its first read, changed or not: a page takes its
+            # first event as where it starts from.
+            self._key = None
             self._task = asyncio.create_task(self._poll(), name="queuectl-web-poller")
         elif self.snapshot is not None or self.error is not None:
             inbox.put_nowait(self.message())
@@ -93,11 +100,35 @@ class Hub:
             yield inbox
         finally:
             self._subscribers.discard(inbox)
-            if not self._subscribers and self._task is not None:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-                self._task = None
+            if not self._subscribers:
+                await self._stop_poller()
+
+    async def _stop_poller(self) -> None:
+        """Stop the poller; forgotten first, so a page that opens while it stops starts
+        a new one (and this one's end cannot forget that new one: it would run for ever)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def changes(self) -> Callable[[], bool]:
+        """A test that says yes once each time the poller has seen the store move.
+
+        ``Queue.follow`` takes it as ``changed``: a live job page re-reads its attempt
+        when the shared poller saw a change, not on a timer of its own.
+        """
+        seen = self.generation
+
+        def changed() -> bool:
+            nonlocal seen
+            if self.generation == seen:
+                return False
+            seen = self.generation
+            return True
+
+        return changed
 
     def message(self) -> str:
         """The event a page gets: the generation and the numbers it shows in place."""

@@ -1,26 +1,31 @@
 """``/metrics``: the store's numbers in Prometheus' text format.
 
 Every scrape reads the store (a few indexed reads: the kept per-queue counters,
-the live workers, the oldest due job of each queue), then a ``Collector`` turns
-that reading into metric families. Nothing is counted in this process, so every
-``web`` process over one store reports the same numbers.
-
-Not here yet: ``queuectl_jobs_finished_total{queue,outcome}`` and
-``queuectl_job_duration_seconds{queue}``. They must be counters that never go
-down, kept by the store in the transaction that finishes an attempt; counting the
-attempts table would go down after ``purge``, so it is not offered in their place.
+the finished-attempt counters, the live workers, the oldest due job of each queue),
+then a ``Collector`` turns that reading into metric families. Nothing is counted in
+this process, so every ``web`` process over one store reports the same numbers, and
+``queuectl_jobs_finished_total`` and ``queuectl_job_duration_seconds`` never go
+down: the store keeps them in the transaction that finishes each attempt, apart from
+the attempts table that ``purge`` and ``rm`` shrink.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from queuectl.backends.base import FinishedTotals
+from queuectl.backends.bookkeeping import DURATION_BOUNDS_MS, OVER_MS, TALLIES
 from queuectl.models import JobState
 from queuectl.queue import Queue
 
@@ -31,6 +36,7 @@ class Reading:
     workers: int
     oldest_due_s: dict[str, float]
     paused: dict[str, bool]
+    finished: FinishedTotals
 
 
 async def read(queue: Queue) -> Reading:
@@ -44,6 +50,7 @@ async def read(queue: Queue) -> Reading:
         oldest_due_s={q: ages.get(q, 0.0) for q in queues},
         # Queues cannot be paused yet (issue 11 brings `queue pause`): all 0 until then.
         paused=dict.fromkeys(queues, False),
+        finished=await queue.finished_totals(),
     )
 
 
@@ -79,6 +86,38 @@ class StoreCollector(Collector):
         for name, age in r.oldest_due_s.items():
             due.add_metric([name], age)
         yield due
+        yield from finished_families(r.finished, r.queues)
+
+
+def finished_families(totals: FinishedTotals, queues: Iterable[str]) -> Iterator[Metric]:
+    """The finished-attempt counter and the duration histogram, every queue and outcome
+    present (zeros too), so a rate over them never starts from a missing series."""
+    names = sorted({*queues, *totals.counts, *totals.buckets})
+    finished = CounterMetricFamily(
+        "queuectl_jobs_finished",
+        "Attempts finished, by how they ended (failed: will be retried).",
+        labels=["queue", "outcome"],
+    )
+    durations = HistogramMetricFamily(
+        "queuectl_job_duration_seconds",
+        "How long finished attempts ran.",
+        labels=["queue"],
+    )
+    for name in names:
+        counts = totals.counts.get(name, {})
+        for outcome in TALLIES:
+            finished.add_metric([name, outcome], counts.get(outcome, 0))
+        per_bucket = totals.buckets.get(name, {})
+        running = 0
+        buckets: list[tuple[str, float]] = []
+        for bound in DURATION_BOUNDS_MS:
+            running += per_bucket.get(bound, 0)
+            # As prometheus_client writes its own bounds: "0.01", "1.0", "3600.0".
+            buckets.append((str(bound / 1000), running))
+        buckets.append(("+Inf", running + per_bucket.get(OVER_MS, 0)))
+        durations.add_metric([name], buckets, totals.sum_ms.get(name, 0) / 1000)
+    yield finished
+    yield durations
 
 
 async def exposition(queue: Queue) -> tuple[bytes, str]:

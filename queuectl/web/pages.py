@@ -24,7 +24,7 @@ from queuectl.models import JobState
 from queuectl.queue import cut_notice
 from queuectl.web import chart, words
 from queuectl.web.app import BadRequest, web_of
-from queuectl.web.live import CLOSE, read_snapshot
+from queuectl.web.live import CLOSE, FOLLOW_POLL_S, read_snapshot
 
 #: Jobs per page of the jobs and dead-letter lists.
 PAGE_SIZE = 50
@@ -220,12 +220,17 @@ async def output_stream(request: Request) -> Response:
     async def follow() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         say = functools.partial(_put, events, "notice")
-        try:
-            async for chunk in web.queue.follow(job_id, number, notice=say):
-                events.put_nowait(("message", decoder.decode(chunk)))
-            events.put_nowait(("message", decoder.decode(b"", final=True)))
-        except QueueCtlError as exc:
-            events.put_nowait(("notice", str(exc)))
+        # The shared poller runs while this stream is open and wakes the follow when
+        # the store moves; between changes the follow reads the store every 2 s.
+        async with web.hub.subscribe():
+            try:
+                async for chunk in web.queue.follow(
+                    job_id, number, notice=say, poll_s=FOLLOW_POLL_S, changed=web.hub.changes()
+                ):
+                    events.put_nowait(("message", decoder.decode(chunk)))
+                events.put_nowait(("message", decoder.decode(b"", final=True)))
+            except QueueCtlError as exc:
+                events.put_nowait(("notice", str(exc)))
         events.put_nowait(("end", "{}"))
 
     async def stream() -> AsyncIterator[str]:

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.timeout(150)
 def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None:
+    """Issue 4's workloads; the dashboard's (``web``) has a test of its own below."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [
@@ -29,6 +30,8 @@ def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None
             str(ROOT / "scripts" / "bench.py"),
             "--quick",
             "--no-peers",
+            "--only",
+            "W1a,W1b,W2,W3,W4,W5,W6",
             "--jobs",
             "30",
             "--w6-jobs",
@@ -100,3 +103,49 @@ def test_quick_bench_on_postgres_runs_beside_sqlite(tmp_path: Path) -> None:
         pg._fetch, pg.require(), "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_%'"
     )
     assert schemas == []
+
+
+@pytest.mark.timeout(320)
+def test_quick_web_bench_runs_alone_and_writes_its_figures(tmp_path: Path) -> None:
+    """``--only web``: the dashboard's latency, memory, store reads and its effect on W2/W4."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--quick",
+            "--no-peers",
+            "--only",
+            "web",
+            "--jobs",
+            "30",
+            "--w6-jobs",
+            "2000",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data) >= {"meta", "targets", "web"} and "W2" not in data
+    web = data["web"]
+    urls = {"/", "/jobs", "/jobs/later-500", "/api/jobs", "/metrics"}
+    for label in ("empty", "full"):
+        assert set(web[label]["latency_ms"]) == urls
+        assert all(s["p50"] > 0 for s in web[label]["latency_ms"].values())
+        assert 0 < web[label]["rss_idle_mib"] <= web[label]["rss_peak_mib"]
+    assert web["full"]["jobs"] == 2000 and set(web["ratio"]) == urls
+    reads = web["store_reads"]
+    # Statements are counted in the web process: none without a page, some with one.
+    assert reads["idle_0_pages"] == 0 and reads["idle_1_pages"] > 0
+    assert reads["busy_20_pages_fragments"] > 0
+    workers = web["workers"]
+    assert set(workers["w2_jobs_per_s"]) == {"alone", "dashboard"}
+    assert set(workers["w4_ms"]["dashboard"]) == {"p50", "p99", "max"}
+    assert any(t["target"] == "web idle RSS MiB" for t in data["targets"])
+    assert "GET /metrics" in result.stdout

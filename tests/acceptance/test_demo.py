@@ -77,3 +77,7 @@ def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str
     }
     for state, n in counts.items():
         assert any(line.split()[:2] == [state, str(n)] for line in last.splitlines()), last
+
+    # Then it says how to open the dashboard over the same database.
+    assert f"QUEUECTL_DB={db_path} queuectl web" in out
+    assert "http://127.0.0.1:8787/" in out

@@ -847,3 +847,123 @@ class TestCancelRaces:
             await _invariants(backend, clock, [c.job.id for c in claims], "w1")
         finally:
             await other.aclose()
+
+
+class TestFinishedCounters:
+    """``queuectl_jobs_finished_total`` and ``queuectl_job_duration_seconds`` come from
+    counters the store keeps in the transaction that finishes an attempt."""
+
+    async def _finish_one_of_each(self, backend: Any, clock: FrozenClock) -> None:
+        now = clock()
+        await backend.enqueue(
+            [
+                job("ok", now, queue="mail"),
+                job("retry", now, max_retries=1),
+                job("dead", now, max_retries=0),
+                job("stop", now),
+                job("lost", now, max_retries=0),
+            ],
+            now=now,
+        )
+        claims = {c.job.id: c for c in await claim(backend, now, n=4, lease_ms=600_000)}
+        [lost] = await claim(backend, now, worker="w2", lease_ms=5_000)
+        assert set(claims) == {"ok", "retry", "dead", "stop"} and lost.job.id == "lost"
+        assert (await finish(backend, claims["ok"], OK, clock.advance(0.007))).held
+        assert (await finish(backend, claims["retry"], FAIL, clock.advance(0.293))).held
+        assert (await finish(backend, claims["dead"], FAIL, clock.advance(1.7))).held
+        # Lost at 5 s: the lease ran out, the reaper counts the attempt as lost.
+        [gone] = await backend.recover(now=clock.advance(3.001))
+        assert gone.job_id == "lost"
+        stopped = ExecutionResult(interrupted=True)
+        assert (await finish(backend, claims["stop"], stopped, clock.advance(65))).held
+        # A finish whose fence no longer holds changes nothing, counters included.
+        assert not (await finish(backend, claims["ok"], OK, clock())).held
+
+    async def test_each_finished_attempt_counts_once_by_how_it_ended(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        empty = await backend.finished_totals()
+        assert (empty.counts, empty.buckets, empty.sum_ms) == ({}, {}, {})
+        await self._finish_one_of_each(backend, clock)
+        totals = await backend.finished_totals()
+        assert totals.counts == {
+            "mail": {"completed": 1},
+            "default": {"failed": 1, "dead": 1, "lost": 1, "interrupted": 1},
+        }
+        # 7 ms, 300 ms, 2 s, 5.001 s and 70.001 s, each in the smallest bucket that holds it.
+        assert totals.buckets == {
+            "mail": {10: 1},
+            "default": {500: 1, 2_500: 1, 10_000: 1, 300_000: 1},
+        }
+        assert totals.sum_ms == {"mail": 7, "default": 300 + 2_000 + 5_001 + 70_001}
+
+    async def test_the_counters_never_go_down(self, backend: Any, clock: FrozenClock) -> None:
+        await self._finish_one_of_each(backend, clock)
+        before = await backend.finished_totals()
+        # Every job and attempt removed (as purge and rm do), the store reopened.
+        await _delete_all_jobs(backend)
+        await _compact_counters(backend)
+        other = await reopen(backend)
+        try:
+            after = await other.finished_totals()
+            assert (after.counts, after.buckets, after.sum_ms) == (
+                before.counts,
+                before.buckets,
+                before.sum_ms,
+            )
+            now = clock.advance(1)
+            await other.enqueue([job("again", now, queue="mail")], now=now)
+            [c] = await claim(other, now)
+            await finish(other, c, OK, clock.advance(0.02))
+            assert (await other.finished_totals()).counts["mail"] == {"completed": 2}
+            assert (await other.finished_totals()).buckets["mail"] == {10: 1, 25: 1}
+        finally:
+            await other.aclose()
+
+    async def test_attempts_per_minute_feed_the_chart_and_old_minutes_are_dropped(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        start = clock()  # a whole minute
+        await self._finish_one_of_each(backend, clock)
+        found = sorted(await backend.finished_by_minute(start - 60_000))
+        # The attempt's own outcome, in the minute it ended (the stop came at +70 s).
+        assert found == [
+            (start, Outcome.COMPLETED, 1),
+            (start, Outcome.FAILED, 2),
+            (start, Outcome.LOST, 1),
+            (start + 60_000, Outcome.INTERRUPTED, 1),
+        ]
+        assert await backend.finished_by_minute(start + 60_000) == [
+            (start + 60_000, Outcome.INTERRUPTED, 1)
+        ]
+        if isinstance(backend, SqliteBackend):
+            # The reaper's sweep forgets minutes older than two hours.
+            await backend.recover(now=clock.advance(2 * 3600 + 61))
+        else:
+            # Folding the delta rows drops minutes older than two hours (server clock).
+            async with backend._conn() as conn:
+                await conn.execute("UPDATE finished_minutes SET minute = 60000")
+            await _compact_counters(backend)
+        assert await backend.finished_by_minute(0) == []
+
+
+async def _delete_all_jobs(backend: Any) -> None:
+    if isinstance(backend, SqliteBackend):
+        await backend._call(lambda c: c.executescript("DELETE FROM attempts; DELETE FROM jobs;"))
+    else:
+        async with backend._conn() as conn:
+            await conn.execute("DELETE FROM attempts; DELETE FROM jobs")
+
+
+async def _compact_counters(backend: Any) -> None:
+    """PostgreSQL's reaper folds the counters' delta rows; the sums stay the same."""
+    if isinstance(backend, SqliteBackend):
+        return
+    from queuectl.backends.bookkeeping import MINUTES_KEPT_MS
+    from queuectl.backends.postgres import SQL
+
+    compact = SQL["compact_counters"]
+    async with backend._conn() as conn:
+        await conn.execute(compact.text, *compact.args({"kept_ms": MINUTES_KEPT_MS}))
+        rows = await conn.fetchval("SELECT count(*) FROM finished_counts")
+    assert rows == 5  # one row per (queue, outcome)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from queuectl.backends import open_backend
-from queuectl.backends.postgres import SQL, PostgresBackend
-from queuectl.backends.postgres_conn import migrate, parse_target
+from queuectl.backends.postgres import BUCKETS, SQL, PostgresBackend
+from queuectl.backends.postgres_conn import MIGRATIONS, migrate, parse_target
 from queuectl.clock import now_ms
 from queuectl.exceptions import BackendError, NotAQueueDatabase
 from queuectl.models import ExecutionResult, Finish, JobState, NewJob, WorkerInfo
@@ -186,6 +186,7 @@ async def test_the_claim_walks_its_index_and_checks_due_times_there(
         "lease_ms": 1000,
         "channel": pgstore.channel,
         "config": None,
+        "buckets": BUCKETS,
         **start_columns([], []),
         **finish_columns([], []),
     }
@@ -207,7 +208,7 @@ class TestMigrations:
         for s in stores:
             await s.aclose()
         rows = pg_schema.fetch("SELECT version FROM schema_version ORDER BY version")
-        assert [r["version"] for r in rows] == [1, 2, 3]
+        assert [r["version"] for r in rows] == [number for number, _ in MIGRATIONS]
 
     async def test_an_older_schema_is_migrated_in_place_keeping_its_jobs(
         self, pg_url: str, pg_schema: pg.Schema
@@ -250,6 +251,50 @@ async def _migrate_to(target: Any, version: int) -> None:
         await migrate(conn, target, upto=version)
     finally:
         await conn.close()
+
+
+async def test_the_counters_are_seeded_from_the_attempts_already_kept(pg_url: str) -> None:
+    import asyncpg
+
+    from queuectl.backends.postgres_conn import settings
+    from tests.integration.test_sqlite_migrations import (
+        SEEDED,
+        SEEDED_BUCKETS,
+        SEEDED_COUNTS,
+        SEEDED_MINUTES,
+    )
+
+    target = parse_target(pg_url)
+    await _migrate_to(target, 2)
+    t = 1_800_000_000_000
+    conn = await asyncpg.connect(target.dsn, server_settings=settings(target.schema))
+    try:
+        for job_id, state, claims in sorted({(r[0], r[1], r[2]) for r in SEEDED}):
+            await conn.execute(
+                "INSERT INTO jobs (id, command, state, max_retries, created_at, updated_at,"
+                " claims, attempts) VALUES ($1, 'x', $2, 1, $3, $3, $4, $4)",
+                job_id,
+                state,
+                t,
+                claims,
+            )
+        await conn.executemany(
+            "INSERT INTO attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)"
+            " VALUES ($1, $2, 'w', $3, $4, $5)",
+            [(r[0], r[3], t, t + r[5], r[4]) for r in SEEDED],
+        )
+    finally:
+        await conn.close()
+    backend = await PostgresBackend.open(pg_url)
+    try:
+        totals = await backend.finished_totals()
+        minutes = sorted((m, o.value, n) for m, o, n in await backend.finished_by_minute(0))
+    finally:
+        await backend.aclose()
+    assert minutes == SEEDED_MINUTES
+    assert totals.counts == SEEDED_COUNTS
+    assert totals.buckets == SEEDED_BUCKETS
+    assert totals.sum_ms == {"default": sum(r[5] for r in SEEDED)}
 
 
 class TestWakeUps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -188,3 +189,65 @@ async def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
     backend = await SqliteBackend.open(str(target))
     await backend.aclose()
     assert _header(target) == (APPLICATION_ID, SCHEMA_VERSION)
+
+
+#: Attempts a store held before it kept counters: (job, state, claims, attempt, outcome,
+#: duration ms). d1 died on its second attempt; r1 waits for a retry.
+SEEDED = [
+    ("c1", "completed", 1, 1, "completed", 5),
+    ("d1", "dead", 2, 1, "failed", 30),
+    ("d1", "dead", 2, 2, "timed_out", 7_200_000),
+    ("r1", "failed", 2, 1, "lost", 5_001),
+    ("r1", "failed", 2, 2, "spawn_failed", 0),
+]
+SEEDED_COUNTS = {"default": {"completed": 1, "failed": 2, "dead": 1, "lost": 1}}
+SEEDED_BUCKETS = {"default": {10: 2, 50: 1, 10_000: 1, 1 << 62: 1}}
+#: The chart's minutes (attempts of the last two hours; these are in the future).
+SEEDED_MINUTES = [
+    (T, "completed", 1),
+    (T, "failed", 1),
+    (T, "lost", 1),
+    (T, "spawn_failed", 1),
+    (T + 7_200_000, "timed_out", 1),
+]
+
+
+async def test_the_counters_are_seeded_from_the_attempts_already_kept(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        assert migrate(conn, target=6) == 0
+        for job_id, state, claims in {(r[0], r[1], r[2]) for r in SEEDED}:
+            conn.execute(
+                "INSERT INTO jobs (id, command, state, max_retries, created_at, updated_at,"
+                " claims, attempts) VALUES (?, 'x', ?, 1, ?, ?, ?, ?)",
+                (job_id, state, T, T, claims, claims),
+            )
+        conn.executemany(
+            "INSERT INTO attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)"
+            " VALUES (?, ?, 'w', ?, ?, ?)",
+            [(r[0], r[3], T, T + r[5], r[4]) for r in SEEDED],
+        )
+    finally:
+        conn.close()
+    backend = await SqliteBackend.open(str(db_path))
+    try:
+        totals = await backend.finished_totals()
+        minutes = sorted((m, o.value, n) for m, o, n in await backend.finished_by_minute(0))
+    finally:
+        await backend.aclose()
+    assert minutes == SEEDED_MINUTES
+    assert totals.counts == SEEDED_COUNTS
+    assert totals.buckets == SEEDED_BUCKETS
+    assert totals.sum_ms == {"default": sum(r[5] for r in SEEDED)}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_the_seeding_migrations_use_the_buckets_of_bookkeeping(dialect: str) -> None:
+    from queuectl.backends.bookkeeping import BUCKETS_MS, DURATION_BOUNDS_MS
+    from queuectl.sql import migrations
+
+    [script] = [text for _, text in migrations(dialect) if "duration_buckets" in text]
+    listed = re.search(r"'[\[{]([\d,\s]+)[\]}]'", script)
+    assert listed is not None
+    bounds = tuple(int(b) for b in listed.group(1).replace("\n", "").split(","))
+    assert bounds in (DURATION_BOUNDS_MS, BUCKETS_MS)

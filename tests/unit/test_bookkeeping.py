@@ -18,6 +18,7 @@ from queuectl.models import (
     JobState,
     LostAttempt,
     NewJob,
+    Outcome,
     ProcessStart,
     StopMode,
 )
@@ -89,6 +90,7 @@ def test_finish_records_carry_the_delay_and_results_the_time_on_the_callers_cloc
         2_000,
         "exit code 3",
     )
+    assert (ok["tally"], bad["tally"]) == ("completed", "failed")
     results = bookkeeping.finish_results(finishes, decisions, {"bad": "failed"}, now=50_000)
     assert [(r.held, r.next_run_at) for r in results] == [(False, None), (True, 52_000)]
     # A cancel request in force wrote "cancelled" instead: no retry time then.
@@ -116,6 +118,7 @@ def test_a_lost_attempt_runs_on_lost_first_and_says_which_worker_stopped() -> No
             "delay_ms": 2_000,
             "error": "worker lost: w1 stopped heartbeating",
             "cancel_state": "cancelled",
+            "tally": "lost",
         },
         {
             "id": "b",
@@ -124,6 +127,7 @@ def test_a_lost_attempt_runs_on_lost_first_and_says_which_worker_stopped() -> No
             "delay_ms": None,
             "error": "worker lost: unknown stopped heartbeating",
             "cancel_state": "cancelled",
+            "tally": "lost",
         },
     ]
 
@@ -212,3 +216,68 @@ def test_counts_name_every_state() -> None:
         [{"state": "dead", "n": 2}, {"state": "failed", "n": None}]
     )
     assert counts == {s: (2 if s is JobState.DEAD else 0) for s in JobState}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "counted"),
+    [
+        (Outcome.COMPLETED, JobState.COMPLETED, "completed"),
+        (Outcome.FAILED, JobState.FAILED, "failed"),
+        (Outcome.FAILED, JobState.DEAD, "dead"),
+        (Outcome.TIMED_OUT, JobState.DEAD, "dead"),
+        (Outcome.SPAWN_FAILED, JobState.FAILED, "failed"),
+        (Outcome.LOST, JobState.DEAD, "lost"),
+        (Outcome.LOST, JobState.FAILED, "lost"),
+        (Outcome.INTERRUPTED, JobState.PENDING, "interrupted"),
+    ],
+)
+def test_each_attempts_end_counts_under_one_outcome(
+    outcome: Outcome, state: JobState, counted: str
+) -> None:
+    assert bookkeeping.tally(outcome, state) == counted
+    assert counted in bookkeeping.TALLIES
+
+
+def test_a_duration_falls_in_the_smallest_bucket_that_holds_it() -> None:
+    assert bookkeeping.BUCKETS_MS[0] == 10 and bookkeeping.DURATION_BOUNDS_MS[-1] == 3_600_000
+    assert [bookkeeping.bucket_ms(ms) for ms in (0, 10, 11, 999, 1_000, 3_600_000)] == [
+        10,
+        10,
+        25,
+        1_000,
+        1_000,
+        3_600_000,
+    ]
+    assert bookkeeping.bucket_ms(3_600_001) == bookkeeping.OVER_MS
+
+
+def test_tallies_sum_one_transactions_increments_per_row() -> None:
+    tallies = bookkeeping.Tallies()
+    assert not tallies
+    ended = [
+        ("a", "completed", 5, 60_001),
+        ("a", "completed", 7, 119_999),
+        ("b", "dead", -3, 120_000),
+    ]
+    for queue, tally, ms, now in ended:
+        tallies.add(queue, tally, ms, outcome=tally.replace("dead", "failed"), now=now)
+    assert sorted(tallies.count_rows(), key=str) == sorted(
+        [{"queue": "a", "tally": "completed", "n": 2}, {"queue": "b", "tally": "dead", "n": 1}],
+        key=str,
+    )
+    # A negative duration (clocks of two hosts) counts as 0.
+    assert sorted(tallies.duration_rows(), key=str) == sorted(
+        [
+            {"queue": "a", "le_ms": 10, "n": 2, "sum_ms": 12},
+            {"queue": "b", "le_ms": 10, "n": 1, "sum_ms": 0},
+        ],
+        key=str,
+    )
+    # The chart's minutes: the attempt's own outcome in the minute it ended.
+    assert sorted(tallies.minute_rows(), key=str) == sorted(
+        [
+            {"minute": 60_000, "outcome": "completed", "n": 2},
+            {"minute": 120_000, "outcome": "failed", "n": 1},
+        ],
+        key=str,
+    )

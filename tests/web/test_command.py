@@ -137,3 +137,31 @@ def test_other_commands_do_not_import_the_web_stack(db: str) -> None:
         timeout=120,
     )
     assert "WEB=[]" in result.stderr, result.stderr
+
+
+@pytest.mark.sqlite_only
+async def test_connections_are_served_without_nagle_delays() -> None:
+    """Kept-alive answers (headers and body are two writes) must not wait for a delayed
+    ACK: every accepted connection has TCP_NODELAY, as asyncio sets it on TCP sockets."""
+    import asyncio
+
+    from queuectl.cli.web import _bind
+
+    listening = _bind("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+    try:
+        port = listening.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(accepted, 10) != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import queuectl.queue as queue_module
+from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState
 from queuectl.queue import Queue
 from queuectl.web.live import Hub
+from tests.helpers import WorkerProcess
 
 
 async def test_twenty_pages_share_one_poller(queue: Queue) -> None:
@@ -107,3 +113,116 @@ async def test_finished_per_minute_fills_the_hour(queue: Queue) -> None:
     assert len(minutes) == 60
     assert all(counts == {} for _, counts in minutes)
     assert minutes[1][0] - minutes[0][0] == 60_000
+
+
+async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_live_job_page_reads_the_store_when_the_poller_sees_a_change(
+    queue: Queue, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follow hung on the shared poller: no store reads of its own on a timer (the
+    terminal's follow reads twice every 0.1 s), and it still ends as soon as the
+    poller sees the attempt finish, long before its own 30 s backstop."""
+    go = tmp_path / "go"
+    command = f"echo first; while [ ! -e {go} ]; do sleep 0.05; done; echo second"
+    await queue.enqueue({"id": "slow", "command": command})
+    reads = 0
+    real = queue.backend.attempt_output
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(queue.backend, "attempt_output", counting)
+    hub = Hub(queue, poll_s=0.1)
+    with WorkerProcess(db, "--count", "1"):
+
+        async def running() -> bool:
+            return (await queue.get("slow")).state is JobState.PROCESSING
+
+        await _until(running)
+        async with hub.subscribe():
+            chunks: list[bytes] = []
+            follow = queue.follow("slow", poll_s=30.0, changed=hub.changes())
+            chunks.append(await asyncio.wait_for(anext(follow), 10))
+            reads_at_start = reads
+            await asyncio.sleep(1.0)
+            # One second of a live page: its follow read the spool file, not the store
+            # (only a change the poller saw, e.g. a heartbeat, may cost one read).
+            assert reads - reads_at_start <= 2, reads - reads_at_start
+            go.touch()
+            started = asyncio.get_running_loop().time()
+            async for chunk in follow:
+                chunks.append(chunk)
+            assert asyncio.get_running_loop().time() - started < 10
+        assert b"".join(chunks) == b"first\nsecond\n"
+
+
+async def test_follow_reads_the_store_at_its_poll_interval(queue: Queue) -> None:
+    await queue.enqueue({"id": "waits", "command": "true", "delay": 3600})
+    reads = 0
+    real = queue.backend.attempt_output
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real(*args, **kwargs)
+
+    queue.backend.attempt_output = counting  # type: ignore[method-assign]
+    notices: list[str] = []
+    follow = queue.follow("waits", notice=notices.append, poll_s=0.5)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(anext(follow), 1.2)
+    # A job that has not started: read at once, then every 0.5 s (not every 0.1 s).
+    assert 2 <= reads <= 4, reads
+    assert notices == ["job waits is pending; waiting for it to start"]
+    with pytest.raises(QueueCtlError, match="poll interval must be positive"):
+        await anext(queue.follow("waits", poll_s=0))
+
+
+def _pollers() -> list[asyncio.Task[object]]:
+    return [
+        t for t in asyncio.all_tasks() if t.get_name() == "queuectl-web-poller" and not t.done()
+    ]
+
+
+@pytest.mark.sqlite_only
+async def test_a_page_opened_while_the_last_one_closes_leaves_one_poller(queue: Queue) -> None:
+    """However a new page's stream interleaves with the last one's end, one poller runs
+    while any page is open and none after (a leaked poller read the store for ever)."""
+    hub = Hub(queue, poll_s=0.02)
+    for steps in range(8):
+        last = hub.subscribe()
+        await last.__aenter__()
+        await asyncio.sleep(0.03)
+        closing = asyncio.create_task(last.__aexit__(None, None, None))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        new = hub.subscribe()
+        await new.__aenter__()
+        await closing
+        await asyncio.sleep(0.05)
+        assert len(_pollers()) == 1, steps
+        await new.__aexit__(None, None, None)
+        await asyncio.sleep(0)
+        assert _pollers() == [], steps
+
+
+async def test_a_page_opened_after_every_page_closed_hears_the_snapshot_at_once(
+    queue: Queue,
+) -> None:
+    """The page's script takes its first event as where it starts from; without one it
+    would miss the first change (the poller only speaks when the snapshot changes)."""
+    hub = Hub(queue, poll_s=0.05)
+    async with hub.subscribe() as inbox:
+        await asyncio.wait_for(inbox.get(), 5)
+    assert not hub.running
+    async with hub.subscribe() as inbox:
+        first = json.loads(await asyncio.wait_for(inbox.get(), 5))
+    assert first["jobs"]["pending"] == 0 and first["generation"] >= 1

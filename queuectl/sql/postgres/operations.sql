@@ -10,8 +10,16 @@ SELECT id, state FROM jobs WHERE id = ANY (:ids::text[]);
 SELECT id, state FROM jobs WHERE id = ANY (:ids::text[]) ORDER BY id FOR UPDATE;
 
 -- name: cancel_waiting
-UPDATE jobs SET state = 'cancelled', next_run_at = NULL, updated_at = queuectl_now_ms(:clock)
- WHERE id = ANY (:ids::text[]) AND state IN ('pending', 'failed');
+-- A cancelled job that never ran counts in queuectl_jobs_finished_total too (a delta
+-- row, folded by the reaper like the others).
+WITH cancelled AS (
+    UPDATE jobs SET state = 'cancelled', next_run_at = NULL,
+                    updated_at = queuectl_now_ms(:clock)
+     WHERE id = ANY (:ids::text[]) AND state IN ('pending', 'failed')
+    RETURNING queue
+)
+INSERT INTO finished_counts (queue, outcome, n)
+SELECT queue, 'cancelled', count(*) FROM cancelled GROUP BY queue;
 
 -- name: request_cancel
 -- The first request's time is kept; the worker holding the lease acts on it.

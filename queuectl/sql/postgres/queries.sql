@@ -62,9 +62,11 @@ f AS (
                          :f_output::bytea[], :f_output_size::bigint[], :f_state::text[],
                          :f_delay_ms::bigint[], :f_refund::int[], :f_host::text[],
                          :f_pid::int[], :f_pgid::int[], :f_proc_start::text[],
-                         :f_log_path::text[], :f_slot::int[], :f_cancel_state::text[])
+                         :f_log_path::text[], :f_slot::int[], :f_cancel_state::text[],
+                         :f_tally::text[], :f_cancel_tally::text[])
         AS f (id, token, outcome, exit_code, signal, error, output, output_size, state,
-              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot, cancel_state)
+              delay_ms, refund, host, pid, pgid, proc_start, log_path, slot, cancel_state,
+              tally, cancel_tally)
 ),
 -- A cancel request in force turns the end into f.cancel_state (retry.if_cancel_requested).
 finished AS (
@@ -77,7 +79,7 @@ finished AS (
       FROM f, c
      WHERE j.id = f.id AND j.claims = f.token AND j.worker_id = :worker
        AND j.state = 'processing' AND (SELECT fresh FROM ok)
-    RETURNING j.id, j.claims, j.state
+    RETURNING j.id, j.claims, j.state, j.queue
 ),
 finished_attempts AS (
     UPDATE attempts AS a
@@ -88,6 +90,28 @@ finished_attempts AS (
            log_path = coalesce(f.log_path, a.log_path), slot = coalesce(f.slot, a.slot)
       FROM finished AS d JOIN f ON f.id = d.id, c
      WHERE a.job_id = d.id AND a.attempt = d.claims
+    -- A state other than the one decided: a cancel request was in force.
+    RETURNING d.queue, CASE WHEN d.state = f.state THEN f.tally ELSE f.cancel_tally END AS tally,
+              greatest(c.now - a.started_at, 0) AS ms, f.outcome,
+              c.now / 60000 * 60000 AS minute
+),
+minutes AS (
+    INSERT INTO finished_minutes (minute, outcome, n)
+    SELECT minute, outcome, count(*) FROM finished_attempts GROUP BY minute, outcome
+),
+-- The finished-attempt counters (bookkeeping.tally decided the outcome; :buckets
+-- are bookkeeping.BUCKETS_MS), as delta rows in this same statement.
+tallied AS (
+    INSERT INTO finished_counts (queue, outcome, n)
+    SELECT queue, tally, count(*) FROM finished_attempts GROUP BY queue, tally
+),
+timed AS (
+    INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
+    SELECT queue, le, count(*), sum(ms)
+      FROM (SELECT queue, ms, (SELECT min(b) FROM unnest(:buckets::bigint[]) AS b
+                                WHERE b >= ms) AS le
+              FROM finished_attempts) AS x
+     GROUP BY queue, le
 ),
 counted AS (
     UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
@@ -182,8 +206,9 @@ SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 r AS (
     SELECT * FROM unnest(:r_id::text[], :r_token::int[], :r_state::text[],
-                         :r_delay_ms::bigint[], :r_error::text[], :r_cancel_state::text[])
-        AS r (id, token, state, delay_ms, error, cancel_state)
+                         :r_delay_ms::bigint[], :r_error::text[], :r_cancel_state::text[],
+                         :r_tally::text[])
+        AS r (id, token, state, delay_ms, error, cancel_state, tally)
 ),
 att AS (
     -- This host's orphans were killed (on_lost) before this commit: forget their
@@ -193,6 +218,27 @@ att AS (
            pgid = CASE WHEN a.host = :host THEN NULL ELSE a.pgid END
       FROM r, c
      WHERE a.job_id = r.id AND a.attempt = r.token AND a.finished_at IS NULL
+    RETURNING a.job_id, r.tally, greatest(c.now - a.started_at, 0) AS ms,
+              c.now / 60000 * 60000 AS minute
+),
+ended AS (
+    SELECT j.queue, att.tally, att.ms FROM att JOIN jobs AS j ON j.id = att.job_id
+),
+minutes AS (
+    INSERT INTO finished_minutes (minute, outcome, n)
+    SELECT minute, 'lost', count(*) FROM att GROUP BY minute
+),
+tallied AS (
+    INSERT INTO finished_counts (queue, outcome, n)
+    SELECT queue, tally, count(*) FROM ended GROUP BY queue, tally
+),
+timed AS (
+    INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
+    SELECT queue, le, count(*), sum(ms)
+      FROM (SELECT queue, ms, (SELECT min(b) FROM unnest(:buckets::bigint[]) AS b
+                                WHERE b >= ms) AS le
+              FROM ended) AS x
+     GROUP BY queue, le
 ),
 upd AS (
     -- A job whose cancel was requested is cancelled, not retried (r.cancel_state).
@@ -216,6 +262,32 @@ DELETE FROM workers WHERE id = ANY (:workers::text[]);
 WITH gone AS (DELETE FROM job_counts RETURNING queue, state, n)
 INSERT INTO job_counts (queue, state, n)
 SELECT queue, state, sum(n) FROM gone GROUP BY queue, state HAVING sum(n) <> 0;
+
+-- name: counter_rows
+-- How many delta rows the reaper would fold (compact_counts, compact_counters).
+SELECT (SELECT count(*) FROM job_counts) AS jobs,
+       (SELECT count(*) FROM finished_counts) + (SELECT count(*) FROM duration_buckets)
+           + (SELECT count(*) FROM finished_minutes) AS finished;
+
+-- name: compact_counters
+-- Fold the finished-attempt deltas into one row per key, as compact_counts does.
+WITH gone AS (DELETE FROM finished_counts RETURNING queue, outcome, n),
+kept AS (
+    INSERT INTO finished_counts (queue, outcome, n)
+    SELECT queue, outcome, sum(n) FROM gone GROUP BY queue, outcome HAVING sum(n) <> 0
+),
+gone_minutes AS (DELETE FROM finished_minutes RETURNING minute, outcome, n),
+-- The chart shows the last hour: minutes older than two hours are dropped here.
+kept_minutes AS (
+    INSERT INTO finished_minutes (minute, outcome, n)
+    SELECT minute, outcome, sum(n) FROM gone_minutes
+     WHERE minute >= queuectl_now_ms(NULL) - :kept_ms::bigint
+     GROUP BY minute, outcome HAVING sum(n) <> 0
+),
+gone_durations AS (DELETE FROM duration_buckets RETURNING queue, le_ms, n, sum_ms)
+INSERT INTO duration_buckets (queue, le_ms, n, sum_ms)
+SELECT queue, le_ms, sum(n), sum(sum_ms) FROM gone_durations GROUP BY queue, le_ms
+HAVING sum(n) <> 0;
 
 -- name: requeue_dead
 UPDATE jobs
@@ -404,8 +476,10 @@ SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs
 SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
 
 -- name: web_finished_by_minute
-SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attempts
- WHERE finished_at >= :since::bigint AND outcome IS NOT NULL
+-- Kept per minute by the finishing statements (delta rows, folded by the reaper):
+-- an hour is a few hundred rows, however many attempts ended in it.
+SELECT minute, outcome, sum(n)::bigint AS n FROM finished_minutes
+ WHERE minute >= :since::bigint
  GROUP BY minute, outcome;
 
 -- name: web_oldest_due
@@ -413,3 +487,11 @@ SELECT next_run_at FROM jobs
  WHERE state IN ('pending', 'failed') AND next_run_at > 0 AND next_run_at <= :now::bigint
    AND queue = :queue
  ORDER BY next_run_at LIMIT 1;
+
+-- name: web_finished_totals
+-- Sums the delta rows (the reaper keeps them few: compact_counters).
+SELECT queue, outcome, sum(n)::bigint AS n FROM finished_counts GROUP BY queue, outcome;
+
+-- name: web_durations
+SELECT queue, le_ms, sum(n)::bigint AS n, sum(sum_ms)::bigint AS sum_ms FROM duration_buckets
+ GROUP BY queue, le_ms;

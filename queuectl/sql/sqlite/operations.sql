@@ -7,7 +7,13 @@ SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: cancel_waiting
 UPDATE jobs SET state = 'cancelled', next_run_at = NULL, updated_at = :now
- WHERE id = :id AND state IN ('pending', 'failed');
+ WHERE id = :id AND state IN ('pending', 'failed')
+RETURNING queue;
+
+-- name: count_cancelled_waiting
+-- A cancelled job that never ran counts in queuectl_jobs_finished_total too.
+INSERT INTO finished_counts (queue, outcome, n) VALUES (:queue, 'cancelled', :n)
+ON CONFLICT (queue, outcome) DO UPDATE SET n = n + excluded.n;
 
 -- name: request_cancel
 -- The first request's time is kept; the worker holding the lease acts on it.

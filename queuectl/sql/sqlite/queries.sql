@@ -80,7 +80,8 @@ UPDATE attempts
  WHERE job_id = :id AND attempt = :token
    AND EXISTS (SELECT 1 FROM jobs
                 WHERE id = :id AND claims = :token AND worker_id = :worker
-                  AND state = 'processing');
+                  AND state = 'processing')
+RETURNING started_at;
 
 -- name: finish_job
 -- A cancel request in force (cancel_requested_at) turns the end into :cancel_state
@@ -92,7 +93,24 @@ UPDATE jobs
        last_error = :error, exit_code = :exit_code, worker_id = NULL, lease_until = NULL,
        updated_at = :now
  WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
-RETURNING id, state;
+RETURNING id, state, queue;
+
+-- name: count_finished
+-- In the transaction that finished the attempts (bookkeeping.tally decided how).
+INSERT INTO finished_counts (queue, outcome, n) VALUES (:queue, :tally, :n)
+ON CONFLICT (queue, outcome) DO UPDATE SET n = n + excluded.n;
+
+-- name: count_duration
+INSERT INTO duration_buckets (queue, le_ms, n, sum_ms) VALUES (:queue, :le_ms, :n, :sum_ms)
+ON CONFLICT (queue, le_ms) DO UPDATE SET n = n + excluded.n, sum_ms = sum_ms + excluded.sum_ms;
+
+-- name: count_minute
+INSERT INTO finished_minutes (minute, outcome, n) VALUES (:minute, :outcome, :n)
+ON CONFLICT (minute, outcome) DO UPDATE SET n = n + excluded.n;
+
+-- name: forget_minutes
+-- The chart shows the last hour; older minutes go with the reaper's sweep.
+DELETE FROM finished_minutes WHERE minute < :before;
 
 -- name: count_done
 UPDATE workers SET jobs_done = jobs_done + :n WHERE id = :worker;
@@ -138,7 +156,8 @@ SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a
 UPDATE attempts
    SET finished_at = :now, outcome = 'lost', error = :error,
        pgid = CASE WHEN host = :host THEN NULL ELSE pgid END
- WHERE job_id = :id AND attempt = :token AND finished_at IS NULL;
+ WHERE job_id = :id AND attempt = :token AND finished_at IS NULL
+RETURNING started_at, (SELECT queue FROM jobs WHERE id = :id) AS queue;
 
 -- name: stray_attempts
 -- Attempts recorded on :host whose process group may still exist although no
@@ -307,13 +326,19 @@ SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs INDEXED BY jobs
 SELECT queue, state, n FROM job_counts;
 
 -- name: web_finished_by_minute
--- Covered by attempts_finished: never reads the attempt rows or their output.
-SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attempts
- WHERE finished_at >= :since AND outcome IS NOT NULL
- GROUP BY minute, outcome;
+-- Kept per minute by the finishing transactions: an hour is at most a few hundred
+-- rows, however many attempts ended in it.
+SELECT minute, outcome, n FROM finished_minutes WHERE minute >= :since;
 
 -- name: web_oldest_due
 -- Walks jobs_due in time order up to the first job of the queue.
 SELECT next_run_at FROM jobs INDEXED BY jobs_due
  WHERE state IN ('pending', 'failed') AND next_run_at <= :now AND queue = :queue
  ORDER BY next_run_at LIMIT 1;
+
+-- name: web_finished_totals
+SELECT queue, outcome, sum(n) AS n FROM finished_counts GROUP BY queue, outcome;
+
+-- name: web_durations
+SELECT queue, le_ms, sum(n) AS n, sum(sum_ms) AS sum_ms FROM duration_buckets
+ GROUP BY queue, le_ms;
