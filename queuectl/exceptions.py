@@ -57,3 +57,15 @@ class NotAQueueDatabase(BackendError):
 
 class SchemaTooNew(BackendError):
     """The database was written by a newer queuectl."""
+
+
+class InvalidSchedule(QueueCtlError):
+    """The schedule is not valid."""
+
+
+class ScheduleNotFound(QueueCtlError):
+    """No such schedule."""
+
+
+class DuplicateSchedule(QueueCtlError):
+    """A schedule with this name already exists."""

@@ -43,6 +43,7 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
+from queuectl.schedules import Schedules
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -126,6 +127,8 @@ class Queue:
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock
+        #: ``schedule add/list/rm/pause/resume/run`` and the workers' firing (SPEC §8).
+        self.schedules = Schedules(backend, clock=clock, config=self.config)
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -25,6 +25,7 @@ from queuectl.cli.app import (
     stderr_is_terminal,
 )
 from queuectl.cli.config import config
+from queuectl.cli.schedule import schedule, take_job_flags
 from queuectl.cli.web import web
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
@@ -383,6 +384,8 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
 cli.add_command(worker)
 cli.add_command(config)
 cli.add_command(web)
+take_job_flags(enqueue)
+cli.add_command(schedule)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
