@@ -186,7 +186,10 @@ class PostgresBackend(SqlStore, WebReads):
         return rows[0] if rows else None
 
     async def _rows(self, name: str, values: Mapping[str, Any]) -> list[asyncpg.Record]:
-        return await self._fetch(name, **values)
+        # Not through ``_fetch``: a value may be called ``name`` (a schedule's).
+        query = SQL[name]
+        async with self._conn() as conn:
+            return await conn.fetch(query.text, *query.args(dict(values)))  # type: ignore[no-any-return]
 
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
