@@ -59,7 +59,7 @@ def normalize(expr: str) -> str:
             names = ", ".join(NICKNAMES)
             raise CronError(f"unknown cron name {expr!r}; use five fields or one of {names}")
         return fields
-    parts = text.split(" ")
+    parts = text.split()
     if len(parts) != 5:
         raise CronError(
             f"cron expression {expr!r} has {len(parts)} field(s); "
