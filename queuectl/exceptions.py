@@ -23,6 +23,10 @@ class ConfigError(QueueCtlError):
     """The configuration is not valid."""
 
 
+class InvalidOption(QueueCtlError):
+    """An option's value is not valid."""
+
+
 class JobNotFound(QueueCtlError):
     """No such job."""
 
@@ -69,3 +73,7 @@ class ScheduleNotFound(QueueCtlError):
 
 class DuplicateSchedule(QueueCtlError):
     """A schedule with this name already exists."""
+
+
+class NoDatabase(BackendError):
+    """No database exists there yet (a read-only open never creates one)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from queuectl.clock import MAX_MS, parse_when, seconds_to_ms
 from queuectl.config import MAX_INT, QueueConfig
+from queuectl.durations import parse_seconds
 from queuectl.exceptions import InvalidJob
 from queuectl.models import NewJob
 
@@ -152,13 +153,8 @@ def _int(value: object, lo: int, hi: int) -> int:
 
 
 def _seconds(value: object, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number of seconds, got {json.dumps(value)}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"must be a number of seconds {'>=' if allow_zero else '>'} 0")
-    if value > MAX_TIMEOUT_S:
-        raise ValueError(f"must be at most {MAX_TIMEOUT_S:g} seconds")
-    return float(value)
+    """A number of seconds or a duration string (``"15m"``), SPEC §7."""
+    return parse_seconds(value, allow_zero=allow_zero, hi=MAX_TIMEOUT_S)
 
 
 def _text(value: object, what: str, *, max_len: int | None = None) -> str:
@@ -171,6 +167,11 @@ def _text(value: object, what: str, *, max_len: int | None = None) -> str:
     if max_len is not None and len(value) > max_len:
         raise ValueError(f"must be at most {max_len} characters long")
     return value
+
+
+def validate_queue(value: object) -> str:
+    """A queue name, for a job's ``queue`` and a worker's ``--queue`` alike."""
+    return _queue_name(value)
 
 
 def _queue_name(value: object) -> str:

@@ -102,7 +102,7 @@ async def schedule_list(app: App, as_json: bool) -> None:
     Example:
       queuectl schedule list --json
     """
-    schedules = await (await app.queue()).schedules.list()
+    schedules = await (await app.queue(create=False)).schedules.list()
     if as_json:
         from queuectl.records import schedule_record
 

@@ -82,7 +82,7 @@ BAD_JOBS = {
     # timeout
     "timeout-zero": _job(timeout=0),
     "timeout-negative": _job(timeout=-1),
-    "timeout-text": _job(timeout="5"),
+    "timeout-text": _job(timeout="5x"),
     "timeout-nan": '{"command": "x", "timeout": NaN}',
     "timeout-true": _job(timeout=True),
     # priority
@@ -109,7 +109,7 @@ BAD_JOBS = {
     "run-at-far": _job(run_at=1e300),
     "delay-and-run-at": _job(run_at="2030-01-01T00:00:00Z", delay=5),
     "delay-negative": _job(delay=-1),
-    "delay-text": _job(delay="5"),
+    "delay-text": _job(delay="1.5.h"),
     "delay-infinity": '{"command": "x", "delay": Infinity}',
     # queue, cwd, unknown fields
     "queue-empty": _job(queue=""),

@@ -198,7 +198,8 @@ def test_status_on_a_database_that_does_not_exist_yet(tmp_path: Path) -> None:
     status = cli_json(fresh, "status")
     assert status["jobs"] == {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "dead": 0}
     assert status["workers"] == 0
-    assert fresh.exists()
+    # A read never creates it (SPEC §5): a mistyped path must not become an empty queue.
+    assert not fresh.parent.parent.exists()
 
 
 def test_config_json(db_path: Path) -> None:

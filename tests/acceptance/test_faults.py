@@ -212,7 +212,9 @@ class TestReadOnly:
             assert "read-only" in line, line
         assert _all_files(folder) == before
         for missing in (folder / "new.db", folder / "sub" / "queue.db"):
-            assert "read-only" in assert_one_error(run_cli(missing, "status"))
+            # A writer must create it, and cannot (a read never tries: SPEC §5).
+            line = assert_one_error(run_cli(missing, "config", "set", "max-retries", "1"))
+            assert "read-only" in line, line
 
 
 def test_full_disk_enqueue_fails_whole_and_keeps_what_was_there(tmp_path: Path, mounts: Mounts):
