@@ -92,7 +92,7 @@ def take_job_flags(enqueue: click.Command) -> None:
             schedule_add.params.append(param)
 
 
-@schedule.command("list")
+@schedule.command("list", short_help="List schedules: next and last fire, skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 async def schedule_list(app: App, as_json: bool) -> None:
@@ -143,29 +143,44 @@ def _table(out: Any, schedules: list[Schedule]) -> Any:
     return out.table(columns, rows, empty="no schedules")
 
 
-@schedule.command("rm")
+@schedule.command("rm", short_help="Remove a schedule (its jobs stay).")
 @click.argument("name")
 @pass_app
 async def schedule_rm(app: App, name: str) -> None:
-    """Remove schedule NAME; the jobs it made stay."""
+    """Remove schedule NAME; the jobs it made stay.
+
+    \b
+    Example:
+      queuectl schedule rm nightly
+    """
     await (await app.queue()).schedules.remove(name)
     click.echo(f"removed schedule {name}")
 
 
-@schedule.command("pause")
+@schedule.command("pause", short_help="Stop making jobs until resumed.")
 @click.argument("name")
 @pass_app
 async def schedule_pause(app: App, name: str) -> None:
-    """Stop making jobs for NAME until `schedule resume`."""
+    """Stop making jobs for NAME until `schedule resume`.
+
+    \b
+    Example:
+      queuectl schedule pause nightly
+    """
     await (await app.queue()).schedules.pause(name)
     click.echo(f"paused schedule {name}")
 
 
-@schedule.command("resume")
+@schedule.command("resume", short_help="Make jobs again from the next fire time.")
 @click.argument("name")
 @pass_app
 async def schedule_resume(app: App, name: str) -> None:
-    """Make jobs for NAME again, from its next fire time (paused ones are not made)."""
+    """Make jobs for NAME again, from its next fire time (paused ones are not made).
+
+    \b
+    Example:
+      queuectl schedule resume nightly
+    """
     schedules = (await app.queue()).schedules
     await schedules.resume(name)
     resumed = await schedules.get(name)
@@ -179,6 +194,10 @@ async def schedule_run(app: App, name: str) -> None:
     """Make NAME's job now, whatever its overlap rule; prints the job's id.
 
     Its fire time is now (to the second), and it counts as the schedule's last fire.
+
+    \b
+    Example:
+      queuectl schedule run nightly
     """
     job_id = await (await app.queue()).schedules.run(name)
     sys.stdout.write(f"{job_id}\n")
