@@ -30,11 +30,11 @@ from queuectl.backends.bookkeeping import schedule_gone
 from queuectl.clock import Clock, to_iso
 from queuectl.config import QueueConfig
 from queuectl.exceptions import (
-    BackendError,
     DuplicateJob,
     InvalidJob,
     InvalidSchedule,
     NotAQueueDatabase,
+    QueueCtlError,
     ScheduleNotFound,
 )
 from queuectl.jobspec import MANAGED_FIELDS, RawJob, build_jobs, parse_input, to_new_job
@@ -278,7 +278,8 @@ async def run_scheduler(
             report = await schedules.fire_due(config())
         except NotAQueueDatabase:
             raise
-        except BackendError as exc:
+        except QueueCtlError as exc:
+            # The store is unreachable or locked for now: the fire times stay due.
             log.warning("schedules: cannot fire (%s)", exc)
         else:
             _log_fires(report, worker_id)
