@@ -75,16 +75,16 @@ async def cli(ctx: click.Context, db: str | None) -> None:
     "--delay",
     type=Duration(),
     metavar="D",
-    help="Start no sooner than D (30, 90s, 15m, 2h, 7d) (with -c).",
+    help="Start after D: 30, 90s, 15m, 2h, 7d (with -c).",
 )
 @click.option(
-    "--run-at", metavar="TIME", help="Start no sooner than TIME: ISO-8601 or Unix s (with -c)."
+    "--run-at", metavar="TIME", help="Start at TIME or later: ISO-8601 or Unix s (with -c)."
 )
 @click.option(
     "--timeout",
     type=Duration(allow_zero=False),
     metavar="D",
-    help="Kill the attempt after D (seconds, or 90s, 15m, 2h) (with -c).",
+    help="Kill an attempt after D: 30, 90s, 15m, 2h (with -c).",
 )
 @click.option("--queue", metavar="Q", help="Named queue; default: default (with -c).")
 @click.option(
