@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
@@ -44,7 +44,9 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
-from queuectl.schedules import Schedules
+
+if TYPE_CHECKING:
+    from queuectl.schedules import Schedules
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -196,6 +198,9 @@ class Queue:
     @property
     def schedules(self) -> Schedules:
         """``schedule add/list/rm/pause/resume/run`` (SPEC §8), over the store as it is now."""
+        # Imported here: cron arithmetic and zone data are not needed by `enqueue`.
+        from queuectl.schedules import Schedules
+
         return Schedules(self.backend, clock=self.clock, config=self.config)
 
     async def enqueue_text(self, text: str, *, progress: Progress | None = None) -> list[Job]:
