@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -13,6 +14,8 @@ from queuectl.models import Overlap, Schedule
 
 #: ``enqueue`` options that are not fields of the job, so not of a template either.
 _NOT_JOB_FLAGS = frozenset({"job_json", "command", "as_json", "skip_duplicates"})
+#: Job flags a template may not use: accepted only to be refused, so not in --help.
+_REFUSED_FLAGS = frozenset({"job_id", "delay", "run_at", "after", "after_mode"})
 
 
 @click.group()
@@ -84,11 +87,15 @@ async def schedule_add(
 def take_job_flags(enqueue: click.Command) -> None:
     """Give ``schedule add`` every job flag of ``enqueue``: one list, one meaning.
 
-    Flags a template may not use (``--id``, ``--delay`` …) are taken too, so that
-    they are refused with the same words as those fields in JOB_JSON.
+    Flags a template may not use (``--id``, ``--delay`` …) are taken too, hidden
+    from ``--help``, so that they are refused with the same words as those fields
+    in JOB_JSON.
     """
     for param in enqueue.params:
         if isinstance(param, click.Option) and param.name not in _NOT_JOB_FLAGS:
+            if param.name in _REFUSED_FLAGS:
+                param = copy.copy(param)
+                param.hidden = True
             schedule_add.params.append(param)
 
 
