@@ -271,6 +271,7 @@ async def run_scheduler(
     matters when a wake-up was lost. It runs beside the slots and never holds up
     a claim.
     """
+    warned: set[str] = set()
     while True:
         changed.clear()
         wait_s = POLL_S
@@ -282,7 +283,7 @@ async def run_scheduler(
             # The store is unreachable or locked for now: the fire times stay due.
             log.warning("schedules: cannot fire (%s)", exc)
         else:
-            _log_fires(report, worker_id)
+            _log_fires(report, worker_id, warned)
             if report.next_at is not None:
                 wait_s = min(wait_s, max((report.next_at - schedules.clock()) / 1000, _MIN_WAIT_S))
         with contextlib.suppress(TimeoutError):
@@ -290,7 +291,7 @@ async def run_scheduler(
                 await changed.wait()
 
 
-def _log_fires(report: FireReport, worker_id: str) -> None:
+def _log_fires(report: FireReport, worker_id: str, warned: set[str]) -> None:
     for fire, done in report.fired:
         extra: dict[str, object] = {
             "action": "schedule_fired",
@@ -315,4 +316,7 @@ def _log_fires(report: FireReport, worker_id: str) -> None:
                 extra=extra,
             )
     for name, reason in report.failed:
-        log.warning("schedule %s cannot fire on this host: %s", name, reason)
+        # Once per worker: it stays due (another host may make it), so it comes back.
+        if name not in warned:
+            warned.add(name)
+            log.warning("schedule %s cannot fire on this host: %s", name, reason)

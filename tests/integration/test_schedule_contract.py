@@ -285,3 +285,20 @@ async def test_kill_9_during_a_fire_loses_nothing_and_makes_nothing_twice(
     assert (await s.fire_due(CONFIG)).fired == []
     assert await job_ids(backend) == [made.job_id]
     assert (await s.get("k")).skipped == 0
+
+
+async def test_a_schedule_this_host_cannot_plan_is_reported_and_stays_due(
+    backend: Any, at: FrozenClock
+) -> None:
+    """A zone missing from this host's database: no job, no crash, another host may make it."""
+    from dataclasses import replace
+
+    s = schedules(backend, at)
+    good = await s.add("ok", "* * * * *", {"command": "true"}, tz="UTC")
+    await backend.add_schedule(replace(good, name="odd", tz="Nowhere/Land"))
+    at.advance(60)
+    report = await s.fire_due(CONFIG)
+    assert [name for name, _ in report.failed] == ["odd"]
+    assert "unknown time zone" in report.failed[0][1]
+    assert [f.name for f, d in report.fired if d.job_id] == ["ok"]
+    assert [d.name for d in (await backend.due_schedules(now=at())).due] == ["odd"]
