@@ -67,5 +67,17 @@ class SchemaTooNew(BackendError):
     """The database was written by a newer queuectl."""
 
 
+class InvalidSchedule(QueueCtlError):
+    """The schedule is not valid."""
+
+
+class ScheduleNotFound(QueueCtlError):
+    """No such schedule."""
+
+
+class DuplicateSchedule(QueueCtlError):
+    """A schedule with this name already exists."""
+
+
 class NoDatabase(BackendError):
     """No database exists there yet (a read-only open never creates one)."""

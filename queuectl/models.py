@@ -300,3 +300,64 @@ class JobChanges:
             v is None
             for v in (self.priority, self.queue, self.max_retries, self.timeout_s, self.next_run_at)
         )
+
+
+class Overlap(StrEnum):
+    """What a schedule does at a fire time while its previous job is unfinished."""
+
+    #: Skip the fire time (and count it) while the previous job is pending, failed
+    #: or processing.
+    SKIP = "skip"
+    #: Make the job anyway.
+    ALLOW = "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A stored schedule: a cron expression in a zone, and the job it makes."""
+
+    name: str
+    cron: str
+    tz: str
+    overlap: Overlap
+    paused: bool
+    #: The job template as an enqueue object (only the fields given).
+    job: dict[str, object]
+    #: The next fire time not yet handled (kept while paused; shown as none).
+    next_fire_at: int | None
+    last_fire_at: int | None
+    last_job_id: str | None
+    #: Fire times that made no job: missed while no worker ran, or skipped by overlap.
+    skipped: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One fire of a due schedule, as a worker asks the store to make it.
+
+    The store makes it only if the schedule still waits for ``due_at`` (it was not
+    handled elsewhere meanwhile), and then, in the same transaction, moves the
+    schedule on to ``next_at`` and counts ``missed``.
+    """
+
+    name: str
+    #: The schedule's ``created_at``: a schedule removed and added again is another one.
+    created_at: int
+    due_at: int
+    next_at: int | None
+    missed: int
+    fire_at: int
+    job: NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What the store made of a ``Fire``."""
+
+    #: ``False`` when another worker handled that fire time first (or the schedule
+    #: was paused or removed): nothing changed.
+    handled: bool
+    #: The job made, ``None`` when the fire time was skipped (or not handled).
+    job_id: str | None = None

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
@@ -51,6 +51,9 @@ from queuectl.operate import QueueOperations
 FOLLOW_POLL_S = 0.1
 #: How often ``follow`` reads a running attempt's spool file: a local file, no store read.
 _SPOOL_READ_S = 0.1
+
+if TYPE_CHECKING:
+    from queuectl.schedules import Schedules
 _STOP_POLL_S = 0.1
 #: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).
 WEB_SCAN = 5000
@@ -199,6 +202,14 @@ class Queue(QueueOperations):
 
     async def config(self) -> QueueConfig:
         return from_stored(await self.backend.get_config())
+
+    @property
+    def schedules(self) -> Schedules:
+        """``schedule add/list/rm/pause/resume/run`` (SPEC §8), over the store as it is now."""
+        # Imported here: cron arithmetic and zone data are not needed by `enqueue`.
+        from queuectl.schedules import Schedules
+
+        return Schedules(self.backend, clock=self.clock, config=self.config)
 
     async def enqueue_text(self, text: str, *, progress: Progress | None = None) -> list[Job]:
         """Enqueue an object, an array of objects, or JSON Lines, all or nothing.

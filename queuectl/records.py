@@ -10,7 +10,7 @@ import sys
 from typing import Any, TypedDict
 
 from queuectl.clock import to_iso
-from queuectl.models import RUNNABLE_STATES, Attempt, Job, WorkerInfo
+from queuectl.models import RUNNABLE_STATES, Attempt, Job, Schedule, WorkerInfo
 
 
 class JobRecord(TypedDict):
@@ -115,6 +115,35 @@ def worker_record(worker: WorkerInfo) -> WorkerRecord:
         "count": worker.count,
         "jobs_done": worker.jobs_done,
         "queues": list(worker.queues) or None,
+    }
+
+
+class ScheduleRecord(TypedDict):
+    name: str
+    cron: str
+    tz: str
+    paused: bool
+    overlap: str
+    next_fire_at: str | None
+    last_fire_at: str | None
+    last_job_id: str | None
+    skipped: int
+    job: dict[str, Any]
+
+
+def schedule_record(schedule: Schedule) -> ScheduleRecord:
+    """SPEC §8's keys, exactly; ``next_fire_at`` is ``null`` while paused."""
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "tz": schedule.tz,
+        "paused": schedule.paused,
+        "overlap": schedule.overlap.value,
+        "next_fire_at": None if schedule.paused else to_iso(schedule.next_fire_at),
+        "last_fire_at": to_iso(schedule.last_fire_at),
+        "last_job_id": schedule.last_job_id,
+        "skipped": schedule.skipped,
+        "job": dict(schedule.job),
     }
 
 

@@ -14,6 +14,8 @@ Inside one ``TaskGroup`` run:
 * ``reaper``: recovers attempts of dead workers: at once for a worker of this host
   whose process is gone, and for any worker once its lease has run out. It kills
   what is left of a lost attempt on this host before the job becomes claimable.
+* ``scheduler``: makes the due jobs of schedules (``schedules.Schedules.fire_due``),
+  sleeping until the next fire time or until a schedule changes.
 
 A store that cannot be reached never ends a worker: every task waits, reconnects
 and goes on. A crash of a side task takes the worker down loudly (that is what
@@ -63,6 +65,7 @@ from queuectl.models import (
 )
 from queuectl.private import make_dirs
 from queuectl.pump import Pump
+from queuectl.schedules import Schedules, run_scheduler
 from queuectl.signals import STOP_SIGNALS, on_signals
 from queuectl.transitions import (
     CANCELLED,
@@ -118,6 +121,7 @@ class Worker:
         self._started_at = 0
         self._beat_now = asyncio.Event()
         self._fenced: set[tuple[str, int]] = set()
+        self._schedules_changed = asyncio.Event()
 
     @property
     def info(self) -> WorkerInfo:
@@ -192,6 +196,15 @@ class Worker:
                 group.create_task(self._fence_loop(), name="fence"),
                 group.create_task(self._reaper_loop(), name="reaper"),
                 group.create_task(self._retention_loop(), name="retention"),
+                group.create_task(
+                    run_scheduler(
+                        Schedules(self.backend, clock=self.clock, config=self._config),
+                        config=lambda: self.config,
+                        changed=self._schedules_changed,
+                        worker_id=self.id,
+                    ),
+                    name="scheduler",
+                ),
             ]
             slots = [
                 group.create_task(self._slot(i), name=f"slot-{i}")
@@ -202,6 +215,9 @@ class Worker:
             await pump_task
             for task in side:
                 task.cancel()
+
+    async def _config(self) -> QueueConfig:
+        return self.config
 
     def stop(self, mode: StopMode = StopMode.GRACEFUL) -> None:
         """Stop claiming; with ``StopMode.NOW`` also kill the running commands."""
@@ -228,6 +244,9 @@ class Worker:
         self.stop(StopMode.GRACEFUL)
 
     def _on_wake(self, message: bytes) -> None:
+        if message == wakeup.SCHEDULE:
+            self._schedules_changed.set()
+            return
         if self._pump is not None:
             self._pump.arm()
         if message in (wakeup.STOP, wakeup.CANCEL):

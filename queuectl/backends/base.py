@@ -23,6 +23,8 @@ from queuectl.models import (
     Attempt,
     Claim,
     Finish,
+    Fire,
+    Fired,
     Heartbeat,
     Job,
     JobChanges,
@@ -32,6 +34,7 @@ from queuectl.models import (
     Outcome,
     ProcessStart,
     RunningJob,
+    Schedule,
     StopMode,
     WorkerInfo,
 )
@@ -409,8 +412,84 @@ class WebReader(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class DueSchedules:
+    """What the workers' scheduler reads: what is due now, and when to look again."""
+
+    #: The store's clock when it read (PostgreSQL: the server's), to plan fires by.
+    store_now: int
+    due: list[Schedule]
+    #: The earliest fire time after ``store_now`` of an active schedule, moved onto
+    #: the caller's clock (for its timer); ``None`` when there is none.
+    next_at: int | None
+
+
+class ScheduleStore(Protocol):
+    """Schedules (SPEC §8): the rows, and the one transaction that makes a fire."""
+
+    async def add_schedule(self, schedule: Schedule) -> None:
+        """Store a new schedule; ``DuplicateSchedule`` if the name is taken (nothing changes)."""
+        ...
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        ...
+
+    async def get_schedule(self, name: str) -> Schedule | None: ...
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete the schedule (its jobs stay); ``False`` if there was none."""
+        ...
+
+    async def pause_schedule(self, name: str, *, now: int) -> bool:
+        """Stop firing until resumed; ``False`` if there is no such schedule."""
+        ...
+
+    async def resume_schedule(self, name: str, *, next_fire_at: int | None, now: int) -> bool:
+        """Fire again from ``next_fire_at`` (if it was paused); ``False`` if there is none."""
+        ...
+
+    async def due_schedules(self, *, now: int) -> DueSchedules:
+        """The active schedules whose next fire time has come, by the store's clock.
+
+        Reads an index of the active schedules' next fire times, never the jobs.
+        """
+        ...
+
+    async def fire(self, fire: Fire, *, now: int) -> Fired:
+        """Make one fire time of a schedule, exactly once however many workers race.
+
+        One transaction: a compare-and-set moves the schedule from ``fire.due_at``
+        to ``fire.next_at`` (only if it still waits for ``due_at``, is the same
+        schedule and is not paused; otherwise nothing changes and ``handled`` is
+        ``False``); then, unless the overlap rule holds it back
+        (``bookkeeping.fire_makes``), ``fire.job`` is inserted (an id that exists
+        already counts as made); then the skipped fire times are counted. A worker
+        killed midway leaves nothing: the fire time is still due for the others.
+        """
+        ...
+
+    async def run_schedule(
+        self, name: str, created_at: int, job: NewJob, *, fire_at: int, now: int
+    ) -> None:
+        """``schedule run``: insert ``job`` and record it as the last fire, at ``fire_at``.
+
+        One transaction; ``ScheduleNotFound`` if the schedule is gone (or was added
+        again since it was read), ``DuplicateJob`` if the id exists: nothing changes.
+        """
+        ...
+
+
 class Backend(
-    JobStore, JobOperations, JobReader, WorkerRegistry, ConfigStore, Notifier, WebReader, Protocol
+    JobStore,
+    JobOperations,
+    JobReader,
+    WorkerRegistry,
+    ConfigStore,
+    Notifier,
+    WebReader,
+    ScheduleStore,
+    Protocol,
 ):
     """A job store: SQLite (``backends.sqlite``) or PostgreSQL (``backends.postgres``)."""
 

@@ -14,21 +14,31 @@ module as delays; each dialect adds them to its own clock.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from queuectl.backends.base import FinishResult, OnLost
 from queuectl.config import from_stored
-from queuectl.exceptions import DuplicateJob, InvalidTransition, JobNotFound
+from queuectl.exceptions import (
+    DuplicateJob,
+    DuplicateSchedule,
+    InvalidTransition,
+    JobNotFound,
+    ScheduleNotFound,
+)
 from queuectl.models import (
     Finish,
+    Fire,
     Heartbeat,
     JobState,
     LostAttempt,
     NewJob,
     Outcome,
+    Overlap,
     ProcessStart,
+    Schedule,
     StopMode,
 )
 from queuectl.retry import RetryDecision, RetryPolicy, decide, if_cancel_requested
@@ -335,3 +345,77 @@ def counts_by_state(rows: Iterable[Mapping[str, Any]]) -> dict[JobState, int]:
     """Rows of ``state`` and ``n`` as a count for every state, zeros included."""
     by_name = {r["state"]: r["n"] for r in rows}
     return {s: int(by_name.get(s.value) or 0) for s in JobState}
+
+
+#: States in which a schedule's previous job holds back the next one (``overlap: skip``).
+UNFINISHED_STATES = frozenset(
+    {JobState.PENDING.value, JobState.FAILED.value, JobState.PROCESSING.value}
+)
+
+
+def schedule_values(schedule: Schedule) -> dict[str, Any]:
+    """The stored values of a new schedule (``insert_schedule``)."""
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "tz": schedule.tz,
+        "overlap": schedule.overlap.value,
+        "paused": 1 if schedule.paused else 0,
+        "job": json.dumps(schedule.job, separators=(",", ":")),
+        "next_fire_at": schedule.next_fire_at,
+        "now": schedule.created_at,
+    }
+
+
+def fire_claim_values(fire: Fire, now: int) -> dict[str, Any]:
+    """The compare-and-set of ``fire_claim``: the fire time must still be the one read."""
+    return {
+        "name": fire.name,
+        "created_at": fire.created_at,
+        "due_at": fire.due_at,
+        "next_at": fire.next_at,
+        "now": now,
+    }
+
+
+def fire_makes(overlap: str, previous_state: str | None) -> bool:
+    """Whether a fire time makes its job, given the state of the schedule's previous job.
+
+    ``overlap: skip`` holds a fire time back while that job is unfinished (SPEC §8);
+    a previous job that was removed holds nothing back.
+    """
+    return overlap == Overlap.ALLOW.value or previous_state not in UNFINISHED_STATES
+
+
+def fire_done_values(fire: Fire, made: str | None) -> dict[str, Any]:
+    """What a handled fire leaves on its schedule (``fire_done``).
+
+    Every fire time that made no job counts as skipped: the ``missed`` ones before
+    it, and this one too when the overlap rule held it back. ``made`` is the job's
+    id (it may already have existed: ``schedule run`` in the same second).
+    """
+    return {
+        "name": fire.name,
+        "skipped": fire.missed + (0 if made else 1),
+        "fire_at": fire.fire_at if made else None,
+        "job_id": made,
+    }
+
+
+def run_values(name: str, created_at: int, job_id: str, fire_at: int, now: int) -> dict[str, Any]:
+    """``schedule run``: its job counts as the schedule's last fire (``run_claim``)."""
+    return {
+        "name": name,
+        "created_at": created_at,
+        "job_id": job_id,
+        "fire_at": fire_at,
+        "now": now,
+    }
+
+
+def schedule_gone(name: str) -> ScheduleNotFound:
+    return ScheduleNotFound(f"no schedule named {name!r}")
+
+
+def duplicate_schedule(name: str) -> DuplicateSchedule:
+    return DuplicateSchedule(f"a schedule named {name!r} already exists")

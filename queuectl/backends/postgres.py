@@ -57,10 +57,15 @@ from queuectl.backends.bookkeeping import (
     decide_finishes,
     duplicate_job,
     finish_results,
+    fire_claim_values,
+    fire_done_values,
+    fire_makes,
     heartbeat_answer,
     not_requeued,
     policy_from_stored,
     recovery_records,
+    run_values,
+    schedule_gone,
 )
 from queuectl.backends.postgres_conn import (
     Listener,
@@ -88,7 +93,17 @@ from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.clock import now_ms
 from queuectl.exceptions import BackendError, DuplicateJob, StoreUnreachable
-from queuectl.models import Claim, Heartbeat, Job, JobState, LostAttempt, NewJob, WorkerInfo
+from queuectl.models import (
+    Claim,
+    Fire,
+    Fired,
+    Heartbeat,
+    Job,
+    JobState,
+    LostAttempt,
+    NewJob,
+    WorkerInfo,
+)
 from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
 
@@ -192,7 +207,10 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations):
         return rows[0] if rows else None
 
     async def _rows(self, name: str, values: Mapping[str, Any]) -> list[asyncpg.Record]:
-        return await self._fetch(name, **values)
+        # Not through ``_fetch``: a value may be called ``name`` (a schedule's).
+        query = SQL[name]
+        async with self._conn() as conn:
+            return await conn.fetch(query.text, *query.args(dict(values)))  # type: ignore[no-any-return]
 
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
@@ -358,6 +376,52 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations):
         return await self._fetch(
             "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=limit
         )
+
+    async def fire(self, fire: Fire, *, now: int) -> Fired:
+        """The compare-and-set takes the schedule's row lock: a racing worker waits for
+        it, then finds the fire time moved on and changes nothing."""
+        async with self._conn() as conn, conn.transaction():
+            row = await self._one(conn, "fire_claim", fire_claim_values(fire, now))
+            if row is None:
+                return Fired(handled=False)
+            previous = None
+            if row["last_job_id"] is not None:
+                previous = await conn.fetchval(SQL["job_state"].text, row["last_job_id"])
+            made = None
+            if fire_makes(row["overlap"], previous):
+                made = fire.job.id
+                try:
+                    async with conn.transaction():  # a savepoint: a taken id is no failure
+                        await self._insert(conn, [fire.job], now)
+                except asyncpg.UniqueViolationError:
+                    pass  # made already (``schedule run`` in the same second)
+            await self._one(conn, "fire_done", fire_done_values(fire, made))
+            return Fired(handled=True, job_id=made)
+
+    async def run_schedule(
+        self, name: str, created_at: int, job: NewJob, *, fire_at: int, now: int
+    ) -> None:
+        values = run_values(name, created_at, job.id, fire_at, now)
+        try:
+            async with self._conn() as conn, conn.transaction():
+                if await self._one(conn, "run_claim", values) is None:
+                    raise schedule_gone(name)
+                try:
+                    await self._insert(conn, [job], now)
+                except asyncpg.UniqueViolationError as exc:
+                    raise _Collision from exc
+        except _Collision as exc:
+            raise await self._duplicate([job]) from exc.__cause__
+
+    async def _one(
+        self, conn: asyncpg.Connection, name: str, values: dict[str, Any]
+    ) -> asyncpg.Record | None:
+        query = SQL[name]
+        return await conn.fetchrow(query.text, *query.args(values))
+
+    async def _insert(self, conn: asyncpg.Connection, jobs: Sequence[NewJob], now: int) -> None:
+        """Insert a few jobs inside the caller's transaction (as ``enqueue`` does)."""
+        await self._one(conn, "insert_jobs", job_columns(jobs, now, self._clock(now)))
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         rows = await self._fetch("counts", queues=list(queues) if queues is not None else None)

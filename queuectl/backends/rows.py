@@ -17,7 +17,9 @@ from queuectl.models import (
     LostAttempt,
     NewJob,
     Outcome,
+    Overlap,
     RunningJob,
+    Schedule,
     StopMode,
     WorkerInfo,
 )
@@ -138,4 +140,21 @@ def stored_job(job: NewJob, *, created_at: int, run_at: int | None, next_run_at:
         exit_code=None,
         env=job.env,
         cwd=job.cwd,
+    )
+
+
+def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        cron=row["cron"],
+        tz=row["tz"],
+        overlap=Overlap(row["overlap"]),
+        paused=bool(row["paused"]),
+        job=json.loads(row["job"]),
+        next_fire_at=row["next_fire_at"],
+        last_fire_at=row["last_fire_at"],
+        last_job_id=row["last_job_id"],
+        skipped=int(row["skipped"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

@@ -38,10 +38,15 @@ from queuectl.backends.bookkeeping import (
     duplicate_job,
     finish_records,
     finish_results,
+    fire_claim_values,
+    fire_done_values,
+    fire_makes,
     heartbeat_answer,
     not_requeued,
     policy_from_stored,
     recovery_records,
+    run_values,
+    schedule_gone,
     start_records,
 )
 from queuectl.backends.rows import job_from_row, lost_from_row, stored_job, worker_from_row
@@ -61,7 +66,17 @@ from queuectl.backends.sqlite_ops import OperatorWrites
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.exceptions import BackendError, DatabaseBusy
-from queuectl.models import Claim, Heartbeat, Job, JobState, LostAttempt, NewJob, WorkerInfo
+from queuectl.models import (
+    Claim,
+    Fire,
+    Fired,
+    Heartbeat,
+    Job,
+    JobState,
+    LostAttempt,
+    NewJob,
+    WorkerInfo,
+)
 from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
 
@@ -146,39 +161,12 @@ class SqliteBackend(SqlStore, WebReads, OperatorWrites):
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
     ) -> list[Job]:
-        rows = [
-            (
-                j.id,
-                j.command,
-                j.queue,
-                j.priority,
-                j.max_retries,
-                j.timeout_s,
-                json.dumps(j.env) if j.env else None,
-                j.cwd,
-                j.run_at,
-                j.next_run_at,
-                now,
-                now,
-            )
-            for j in jobs
-        ]
-        per_queue = Counter(j.queue for j in jobs)
+        rows = _job_rows(jobs, now)
 
         def run(conn: sqlite3.Connection) -> None:
             begin(conn)
             try:
-                if progress is None:
-                    conn.executemany(SQL["insert_job"], rows)
-                else:
-                    for start in range(0, len(rows), _ENQUEUE_CHUNK):
-                        chunk = rows[start : start + _ENQUEUE_CHUNK]
-                        conn.executemany(SQL["insert_job"], chunk)
-                        progress(start + len(chunk))
-                conn.executemany(
-                    SQL["add_pending_counts"],
-                    [{"queue": q, "n": n} for q, n in per_queue.items()],
-                )
+                _insert_jobs(conn, jobs, rows, progress)
             except sqlite3.IntegrityError as exc:
                 conn.rollback()
                 raise duplicate_job(jobs, functools.partial(_exists, conn)) from exc
@@ -298,6 +286,24 @@ class SqliteBackend(SqlStore, WebReads, OperatorWrites):
         args = {"now": now, "after": after, "upto": upto, "limit": limit}
         return await self._rows("requeue_dead_batch", args)
 
+    async def fire(self, fire: Fire, *, now: int) -> Fired:
+        return await self._call(lambda c: transaction(c, lambda t: _fire(t, fire, now)))
+
+    async def run_schedule(
+        self, name: str, created_at: int, job: NewJob, *, fire_at: int, now: int
+    ) -> None:
+        values = run_values(name, created_at, job.id, fire_at, now)
+
+        def body(conn: sqlite3.Connection) -> None:
+            if conn.execute(SQL["run_claim"], values).fetchone() is None:
+                raise schedule_gone(name)
+            try:
+                _insert_jobs(conn, [job], _job_rows([job], now))
+            except sqlite3.IntegrityError as exc:
+                raise duplicate_job([job], functools.partial(_exists, conn)) from exc
+
+        await self._call(lambda c: transaction(c, body))
+
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         if queues is None:
             return counts_by_state(await self._rows("counts", {}))
@@ -390,6 +396,68 @@ async def _thread_stopped(connection: aiosqlite.Connection) -> None:
         if not thread.is_alive():
             return
         await asyncio.sleep(0.002)
+
+
+def _job_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
+    """The positional values of ``insert_job``, one tuple per job."""
+    return [
+        (
+            j.id,
+            j.command,
+            j.queue,
+            j.priority,
+            j.max_retries,
+            j.timeout_s,
+            json.dumps(j.env) if j.env else None,
+            j.cwd,
+            j.run_at,
+            j.next_run_at,
+            now,
+            now,
+        )
+        for j in jobs
+    ]
+
+
+def _insert_jobs(
+    conn: sqlite3.Connection,
+    jobs: Sequence[NewJob],
+    rows: Sequence[tuple[Any, ...]],
+    progress: OnProgress | None = None,
+) -> None:
+    """Insert and count jobs inside the caller's transaction (``IntegrityError``: a taken id)."""
+    if progress is None:
+        conn.executemany(SQL["insert_job"], rows)
+    else:
+        for start in range(0, len(rows), _ENQUEUE_CHUNK):
+            chunk = rows[start : start + _ENQUEUE_CHUNK]
+            conn.executemany(SQL["insert_job"], chunk)
+            progress(start + len(chunk))
+    per_queue = Counter(j.queue for j in jobs)
+    conn.executemany(
+        SQL["add_pending_counts"], [{"queue": q, "n": n} for q, n in per_queue.items()]
+    )
+
+
+def _fire(conn: sqlite3.Connection, fire: Fire, now: int) -> Fired:
+    row = conn.execute(SQL["fire_claim"], fire_claim_values(fire, now)).fetchone()
+    if row is None:
+        return Fired(handled=False)
+    made = None
+    previous = None
+    if row["last_job_id"] is not None:
+        found = conn.execute(SQL["job_state"], {"id": row["last_job_id"]}).fetchone()
+        previous = None if found is None else found[0]
+    if fire_makes(row["overlap"], previous):
+        made = fire.job.id
+        try:
+            _insert_jobs(conn, [fire.job], _job_rows([fire.job], now))
+        except sqlite3.IntegrityError:
+            # Made already (``schedule run`` in the same second): it counts as made.
+            if not _exists(conn, made):
+                raise
+    conn.execute(SQL["fire_done"], fire_done_values(fire, made))
+    return Fired(handled=True, job_id=made)
 
 
 def _exists(conn: sqlite3.Connection, job_id: str) -> bool:

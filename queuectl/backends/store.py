@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from queuectl.backends import bookkeeping
-from queuectl.backends.base import AttemptOutput, Exchanged, OnProgress
-from queuectl.backends.rows import attempt_from_row, job_from_row, running_from_row
+from queuectl.backends.base import AttemptOutput, DueSchedules, Exchanged, OnProgress
+from queuectl.backends.rows import (
+    attempt_from_row,
+    job_from_row,
+    running_from_row,
+    schedule_from_row,
+)
 from queuectl.models import (
     Attempt,
     Finish,
@@ -25,6 +30,7 @@ from queuectl.models import (
     Outcome,
     ProcessStart,
     RunningJob,
+    Schedule,
     StopMode,
 )
 
@@ -65,6 +71,10 @@ class SqlStore(ABC):
     @abstractmethod
     async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> Sequence[Row]:
         """Move up to ``limit`` dead jobs after seq ``after``; their ``id`` and ``seq`` in order."""
+
+    def _clock(self, now: int) -> int | None:
+        """The ``:clock`` of a query: the caller's ``now``, or ``None`` for the store's own."""
+        return now
 
     async def exchange(
         self,
@@ -157,3 +167,34 @@ class SqlStore(ABC):
 
     async def get_config(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in await self._rows("config_all", {})}
+
+    async def add_schedule(self, schedule: Schedule) -> None:
+        if not await self._rows("insert_schedule", bookkeeping.schedule_values(schedule)):
+            raise bookkeeping.duplicate_schedule(schedule.name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return [schedule_from_row(r) for r in await self._rows("list_schedules", {})]
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        rows = await self._rows("get_schedule", {"name": name})
+        return schedule_from_row(rows[0]) if rows else None
+
+    async def remove_schedule(self, name: str) -> bool:
+        return bool(await self._rows("remove_schedule", {"name": name}))
+
+    async def pause_schedule(self, name: str, *, now: int) -> bool:
+        return bool(await self._rows("pause_schedule", {"name": name, "now": now}))
+
+    async def resume_schedule(self, name: str, *, next_fire_at: int | None, now: int) -> bool:
+        values = {"name": name, "next_fire_at": next_fire_at, "now": now}
+        return bool(await self._rows("resume_schedule", values))
+
+    async def due_schedules(self, *, now: int) -> DueSchedules:
+        rows = await self._rows("due_schedules", {"now": now, "clock": self._clock(now)})
+        store_now = rows[0]["store_now"]
+        next_at = rows[0]["next_at"]
+        return DueSchedules(
+            store_now=store_now,
+            due=[schedule_from_row(r) for r in rows if r["name"] is not None],
+            next_at=None if next_at is None else next_at + now - store_now,
+        )

@@ -13,11 +13,13 @@ from collections.abc import Iterable
 
 #: The wake-up messages, the same for every store (PostgreSQL sends them as
 #: ``NOTIFY`` payloads): new work may be due, or a stop or a cancel was requested
-#: (read it now rather than at the next heartbeat). A worker treats any message as
-#: a reason to look for jobs.
+#: (read it now rather than at the next heartbeat), or a schedule changed (read the
+#: schedules again). A worker treats any message but the last as a reason to look
+#: for jobs.
 JOB = b"j"
 STOP = b"s"
 CANCEL = b"c"
+SCHEDULE = b"t"
 
 
 def _address(worker_id: str) -> str:

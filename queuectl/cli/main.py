@@ -27,6 +27,7 @@ from queuectl.cli.app import (
 )
 from queuectl.cli.config import config
 from queuectl.cli.operate import COMMANDS
+from queuectl.cli.schedule import schedule, take_job_flags
 from queuectl.cli.web import web
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
@@ -413,6 +414,8 @@ cli.add_command(config)
 for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(web)
+take_job_flags(enqueue)
+cli.add_command(schedule)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

@@ -63,6 +63,10 @@ def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str
     assert iso_ms(a["started_at"]) < iso_ms(b["finished_at"])
     assert iso_ms(b["started_at"]) < iso_ms(a["finished_at"])
     assert (show("build")["state"], show("lint")["state"]) == ("completed", "dead")
+    # The schedule fired once, by `schedule run`, and a worker ran its job.
+    [nightly] = cli_json(db_path, "schedule", "list")
+    assert nightly["last_job_id"].startswith("nightly@")
+    assert show(nightly["last_job_id"])["state"] == "completed"
 
     # It ends with `queuectl status`, whose counts match the store's.
     last = out[out.rindex("$ queuectl status") :]
@@ -70,7 +74,7 @@ def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str
     assert counts == {
         "pending": 0,
         "processing": 0,
-        "completed": 5,
+        "completed": 6,
         "failed": 0,
         "dead": 2,
         "cancelled": 0,

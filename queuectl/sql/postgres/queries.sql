@@ -495,3 +495,65 @@ SELECT queue, outcome, sum(n)::bigint AS n FROM finished_counts GROUP BY queue, 
 -- name: web_durations
 SELECT queue, le_ms, sum(n)::bigint AS n, sum(sum_ms)::bigint AS sum_ms FROM duration_buckets
  GROUP BY queue, le_ms;
+
+-- Schedules (SPEC §8). Rules in backends/bookkeeping.py, flow in backends/postgres.py.
+-- Fire times are real times computed from cron by the caller; whether one is due
+-- is judged by the store's clock (due_schedules), like every lease.
+
+-- name: insert_schedule
+INSERT INTO schedules (name, cron, tz, overlap, paused, job, next_fire_at, created_at, updated_at)
+VALUES (:name, :cron, :tz, :overlap, :paused::int <> 0, :job, :next_fire_at::bigint,
+        :now::bigint, :now::bigint)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY name;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE name = :name;
+
+-- name: remove_schedule
+DELETE FROM schedules WHERE name = :name RETURNING name;
+
+-- name: pause_schedule
+UPDATE schedules SET paused = true, updated_at = :now WHERE name = :name RETURNING name;
+
+-- name: resume_schedule
+-- Fire times that passed while paused are not missed ones: start again from now.
+UPDATE schedules
+   SET next_fire_at = CASE WHEN paused THEN :next_fire_at::bigint ELSE next_fire_at END,
+       paused = false, updated_at = :now::bigint
+ WHERE name = :name
+RETURNING name;
+
+-- name: due_schedules
+-- The due schedules, each with the store's now and the next fire time after them
+-- (one row with NULLs when none is due). Reads schedules_due only.
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now)
+SELECT c.now AS store_now,
+       (SELECT min(next_fire_at) FROM schedules
+         WHERE NOT paused AND next_fire_at > c.now) AS next_at,
+       s.*
+  FROM c LEFT JOIN schedules AS s ON NOT s.paused AND s.next_fire_at <= c.now;
+
+-- name: fire_claim
+-- The compare-and-set that makes a fire time this worker's: only if the schedule
+-- (the same one: created_at) still waits for the fire time the worker read. A
+-- racing worker waits for the row, then finds next_fire_at moved and changes nothing.
+UPDATE schedules SET next_fire_at = :next_at::bigint, updated_at = :now::bigint
+ WHERE name = :name AND created_at = :created_at::bigint AND next_fire_at = :due_at::bigint
+   AND NOT paused
+RETURNING overlap, last_job_id;
+
+-- name: fire_done
+UPDATE schedules
+   SET skipped = skipped + :skipped::bigint,
+       last_fire_at = coalesce(:fire_at::bigint, last_fire_at),
+       last_job_id = coalesce(:job_id::text, last_job_id)
+ WHERE name = :name;
+
+-- name: run_claim
+UPDATE schedules SET last_fire_at = :fire_at::bigint, last_job_id = :job_id, updated_at = :now::bigint
+ WHERE name = :name AND created_at = :created_at::bigint
+RETURNING name;

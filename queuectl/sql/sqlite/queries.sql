@@ -342,3 +342,59 @@ SELECT queue, outcome, sum(n) AS n FROM finished_counts GROUP BY queue, outcome;
 -- name: web_durations
 SELECT queue, le_ms, sum(n) AS n, sum(sum_ms) AS sum_ms FROM duration_buckets
  GROUP BY queue, le_ms;
+
+-- Schedules (SPEC §8). Rules in backends/bookkeeping.py, flow in backends/sqlite.py.
+
+-- name: insert_schedule
+INSERT INTO schedules (name, cron, tz, overlap, paused, job, next_fire_at, created_at, updated_at)
+VALUES (:name, :cron, :tz, :overlap, :paused, :job, :next_fire_at, :now, :now)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: list_schedules
+SELECT * FROM schedules ORDER BY name;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE name = :name;
+
+-- name: remove_schedule
+DELETE FROM schedules WHERE name = :name RETURNING name;
+
+-- name: pause_schedule
+UPDATE schedules SET paused = 1, updated_at = :now WHERE name = :name RETURNING name;
+
+-- name: resume_schedule
+-- Fire times that passed while paused are not missed ones: start again from now.
+UPDATE schedules
+   SET next_fire_at = CASE WHEN paused THEN :next_fire_at ELSE next_fire_at END,
+       paused = 0, updated_at = :now
+ WHERE name = :name
+RETURNING name;
+
+-- name: due_schedules
+-- The due schedules, each with the store's now and the next fire time after them
+-- (one row with NULLs when none is due). Reads schedules_due only.
+SELECT :now AS store_now,
+       (SELECT min(next_fire_at) FROM schedules
+         WHERE paused = 0 AND next_fire_at > :now) AS next_at,
+       s.*
+  FROM (SELECT 1) LEFT JOIN schedules AS s
+    ON s.paused = 0 AND s.next_fire_at <= :now;
+
+-- name: fire_claim
+-- The compare-and-set that makes a fire time this worker's: only if the schedule
+-- (the same one: created_at) still waits for the fire time the worker read.
+UPDATE schedules SET next_fire_at = :next_at, updated_at = :now
+ WHERE name = :name AND created_at = :created_at AND next_fire_at = :due_at AND paused = 0
+RETURNING overlap, last_job_id;
+
+-- name: fire_done
+UPDATE schedules
+   SET skipped = skipped + :skipped, last_fire_at = coalesce(:fire_at, last_fire_at),
+       last_job_id = coalesce(:job_id, last_job_id)
+ WHERE name = :name;
+
+-- name: run_claim
+UPDATE schedules SET last_fire_at = :fire_at, last_job_id = :job_id, updated_at = :now
+ WHERE name = :name AND created_at = :created_at
+RETURNING name;
