@@ -112,7 +112,7 @@ class QueueOperations:
                 found = await self.backend.get_job(job_id)
                 if found is None or found.state in TERMINAL_STATES:
                     return
-                if not told and number > 1:
+                if not told:
                     say(f"[job {job_id} is {found.state.value}; waiting for attempt {number}]")
                 told = True
                 await asyncio.sleep(_FOLLOW_POLL_S)

@@ -169,7 +169,7 @@ def test_logs_follow_streams_a_running_attempt_and_ends_with_it(
     try:
         assert follow.stdout is not None and follow.stderr is not None
         # Not started yet: it says so on stderr and waits.
-        read_until(follow.stderr.fileno(), b"waiting for it to start")
+        read_until(follow.stderr.fileno(), b"waiting for attempt 1")
         with WorkerProcess(db_path, "--count", "1"):
             assert read_until(follow.stdout.fileno(), b"\n") == b"first line\n"
             # The line arrived while the command still runs (it waits for `go`).
@@ -198,7 +198,9 @@ def test_logs_of_a_finished_job_print_the_kept_tail_and_say_it_was_cut(db_path: 
         assert result.stdout == "x" * 96 + "END\n"
         assert "output cut: showing the last 100 of 1,004 bytes" in result.stderr
         short = run_cli(db_path, "logs", "quiet", *follow)
-        assert short.stdout == "short\n" and short.stderr == ""
+        # --follow names each attempt it follows (on stderr, apart from the output).
+        assert short.stdout == "short\n"
+        assert short.stderr == ("[attempt 1]\n" if follow else "")
 
 
 def complete(db: Path, words: str, shell: str = "bash") -> list[str]:
@@ -231,6 +233,7 @@ def test_completion_of_job_ids_and_state_names(db_path: Path) -> None:
         "completed",
         "failed",
         "dead",
+        "cancelled",
     ]
     assert complete(db_path, "queuectl list --state d") == ["dead"]
     assert complete(db_path, "queuectl config set back") == ["backoff-base", "backoff-max"]
