@@ -173,6 +173,11 @@ def _text(value: object, what: str, *, max_len: int | None = None) -> str:
     return value
 
 
+def validate_queue_name(value: object) -> str:
+    """A queue's name as ``enqueue`` accepts it (also for ``queue pause`` and the like)."""
+    return _queue_name(value)
+
+
 def _queue_name(value: object) -> str:
     name = _text(value, "queue name", max_len=MAX_QUEUE_LEN)
     if any(ch.isspace() or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in name):

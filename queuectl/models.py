@@ -253,3 +253,34 @@ class Heartbeat:
     stop: StopMode
     #: ``False`` when the worker's row was gone (removed as stale) and must be re-added.
     registered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSetting:
+    """A named queue's stored settings (a row exists only while it has one)."""
+
+    queue: str
+    paused: bool = False
+    #: At most this many of its jobs processing at once; ``None``: no limit.
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Every stored queue setting, read together."""
+
+    #: ``queue pause --all`` is in force: every queue is held, whatever its own row says.
+    all_paused: bool
+    queues: dict[str, QueueSetting]
+
+    def paused(self, queue: str) -> bool:
+        setting = self.queues.get(queue)
+        return self.all_paused or (setting is not None and setting.paused)
+
+    def limit(self, queue: str) -> int | None:
+        setting = self.queues.get(queue)
+        return None if setting is None else setting.limit
+
+
+#: The settings name of ``queue pause --all``; never a queue's name (those are non-empty).
+ALL_QUEUES = ""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from queuectl import procs
+from queuectl import queues as queues_mod
 from queuectl.backends import Backend, open_backend
 from queuectl.backends.base import AttemptOutput, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
@@ -32,7 +33,17 @@ from queuectl.config import (
 )
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, build_jobs, parse_input
-from queuectl.models import Attempt, Job, JobState, Outcome, RunningJob, StopMode, WorkerInfo
+from queuectl.models import (
+    Attempt,
+    Job,
+    JobState,
+    Outcome,
+    QueueSettings,
+    RunningJob,
+    StopMode,
+    WorkerInfo,
+)
+from queuectl.queues import QueueInfo, Resumed
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -47,6 +58,10 @@ Progress = Callable[[str, int, int | None], None]
 class Status:
     counts: dict[JobState, int]
     workers: list[WorkerInfo]
+    #: Queues paused by name, in name order.
+    paused: list[str] = field(default_factory=list)
+    #: ``queue pause --all`` holds every queue.
+    all_paused: bool = False
 
     @property
     def coroutines(self) -> int:
@@ -217,7 +232,11 @@ class Queue:
         return [w for w in await self.backend.list_workers() if _is_live(w, now, lease_ms)]
 
     async def status(self) -> Status:
-        return Status(await self.backend.counts(), await self.live_workers())
+        settings = await self.backend.queue_settings()
+        paused = sorted(q for q, s in settings.queues.items() if s.paused)
+        return Status(
+            await self.backend.counts(), await self.live_workers(), paused, settings.all_paused
+        )
 
     async def overview(
         self, *, window_s: float = 60, running_limit: int = 50, dead_limit: int = 5
@@ -382,6 +401,36 @@ class Queue:
                     f"{len(remaining)} of {len(live)} worker(s) still running after {timeout_s:g}s"
                 )
             await asyncio.sleep(_STOP_POLL_S)
+
+    async def queues(self) -> list[QueueInfo]:
+        """``queue list``: every queue with jobs or settings, by name."""
+        return await queues_mod.list_queues(self.backend, now=self.clock())
+
+    async def queue_settings(self) -> QueueSettings:
+        """What is paused and limited (``status`` shows it)."""
+        return await self.backend.queue_settings()
+
+    async def pause_queues(self, names: Sequence[str] = (), *, all_queues: bool = False) -> None:
+        """No worker claims a new job of these queues (``all_queues``: of any queue, also
+        of queues that appear later) until they are resumed; running jobs finish."""
+        await queues_mod.pause(self.backend, names, all_queues=all_queues)
+
+    async def resume_queues(
+        self, names: Sequence[str] = (), *, all_queues: bool = False
+    ) -> Resumed:
+        """Lift pauses (``all_queues``: every pause, ``--all`` included) and wake workers."""
+        done = await queues_mod.resume(self.backend, names, all_queues=all_queues)
+        await self.backend.notify(b"j")
+        return done
+
+    async def limit_queue(self, name: str, limit: int) -> int | None:
+        """At most ``limit`` jobs of ``name`` processing at once, everywhere; 0 removes it.
+
+        Lowering it kills nothing: new claims wait until fewer run.
+        """
+        cap = await queues_mod.limit(self.backend, name, limit)
+        await self.backend.notify(b"j")
+        return cap
 
     async def get_setting(self, key: str) -> object:
         name = normalize_key(key)

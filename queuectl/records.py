@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from queuectl.clock import to_iso
 from queuectl.models import Attempt, Job, JobState, WorkerInfo
+
+if TYPE_CHECKING:
+    from queuectl.queues import QueueInfo
 
 
 class JobRecord(TypedDict):
@@ -115,6 +118,28 @@ def worker_record(worker: WorkerInfo) -> WorkerRecord:
         "count": worker.count,
         "jobs_done": worker.jobs_done,
         "queues": list(worker.queues) or None,
+    }
+
+
+class QueueRecord(TypedDict):
+    queue: str
+    paused: bool
+    #: ``"name"`` (paused by name), ``"all"`` (held by ``pause --all``) or ``None``.
+    paused_by: str | None
+    limit: int | None
+    jobs: dict[str, int]
+    oldest_due_at: str | None
+
+
+def queue_record(info: QueueInfo) -> QueueRecord:
+    """One queue of ``queue list --json`` (SPEC 7: ``queue, paused, limit, jobs``)."""
+    return {
+        "queue": info.name,
+        "paused": info.paused,
+        "paused_by": "all" if info.paused_by_all else ("name" if info.paused_by_name else None),
+        "limit": info.limit,
+        "jobs": {s.value: info.counts[s] for s in JobState},
+        "oldest_due_at": to_iso(info.oldest_due_at),
     }
 
 

@@ -29,6 +29,7 @@ from queuectl.models import (
     NewJob,
     Outcome,
     ProcessStart,
+    QueueSettings,
     RunningJob,
     StopMode,
     WorkerInfo,
@@ -274,7 +275,44 @@ class Notifier(Protocol):
         ...
 
 
-class Backend(JobStore, JobReader, WorkerRegistry, ConfigStore, Notifier, Protocol):
+class QueueControl(Protocol):
+    """Queue settings (pause, limit) and the per-queue reads of ``queue list`` and ``why``.
+
+    Settings live in a small table of their own; the claim of ``exchange`` reads it in
+    the same statement, so a pause or a limit holds from the moment it is committed,
+    for every worker of the store. The queue named ``ALL_QUEUES`` ('') is ``pause --all``.
+    A queue's row is removed once it has no setting left.
+    """
+
+    async def queue_settings(self) -> QueueSettings: ...
+
+    async def set_paused(self, queues: Sequence[str], *, paused: bool) -> None:
+        """Pause or resume each of ``queues`` (``ALL_QUEUES`` is ``--all``), in one transaction."""
+        ...
+
+    async def resume_all(self) -> None:
+        """``resume --all``: lift ``pause --all`` and the pause of every queue, atomically."""
+        ...
+
+    async def set_limit(self, queue: str, limit: int | None) -> None:
+        """At most ``limit`` (> 0) jobs of ``queue`` processing at once; ``None`` removes it."""
+        ...
+
+    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
+        """Jobs per state of every queue that has jobs, from the counters (no scan)."""
+        ...
+
+    async def oldest_due(self, queue: str, *, now: int) -> int | None:
+        """``next_run_at`` of the queue's oldest due pending job, or ``None``; one seek."""
+        ...
+
+    async def due_ahead(self, job_id: str, *, queues: Sequence[str] | None, now: int) -> bool:
+        """Whether a due job of an open queue (among ``queues``; ``None``: all) would be
+        claimed before ``job_id``: a higher priority, or the same and older. Indexed."""
+        ...
+
+
+class Backend(JobStore, JobReader, WorkerRegistry, ConfigStore, Notifier, QueueControl, Protocol):
     """A job store: SQLite (``backends.sqlite``) or PostgreSQL (``backends.postgres``)."""
 
     #: The target it was opened with (a path or URL), for messages.

@@ -66,6 +66,7 @@ from queuectl.backends.postgres_conn import (
     parse_target,
     wrapped,
 )
+from queuectl.backends.postgres_queues import QueueControlPostgres
 from queuectl.backends.postgres_rows import (
     after,
     decide_finish,
@@ -122,7 +123,7 @@ _COMPLETION_SCAN = 2000
 _TOP = "\U0010ffff"
 
 
-class PostgresBackend:
+class PostgresBackend(QueueControlPostgres):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"

@@ -7,16 +7,19 @@ mapping serves them; sqlite3.Row and asyncpg's Record both read by column name.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from queuectl.models import (
+    ALL_QUEUES,
     Attempt,
     Job,
     JobState,
     LostAttempt,
     NewJob,
     Outcome,
+    QueueSetting,
+    QueueSettings,
     RunningJob,
     StopMode,
     WorkerInfo,
@@ -137,3 +140,23 @@ def stored_job(job: NewJob, *, created_at: int, run_at: int | None, next_run_at:
         env=job.env,
         cwd=job.cwd,
     )
+
+
+def settings_from_rows(rows: Sequence[Mapping[str, Any]]) -> QueueSettings:
+    """``queue_settings`` rows (``queue, paused, lim``) of either store."""
+    queues = {
+        r["queue"]: QueueSetting(r["queue"], bool(r["paused"]), r["lim"])
+        for r in rows
+        if r["queue"] != ALL_QUEUES
+    }
+    held = any(r["queue"] == ALL_QUEUES and r["paused"] for r in rows)
+    return QueueSettings(all_paused=held, queues=queues)
+
+
+def queue_counts_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[JobState, int]]:
+    """``(queue, state, n)`` rows, summed (PostgreSQL keeps deltas), zeros dropped."""
+    found: dict[str, dict[JobState, int]] = {}
+    for r in rows:
+        counts = found.setdefault(r["queue"], dict.fromkeys(JobState, 0))
+        counts[JobState(r["state"])] += int(r["n"])
+    return {q: c for q, c in sorted(found.items()) if any(c.values())}

@@ -56,6 +56,7 @@ from queuectl.backends.sqlite_conn import (
     translate,
 )
 from queuectl.backends.sqlite_live import LiveViewReads
+from queuectl.backends.sqlite_queues import QueueControlSqlite
 from queuectl.config import from_stored
 from queuectl.exceptions import (
     BackendError,
@@ -89,7 +90,7 @@ _ENQUEUE_CHUNK = 2000
 _REQUEUE_BATCH = 500
 
 
-class SqliteBackend(LiveViewReads):
+class SqliteBackend(LiveViewReads, QueueControlSqlite):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
@@ -433,14 +434,13 @@ class SqliteBackend(LiveViewReads):
 
         def read(conn: sqlite3.Connection) -> QueueProbe:
             if queues is None:
-                counts = conn.execute(SQL["counts"]).fetchall()
+                busy = conn.execute(SQL["busy_any"]).fetchone()[0]
                 due = conn.execute(SQL["due_any"], args).fetchone()[0]
             else:
-                counts = conn.execute(SQL["counts_queues"], args).fetchall()
+                busy = conn.execute(SQL["busy_queues"], args).fetchone()[0]
                 due = conn.execute(SQL["due_queues"], args).fetchone()[0]
-            busy = sum(int(n or 0) for s, n in counts if s in ("processing", "failed"))
             version = conn.execute("PRAGMA data_version").fetchone()[0]
-            return QueueProbe(busy=busy, due=bool(due), version=int(version))
+            return QueueProbe(busy=int(busy), due=bool(due), version=int(version))
 
         return await self._call(read)
 

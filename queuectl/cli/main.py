@@ -25,6 +25,7 @@ from queuectl.cli.app import (
     stderr_is_terminal,
 )
 from queuectl.cli.config import config
+from queuectl.cli.queues import queue_group
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
@@ -182,6 +183,8 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
                 "jobs": {s.value: result.counts[s] for s in JobState},
                 "workers": result.coroutines,
                 "hosts": result.by_host,
+                "paused": result.paused,
+                "all_paused": result.all_paused,
             }
         )
         return
@@ -372,6 +375,7 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
 
 cli.add_command(worker)
 cli.add_command(config)
+cli.add_command(queue_group)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

@@ -13,7 +13,7 @@ import pytest
 
 from queuectl.backends import open_backend
 from queuectl.backends.postgres import SQL, PostgresBackend
-from queuectl.backends.postgres_conn import migrate, parse_target
+from queuectl.backends.postgres_conn import MIGRATIONS, migrate, parse_target
 from queuectl.clock import now_ms
 from queuectl.exceptions import BackendError, NotAQueueDatabase
 from queuectl.models import ExecutionResult, Finish, JobState, NewJob, WorkerInfo
@@ -207,7 +207,7 @@ class TestMigrations:
         for s in stores:
             await s.aclose()
         rows = pg_schema.fetch("SELECT version FROM schema_version ORDER BY version")
-        assert [r["version"] for r in rows] == [1, 2]
+        assert [r["version"] for r in rows] == [n for n, _ in MIGRATIONS]
 
     async def test_an_older_schema_is_migrated_in_place_keeping_its_jobs(
         self, pg_url: str, pg_schema: pg.Schema

@@ -74,7 +74,7 @@ finished AS (
       FROM f, c
      WHERE j.id = f.id AND j.claims = f.token AND j.worker_id = :worker
        AND j.state = 'processing' AND (SELECT fresh FROM ok)
-    RETURNING j.id, j.claims, j.state
+    RETURNING j.id, j.claims, j.state, j.queue
 ),
 finished_attempts AS (
     UPDATE attempts AS a
@@ -90,21 +90,51 @@ counted AS (
     UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
      WHERE id = :worker AND EXISTS (SELECT 1 FROM finished)
 ),
+-- Queue settings (a few rows): `pause --all`, then the paused queues, then for each
+-- limited queue this worker serves, its free slots (queuectl_queue_slots locks the
+-- queue's row, in name order, so the claims of a limited queue take turns, and
+-- counts its running jobs with a fresh snapshot).
+all_paused AS (
+    SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
+),
+limited AS (
+    SELECT s.queue, queuectl_queue_slots(s.queue, s.lim, ARRAY (SELECT id FROM finished)) AS slots
+      FROM (SELECT queue, lim FROM queue_settings
+             WHERE lim IS NOT NULL AND NOT paused AND :limit::int > 0
+               AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+               AND NOT (SELECT held FROM all_paused) AND (SELECT fresh FROM ok)
+             ORDER BY queue OFFSET 0) AS s
+),
+held AS (
+    SELECT ARRAY (SELECT queue FROM queue_settings WHERE paused
+                  UNION ALL SELECT queue FROM limited WHERE slots <= 0) AS queues
+),
 candidates AS (
-    SELECT seq FROM jobs
+    SELECT seq, queue, priority FROM jobs
      WHERE state IN ('pending', 'failed') AND next_run_at <= (SELECT now FROM c)
        AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+       AND queue <> ALL ((SELECT queues FROM held)::text[])
+       AND NOT (SELECT held FROM all_paused)
        AND (SELECT fresh FROM ok)
      ORDER BY priority DESC, seq
      LIMIT :limit::int
        FOR UPDATE SKIP LOCKED
+),
+-- A limited queue gives no more jobs than it has free slots.
+chosen AS (
+    SELECT k.seq FROM (SELECT seq, queue,
+                              row_number() OVER (PARTITION BY queue
+                                                 ORDER BY priority DESC, seq) AS rn
+                         FROM candidates) AS k
+      LEFT JOIN limited AS l ON l.queue = k.queue
+     WHERE l.slots IS NULL OR k.rn <= l.slots
 ),
 claimed AS (
     UPDATE jobs AS j
        SET state = 'processing', attempts = j.attempts + 1, claims = j.claims + 1,
            worker_id = :worker, lease_until = c.now + :lease_ms::bigint, updated_at = c.now,
            next_run_at = NULL
-      FROM candidates AS k, c
+      FROM chosen AS k, c
      WHERE j.seq = k.seq
     RETURNING j.*
 ),
@@ -117,15 +147,23 @@ s AS (
            (SELECT current FROM cfg)::text AS config,
            (SELECT now FROM c) AS server_now,
            ARRAY (SELECT id FROM finished) AS held,
-           -- An attempt interrupted by a forced stop is claimable again at once:
-           -- tell the other workers.
+           -- An attempt interrupted by a forced stop is claimable again at once, and
+           -- a finished job of a limited queue frees a slot: tell the other workers.
            (SELECT count(pg_notify(:channel, 'j')) + count(nextval('queuectl_version'))
-              FROM (SELECT 1 FROM finished WHERE state = 'pending' LIMIT 1) AS x) AS woke,
-           CASE WHEN (SELECT count(*) FROM claimed) < :limit::int THEN
+              FROM (SELECT 1 FROM finished AS d
+                     WHERE d.state = 'pending'
+                        OR EXISTS (SELECT 1 FROM queue_settings AS q
+                                    WHERE q.queue = d.queue AND q.lim IS NOT NULL)
+                     LIMIT 1) AS x) AS woke,
+           -- Held queues do not count: a worker must not keep waking up for jobs
+           -- it may not take.
+           CASE WHEN (SELECT count(*) FROM claimed) < :limit::int
+                     AND NOT (SELECT held FROM all_paused) THEN
                (SELECT min(next_run_at) FROM jobs
                  WHERE state IN ('pending', 'failed') AND next_run_at > (SELECT now FROM c)
                    AND next_run_at > 0  -- jobs_due
-                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))
+                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+                   AND queue <> ALL ((SELECT queues FROM held)::text[]))
            END AS next_due
 )
 SELECT s.fresh, s.config, s.server_now, s.held, s.woke, s.next_due, claimed.*
@@ -256,13 +294,22 @@ SELECT state, sum(n)::bigint AS n, count(*) AS rows FROM job_counts
  GROUP BY state;
 
 -- name: probe
+-- A worker's idle poll and --burst: the jobs of a paused queue are not waited for
+-- (SPEC 7), and held queues (paused, or as busy as their limit) have nothing due.
+WITH all_paused AS (
+    SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
+)
 SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
          WHERE state IN ('processing', 'failed')
-           AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))::bigint AS busy,
+           AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+           AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+           AND NOT (SELECT held FROM all_paused))::bigint AS busy,
        EXISTS (SELECT 1 FROM jobs
                 WHERE state IN ('pending', 'failed') AND next_run_at <= queuectl_now_ms(:clock)
                   AND next_run_at > 0  -- jobs_due
-                  AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))) AS due,
+                  AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+                  AND queue NOT IN (SELECT queue FROM queue_held))
+           AND NOT (SELECT held FROM all_paused) AS due,
        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queuectl_version) AS version;
 
 -- name: history
@@ -354,3 +401,48 @@ SELECT key, value FROM config;
 INSERT INTO config (key, value)
 SELECT * FROM unnest(:keys::text[], :values::text[])
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: queue_settings
+SELECT queue, paused, lim FROM queue_settings ORDER BY queue;
+
+-- name: queue_pause
+INSERT INTO queue_settings (queue, paused)
+SELECT q, true FROM unnest(:queues::text[]) AS q
+ON CONFLICT (queue) DO UPDATE SET paused = true;
+
+-- name: queue_resume
+-- A queue exists while it has jobs or settings: a row with none left goes. (Two
+-- changes to one row in one statement would keep only one: the rows are disjoint.)
+WITH gone AS (DELETE FROM queue_settings WHERE queue = ANY (:queues::text[]) AND lim IS NULL)
+UPDATE queue_settings SET paused = false
+ WHERE queue = ANY (:queues::text[]) AND lim IS NOT NULL;
+
+-- name: queue_resume_all
+WITH gone AS (DELETE FROM queue_settings WHERE lim IS NULL)
+UPDATE queue_settings SET paused = false WHERE lim IS NOT NULL;
+
+-- name: queue_limit
+INSERT INTO queue_settings (queue, lim) VALUES (:queue, :lim::int)
+ON CONFLICT (queue) DO UPDATE SET lim = excluded.lim;
+
+-- name: queue_unlimit
+WITH gone AS (DELETE FROM queue_settings WHERE queue = :queue AND NOT paused)
+UPDATE queue_settings SET lim = NULL WHERE queue = :queue AND paused;
+
+-- name: queue_counts
+SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
+
+-- name: queue_oldest_due_clock
+SELECT min(next_run_at) AS due, queuectl_now_ms(:clock) AS server_now FROM jobs
+ WHERE state = 'pending' AND queue = :queue AND next_run_at <= queuectl_now_ms(:clock);
+
+-- name: due_ahead
+-- `why`: is a due job of an open queue claimed before this one (a higher priority,
+-- or equal and older)? Walks jobs_runnable from its start and stops at the first.
+WITH me AS (SELECT priority, seq FROM jobs WHERE id = :id)
+SELECT EXISTS (
+    SELECT 1 FROM jobs AS j, me
+     WHERE j.state IN ('pending', 'failed') AND j.next_run_at <= queuectl_now_ms(:clock)
+       AND (j.priority > me.priority OR (j.priority = me.priority AND j.seq < me.seq))
+       AND j.queue NOT IN (SELECT queue FROM queue_held)
+       AND (:queues::text[] IS NULL OR j.queue = ANY (:queues::text[]))) AS ahead;

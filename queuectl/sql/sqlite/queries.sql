@@ -23,47 +23,79 @@ SELECT 1 FROM jobs WHERE id = :id;
 -- order (a claim reads :limit entries); due retries from jobs_retry_due, so the
 -- failed jobs still waiting are never walked. INDEXED BY: left to itself the
 -- planner seeks jobs_by_state and sorts every runnable job on each claim.
+-- Queues that are paused or at their limit (queue_held, a few rows) are skipped on
+-- the index entry; `pause --all` stops the claim before it reads a job; and a
+-- limited queue gives no more jobs than it has free slots (queue_slots).
+-- SQLite runs one writer at a time, so the counts read here are exact.
+WITH cand (priority, seq, queue) AS (
+    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_claim_pending
+                    WHERE state = 'pending' AND next_run_at <= :now
+                      AND queue NOT IN queue_held
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+                    ORDER BY priority DESC, seq LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_retry_due
+                    WHERE state = 'failed' AND next_run_at <= :now
+                      AND queue NOT IN queue_held
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+                    ORDER BY priority DESC, seq LIMIT :limit)
+)
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM (
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
-                                   WHERE state = 'pending' AND next_run_at <= :now
-                                   ORDER BY priority DESC, seq LIMIT :limit)
-                   UNION ALL
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
-                                   WHERE state = 'failed' AND next_run_at <= :now
-                                   ORDER BY priority DESC, seq LIMIT :limit))
+ WHERE seq IN (SELECT seq FROM (SELECT priority, seq, queue,
+                                       row_number() OVER (PARTITION BY queue
+                                                          ORDER BY priority DESC, seq) AS rn
+                                  FROM cand) AS k
+                WHERE rn <= coalesce((SELECT slots FROM queue_slots AS q
+                                       WHERE q.queue = k.queue), :limit)
                 ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
 -- name: claim_queues
+WITH cand (priority, seq, queue) AS (
+    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_claim_pending
+                    WHERE state = 'pending' AND next_run_at <= :now
+                      AND queue IN (SELECT value FROM json_each(:queues))
+                      AND queue NOT IN queue_held
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+                    ORDER BY priority DESC, seq LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_retry_due
+                    WHERE state = 'failed' AND next_run_at <= :now
+                      AND queue IN (SELECT value FROM json_each(:queues))
+                      AND queue NOT IN queue_held
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+                    ORDER BY priority DESC, seq LIMIT :limit)
+)
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM (
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
-                                   WHERE state = 'pending' AND next_run_at <= :now
-                                     AND queue IN (SELECT value FROM json_each(:queues))
-                                   ORDER BY priority DESC, seq LIMIT :limit)
-                   UNION ALL
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
-                                   WHERE state = 'failed' AND next_run_at <= :now
-                                     AND queue IN (SELECT value FROM json_each(:queues))
-                                   ORDER BY priority DESC, seq LIMIT :limit))
+ WHERE seq IN (SELECT seq FROM (SELECT priority, seq, queue,
+                                       row_number() OVER (PARTITION BY queue
+                                                          ORDER BY priority DESC, seq) AS rn
+                                  FROM cand) AS k
+                WHERE rn <= coalesce((SELECT slots FROM queue_slots AS q
+                                       WHERE q.queue = k.queue), :limit)
                 ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
 -- name: next_due_any
 -- INDEXED BY (here and below): jobs_due answers in one step where jobs_by_state
--- would read every waiting job.
-SELECT min(next_run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed');
+-- would read every waiting job. Held queues do not count: a worker must not keep
+-- waking up for jobs it may not take.
+SELECT next_run_at FROM jobs INDEXED BY jobs_due
+ WHERE state IN ('pending', 'failed') AND queue NOT IN queue_held
+   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+ ORDER BY next_run_at LIMIT 1;
 
 -- name: next_due_queues
 SELECT next_run_at FROM jobs INDEXED BY jobs_due
  WHERE state IN ('pending', 'failed') AND queue IN (SELECT value FROM json_each(:queues))
+   AND queue NOT IN queue_held
+   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
  ORDER BY next_run_at LIMIT 1;
 
 -- name: record_start
@@ -202,13 +234,32 @@ SELECT state, sum(n) FROM job_counts
  WHERE queue IN (SELECT value FROM json_each(:queues)) GROUP BY state;
 
 -- name: due_any
+-- A worker's idle poll and --burst: jobs of held queues are not "due" for it.
 SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_due
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now);
+                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
+                  AND queue NOT IN queue_held)
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
 
 -- name: due_queues
 SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_due
                 WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                  AND queue IN (SELECT value FROM json_each(:queues)));
+                  AND queue IN (SELECT value FROM json_each(:queues))
+                  AND queue NOT IN queue_held)
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
+
+-- name: busy_any
+-- --burst does not wait for the jobs of a paused queue (SPEC 7).
+SELECT coalesce(sum(n), 0) FROM job_counts
+ WHERE state IN ('processing', 'failed')
+   AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
+
+-- name: busy_queues
+SELECT coalesce(sum(n), 0) FROM job_counts
+ WHERE state IN ('processing', 'failed')
+   AND queue IN (SELECT value FROM json_each(:queues))
+   AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
 
 -- name: history
 SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, exit_code, signal,
@@ -267,3 +318,57 @@ SELECT id FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :limit;
 SELECT id FROM (SELECT id, state FROM jobs WHERE id >= :lo AND id < :hi ORDER BY id LIMIT :scan)
  WHERE state = :state
  LIMIT :limit;
+
+-- name: queue_settings
+SELECT queue, paused, lim FROM queue_settings ORDER BY queue;
+
+-- name: queue_pause
+INSERT INTO queue_settings (queue, paused) VALUES (:queue, 1)
+ON CONFLICT (queue) DO UPDATE SET paused = 1;
+
+-- name: queue_resume
+UPDATE queue_settings SET paused = 0 WHERE queue = :queue;
+
+-- name: queue_resume_all
+UPDATE queue_settings SET paused = 0 WHERE paused;
+
+-- name: queue_limit
+INSERT INTO queue_settings (queue, lim) VALUES (:queue, :lim)
+ON CONFLICT (queue) DO UPDATE SET lim = excluded.lim;
+
+-- name: queue_prune
+-- A queue exists while it has jobs or settings: a row with none left goes.
+DELETE FROM queue_settings WHERE NOT paused AND lim IS NULL;
+
+-- name: queue_counts
+-- Jobs per queue and state, from the counters (one row per pair).
+SELECT queue, state, n FROM job_counts WHERE n <> 0;
+
+-- name: queue_oldest_due
+-- The oldest due pending job of one queue: one seek of jobs_queue_waiting.
+SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
+ WHERE state = 'pending' AND queue = :queue AND next_run_at <= :now;
+
+-- name: queue_exists
+SELECT EXISTS (SELECT 1 FROM job_counts WHERE queue = :queue AND n <> 0)
+    OR EXISTS (SELECT 1 FROM queue_settings WHERE queue = :queue);
+
+-- name: due_ahead
+-- `why`: is a due job of an open queue claimed before this one (a higher priority,
+-- or equal and older)? Walks jobs_claim_pending from its start, which holds the
+-- jobs ahead first; it stops at the first one (or at the job itself).
+SELECT EXISTS (
+    SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
+     WHERE state = 'pending' AND next_run_at <= :now
+       AND (priority > :priority OR (priority = :priority AND seq < :seq))
+       AND queue NOT IN queue_held
+       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))))
+    OR EXISTS (
+    SELECT 1 FROM jobs INDEXED BY jobs_retry_due
+     WHERE state = 'failed' AND next_run_at <= :now
+       AND (priority > :priority OR (priority = :priority AND seq < :seq))
+       AND queue NOT IN queue_held
+       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))));
+
+-- name: job_order
+SELECT priority, seq FROM jobs WHERE id = :id;

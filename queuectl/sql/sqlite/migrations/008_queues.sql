@@ -1,0 +1,43 @@
+-- Version 8: operating queues (pause, limit) and unique jobs.
+
+-- Settings of named queues, in a table of their own so the claim reads a few rows,
+-- never the jobs, to learn what is held. A row exists only while a queue has a
+-- setting (`queue resume` of an unlimited queue deletes it). The row named ''
+-- (never a queue's name) is `queue pause --all`: it holds every queue, including
+-- queues that appear later, until `queue resume --all`.
+CREATE TABLE queue_settings (
+    queue  TEXT    PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0,
+    -- At most this many jobs of the queue processing at once; NULL: no limit.
+    lim    INTEGER CHECK (lim IS NULL OR lim > 0)
+) WITHOUT ROWID;
+
+-- The claim filters on the queue (paused, at its limit): with the queue in the
+-- index it does so without reading a job's row.
+DROP INDEX jobs_claim_pending;
+CREATE INDEX jobs_claim_pending ON jobs (priority DESC, seq, next_run_at, queue)
+    WHERE state = 'pending';
+
+-- `queue list` and `why`: the oldest due pending job of a queue in one seek.
+CREATE INDEX jobs_queue_waiting ON jobs (queue, next_run_at) WHERE state = 'pending';
+
+-- Unique jobs: one job at a time per key among the jobs that are still to run. The
+-- store enforces it (a concurrent enqueue cannot slip between a read and a write).
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND state IN ('pending', 'failed', 'processing');
+
+-- The queues whose jobs no claim may take now: paused, or as many running as their
+-- limit allows (read from job_counts, one row per queue). `pause --all` is the row ''.
+CREATE VIEW queue_held (queue) AS
+SELECT s.queue FROM queue_settings AS s
+ WHERE s.paused
+    OR s.lim <= coalesce((SELECT c.n FROM job_counts AS c
+                           WHERE c.queue = s.queue AND c.state = 'processing'), 0);
+
+-- How many more jobs of each limited queue may start now.
+CREATE VIEW queue_slots (queue, slots) AS
+SELECT s.queue, s.lim - coalesce((SELECT c.n FROM job_counts AS c
+                                   WHERE c.queue = s.queue AND c.state = 'processing'), 0)
+  FROM queue_settings AS s
+ WHERE s.lim IS NOT NULL;
