@@ -52,11 +52,8 @@ class QueueControlPostgres:
     async def oldest_due(self, queue: str, *, now: int) -> int | None:
         clock = self._clock(now)
         rows = await self._fetch("queue_oldest_due_clock", queue=queue, clock=clock)
-        due = rows[0]["due"] if rows else None
-        if due is None:
-            return None
-        # Onto the caller's clock, as every time this store hands back.
-        return int(due) + (now - int(rows[0]["server_now"]))
+        # A stored time, as `list` shows it (the server's clock), not shifted.
+        return None if not rows or rows[0]["due"] is None else int(rows[0]["due"])
 
     async def due_ahead(self, job_id: str, *, queues: Sequence[str] | None, now: int) -> bool:
         rows = await self._fetch(

@@ -175,7 +175,20 @@ PLANS = {
     "ids_by_prefix": {"lo": "a", "hi": "b", "limit": 5},
     "ids_by_prefix_state": {"lo": "a", "hi": "b", "limit": 5, "state": "dead", "scan": 100},
     "requeue_dead_batch": {"now": 0, "after": 0, "upto": 10, "limit": 5},
+    # The claim and what an idle worker reads, with the queue settings in them (SPEC 7).
+    "claim_any": {"now": 0, "worker": "w", "lease_until": 0, "limit": 4},
+    "claim_queues": {"now": 0, "worker": "w", "lease_until": 0, "limit": 4, "queues": '["a"]'},
+    "next_due_any": {},
+    "next_due_queues": {"queues": '["a"]'},
+    "due_any": {"now": 0},
+    "due_queues": {"now": 0, "queues": '["a"]'},
+    # queue list and why.
+    "queue_oldest_due": {"queue": "a", "now": 0},
+    "due_ahead": {"now": 0, "priority": 0, "seq": 5, "queues": None},
 }
+#: The claim sorts only what its index walks already cut to :limit rows: the pending
+#: and the due-retry candidates, their merge, and the chosen few.
+_CLAIM_SORTS = ["USE TEMP B-TREE FOR ORDER BY"] * 4
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -196,6 +209,7 @@ async def test_live_reads_never_scan_a_table(sqlite_backend: SqliteBackend, name
     sorts = [d for d in details if d.startswith("USE TEMP B-TREE")]
     allowed = {"running_jobs": ["USE TEMP B-TREE FOR ORDER BY"]}
     allowed["finished_since"] = ["USE TEMP B-TREE FOR GROUP BY"]
+    allowed["claim_any"] = allowed["claim_queues"] = _CLAIM_SORTS
     assert sorts == allowed.get(name, []), details
 
 

@@ -158,6 +158,8 @@ PLANS = {
     "list_by_state": {"state": "dead", "limit": 50},
     "probe": {"clock": None, "queues": None},
     "stray_attempts": {"host": "h", "clock": None},
+    "due_ahead": {"id": "x", "clock": None, "queues": None},
+    "queue_oldest_due_clock": {"queue": "a", "clock": None},
 }
 
 
@@ -172,11 +174,17 @@ async def test_reads_on_every_refresh_can_use_an_index(pgstore: PostgresBackend,
     assert not re.search(r"Seq Scan on (jobs|attempts)\b", plan), plan
 
 
+@pytest.mark.parametrize("settings", [False, True])
 async def test_the_claim_walks_its_index_and_checks_due_times_there(
-    pgstore: PostgresBackend,
+    pgstore: PostgresBackend, settings: bool
 ) -> None:
-    """Jobs waiting for a retry are passed over in the index, without a heap visit each."""
+    """Jobs waiting for a retry are passed over in the index, without a heap visit each;
+    with queues paused and limited too (their rows are read, not the jobs)."""
     from queuectl.backends.postgres_rows import finish_columns, start_columns
+
+    if settings:
+        await pgstore.set_paused(["p"], paused=True)
+        await pgstore.set_limit("l", 2)
 
     values = {
         "clock": None,
