@@ -153,7 +153,9 @@ class TestLimit:
     ) -> None:
         now = clock()
         total, cap = 120, 3
-        await backend.enqueue([job(f"j{i:03d}", now, queue="capped") for i in range(total)], now=now)
+        await backend.enqueue(
+            [job(f"j{i:03d}", now, queue="capped") for i in range(total)], now=now
+        )
         await backend.set_limit("capped", cap)
         stores = [backend] + [await reopen(backend) for _ in range(4)]
         running: set[str] = set()
