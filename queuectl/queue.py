@@ -44,6 +44,7 @@ from queuectl.models import (
     WorkerInfo,
 )
 from queuectl.queues import QueueInfo, Resumed
+from queuectl.why import Why, explain
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -431,6 +432,12 @@ class Queue:
         cap = await queues_mod.limit(self.backend, name, limit)
         await self.backend.notify(b"j")
         return cap
+
+    async def why(self, job_id: str) -> Why:
+        """Why the job is where it is, and what would move it (SPEC 7 reason codes)."""
+        job = await self.get(job_id)
+        workers = await self.live_workers()
+        return await explain(self.backend, job, workers=workers, now=self.clock())
 
     async def get_setting(self, key: str) -> object:
         name = normalize_key(key)

@@ -25,7 +25,7 @@ from queuectl.cli.app import (
     stderr_is_terminal,
 )
 from queuectl.cli.config import config
-from queuectl.cli.queues import queue_group
+from queuectl.cli.queues import queue_group, why
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
@@ -376,6 +376,7 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
 cli.add_command(worker)
 cli.add_command(config)
 cli.add_command(queue_group)
+cli.add_command(why)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

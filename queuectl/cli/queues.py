@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncclick as click
 
+from queuectl.cli import completion
 from queuectl.cli.app import App, echo_json, output, pass_app
 
 
@@ -130,3 +131,31 @@ async def queue_limit(app: App, name: str, n: str) -> None:
 def _one_of(names: tuple[str, ...], all_queues: bool) -> None:
     if all_queues == bool(names):
         raise click.UsageError("give QUEUE... or --all (one of them)")
+
+
+@click.command(short_help="Why a job is where it is, and what would move it.")
+@click.argument("job_id", shell_complete=completion.job_ids())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+async def why(app: App, job_id: str, as_json: bool) -> None:
+    """Say in plain words what holds JOB_ID (or runs or ended it), and the command
+    that would move it.
+
+    \b
+    Examples:
+      queuectl why job1
+      queuectl why job1 --json
+    """
+    found = await (await app.queue()).why(job_id)
+    if as_json:
+        echo_json(
+            {
+                "id": found.job.id,
+                "state": found.job.state.value,
+                "reasons": [{"code": r.code, "message": r.message} for r in found.reasons],
+            }
+        )
+        return
+    click.echo(f"{found.job.id} is {found.job.state.value}:")
+    for reason in found.reasons:
+        click.echo(f"  - {reason.message}  [{reason.code}]")

@@ -125,3 +125,20 @@ def test_a_pause_is_obeyed_within_a_second_and_resume_wakes_workers(
         wait_for(lambda: any(r.start > resumed_at for r in read_executions(marks)), timeout=10)
         first = min(r.start for r in read_executions(marks) if r.start > resumed_at)
         assert first - resumed_at < 1.0
+
+
+def test_why_in_words_and_json(db: str) -> None:
+    enqueue_lines(db, [{"id": "m1", "command": "true", "queue": "emails"}])
+    run_cli(db, "queue", "pause", "emails")
+    plain = run_cli(db, "why", "m1")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.splitlines() == [
+        "m1 is pending:",
+        "  - queue emails is paused: `queuectl queue resume emails`  [queue_paused]",
+        "  - no worker is running: `queuectl worker start`  [no_worker]",
+    ]
+    doc = cli_json(db, "why", "m1")
+    assert (doc["id"], doc["state"]) == ("m1", "pending")
+    assert [r["code"] for r in doc["reasons"]] == ["queue_paused", "no_worker"]
+    assert all(set(r) == {"code", "message"} for r in doc["reasons"])
+    assert_error(run_cli(db, "why", "nope"), 1, "no job with id 'nope'")
