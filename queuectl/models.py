@@ -61,6 +61,8 @@ class NewJob:
     #: Set when the start was given as a delay (``run_at`` is then ``now + delay_ms``),
     #: so a store with a clock of its own can count the delay from that clock.
     delay_ms: int | None = None
+    #: At most one job per key is pending, failed or processing (SPEC 7).
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class Job:
     claims: int = 0
     worker_id: str | None = None
     lease_until: int | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

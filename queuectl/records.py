@@ -34,6 +34,7 @@ class JobRecord(TypedDict):
     env: dict[str, str]
     cwd: str | None
     worker: str | None
+    unique_key: str | None
 
 
 class AttemptRecord(TypedDict):
@@ -88,6 +89,7 @@ def job_record(job: Job) -> JobRecord:
         "env": job.env,
         "cwd": job.cwd,
         "worker": job.worker_id,
+        "unique_key": job.unique_key,
     }
 
 

@@ -57,6 +57,15 @@ class Exchanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What ``enqueue_new`` did."""
+
+    jobs: list[Job]
+    #: ``(1-based position in the batch, id of the job that has its id or key)``.
+    skipped: list[tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptOutput:
     attempt: int
     output: bytes
@@ -96,12 +105,22 @@ class JobStore(Protocol):
         """Insert all jobs in one transaction, or none of them.
 
         Raises ``DuplicateJob`` naming the first id that already exists (with its
-        ``job_id`` and 1-based ``position`` in ``jobs``); the existing job is
-        untouched. Returns only after the commit is durable.
+        ``job_id`` and 1-based ``position`` in ``jobs``), or else the first job whose
+        ``unique_key`` a pending, failed or processing job holds (``key``, ``holder``);
+        the existing job is untouched. Keys are enforced by a partial unique index.
+        Returns only after the commit is durable.
 
         ``progress``, if given, is called with the number of jobs written so far
         (inside the still-open transaction) every few thousand jobs; a store may
         call it less often or never. It says nothing about the commit.
+        """
+        ...
+
+    async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
+        """``enqueue --skip-duplicates``: insert, in one transaction, every job whose id
+        is free and whose ``unique_key`` no pending, failed or processing job holds;
+        skip the others. The store decides, by its constraints (insert or nothing), so a
+        concurrent enqueue cannot slip in between a check and a write.
         """
         ...
 

@@ -49,6 +49,7 @@ import asyncpg
 from queuectl import procs
 from queuectl.backends.base import (
     AttemptOutput,
+    Enqueued,
     Exchanged,
     FinishResult,
     OnLost,
@@ -80,6 +81,7 @@ from queuectl.backends.postgres_rows import (
 from queuectl.backends.rows import (
     attempt_from_row,
     job_from_row,
+    key_held,
     lost_from_row,
     running_from_row,
     worker_from_row,
@@ -231,7 +233,41 @@ class PostgresBackend(QueueControlPostgres):
                     job_id=job.id,
                     position=position,
                 )
+        keys = [j.unique_key for j in jobs if j.unique_key is not None]
+        held = {r["unique_key"]: r for r in await self._fetch("key_holders", keys=keys)}
+        for position, job in enumerate(jobs, 1):
+            row = held.get(job.unique_key)
+            if row is not None:
+                return key_held(position, job, row["id"], row["state"])
         return DuplicateJob()
+
+    async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
+        """One statement: ``ON CONFLICT DO NOTHING`` skips a taken id or a held key."""
+        if not jobs:
+            return Enqueued([], [])
+        query = SQL["insert_jobs_new"]
+        async with self._conn() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    query.text, *query.args(job_columns(jobs, now, self._clock(now)))
+                )
+            except asyncpg.DataError as exc:
+                raise unstorable(jobs, exc) from exc
+            done = set(row["ids"])
+            left = [(i, j) for i, j in enumerate(jobs, 1) if j.id not in done]
+            taken = {
+                r["id"] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
+            }
+            keys = [j.unique_key for _, j in left if j.unique_key is not None]
+            holders = {
+                r["unique_key"]: r["id"] for r in await conn.fetch(SQL["key_holders"].text, keys)
+            }
+        skipped = [
+            (i, j.id if j.id in taken or j.unique_key not in holders else holders[j.unique_key])
+            for i, j in left
+        ]
+        server_now = row["now"]
+        return Enqueued([inserted(j, server_now, now) for j in jobs if j.id in done], skipped)
 
     async def exchange(
         self,

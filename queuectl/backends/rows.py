@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from queuectl.exceptions import DuplicateJob
 from queuectl.models import (
     ALL_QUEUES,
     Attempt,
@@ -47,6 +48,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         claims=row["claims"],
         worker_id=row["worker_id"],
         lease_until=row["lease_until"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -139,6 +141,7 @@ def stored_job(job: NewJob, *, created_at: int, run_at: int | None, next_run_at:
         exit_code=None,
         env=job.env,
         cwd=job.cwd,
+        unique_key=job.unique_key,
     )
 
 
@@ -160,3 +163,14 @@ def queue_counts_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[
         counts = found.setdefault(r["queue"], dict.fromkeys(JobState, 0))
         counts[JobState(r["state"])] += int(r["n"])
     return {q: c for q, c in sorted(found.items()) if any(c.values())}
+
+
+def key_held(position: int, job: NewJob, holder: str, state: str) -> DuplicateJob:
+    """The error for a job whose ``unique_key`` another job holds (SPEC 7)."""
+    return DuplicateJob(
+        f"job {position}: unique_key {job.unique_key!r} is held by job {holder!r} ({state})",
+        job_id=job.id,
+        position=position,
+        key=job.unique_key,
+        holder=holder,
+    )

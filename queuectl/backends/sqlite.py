@@ -30,6 +30,7 @@ from queuectl import procs
 from queuectl.backends import wakeup
 from queuectl.backends.base import (
     AttemptOutput,
+    Enqueued,
     Exchanged,
     FinishResult,
     OnLost,
@@ -39,6 +40,7 @@ from queuectl.backends.base import (
 from queuectl.backends.rows import (
     attempt_from_row,
     job_from_row,
+    key_held,
     lost_from_row,
     stored_job,
     worker_from_row,
@@ -168,23 +170,7 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
     ) -> list[Job]:
-        rows = [
-            (
-                j.id,
-                j.command,
-                j.queue,
-                j.priority,
-                j.max_retries,
-                j.timeout_s,
-                json.dumps(j.env) if j.env else None,
-                j.cwd,
-                j.run_at,
-                j.next_run_at,
-                now,
-                now,
-            )
-            for j in jobs
-        ]
+        rows = _insert_rows(jobs, now)
         per_queue = Counter(j.queue for j in jobs)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -221,6 +207,36 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
         finally:
             await insert
         return inserted
+
+    async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
+        rows = _insert_rows(jobs, now)
+
+        def body(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            skipped: list[tuple[int, str]] = []
+            per_queue: Counter[str] = Counter()
+            for position, (job, row) in enumerate(zip(jobs, rows, strict=True), 1):
+                if conn.execute(SQL["insert_job_new"], row).rowcount:
+                    per_queue[job.queue] += 1
+                    continue
+                holder = None
+                if not conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
+                    holder = conn.execute(SQL["key_holder"], {"key": job.unique_key}).fetchone()
+                skipped.append((position, job.id if holder is None else holder[0]))
+            conn.executemany(
+                SQL["add_pending_counts"], [{"queue": q, "n": n} for q, n in per_queue.items()]
+            )
+            return skipped
+
+        skipped = await self._call(lambda c: transaction(c, body))
+        left = {p for p, _ in skipped}
+        return Enqueued(
+            [
+                stored_job(j, created_at=now, run_at=j.run_at, next_run_at=j.next_run_at)
+                for i, j in enumerate(jobs, 1)
+                if i not in left
+            ],
+            skipped,
+        )
 
     async def exchange(
         self,
@@ -521,6 +537,28 @@ async def _thread_stopped(connection: aiosqlite.Connection) -> None:
         await asyncio.sleep(0.002)
 
 
+def _insert_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
+    """``insert_job``'s positional rows (binding names per row costs more than the insert)."""
+    return [
+        (
+            j.id,
+            j.command,
+            j.queue,
+            j.priority,
+            j.max_retries,
+            j.timeout_s,
+            json.dumps(j.env) if j.env else None,
+            j.cwd,
+            j.run_at,
+            j.next_run_at,
+            now,
+            now,
+            j.unique_key,
+        )
+        for j in jobs
+    ]
+
+
 def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
     for position, job in enumerate(jobs, 1):
         if conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
@@ -529,6 +567,12 @@ def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob
                 job_id=job.id,
                 position=position,
             )
+    for position, job in enumerate(jobs, 1):
+        if job.unique_key is None:
+            continue
+        row = conn.execute(SQL["key_holder"], {"key": job.unique_key}).fetchone()
+        if row is not None:
+            return key_held(position, job, row[0], row[1])
     return DuplicateJob()
 
 

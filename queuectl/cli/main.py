@@ -75,10 +75,24 @@ async def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--queue", metavar="Q", help="Named queue (default: default).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeat).")
 @click.option("--cwd", metavar="DIR", help="Working directory of the command.")
+@click.option(
+    "--unique-key", metavar="K", help="At most one waiting or running job with key K (with -c)."
+)
+@click.option(
+    "--skip-duplicates",
+    is_flag=True,
+    help="Skip jobs whose id exists or whose unique_key is held, instead of failing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the enqueued records as JSON.")
 @pass_app
 async def enqueue(
-    app: App, /, job_json: str | None, command: str | None, as_json: bool, **flags: Any
+    app: App,
+    /,
+    job_json: str | None,
+    command: str | None,
+    as_json: bool,
+    skip_duplicates: bool,
+    **flags: Any,
 ) -> None:
     """Add jobs: JOB_JSON, JSON on stdin (object, array or JSON Lines), or -c CMD.
 
@@ -89,10 +103,16 @@ async def enqueue(
       queuectl enqueue '{"id":"job1","command":"sleep 2"}'
       echo '{"command":"exit 1","max_retries":1}' | queuectl enqueue
       queuectl enqueue -c 'make test' --priority 5 --delay 30
+      queuectl enqueue -c 'sync' --unique-key sync --skip-duplicates
     """
     text = _job_input(job_json, command, flags)
     queue = await app.queue()
-    if isinstance(text, dict):
+    if skip_duplicates:
+        if isinstance(text, dict):
+            jobs = await queue.enqueue(text, skip_duplicates=True, on_skip=_skipped)
+        else:
+            jobs = await queue.enqueue_text(text, skip_duplicates=True, on_skip=_skipped)
+    elif isinstance(text, dict):
         jobs = await queue.enqueue(text)
     elif job_json is None and not as_json and _is_big(text) and stderr_is_terminal():
         from queuectl.cli.progress import stage_bar
@@ -107,6 +127,10 @@ async def enqueue(
         echo_json([job_record(j) for j in jobs])
     else:
         sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
+
+
+def _skipped(label: str, other: str) -> None:
+    click.echo(f"skipped {label} (exists as {other})", err=True)
 
 
 def _job_input(

@@ -190,6 +190,8 @@ def test_status_json_has_all_five_states_and_workers(db: Path) -> None:
         "jobs": {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 2},
         "workers": 0,
         "hosts": {},
+        "paused": [],
+        "all_paused": False,
     }
 
 

@@ -13,27 +13,62 @@
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 ins AS (
     INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                      run_at, next_run_at, created_at, updated_at)
+                      run_at, next_run_at, created_at, updated_at, unique_key)
     SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
            j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
            coalesce(c.now + j.delay_ms,
                     CASE WHEN j.next_run_at <= :now::bigint
                          THEN c.now - (:now::bigint - j.next_run_at)
                          ELSE j.next_run_at END),
-           c.now, c.now
+           c.now, c.now, j.unique_key
       FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
                   :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
-                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[])
+                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[],
+                  :unique_keys::text[])
            WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
-                                 run_at, next_run_at, delay_ms, ord)
+                                 run_at, next_run_at, delay_ms, unique_key, ord)
            CROSS JOIN c
      ORDER BY j.ord
     RETURNING 1
 )
 SELECT c.now, (SELECT count(*) FROM ins) AS n, nextval('queuectl_version') AS version FROM c;
 
+-- name: insert_jobs_new
+-- enqueue --skip-duplicates: a taken id or a held unique_key inserts nothing.
+-- One statement for the whole batch: all or none. On the server's clock: a delay
+-- counts from the server's now, and a job that is due when enqueued (by the
+-- caller's clock) is due as long on the server's; a start given as a time in the
+-- future is kept (it is real time, which the server's clock stands for).
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+ins AS (
+    INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
+                      run_at, next_run_at, created_at, updated_at, unique_key)
+    SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
+           j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
+           coalesce(c.now + j.delay_ms,
+                    CASE WHEN j.next_run_at <= :now::bigint
+                         THEN c.now - (:now::bigint - j.next_run_at)
+                         ELSE j.next_run_at END),
+           c.now, c.now, j.unique_key
+      FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
+                  :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
+                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[],
+                  :unique_keys::text[])
+           WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
+                                 run_at, next_run_at, delay_ms, unique_key, ord)
+           CROSS JOIN c
+     ORDER BY j.ord
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT c.now, ARRAY (SELECT id FROM ins) AS ids, nextval('queuectl_version') AS version FROM c;
+
 -- name: existing_ids
 SELECT id FROM jobs WHERE id = ANY (:ids::text[]);
+
+-- name: key_holders
+SELECT unique_key, id, state FROM jobs
+ WHERE unique_key = ANY (:keys::text[]) AND state IN ('pending', 'failed', 'processing');
 
 -- name: exchange
 -- The worker's hot path in one statement (one round trip, one transaction):

@@ -6,8 +6,19 @@
 -- Positional, in this order: binding eleven names per row costs more than the insert.
 -- Every insert is counted by add_pending_counts in the same transaction (no trigger).
 INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                  run_at, next_run_at, created_at, updated_at)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  run_at, next_run_at, created_at, updated_at, unique_key)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_job_new
+-- enqueue --skip-duplicates: a taken id or a held unique_key inserts nothing.
+INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
+                  run_at, next_run_at, created_at, updated_at, unique_key)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: key_holder
+SELECT id, state FROM jobs
+ WHERE unique_key = :key AND state IN ('pending', 'failed', 'processing');
 
 -- name: add_pending_counts
 INSERT INTO job_counts (queue, state, n) VALUES (:queue, 'pending', :n)
