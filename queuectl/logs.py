@@ -3,8 +3,10 @@
 The worker logs every transition (claimed, completed, failed, dead, recovered,
 interrupted, lease lost) as one record whose message is a complete sentence and
 whose ``extra`` fields carry the same facts as data (``action``, ``job_id``,
-``attempt``, ``max_attempts``, ``worker_id``, ``slot``, ``duration``, ``exit_code``,
-``signal``, ``error``, ``next_run_at``). Each format picks what it needs:
+``attempt``, ``attempts``, ``max_attempts``, ``worker_id``, ``slot``, ``duration``,
+``exit_code``, ``signal``, ``error``, ``next_run_at``). The action, level, word and
+colour of each transition come from ``queuectl.transitions``. Each format picks
+what it needs:
 
 * ``plain`` (the default off a terminal): time, level and the sentence; stable
   text for files and ``grep``.
@@ -22,6 +24,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl.clock import to_iso
+from queuectl.transitions import (
+    BY_ACTION,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    RECOVERED,
+    Transition,
+    attempt_label,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -32,6 +43,7 @@ FIELDS = (
     "action",
     "job_id",
     "attempt",
+    "attempts",
     "max_attempts",
     "worker_id",
     "slot",
@@ -43,17 +55,6 @@ FIELDS = (
     "lost_worker_id",
 )
 
-#: action -> (the word shown, its style). The styles match the job states' colours
-#: in tables (``render.STATE_STYLES``): a job being run is yellow, done is green, …
-EVENTS = {
-    "job_claimed": ("claimed", "yellow"),
-    "job_completed": ("completed", "green"),
-    "job_failed": ("failed", "magenta"),
-    "job_dead": ("dead", "bold red"),
-    "job_recovered": ("recovered", "dark_orange"),
-    "job_interrupted": ("interrupted", "dark_orange"),
-    "job_lost": ("lease lost", "red"),
-}
 LEVEL_STYLES = {
     logging.DEBUG: "dim",
     logging.INFO: "",
@@ -109,43 +110,61 @@ class TransitionHandler(logging.Handler):
             self.handleError(record)
 
     def render(self, record: logging.LogRecord) -> RenderableType:
-        from rich.table import Table
+        """The record's fixed columns, then its details (an error, a message).
+
+        The columns are padded to line up, and never cut: a long job id pushes the
+        details right. Details that do not fit beside the columns wrap under
+        themselves when enough room is left there (``MIN_DETAIL_WIDTH``), else
+        they go on the next lines, indented, so a narrow terminal shows an error
+        as a few full lines rather than one word per line.
+        """
         from rich.text import Text
 
         when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="dim", no_wrap=True)
-        grid.add_column(min_width=10, no_wrap=True)
-        grid.add_column(min_width=11, no_wrap=True)
         action = getattr(record, "action", None)
         worker = getattr(record, "worker_id", None)
         slot = getattr(record, "slot", None)
-        who = Text(f"{worker}/{slot}" if slot is not None else (worker or ""), style="blue")
-        if action in EVENTS and getattr(record, "job_id", None) is not None:
-            word, style = EVENTS[action]
-            grid.add_column(min_width=16, no_wrap=True)
-            grid.add_column(min_width=5, justify="right", no_wrap=True)
-            grid.add_column(min_width=7, justify="right", no_wrap=True)
-            grid.add_column(overflow="fold")
-            grid.add_row(
-                when,
-                who,
-                Text(word, style=style),
-                Text(str(getattr(record, "job_id", "")), style="bold"),
-                _attempt(record),
-                _duration(record),
-                _details(record, style),
-            )
-            return grid
-        grid.add_column(overflow="fold")
+        who = f"{worker}/{slot}" if slot is not None else (worker or "")
+        head = Text.assemble((when, "dim"), " ", (f"{who:<10}", "blue"), " ")
+        transition = BY_ACTION.get(action) if isinstance(action, str) else None
+        if transition is not None and getattr(record, "job_id", None) is not None:
+            head.append(f"{transition.word:<11}", style=transition.style)
+            head.append(" ")
+            head.append(f"{getattr(record, 'job_id', '')!s:<16}", style="bold")
+            head.append(f" {_attempt(record):>5} {_duration(record):>7}")
+            return _beside(head, _details(record, transition), self.console.width)
         level = record.levelname.lower() if record.levelno != logging.INFO else ""
-        grid.add_row(
-            when,
-            who,
-            Text(level, style=LEVEL_STYLES.get(record.levelno, "")),
-            Text(record.getMessage(), style=LEVEL_STYLES.get(record.levelno, "")),
-        )
+        style = LEVEL_STYLES.get(record.levelno, "")
+        head.append(f"{level:<11}", style=style)
+        return _beside(head, Text(record.getMessage(), style=style), self.console.width)
+
+
+#: Narrower than this beside the columns, a record's details go on lines of their own.
+MIN_DETAIL_WIDTH = 30
+#: The indent of details on lines of their own (under the worker column).
+DETAIL_INDENT = 13
+
+
+def _beside(head: Text, details: Text, width: int) -> RenderableType:
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    if not details:
+        head.rstrip()
+        return head
+    room = width - head.cell_len - 1
+    if details.cell_len <= room:
+        return Text.assemble(head, " ", details)
+    if room >= MIN_DETAIL_WIDTH:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(head, details)
         return grid
+    head.overflow = "fold"  # an id wider than the terminal: folded, never cut
+    return Group(head, Padding(details, (0, 0, 0, DETAIL_INDENT)))
 
 
 def _attempt(record: logging.LogRecord) -> str:
@@ -153,7 +172,9 @@ def _attempt(record: logging.LogRecord) -> str:
     total = getattr(record, "max_attempts", None)
     if attempt is None:
         return ""
-    return f"{attempt}/{total}" if total is not None else str(attempt)
+    if total is None:
+        return str(attempt)
+    return attempt_label(attempt, getattr(record, "attempts", attempt), total - 1)
 
 
 def _duration(record: logging.LogRecord) -> str:
@@ -161,26 +182,23 @@ def _duration(record: logging.LogRecord) -> str:
     return "" if duration is None else f"{duration:.2f}s"
 
 
-def _details(record: logging.LogRecord, style: str) -> Text:
+def _details(record: logging.LogRecord, transition: Transition) -> Text:
     from rich.text import Text
 
-    action = record.action  # type: ignore[attr-defined]
     error = getattr(record, "error", None)
     text = Text()
-    if action == "job_completed":
-        text.append("exit 0", style="green")
-    elif action in ("job_failed", "job_dead"):
-        text.append(error or "failed", style=style)
+    if transition is COMPLETED:
+        text.append("exit 0", style=transition.style)
+    elif transition in (FAILED, DEAD):
+        text.append(error or "failed", style=transition.style)
         retry = getattr(record, "next_run_at", None)
         if retry:
             text.append(f" · retry {_in(retry, record.created)}", style="dim")
-    elif action == "job_interrupted":
-        text.append("back to pending; attempt not counted", style="dim")
-    elif action == "job_recovered":
+    elif transition is RECOVERED:
         lost = getattr(record, "lost_worker_id", None)
-        text.append(f"worker {lost or '?'} lost; counts as failed", style="dim")
-    elif action == "job_lost":
-        text.append("another worker took it over; result discarded", style="dim")
+        text.append(f"worker {lost or '?'} lost; {transition.note}", style="dim")
+    else:
+        text.append(transition.note, style="dim")
     return text
 
 

@@ -84,7 +84,9 @@ class Job:
     env: dict[str, str]
     cwd: str | None
     #: The fencing token: it grows by one with every claim and is never reset, so
-    #: it also numbers the attempts in the job's history (from 1).
+    #: it also numbers the attempts in the job's history (from 1): the attempt
+    #: number users see (``show``, ``logs --attempt``, ``$QUEUECTL_ATTEMPT``).
+    #: ``attempts`` counts only the runs charged to ``max_retries``.
     claims: int = 0
     worker_id: str | None = None
     lease_until: int | None = None
@@ -195,7 +197,7 @@ class RunningJob:
 
     job_id: str
     command: str
-    #: The attempt being run (from 1) and the job's retry budget: ``attempt/max_retries+1``.
+    #: The attempt being run: its history row number (from 1), as ``show`` lists it.
     attempt: int
     max_retries: int
     worker_id: str | None
@@ -204,6 +206,8 @@ class RunningJob:
     started_at: int
     host: str | None = None
     pid: int | None = None
+    #: The job's ``attempts`` (runs charged to ``max_retries``); ``None``: as ``attempt``.
+    attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

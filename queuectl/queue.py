@@ -20,8 +20,8 @@ from typing import BinaryIO
 
 from queuectl import procs
 from queuectl import queues as queues_mod
-from queuectl.backends import Backend, open_backend
-from queuectl.backends.base import AttemptOutput, OnProgress
+from queuectl.backends import Backend, open_backend, wakeup
+from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -33,7 +33,9 @@ from queuectl.config import (
 )
 from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
 from queuectl.jobspec import RawJob, Repeat, build_jobs, parse_input
+from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
 from queuectl.models import (
+    TERMINAL_STATES,
     Attempt,
     Job,
     JobState,
@@ -48,6 +50,8 @@ from queuectl.why import Why, explain
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
+#: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).
+WEB_SCAN = 5000
 
 
 #: Long operations report here: ``(stage, done, total)``, where ``total`` is ``None``
@@ -110,12 +114,16 @@ _NOT_FAILURES = frozenset({Outcome.COMPLETED, Outcome.INTERRUPTED})
 class BurstProgress:
     """How far a drain of some queues got since ``start`` counts were taken."""
 
-    #: Pending, running, or awaiting a retry, in the served queues.
+    #: Pending, running, or awaiting a retry, in the served queues: what a burst
+    #: worker waits for.
     left: int
     running: int
     retrying: int
     completed: int
     dead: int
+    #: Pending jobs that are not due yet, once nothing else is left: a burst worker
+    #: does not wait for them (so they are not in ``left``).
+    later: int = 0
 
     @property
     def total(self) -> int:
@@ -230,7 +238,7 @@ class Queue:
                 key=exc.key,
                 holder=exc.holder,
             ) from exc
-        await self.backend.notify(b"j")
+        await self.backend.notify(wakeup.JOB)
         return inserted
 
     async def get(self, job_id: str) -> Job:
@@ -270,14 +278,18 @@ class Queue:
 
         done = await self.backend.requeue_dead(job_ids, now=self.clock(), progress=moved)
         if done:
-            await self.backend.notify(b"j")
+            await self.backend.notify(wakeup.JOB)
         return done
 
     async def live_workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat is recent and, on this host, whose process still runs."""
         lease_ms = seconds_to_ms((await self.config()).lease)
         now = self.clock()
-        return [w for w in await self.backend.list_workers() if _is_live(w, now, lease_ms)]
+        return [
+            w
+            for w in await self.backend.list_workers()
+            if worker_is_live(w, now=now, lease_ms=lease_ms, leases=SHOWN_LIVE_FOR_LEASES)
+        ]
 
     async def status(self) -> Status:
         settings = await self.backend.queue_settings()
@@ -320,18 +332,27 @@ class Queue:
         now = await self.backend.counts(queues or None)
         running = now[JobState.PROCESSING]
         retrying = now[JobState.FAILED]
+        pending = now[JobState.PENDING]
+        later = 0
+        if pending and not running and not retrying:
+            # The counters cannot tell due jobs from delayed ones; the probe a burst
+            # worker drains by can: when nothing is due, the pending jobs are later.
+            probe = await self.backend.probe(queues=queues or None, now=self.clock())
+            if probe.busy == 0 and not probe.due:
+                pending, later = 0, pending
         return BurstProgress(
-            left=now[JobState.PENDING] + running + retrying,
+            left=pending + running + retrying,
             running=running,
             retrying=retrying,
             completed=max(now[JobState.COMPLETED] - start[JobState.COMPLETED], 0),
             dead=max(now[JobState.DEAD] - start[JobState.DEAD], 0),
+            later=later,
         )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         return await self.backend.counts(queues or None)
 
-    async def complete_ids(
+    async def ids_for_completion(
         self, prefix: str, *, state: JobState | None = None, limit: int = 50
     ) -> list[str]:
         """Job ids for shell completion: indexed, at most ``limit``."""
@@ -414,7 +435,7 @@ class Queue:
             out = await self.backend.attempt_output(job_id, attempt)
             if out is not None and (out.log_path is not None or out.finished):
                 return out
-            if out is None and job.state in (JobState.COMPLETED, JobState.DEAD):
+            if out is None and job.state in TERMINAL_STATES:
                 raise QueueCtlError(f"job {job_id!r} has no attempt {attempt}")
             if not waited and job.state is not JobState.PROCESSING:
                 say(f"job {job_id} is {job.state.value}; waiting for it to start")
@@ -438,7 +459,7 @@ class Queue:
         if not live:
             return 0
         await self.backend.request_stop(mode)
-        await self.backend.notify(b"s")
+        await self.backend.notify(wakeup.STOP)
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while True:
             remaining = live & {w.id for w in await self.live_workers()}
@@ -500,6 +521,59 @@ class Queue:
     async def settings(self) -> dict[str, object]:
         return (await self.config()).to_dict()
 
+    # Reads of the web dashboard and /metrics (queuectl.web); each is bounded.
+
+    async def jobs_page(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> JobsPage:
+        """A page of jobs, newest first, older than the cursor ``before`` (keyset).
+
+        ``text`` matches an id prefix or a substring of the command. With ``queue``
+        or ``text`` the page filters a window of ``WEB_SCAN`` jobs, so it may be short
+        and still have a next page (``JobsPage.next_before``).
+        """
+        filtered = queue is not None or bool(text)
+        return await self.backend.jobs_page(
+            state=state,
+            queue=queue,
+            text=text or None,
+            before=before,
+            limit=limit,
+            scan=WEB_SCAN if filtered else limit,
+        )
+
+    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
+        """Jobs per state in every queue that has or had jobs, queues in name order."""
+        return await self.backend.queue_counts()
+
+    async def finished_per_minute(self, minutes: int = 60) -> list[tuple[int, dict[Outcome, int]]]:
+        """Attempts ended per minute and outcome, for the last ``minutes`` minutes.
+
+        Every minute is present (oldest first), the current one last and partial.
+        """
+        now = self.clock()
+        first = (now // 60_000 - minutes + 1) * 60_000
+        found: dict[int, dict[Outcome, int]] = {first + i * 60_000: {} for i in range(minutes)}
+        for minute, outcome, n in await self.backend.finished_by_minute(first):
+            if minute in found:
+                found[minute][outcome] = found[minute].get(outcome, 0) + n
+        return list(found.items())
+
+    async def oldest_due(self, queues: Sequence[str]) -> dict[str, float]:
+        """Seconds the longest-waiting due job of each queue has waited (0 when none)."""
+        now = self.clock()
+        ages: dict[str, float] = {}
+        for name in queues:
+            due = await self.backend.oldest_due(name, now=now)
+            ages[name] = 0.0 if due is None else max(now - due, 0) / 1000
+        return ages
+
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
@@ -528,11 +602,3 @@ def cut_notice(out: AttemptOutput) -> str:
 
 def _ignore(_: str) -> None:
     pass
-
-
-def _is_live(worker: WorkerInfo, now: int, lease_ms: int) -> bool:
-    if worker.heartbeat_at < now - lease_ms:
-        return False
-    if procs.is_local(worker.host, worker.proc_start):
-        return worker.pid == os.getpid() or procs.is_alive(worker.pid, worker.proc_start)
-    return True

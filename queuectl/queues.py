@@ -31,7 +31,8 @@ class QueueInfo:
     paused_by_all: bool
     limit: int | None
     counts: dict[JobState, int]
-    #: When the oldest due pending job became due (epoch ms), or ``None``.
+    #: When its longest-waiting due job (pending, or failed and due for its retry)
+    #: became due (epoch ms), or ``None``.
     oldest_due_at: int | None
 
     @property
@@ -64,12 +65,15 @@ async def list_queues(backend: Backend, *, now: int) -> list[QueueInfo]:
     """Every queue with jobs or settings, by name; reads counters and one seek per queue."""
     settings = await backend.queue_settings()
     counts = await backend.queue_counts()
-    names = sorted(set(counts) | set(settings.queues))
+    # A queue exists while it has jobs or settings: the counters keep a queue that
+    # had jobs, at zero.
+    names = sorted({q for q, c in counts.items() if any(c.values())} | set(settings.queues))
     infos: list[QueueInfo] = []
     for name in names:
         setting = settings.queues.get(name)
         found = counts.get(name, dict.fromkeys(JobState, 0))
-        oldest = await backend.oldest_due(name, now=now) if found[JobState.PENDING] else None
+        waiting = found[JobState.PENDING] + found[JobState.FAILED]
+        oldest = await backend.oldest_due(name, now=now) if waiting else None
         infos.append(
             QueueInfo(
                 name=name,
@@ -110,7 +114,7 @@ async def resume(backend: Backend, names: Sequence[str], *, all_queues: bool) ->
     settings = await backend.queue_settings()
     counts = await backend.queue_counts()
     for name in targets:
-        if name not in settings.queues and name not in counts:
+        if name not in settings.queues and not any(counts.get(name, {}).values()):
             raise QueueCtlError(f"no queue named {name!r} (it has no jobs and no settings)")
     paused = [q for q in targets if settings.queues.get(q) and settings.queues[q].paused]
     await backend.set_paused(paused, paused=False)

@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from queuectl.clock import to_iso
-from queuectl.models import Attempt, Job, JobState, WorkerInfo
+from queuectl.models import RUNNABLE_STATES, Attempt, Job, JobState, WorkerInfo
 
 if TYPE_CHECKING:
     from queuectl.queues import QueueInfo
@@ -70,7 +70,7 @@ def _number(value: float | None) -> float | None:
 
 
 def job_record(job: Job) -> JobRecord:
-    waiting = job.state in (JobState.PENDING, JobState.FAILED)
+    waiting = job.state in RUNNABLE_STATES
     return {
         "id": job.id,
         "command": job.command,

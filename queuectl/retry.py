@@ -1,8 +1,12 @@
 """The retry policy: a pure function from one attempt's outcome to the job's next state.
 
-SPEC §4: after a failed attempt the job is ``failed`` and runs again at
-``now + min(backoff_base ** attempts, backoff_max)`` seconds while
+SPEC §4: after a failed attempt the job is ``failed`` and runs again
+``min(backoff_base ** attempts, backoff_max)`` seconds later while
 ``attempts <= max_retries``; past that it is ``dead``.
+
+A decision carries a *delay*, never a time: the SQLite store adds it to the
+caller's clock, the PostgreSQL store to the server's, and ``next_run_at`` says
+which clock it is added to at the one place a time is needed.
 """
 
 from __future__ import annotations
@@ -16,9 +20,14 @@ from queuectl.models import JobState
 @dataclass(frozen=True, slots=True)
 class RetryDecision:
     state: JobState
-    #: When the job may run again; ``None`` when it is dead.
-    next_run_at: int | None
-    delay_s: float | None
+    #: Milliseconds until the job may run again; ``None`` when it will not (completed, dead).
+    delay_ms: int | None
+    #: The attempt does not count against ``max_retries`` (a forced stop cut it short).
+    refund: bool = False
+
+    def next_run_at(self, now: int) -> int | None:
+        """When the job may run again on the clock that ``now`` is read from."""
+        return None if self.delay_ms is None else now + self.delay_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,23 +44,16 @@ class RetryPolicy:
             return self.backoff_max_s
         return float(self.backoff_base**attempts)
 
-    def after_failure(self, *, attempts: int, max_retries: int, now: int) -> RetryDecision:
+    def after_failure(self, *, attempts: int, max_retries: int) -> RetryDecision:
         """Decide what follows a failed attempt; ``attempts`` already counts it."""
         if attempts > max_retries:
-            return RetryDecision(JobState.DEAD, None, None)
-        delay = self.delay_s(attempts)
-        return RetryDecision(JobState.FAILED, now + round(delay * 1000), delay)
+            return RetryDecision(JobState.DEAD, None)
+        return RetryDecision(JobState.FAILED, round(self.delay_s(attempts) * 1000))
 
 
 def decide(
-    *,
-    ok: bool,
-    interrupted: bool,
-    attempts: int,
-    max_retries: int,
-    policy: RetryPolicy,
-    now: int,
-) -> tuple[RetryDecision, bool]:
+    *, ok: bool, interrupted: bool, attempts: int, max_retries: int, policy: RetryPolicy
+) -> RetryDecision:
     """The next state after an attempt, and whether the attempt is refunded.
 
     An attempt cut short by a forced stop goes back to ``pending`` at once and does
@@ -59,7 +61,7 @@ def decide(
     other end follows ``after_failure``.
     """
     if ok:
-        return RetryDecision(JobState.COMPLETED, None, None), False
+        return RetryDecision(JobState.COMPLETED, None)
     if interrupted:
-        return RetryDecision(JobState.PENDING, now, 0.0), True
-    return policy.after_failure(attempts=attempts, max_retries=max_retries, now=now), False
+        return RetryDecision(JobState.PENDING, 0, refund=True)
+    return policy.after_failure(attempts=attempts, max_retries=max_retries)

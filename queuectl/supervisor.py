@@ -102,7 +102,10 @@ class Supervisor:
             self._scheduled.add(index)
             asyncio.get_running_loop().call_later(delay, self._restart, index)
             return
-        if code != 0:
+        if code != 0 and not (code == -signal.SIGTERM and self._signals > 0):
+            # A child still starting up when our SIGTERM came had no handlers yet and
+            # died of it; it held no job (handlers go in before the first claim), so
+            # that is the clean stop we asked for, not a failure.
             self._failed = True
         self._check_done()
 

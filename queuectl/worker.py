@@ -28,12 +28,18 @@ import time
 from dataclasses import dataclass, replace
 
 from queuectl import procs
-from queuectl.backends import Backend, open_backend
+from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
 from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
+from queuectl.leases import (
+    REMOVED_AFTER_LEASES,
+    fence_after_s,
+    heartbeat_interval_s,
+    worker_is_live,
+)
 from queuectl.models import (
     Claim,
     ExecutionResult,
@@ -46,6 +52,17 @@ from queuectl.models import (
 )
 from queuectl.pump import Pump
 from queuectl.signals import on_signals
+from queuectl.transitions import (
+    CLAIMED,
+    COMPLETED,
+    DEAD,
+    FAILED,
+    INTERRUPTED,
+    LOST,
+    RECOVERED,
+    Transition,
+    attempt_label,
+)
 
 log = logging.getLogger("queuectl.worker")
 
@@ -169,12 +186,18 @@ class Worker:
         self._stop = mode
         if self._pump is not None:
             self._pump.stop_claiming()
+        running = len(self._running)
         if mode is StopMode.NOW:
-            log.warning("forced stop: killing %d running job(s)", len(self._running))
+            if running:
+                log.warning("forced stop: killing %d running job(s)", running)
+            else:
+                log.warning("forced stop: no job was running")
             for execution in list(self._running.values()):
                 execution.kill(KillReason.INTERRUPT)
+        elif running:
+            log.info("stopping: no new jobs; waiting for %d running job(s)", running)
         else:
-            log.info("stopping: no new jobs; waiting for %d running job(s)", len(self._running))
+            log.info("stopping: no new jobs")
 
     def _drained(self) -> None:
         log.info("burst: nothing left to do in the served queues")
@@ -183,7 +206,7 @@ class Worker:
     def _on_wake(self, message: bytes) -> None:
         if self._pump is not None:
             self._pump.arm()
-        if message == b"s":
+        if message == wakeup.STOP:
             # A stop request: read it now rather than at the next heartbeat.
             self._beat_now.set()
 
@@ -212,13 +235,13 @@ class Worker:
             if claim is None:
                 return
             job = claim.job
-            log.info(
-                "%s claimed by slot %d (attempt %d/%d)",
+            _say(
+                CLAIMED,
+                "%s claimed by slot %d (attempt %s)",
                 job.id,
                 index,
-                job.attempts,
-                job.max_retries + 1,
-                extra={**self._fields(claim, index), "action": "job_claimed"},
+                _attempt(claim),
+                extra=self._fields(claim, index),
             )
             result = await self._execute(claim, index)
             done = pump.finished(Finish(job.id, claim.token, job.attempts, job.max_retries, result))
@@ -234,7 +257,7 @@ class Worker:
         spool = self._spool / f"{self.id}-{slot}-{self._spool_seq}.out"
         cmd = Command(
             command=job.command,
-            env=job_environment(self._base_env, job.env, job.id, job.attempts),
+            env=job_environment(self._base_env, job.env, job.id, claim.token),
             cwd=job.cwd,
             timeout_s=job.timeout_s,
             output_limit=self.config.output_limit,
@@ -272,7 +295,8 @@ class Worker:
         job = claim.job
         return {
             "job_id": job.id,
-            "attempt": job.attempts,
+            "attempt": claim.token,
+            "attempts": job.attempts,
             "max_attempts": job.max_retries + 1,
             "worker_id": self.id,
             "slot": slot,
@@ -282,65 +306,45 @@ class Worker:
         self, claim: Claim, slot: int, result: ExecutionResult, done: FinishResult
     ) -> None:
         job = claim.job
+        error = result.describe()
         extra: dict[str, object] = {
             **self._fields(claim, slot),
             "duration": round(result.duration_s, 3),
             "exit_code": result.exit_code,
             "signal": result.signal,
+            "error": error,
         }
-        where = f"attempt {job.attempts}/{job.max_retries + 1}, slot {slot}"
+        where = f"attempt {_attempt(claim)}, slot {slot}"
         took = f"{result.duration_s:.2f}s"
         if not done.held:
-            log.warning(
-                "%s lease lost after %s; result discarded (%s)",
-                job.id,
-                took,
-                where,
-                extra={**extra, "action": "job_lost", "error": result.describe()},
+            _say(
+                LOST, "%s lease lost after %s; %s (%s)", job.id, took, LOST.note, where, extra=extra
             )
         elif done.state is JobState.COMPLETED:
-            log.info(
-                "%s completed in %s, exit code 0 (%s)",
-                job.id,
-                took,
-                where,
-                extra={**extra, "action": "job_completed"},
+            _say(
+                COMPLETED, "%s completed in %s, exit code 0 (%s)", job.id, took, where, extra=extra
             )
         elif done.state is JobState.PENDING:
-            log.warning(
-                "%s interrupted after %s; back to pending, attempt not counted (%s)",
-                job.id,
-                took,
-                where,
-                extra={**extra, "action": "job_interrupted", "error": result.describe()},
-            )
+            message = "%s interrupted after %s; %s (%s)"
+            _say(INTERRUPTED, message, job.id, took, INTERRUPTED.note, where, extra=extra)
         elif done.state is JobState.FAILED:
-            log.warning(
+            retry = to_iso(done.next_run_at)
+            extra["next_run_at"] = retry
+            _say(
+                FAILED,
                 "%s failed after %s: %s (%s); retry at %s",
                 job.id,
                 took,
-                result.describe(),
+                error,
                 where,
-                to_iso(done.next_run_at),
-                extra={
-                    **extra,
-                    "action": "job_failed",
-                    "error": result.describe(),
-                    "next_run_at": to_iso(done.next_run_at),
-                },
+                retry,
+                extra=extra,
             )
         else:
-            log.error(
-                "%s dead after %s: %s (%s)",
-                job.id,
-                took,
-                result.describe(),
-                where,
-                extra={**extra, "action": "job_dead", "error": result.describe()},
-            )
+            _say(DEAD, "%s dead after %s: %s (%s)", job.id, took, error, where, extra=extra)
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.config.lease / 3
+        interval = heartbeat_interval_s(self.config.lease)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
@@ -364,7 +368,14 @@ class Worker:
         except NotAQueueDatabase:
             raise
         except (BackendError, TimeoutError) as exc:
-            log.warning("heartbeat failed: %s", exc or "timed out")
+            # ``str(exc)`` is empty for a timeout (a database locked by another
+            # process): say what happened rather than nothing.
+            reason = str(exc) or (
+                f"the store did not answer within {timeout_s:.1f}s"
+                if isinstance(exc, TimeoutError)
+                else type(exc).__name__
+            )
+            log.warning("heartbeat failed: %s", reason)
             self._fence_if_stale()
             return
         self._last_heartbeat = asked
@@ -388,7 +399,7 @@ class Worker:
 
     def _fence_if_stale(self) -> None:
         """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
-        if time.monotonic() - self._last_heartbeat < self.config.lease * 0.8:
+        if time.monotonic() - self._last_heartbeat < fence_after_s(self.config.lease):
             return
         for key, execution in list(self._running.items()):
             log.error("%s: store unreachable for most of a lease; killing its command", key[0])
@@ -406,28 +417,26 @@ class Worker:
 
     async def _recover(self) -> list[LostAttempt]:
         now = self.clock()
-        stale_ms = seconds_to_ms(self.config.lease) * 3
+        lease_ms = seconds_to_ms(self.config.lease)
         dead = [
             w.id
             for w in await self.backend.list_workers()
             if w.id != self.id
-            and (
-                (procs.is_local(w.host, w.proc_start) and not procs.is_alive(w.pid, w.proc_start))
-                or w.heartbeat_at < now - stale_ms
-            )
+            and not worker_is_live(w, now=now, lease_ms=lease_ms, leases=REMOVED_AFTER_LEASES)
         ]
         lost = await self.backend.recover(now=now, dead_workers=dead, on_lost=_kill_orphan)
         for item in lost:
-            log.warning(
-                "%s recovered from lost worker %s (attempt %d/%d)",
+            _say(
+                RECOVERED,
+                "%s recovered from lost worker %s (attempt %s); %s",
                 item.job_id,
                 item.worker_id,
-                item.attempts,
-                item.max_retries + 1,
+                attempt_label(item.token, item.attempts, item.max_retries),
+                RECOVERED.note,
                 extra={
-                    "action": "job_recovered",
                     "job_id": item.job_id,
-                    "attempt": item.attempts,
+                    "attempt": item.token,
+                    "attempts": item.attempts,
                     "max_attempts": item.max_retries + 1,
                     "lost_worker_id": item.worker_id,
                     "worker_id": self.id,
@@ -448,6 +457,15 @@ class Worker:
         )
         if strays:
             log.info("checked %d stray attempt(s) left on this host", len(strays))
+
+
+def _say(transition: Transition, message: str, *args: object, extra: dict[str, object]) -> None:
+    """Log one job transition at its level, with its ``action`` (see ``transitions``)."""
+    log.log(transition.level, message, *args, extra={**extra, "action": transition.action})
+
+
+def _attempt(claim: Claim) -> str:
+    return attempt_label(claim.token, claim.job.attempts, claim.job.max_retries)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -473,7 +491,7 @@ def _kill_orphan(lost: LostAttempt) -> None:
     if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
         log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
         group = lost.pgid
-    left = procs.kill_attempt(lost.job_id, lost.attempts, lost.started_at, killed_group=group)
+    left = procs.kill_attempt(lost.job_id, lost.token, lost.started_at, killed_group=group)
     if left:
         log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
 
@@ -481,9 +499,8 @@ def _kill_orphan(lost: LostAttempt) -> None:
 def _kill_stray(stray: LostAttempt) -> None:
     """Kill a stray's process group (checked by its leader's start time).
 
-    Only the group: ``stray.attempts`` is the job's attempt count now, not the one
-    this old attempt's processes carry, so looking them up by it could find a newer
-    attempt of the same job running on this host.
+    Only the group: a stray is an old attempt of a job that may be running again on
+    this host by now, and its own group is all that is surely its own.
     """
     if stray.pgid and procs.kill_group(stray.pgid, stray.proc_start, signal.SIGKILL):
         log.warning("%s: killed the stray process group %d", stray.job_id, stray.pgid)

@@ -286,7 +286,7 @@ class ConfigStore(Protocol):
 
 class Notifier(Protocol):
     async def notify(self, message: bytes) -> None:
-        """Wake idle workers: ``b"j"`` after an enqueue, ``b"s"`` after a stop request."""
+        """Wake idle workers: ``wakeup.JOB`` after an enqueue, ``wakeup.STOP`` after a stop."""
         ...
 
     async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
@@ -297,7 +297,8 @@ class Notifier(Protocol):
 class QueueControl(Protocol):
     """Queue settings (pause, limit) and the per-queue reads of ``queue list`` and ``why``.
 
-    Settings live in a small table of their own; the claim of ``exchange`` reads it in
+    (Per-queue counts and the oldest due job are ``WebReader``'s.) Settings live in a
+    small table of their own; the claim of ``exchange`` reads it in
     the same statement, so a pause or a limit holds from the moment it is committed,
     for every worker of the store. The queue named ``ALL_QUEUES`` ('') is ``pause --all``.
     A queue's row is removed once it has no setting left.
@@ -317,21 +318,66 @@ class QueueControl(Protocol):
         """At most ``limit`` (> 0) jobs of ``queue`` processing at once; ``None`` removes it."""
         ...
 
-    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
-        """Jobs per state of every queue that has jobs, from the counters (no scan)."""
-        ...
-
-    async def oldest_due(self, queue: str, *, now: int) -> int | None:
-        """``next_run_at`` of the queue's oldest due pending job, or ``None``; one seek."""
-        ...
-
     async def due_ahead(self, job_id: str, *, queues: Sequence[str] | None, now: int) -> bool:
         """Whether a due job of an open queue (among ``queues``; ``None``: all) would be
         claimed before ``job_id``: a higher priority, or the same and older. Indexed."""
         ...
 
 
-class Backend(JobStore, JobReader, WorkerRegistry, ConfigStore, Notifier, QueueControl, Protocol):
+@dataclass(frozen=True, slots=True)
+class JobsPage:
+    """One page of a job list, newest first, and where the next (older) page starts."""
+
+    jobs: list[Job]
+    #: The cursor of the next page (pass as ``before``), ``None`` at the end.
+    next_before: int | None
+    #: How many jobs the page looked at (the window), to say so when a search is cut.
+    scanned: int = 0
+
+
+class WebReader(Protocol):
+    """Reads of the web dashboard and ``/metrics``; each bounded, however big the tables."""
+
+    async def jobs_page(
+        self,
+        *,
+        state: JobState | None,
+        queue: str | None,
+        text: str | None,
+        before: int | None,
+        limit: int,
+        scan: int,
+    ) -> JobsPage:
+        """Jobs older than the cursor ``before`` (``None``: the newest), newest first.
+
+        Keyset pagination on the insertion order (``seq``), through the state index
+        when ``state`` is given: a page costs the same at the first job or the
+        millionth. ``queue`` and ``text`` (an id prefix or a substring of the command,
+        case-sensitive) filter a window of at most ``scan`` jobs, so a rare match
+        never scans the table: a page may then hold fewer than ``limit`` jobs while
+        ``next_before`` still points further back.
+        """
+        ...
+
+    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
+        """Jobs per queue and state, every state present, from the kept counters."""
+        ...
+
+    async def finished_by_minute(self, since: int) -> list[tuple[int, Outcome, int]]:
+        """``(minute start ms, outcome, attempts)`` for attempts ended at or after ``since``.
+
+        Reads the index on the attempts' end time only (an hour of attempts).
+        """
+        ...
+
+    async def oldest_due(self, queue: str, *, now: int) -> int | None:
+        """The earliest ``next_run_at <= now`` of a waiting job of ``queue``, or ``None``."""
+        ...
+
+
+class Backend(
+    JobStore, JobReader, WorkerRegistry, ConfigStore, Notifier, WebReader, QueueControl, Protocol
+):
     """A job store: SQLite (``backends.sqlite``) or PostgreSQL (``backends.postgres``)."""
 
     #: The target it was opened with (a path or URL), for messages.

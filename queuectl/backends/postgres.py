@@ -22,9 +22,10 @@ keyword of ``open`` only, never part of a URL.
 **Claims** are one statement (``exchange`` in ``sql/postgres/queries.sql``) that
 also records starts and finishes: ``FOR UPDATE SKIP LOCKED`` in a CTE lets any
 number of claimers on any number of hosts work without waiting for each other.
-The retry policy is decided here in Python (``retry.decide``) from the stored
-config, which the statement checks is still current, so a finish always follows
-the backoff settings stored at that moment without a second round trip.
+What a finish makes of its job is decided in Python (``bookkeeping``) from the
+stored config as last seen, which the statement checks is still current, so a
+finish always follows the backoff settings stored at that moment without a
+second round trip.
 
 **Wake-ups.** ``notify`` sends ``NOTIFY`` on the schema's channel; ``subscribe``
 LISTENs on a dedicated connection (reopened by ``probe`` if it was lost). A
@@ -47,14 +48,17 @@ from typing import Any
 import asyncpg
 
 from queuectl import procs
-from queuectl.backends.base import (
-    AttemptOutput,
-    Enqueued,
-    Exchanged,
-    FinishResult,
-    OnLost,
-    OnProgress,
-    QueueProbe,
+from queuectl.backends.base import Enqueued, Exchanged, OnLost, OnProgress, QueueProbe
+from queuectl.backends.bookkeeping import (
+    RECOVERY_FIELDS,
+    counts_by_state,
+    decide_finishes,
+    duplicate_job,
+    finish_results,
+    heartbeat_answer,
+    not_requeued,
+    policy_from_stored,
+    recovery_records,
 )
 from queuectl.backends.postgres_conn import (
     Listener,
@@ -69,45 +73,20 @@ from queuectl.backends.postgres_conn import (
 )
 from queuectl.backends.postgres_queues import QueueControlPostgres
 from queuectl.backends.postgres_rows import (
-    after,
-    decide_finish,
+    columns,
     finish_columns,
     inserted,
     job_columns,
-    policy_from,
     start_columns,
     unstorable,
 )
-from queuectl.backends.rows import (
-    attempt_from_row,
-    job_from_row,
-    key_held,
-    lost_from_row,
-    running_from_row,
-    worker_from_row,
-)
+from queuectl.backends.rows import job_from_row, lost_from_row, worker_from_row
+from queuectl.backends.store import Cycle, SqlStore
+from queuectl.backends.web_reads import WebReads
 from queuectl.clock import now_ms
-from queuectl.exceptions import (
-    BackendError,
-    DuplicateJob,
-    InvalidTransition,
-    JobNotFound,
-)
-from queuectl.models import (
-    Attempt,
-    Claim,
-    Finish,
-    Heartbeat,
-    Job,
-    JobState,
-    LostAttempt,
-    NewJob,
-    Outcome,
-    ProcessStart,
-    RunningJob,
-    StopMode,
-    WorkerInfo,
-)
+from queuectl.exceptions import BackendError, DuplicateJob
+from queuectl.models import Claim, Heartbeat, Job, JobState, LostAttempt, NewJob, WorkerInfo
+from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
@@ -117,15 +96,9 @@ _CONFIG_ATTEMPTS = 5
 _COMPACT_ROWS = 1000
 #: Jobs per INSERT statement of a big enqueue (all in one transaction).
 _ENQUEUE_CHUNK = 2000
-#: Dead jobs moved per statement by ``dlq retry --all``.
-_REQUEUE_BATCH = 500
-#: Ids of a prefix that completion looks at when it also filters by state.
-_COMPLETION_SCAN = 2000
-#: Above every code point: ``prefix <= id < prefix + _TOP`` is "id starts with prefix".
-_TOP = "\U0010ffff"
 
 
-class PostgresBackend(QueueControlPostgres):
+class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"
@@ -198,6 +171,9 @@ class PostgresBackend(QueueControlPostgres):
         rows = await self._fetch(name, **values)
         return rows[0] if rows else None
 
+    async def _rows(self, name: str, values: Mapping[str, Any]) -> list[asyncpg.Record]:
+        return await self._fetch(name, **values)
+
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
     ) -> list[Job]:
@@ -226,20 +202,12 @@ class PostgresBackend(QueueControlPostgres):
 
     async def _duplicate(self, jobs: Sequence[NewJob]) -> DuplicateJob:
         existing = {r["id"] for r in await self._fetch("existing_ids", ids=[j.id for j in jobs])}
-        for position, job in enumerate(jobs, 1):
-            if job.id in existing:
-                return DuplicateJob(
-                    f"job {position}: a job with id {job.id!r} already exists",
-                    job_id=job.id,
-                    position=position,
-                )
         keys = [j.unique_key for j in jobs if j.unique_key is not None]
-        held = {r["unique_key"]: r for r in await self._fetch("key_holders", keys=keys)}
-        for position, job in enumerate(jobs, 1):
-            row = held.get(job.unique_key)
-            if row is not None:
-                return key_held(position, job, row["id"], row["state"])
-        return DuplicateJob()
+        held = {
+            r["unique_key"]: (r["id"], r["state"])
+            for r in (await self._fetch("key_holders", keys=keys) if keys else [])
+        }
+        return duplicate_job(jobs, existing.__contains__, held.get)
 
     async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
         """One statement: ``ON CONFLICT DO NOTHING`` skips a taken id or a held key."""
@@ -256,7 +224,8 @@ class PostgresBackend(QueueControlPostgres):
             done = set(row["ids"])
             left = [(i, j) for i, j in enumerate(jobs, 1) if j.id not in done]
             taken = {
-                r["id"] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
+                r["id"]
+                for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
             }
             keys = [j.unique_key for _, j in left if j.unique_key is not None]
             holders = {
@@ -269,31 +238,23 @@ class PostgresBackend(QueueControlPostgres):
         server_now = row["now"]
         return Enqueued([inserted(j, server_now, now) for j in jobs if j.id in done], skipped)
 
-    async def exchange(
-        self,
-        *,
-        worker_id: str,
-        starts: Sequence[ProcessStart] = (),
-        finishes: Sequence[Finish] = (),
-        claim: int = 0,
-        queues: Sequence[str] | None = None,
-        lease_ms: int = 10_000,
-        now: int,
-    ) -> Exchanged:
-        if not (starts or finishes or claim):
-            return Exchanged()
+    def _policy(self) -> RetryPolicy:
+        """The retry policy of the stored config as last seen."""
+        return policy_from_stored(json.loads(self._config_json) if self._config_json else {})
+
+    async def _exchange(self, cycle: Cycle) -> Exchanged:
+        finishes, now = cycle.finishes, cycle.now
         values: dict[str, Any] = {
             "clock": self._clock(now),
-            "worker": worker_id,
-            "limit": claim,
-            "queues": list(queues) if queues is not None else None,
-            "lease_ms": lease_ms,
+            "worker": cycle.worker_id,
+            "limit": cycle.claim,
+            "queues": list(cycle.queues) if cycle.queues is not None else None,
+            "lease_ms": cycle.lease_ms,
             "channel": self.channel,
-            **start_columns(starts, finishes),
+            **start_columns(cycle.starts, finishes),
         }
         for _ in range(_CONFIG_ATTEMPTS):
-            policy = policy_from(self._config_json)
-            decisions = [decide_finish(f, policy) for f in finishes]
+            decisions = decide_finishes(finishes, self._policy)
             values.update(finish_columns(finishes, decisions))
             # Claims and starts alone do not depend on the config: skip the check.
             values["config"] = (self._config_json or "{}") if finishes else None
@@ -305,11 +266,7 @@ class PostgresBackend(QueueControlPostgres):
         else:
             raise BackendError("the stored config kept changing during a transition; retrying")
         back = now - head["server_now"]
-        held = set(head["held"])
-        finished = [
-            FinishResult(f.job_id, f.job_id in held, d.state, after(now, d.next_run_at))
-            for f, (d, _) in zip(finishes, decisions, strict=True)
-        ]
+        finished = finish_results(finishes, decisions, set(head["held"]), now)
         claimed = sorted(
             (r for r in rows if r["id"] is not None), key=lambda r: (-r["priority"], r["seq"])
         )
@@ -327,10 +284,7 @@ class PostgresBackend(QueueControlPostgres):
         async with self._conn() as conn:
             row = await conn.fetchrow(query.text, *args, timeout=max(1.0, lease_ms / 3000))
         held = set(zip(row["ids"], row["tokens"], strict=True))
-        lost = frozenset(t for t in running if t not in held)
-        if row["stop"] is None:
-            return Heartbeat(lost, StopMode.NONE, registered=False)
-        return Heartbeat(lost, StopMode(row["stop"]))
+        return heartbeat_answer(running, held, row["stop"])
 
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
@@ -366,26 +320,12 @@ class PostgresBackend(QueueControlPostgres):
         on_lost: OnLost | None,
     ) -> None:
         stored = {r["key"]: r["value"] for r in await conn.fetch(SQL["config_all"].text)}
-        policy = policy_from(json.dumps(stored))
-        states, delays, errors = [], [], []
-        for item in lost:
-            if on_lost is not None:
-                on_lost(item)
-            decision = policy.after_failure(
-                attempts=item.attempts, max_retries=item.max_retries, now=0
-            )
-            states.append(decision.state.value)
-            delays.append(decision.next_run_at)
-            errors.append(f"worker lost: {item.worker_id or 'unknown'} stopped heartbeating")
+        records = recovery_records(lost, policy_from_stored(stored), on_lost)
         query = SQL["recover"]
         values = {
             "clock": clock,
             "host": self.host,
-            "ids": [i.job_id for i in lost],
-            "tokens": [i.token for i in lost],
-            "states": states,
-            "delays": delays,
-            "errors": errors,
+            **columns(records, RECOVERY_FIELDS, "r_"),
         }
         await conn.fetchrow(query.text, *query.args(values))
 
@@ -409,79 +349,28 @@ class PostgresBackend(QueueControlPostgres):
                 )
             return strays
 
-    async def requeue_dead(
-        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
-    ) -> list[str]:
+    async def _requeue_named(self, job_ids: Sequence[str], now: int) -> list[str]:
         clock = self._clock(now)
-        if job_ids is None:
-            return await self._requeue_all_dead(clock, progress)
         async with self._conn() as conn, conn.transaction():
-            # An id named twice is one request for that job, not a second retry of it.
-            done = [await _requeue_one(conn, job_id, clock) for job_id in dict.fromkeys(job_ids)]
+            done = [await _requeue_one(conn, job_id, clock) for job_id in job_ids]
             if done:
                 await conn.execute(SQL["bump_version"].text)
             return done
 
-    async def _requeue_all_dead(self, clock: int | None, progress: OnProgress | None) -> list[str]:
-        [[upto]] = await self._fetch("max_seq")
-        done: list[str] = []
-        after = 0
-        while True:
-            # One autocommit statement per batch: atomic on its own, and short.
-            rows = await self._fetch(
-                "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=_REQUEUE_BATCH
-            )
-            if not rows:
-                return done
-            done.extend(r["id"] for r in rows)
-            after = rows[-1]["seq"]
-            if progress is not None:
-                progress(len(done))
-
-    async def get_job(self, job_id: str) -> Job | None:
-        row = await self._fetchrow("get_job", id=job_id)
-        return None if row is None else job_from_row(row)
-
-    async def list_jobs(
-        self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
-    ) -> list[Job]:
-        name = {
-            (False, False): "list_all",
-            (True, False): "list_by_state",
-            (False, True): "list_by_queue",
-            (True, True): "list_by_state_queue",
-        }[(state is not None, queue is not None)]
-        values: dict[str, Any] = {"limit": limit if limit > 0 else None}
-        if state is not None:
-            values["state"] = state.value
-        if queue is not None:
-            values["queue"] = queue
-        rows = await self._fetch(name, **values)
-        return [job_from_row(r) for r in rows]
+    async def _requeue_batch(
+        self, *, after: int, upto: int, limit: int, now: int
+    ) -> list[asyncpg.Record]:
+        clock = self._clock(now)
+        return await self._fetch(
+            "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=limit
+        )
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
         rows = await self._fetch("counts", queues=list(queues) if queues is not None else None)
         if sum(r["rows"] for r in rows) > _COMPACT_ROWS:
             async with self._conn() as conn:
                 await conn.execute(SQL["compact_counts"].text)
-        found = {r["state"]: r["n"] for r in rows}
-        return {s: int(found.get(s.value) or 0) for s in JobState}
-
-    async def history(self, job_id: str) -> list[Attempt]:
-        return [attempt_from_row(r) for r in await self._fetch("history", id=job_id)]
-
-    async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
-        row = await self._fetchrow("attempt_output", id=job_id, attempt=attempt)
-        if row is None:
-            return None
-        return AttemptOutput(
-            attempt=row["attempt"],
-            output=bytes(row["output"] or b""),
-            output_size=row["output_size"],
-            log_path=row["log_path"],
-            host=row["host"],
-            finished=row["finished_at"] is not None,
-        )
+        return counts_by_state(rows)
 
     async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe:
         if self._listener is not None:
@@ -494,32 +383,6 @@ class PostgresBackend(QueueControlPostgres):
         )
         assert row is not None
         return QueueProbe(busy=int(row["busy"]), due=bool(row["due"]), version=row["version"])
-
-    async def running_jobs(self, *, limit: int) -> list[RunningJob]:
-        return [running_from_row(r) for r in await self._fetch("running_jobs", limit=limit)]
-
-    async def finished_since(self, since: int) -> dict[Outcome, int]:
-        rows = await self._fetch("finished_since", since=since)
-        return {Outcome(r["outcome"]): int(r["n"]) for r in rows if r["outcome"]}
-
-    async def next_retry(self) -> Job | None:
-        row = await self._fetchrow("next_retry")
-        return None if row is None else job_from_row(row)
-
-    async def recent_dead(self, *, limit: int) -> list[Job]:
-        return [job_from_row(r) for r in await self._fetch("recent_dead", limit=limit)]
-
-    async def job_ids(
-        self, prefix: str, *, state: JobState | None = None, limit: int = 50
-    ) -> list[str]:
-        bounds = {"lo": prefix, "hi": prefix + _TOP, "limit": limit}
-        if state is None:
-            rows = await self._fetch("ids_by_prefix", **bounds)
-        else:
-            rows = await self._fetch(
-                "ids_by_prefix_state", **bounds, state=state.value, scan=_COMPLETION_SCAN
-            )
-        return [r["id"] for r in rows]
 
     async def register_worker(self, info: WorkerInfo, *, now: int) -> None:
         await self._fetch(
@@ -535,20 +398,11 @@ class PostgresBackend(QueueControlPostgres):
             queues=json.dumps(list(info.queues)) if info.queues else None,
         )
 
-    async def deregister_worker(self, worker_id: str) -> None:
-        await self._fetch("deregister_worker", id=worker_id)
-
     async def list_workers(self) -> list[WorkerInfo]:
         """Times come back on this host's clock, so callers can judge heartbeat ages."""
         local = now_ms()
         rows = await self._fetch("list_workers", clock=local if self._caller_clock else None)
         return [worker_from_row(r, local - r["server_now"]) for r in rows]
-
-    async def request_stop(self, mode: StopMode) -> list[str]:
-        return [r["id"] for r in await self._fetch("request_stop", mode=int(mode))]
-
-    async def get_config(self) -> dict[str, str]:
-        return {r["key"]: r["value"] for r in await self._fetch("config_all")}
 
     async def set_config(self, values: Mapping[str, str]) -> None:
         await self._fetch("config_set", keys=list(values), values=list(values.values()))
@@ -576,7 +430,4 @@ async def _requeue_one(conn: asyncpg.Connection, job_id: str, clock: int | None)
     row = await conn.fetchrow(query.text, *query.args({"id": job_id, "clock": clock}))
     if row is not None:
         return str(row[0])
-    state = await conn.fetchval(SQL["job_state"].text, job_id)
-    if state is None:
-        raise JobNotFound(f"no job with id {job_id!r}")
-    raise InvalidTransition(f"job {job_id!r} is {state}, not dead; only dead jobs can be retried")
+    raise not_requeued(job_id, await conn.fetchval(SQL["job_state"].text, job_id))

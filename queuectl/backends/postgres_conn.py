@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from queuectl.backends import wakeup
 from queuectl.exceptions import BackendError, NotAQueueDatabase, SchemaTooNew
 from queuectl.sql import migrations
 
@@ -324,7 +325,7 @@ class Listener:
             await conn.add_listener(self._channel, self._deliver)
         self._conn = conn
         # Something may have been enqueued while nobody listened.
-        self._callback(b"j")
+        self._callback(wakeup.JOB)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

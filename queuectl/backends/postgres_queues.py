@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 
 from queuectl.backends.postgres_conn import compile_query
-from queuectl.backends.rows import queue_counts_from_rows, settings_from_rows
-from queuectl.models import JobState, QueueSettings
+from queuectl.backends.rows import settings_from_rows
+from queuectl.models import QueueSettings
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
@@ -45,15 +45,6 @@ class QueueControlPostgres:
             await self._fetch("queue_unlimit", queue=queue)
         else:
             await self._fetch("queue_limit", queue=queue, lim=limit)
-
-    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
-        return queue_counts_from_rows(await self._fetch("queue_counts"))
-
-    async def oldest_due(self, queue: str, *, now: int) -> int | None:
-        clock = self._clock(now)
-        rows = await self._fetch("queue_oldest_due_clock", queue=queue, clock=clock)
-        # A stored time, as `list` shows it (the server's clock), not shifted.
-        return None if not rows or rows[0]["due"] is None else int(rows[0]["due"])
 
     async def due_ahead(self, job_id: str, *, queues: Sequence[str] | None, now: int) -> bool:
         rows = await self._fetch(

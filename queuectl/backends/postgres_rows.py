@@ -7,24 +7,26 @@ fixed text (planned once per connection) however many rows it carries.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from queuectl.backends.rows import stored_job
-from queuectl.config import from_stored
-from queuectl.exceptions import BackendError, InvalidJob
-from queuectl.models import (
-    Finish,
-    Job,
-    NewJob,
-    ProcessStart,
+from queuectl.backends.bookkeeping import (
+    FINISH_FIELDS,
+    START_FIELDS,
+    finish_records,
+    start_records,
 )
-from queuectl.retry import RetryDecision, RetryPolicy, decide
+from queuectl.backends.rows import stored_job
+from queuectl.exceptions import BackendError, InvalidJob
+from queuectl.models import Finish, Job, NewJob, ProcessStart
+from queuectl.retry import RetryDecision
 
 
-def policy_from(config_json: str | None) -> RetryPolicy:
-    config = from_stored(json.loads(config_json) if config_json else {})
-    return RetryPolicy(backoff_base=config.backoff_base, backoff_max_s=config.backoff_max)
+def columns(
+    records: Sequence[Mapping[str, Any]], fields: Sequence[str], prefix: str
+) -> dict[str, list[Any]]:
+    """Records as one array per field, named ``prefix + field`` as the SQL's placeholders."""
+    return {prefix + name: [r[name] for r in records] for name in fields}
 
 
 def inserted(job: NewJob, server_now: int, now: int) -> Job:
@@ -68,44 +70,14 @@ def unstorable(jobs: Sequence[NewJob], exc: Exception) -> InvalidJob | BackendEr
     return BackendError(f"cannot store the jobs: {exc}")
 
 
-def decide_finish(finish: Finish, policy: RetryPolicy) -> tuple[RetryDecision, bool]:
-    """The next state and whether the attempt is refunded, with ``next_run_at`` as a delay.
-
-    Deciding at ``now = 0`` turns ``next_run_at`` into a delay in ms, which the
-    statement adds to the server's clock.
-    """
-    r = finish.result
-    return decide(
-        ok=r.ok,
-        interrupted=r.interrupted,
-        attempts=finish.attempts,
-        max_retries=finish.max_retries,
-        policy=policy,
-        now=0,
-    )
-
-
-def after(now: int, delay_ms: int | None) -> int | None:
-    return None if delay_ms is None else now + delay_ms
-
-
 def finish_columns(
-    finishes: Sequence[Finish], decisions: Sequence[tuple[RetryDecision, bool]]
+    finishes: Sequence[Finish], decisions: Sequence[RetryDecision]
 ) -> dict[str, list[Any]]:
-    results = [f.result for f in finishes]
-    return {
-        "f_ids": [f.job_id for f in finishes],
-        "f_tokens": [f.token for f in finishes],
-        "f_outcomes": [r.outcome.value for r in results],
-        "f_exit_codes": [r.exit_code for r in results],
-        "f_signals": [r.signal for r in results],
-        "f_errors": [r.describe() for r in results],
-        "f_outputs": [r.output_tail for r in results],
-        "f_output_sizes": [r.output_size for r in results],
-        "f_states": [d.state.value for d, _ in decisions],
-        "f_delays": [d.next_run_at for d, _ in decisions],
-        "f_refunds": [1 if refund else 0 for _, refund in decisions],
-    }
+    return columns(finish_records(finishes, decisions), FINISH_FIELDS, "f_")
+
+
+#: What rides on a finish whose attempt started in an earlier batch: nothing.
+_NO_START = dict.fromkeys(START_FIELDS)
 
 
 def start_columns(
@@ -116,22 +88,8 @@ def start_columns(
     Two CTEs of one statement must not update the same attempts row.
     """
     finishing = {(f.job_id, f.token) for f in finishes}
-    alone = [s for s in starts if (s.job_id, s.token) not in finishing]
-    by_finish = {(s.job_id, s.token): s for s in starts if (s.job_id, s.token) in finishing}
-    riding = [by_finish.get((f.job_id, f.token)) for f in finishes]
-    return {
-        "s_ids": [s.job_id for s in alone],
-        "s_tokens": [s.token for s in alone],
-        "s_hosts": [s.host for s in alone],
-        "s_pids": [s.pid for s in alone],
-        "s_pgids": [s.pgid for s in alone],
-        "s_proc_starts": [s.proc_start for s in alone],
-        "s_log_paths": [s.log_path for s in alone],
-        "s_slots": [s.slot for s in alone],
-        "f_hosts": [s.host if s else None for s in riding],
-        "f_pids": [s.pid if s else None for s in riding],
-        "f_pgids": [s.pgid if s else None for s in riding],
-        "f_proc_starts": [s.proc_start if s else None for s in riding],
-        "f_log_paths": [s.log_path if s else None for s in riding],
-        "f_slots": [s.slot if s else None for s in riding],
-    }
+    records = {(r["id"], r["token"]): r for r in start_records(starts)}
+    alone = [r for key, r in records.items() if key not in finishing]
+    riding = [records.get((f.job_id, f.token), _NO_START) for f in finishes]
+    # The finish's own id and token say which attempt a riding start belongs to.
+    return {**columns(alone, START_FIELDS, "s_"), **columns(riding, START_FIELDS[2:], "f_")}

@@ -10,7 +10,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from queuectl.exceptions import DuplicateJob
 from queuectl.models import (
     ALL_QUEUES,
     Attempt,
@@ -112,13 +111,14 @@ def running_from_row(r: Mapping[str, Any]) -> RunningJob:
     return RunningJob(
         job_id=r["id"],
         command=r["command"],
-        attempt=r["attempts"],
+        attempt=r["claims"],
         max_retries=r["max_retries"],
         worker_id=r["worker_id"],
         slot=r["slot"],
         started_at=r["started_at"],
         host=r["host"],
         pid=r["pid"],
+        attempts=r["attempts"],
     )
 
 
@@ -155,22 +155,3 @@ def settings_from_rows(rows: Sequence[Mapping[str, Any]]) -> QueueSettings:
     held = any(r["queue"] == ALL_QUEUES and r["paused"] for r in rows)
     return QueueSettings(all_paused=held, queues=queues)
 
-
-def queue_counts_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[JobState, int]]:
-    """``(queue, state, n)`` rows, summed (PostgreSQL keeps deltas), zeros dropped."""
-    found: dict[str, dict[JobState, int]] = {}
-    for r in rows:
-        counts = found.setdefault(r["queue"], dict.fromkeys(JobState, 0))
-        counts[JobState(r["state"])] += int(r["n"])
-    return {q: c for q, c in sorted(found.items()) if any(c.values())}
-
-
-def key_held(position: int, job: NewJob, holder: str, state: str) -> DuplicateJob:
-    """The error for a job whose ``unique_key`` another job holds (SPEC 7)."""
-    return DuplicateJob(
-        f"job {position}: unique_key {job.unique_key!r} is held by job {holder!r} ({state})",
-        job_id=job.id,
-        position=position,
-        key=job.unique_key,
-        holder=holder,
-    )

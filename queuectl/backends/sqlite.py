@@ -1,7 +1,8 @@
 """The embedded store: one SQLite file in WAL mode, driven through aiosqlite.
 
-Opening and migrating a file lives in ``sqlite_conn``, row mapping in
-``rows`` (shared with PostgreSQL), and the live view's reads in ``sqlite_live``.
+Opening and migrating a file lives in ``sqlite_conn``; what a finish or a lost
+attempt makes of a job is decided in ``bookkeeping`` and the reads both stores
+share are in ``store.SqlStore``, so this module only runs SQLite's SQL.
 
 An aiosqlite connection is one thread that runs queued calls in order. Each hop to
 that thread costs about 80 µs here, more than the SQL itself, so every operation of
@@ -29,7 +30,6 @@ import aiosqlite
 from queuectl import procs
 from queuectl.backends import wakeup
 from queuectl.backends.base import (
-    AttemptOutput,
     Enqueued,
     Exchanged,
     FinishResult,
@@ -37,14 +37,19 @@ from queuectl.backends.base import (
     OnProgress,
     QueueProbe,
 )
-from queuectl.backends.rows import (
-    attempt_from_row,
-    job_from_row,
-    key_held,
-    lost_from_row,
-    stored_job,
-    worker_from_row,
+from queuectl.backends.bookkeeping import (
+    counts_by_state,
+    decide_finishes,
+    duplicate_job,
+    finish_records,
+    finish_results,
+    heartbeat_answer,
+    not_requeued,
+    policy_from_stored,
+    recovery_records,
+    start_records,
 )
+from queuectl.backends.rows import job_from_row, lost_from_row, stored_job, worker_from_row
 from queuectl.backends.sqlite_conn import (
     APPLICATION_ID,
     MIN_SQLITE,
@@ -57,30 +62,12 @@ from queuectl.backends.sqlite_conn import (
     transaction,
     translate,
 )
-from queuectl.backends.sqlite_live import LiveViewReads
 from queuectl.backends.sqlite_queues import QueueControlSqlite
-from queuectl.config import from_stored
-from queuectl.exceptions import (
-    BackendError,
-    DatabaseBusy,
-    DuplicateJob,
-    InvalidTransition,
-    JobNotFound,
-)
-from queuectl.models import (
-    Attempt,
-    Claim,
-    Finish,
-    Heartbeat,
-    Job,
-    JobState,
-    LostAttempt,
-    NewJob,
-    ProcessStart,
-    StopMode,
-    WorkerInfo,
-)
-from queuectl.retry import RetryPolicy, decide
+from queuectl.backends.store import Cycle, SqlStore
+from queuectl.backends.web_reads import WebReads
+from queuectl.exceptions import BackendError, DatabaseBusy
+from queuectl.models import Claim, Heartbeat, Job, JobState, LostAttempt, NewJob, WorkerInfo
+from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
 
 T = TypeVar("T")
@@ -88,11 +75,9 @@ T = TypeVar("T")
 SQL = queries("sqlite")
 #: Rows per ``executemany`` of a big enqueue, between two progress reports.
 _ENQUEUE_CHUNK = 2000
-#: Dead jobs moved per transaction by ``dlq retry --all``.
-_REQUEUE_BATCH = 500
 
 
-class SqliteBackend(LiveViewReads, QueueControlSqlite):
+class SqliteBackend(SqlStore, WebReads, QueueControlSqlite):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
@@ -133,13 +118,6 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
             raise
         return backend
 
-    async def aclose(self) -> None:
-        if self._wake_socket is not None:
-            asyncio.get_running_loop().remove_reader(self._wake_socket.fileno())
-            self._wake_socket.close()
-            self._wake_socket = None
-        await self._db.close()
-
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the connection's thread in one hop, retrying while locked.
 
@@ -167,6 +145,9 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
 
+    async def _rows(self, name: str, values: Mapping[str, Any]) -> list[Any]:
+        return await self._call(functools.partial(_fetch_all, SQL[name], values))
+
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
     ) -> list[Job]:
@@ -189,7 +170,9 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
                 )
             except sqlite3.IntegrityError as exc:
                 conn.rollback()
-                raise _duplicate(conn, jobs) from exc
+                raise duplicate_job(
+                    jobs, functools.partial(_exists, conn), functools.partial(_holder, conn)
+                ) from exc
             except BaseException:
                 conn.rollback()
                 raise
@@ -218,10 +201,8 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
                 if conn.execute(SQL["insert_job_new"], row).rowcount:
                     per_queue[job.queue] += 1
                     continue
-                holder = None
-                if not conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
-                    holder = conn.execute(SQL["key_holder"], {"key": job.unique_key}).fetchone()
-                skipped.append((position, job.id if holder is None else holder[0]))
+                found = None if _exists(conn, job.id) else _holder(conn, job.unique_key)
+                skipped.append((position, job.id if found is None else found[0]))
             conn.executemany(
                 SQL["add_pending_counts"], [{"queue": q, "n": n} for q, n in per_queue.items()]
             )
@@ -238,36 +219,13 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
             skipped,
         )
 
-    async def exchange(
-        self,
-        *,
-        worker_id: str,
-        starts: Sequence[ProcessStart] = (),
-        finishes: Sequence[Finish] = (),
-        claim: int = 0,
-        queues: Sequence[str] | None = None,
-        lease_ms: int = 10_000,
-        now: int,
-    ) -> Exchanged:
-        if not (starts or finishes or claim):
-            return Exchanged()
-        start_rows = [
-            {
-                "id": s.job_id,
-                "token": s.token,
-                "host": s.host,
-                "pid": s.pid,
-                "pgid": s.pgid,
-                "proc_start": s.proc_start,
-                "log_path": s.log_path,
-                "slot": s.slot,
-            }
-            for s in starts
-        ]
+    async def _exchange(self, cycle: Cycle) -> Exchanged:
+        worker_id, claim, queues, now = cycle.worker_id, cycle.claim, cycle.queues, cycle.now
+        start_rows = start_records(cycle.starts)
         claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
         claim_args = {
             "worker": worker_id,
-            "lease_until": now + lease_ms,
+            "lease_until": now + cycle.lease_ms,
             "now": now,
             "limit": claim,
         }
@@ -277,7 +235,7 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
         def body(conn: sqlite3.Connection) -> Exchanged:
             if start_rows:
                 conn.executemany(SQL["record_start"], start_rows)
-            finished = _finish_all(conn, worker_id, finishes, now) if finishes else []
+            finished = _finish_all(conn, cycle) if cycle.finishes else []
             claims: list[Claim] = []
             next_due: int | None = None
             if claim > 0:
@@ -298,10 +256,7 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
         def body(conn: sqlite3.Connection) -> Heartbeat:
             held = {(r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args)}
             row = conn.execute(SQL["heartbeat_worker"], args).fetchone()
-            lost = frozenset(t for t in running if t not in held)
-            if row is None:
-                return Heartbeat(lost, StopMode.NONE, registered=False)
-            return Heartbeat(lost, StopMode(row[0]))
+            return heartbeat_answer(running, held, None if row is None else row[0])
 
         return await self._call(lambda c: transaction(c, body))
 
@@ -317,24 +272,9 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
             rows = conn.execute(SQL["select_expired"], {"now": now}).fetchall()
             if not rows:
                 return []
-            policy = _policy(conn)
             lost = [lost_from_row(r) for r in rows]
-            for item in lost:
-                if on_lost is not None:
-                    on_lost(item)
-                decision = policy.after_failure(
-                    attempts=item.attempts, max_retries=item.max_retries, now=now
-                )
-                error = f"worker lost: {item.worker_id or 'unknown'} stopped heartbeating"
-                args = {
-                    "id": item.job_id,
-                    "token": item.token,
-                    "host": host,
-                    "now": now,
-                    "error": error,
-                    "state": decision.state.value,
-                    "next_run_at": decision.next_run_at,
-                }
+            for args in recovery_records(lost, _policy(conn), on_lost):
+                args.update(host=host, now=now)
                 conn.execute(SQL["recover_attempt"], args)
                 conn.execute(SQL["recover_job"], args)
             return lost
@@ -352,103 +292,35 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
 
         return await self._call(lambda c: transaction(c, body))
 
-    async def requeue_dead(
-        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
-    ) -> list[str]:
-        if job_ids is None:
-            return await self._requeue_all_dead(now, progress)
-
+    async def _requeue_named(self, job_ids: Sequence[str], now: int) -> list[str]:
         def body(conn: sqlite3.Connection) -> list[str]:
             done: list[str] = []
-            # An id named twice is one request for that job, not a second retry of it.
-            for job_id in dict.fromkeys(job_ids):
+            for job_id in job_ids:
                 row = conn.execute(SQL["requeue_dead"], {"id": job_id, "now": now}).fetchone()
                 if row is None:
                     state = conn.execute(SQL["job_state"], {"id": job_id}).fetchone()
-                    if state is None:
-                        raise JobNotFound(f"no job with id {job_id!r}")
-                    raise InvalidTransition(
-                        f"job {job_id!r} is {state[0]}, not dead; only dead jobs can be retried"
-                    )
+                    raise not_requeued(job_id, None if state is None else state[0])
                 done.append(row[0])
             return done
 
         return await self._call(lambda c: transaction(c, body))
 
-    async def _requeue_all_dead(self, now: int, progress: OnProgress | None) -> list[str]:
-        upto = await self._call(lambda c: int(c.execute(SQL["max_seq"]).fetchone()[0]))
-        done: list[str] = []
-        after = 0
-        while True:
-            args = {"now": now, "after": after, "upto": upto, "limit": _REQUEUE_BATCH}
-            # One autocommit statement per batch: atomic on its own, and short.
-            rows = await self._call(functools.partial(_fetch_all, SQL["requeue_dead_batch"], args))
-            if not rows:
-                return done
-            done.extend(r[0] for r in rows)
-            after = max(r[1] for r in rows)
-            if progress is not None:
-                progress(len(done))
-
-    async def get_job(self, job_id: str) -> Job | None:
-        row = await self._call(lambda c: c.execute(SQL["get_job"], {"id": job_id}).fetchone())
-        return None if row is None else job_from_row(row)
-
-    async def list_jobs(
-        self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
-    ) -> list[Job]:
-        name = {
-            (False, False): "list_all",
-            (True, False): "list_by_state",
-            (False, True): "list_by_queue",
-            (True, True): "list_by_state_queue",
-        }[(state is not None, queue is not None)]
-        args = {"state": state.value if state else None, "queue": queue, "limit": limit or -1}
-        rows = await self._call(lambda c: c.execute(SQL[name], args).fetchall())
-        return [job_from_row(r) for r in rows]
+    async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> list[Any]:
+        args = {"now": now, "after": after, "upto": upto, "limit": limit}
+        return await self._rows("requeue_dead_batch", args)
 
     async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
-        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            if queues is None:
-                return conn.execute(SQL["counts"]).fetchall()
-            return conn.execute(
-                SQL["counts_queues"], {"queues": json.dumps(list(queues))}
-            ).fetchall()
-
-        found = {r[0]: r[1] for r in await self._call(read)}
-        return {s: int(found.get(s.value) or 0) for s in JobState}
-
-    async def history(self, job_id: str) -> list[Attempt]:
-        rows = await self._call(lambda c: c.execute(SQL["history"], {"id": job_id}).fetchall())
-        return [attempt_from_row(r) for r in rows]
-
-    async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
-        def read(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            number = attempt
-            if number is None:
-                number = conn.execute(SQL["last_attempt"], {"id": job_id}).fetchone()[0]
-                if number is None:
-                    return None
-            return conn.execute(  # type: ignore[no-any-return]
-                SQL["attempt_output"], {"id": job_id, "attempt": number}
-            ).fetchone()
-
-        row = await self._call(read)
-        if row is None:
-            return None
-        return AttemptOutput(
-            attempt=row["attempt"],
-            output=bytes(row["output"] or b""),
-            output_size=row["output_size"],
-            log_path=row["log_path"],
-            host=row["host"],
-            finished=row["finished_at"] is not None,
+        if queues is None:
+            return counts_by_state(await self._rows("counts", {}))
+        return counts_by_state(
+            await self._rows("counts_queues", {"queues": json.dumps(list(queues))})
         )
 
     async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe:
         args = {"now": now, "queues": json.dumps(list(queues or ()))}
 
         def read(conn: sqlite3.Connection) -> QueueProbe:
+            # Paused queues are neither busy nor due: --burst does not wait for them.
             if queues is None:
                 busy = conn.execute(SQL["busy_any"]).fetchone()[0]
                 due = conn.execute(SQL["due_any"], args).fetchone()[0]
@@ -473,22 +345,9 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
         }
         await self._call(lambda c: c.execute(SQL["register_worker"], args))
 
-    async def deregister_worker(self, worker_id: str) -> None:
-        await self._call(lambda c: c.execute(SQL["deregister_worker"], {"id": worker_id}))
-
     async def list_workers(self) -> list[WorkerInfo]:
         rows = await self._call(lambda c: c.execute(SQL["list_workers"]).fetchall())
         return [worker_from_row(r) for r in rows]
-
-    async def request_stop(self, mode: StopMode) -> list[str]:
-        rows = await self._call(
-            lambda c: c.execute(SQL["request_stop"], {"mode": int(mode)}).fetchall()
-        )
-        return [r[0] for r in rows]
-
-    async def get_config(self) -> dict[str, str]:
-        rows = await self._call(lambda c: c.execute(SQL["config_all"]).fetchall())
-        return {r[0]: r[1] for r in rows}
 
     async def set_config(self, values: Mapping[str, str]) -> None:
         rows = [{"key": k, "value": v} for k, v in values.items()]
@@ -523,6 +382,13 @@ class SqliteBackend(LiveViewReads, QueueControlSqlite):
 
         asyncio.get_running_loop().add_reader(sock.fileno(), readable)
 
+    async def aclose(self) -> None:
+        if self._wake_socket is not None:
+            asyncio.get_running_loop().remove_reader(self._wake_socket.fileno())
+            self._wake_socket.close()
+            self._wake_socket = None
+        await self._db.close()
+
 
 async def _thread_stopped(connection: aiosqlite.Connection) -> None:
     """Wait for the thread of a connection that failed to open.
@@ -535,6 +401,16 @@ async def _thread_stopped(connection: aiosqlite.Connection) -> None:
         if not thread.is_alive():
             return
         await asyncio.sleep(0.002)
+
+
+def _exists(conn: sqlite3.Connection, job_id: str) -> bool:
+    return conn.execute(SQL["job_exists"], {"id": job_id}).fetchone() is not None
+
+
+def _holder(conn: sqlite3.Connection, key: str | None) -> tuple[str, str] | None:
+    """The id and state of the job holding ``key``, if one does."""
+    row = conn.execute(SQL["key_holder"], {"key": key}).fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def _insert_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
@@ -559,35 +435,12 @@ def _insert_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
     ]
 
 
-def _duplicate(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> DuplicateJob:
-    for position, job in enumerate(jobs, 1):
-        if conn.execute(SQL["job_exists"], {"id": job.id}).fetchone():
-            return DuplicateJob(
-                f"job {position}: a job with id {job.id!r} already exists",
-                job_id=job.id,
-                position=position,
-            )
-    for position, job in enumerate(jobs, 1):
-        if job.unique_key is None:
-            continue
-        row = conn.execute(SQL["key_holder"], {"key": job.unique_key}).fetchone()
-        if row is not None:
-            return key_held(position, job, row[0], row[1])
-    return DuplicateJob()
-
-
-#: Stands in for the stored policy where ``decide`` does not use it (success, interrupt).
-_NO_POLICY = RetryPolicy()
-
-
-def _fetch_all(sql: str, args: Mapping[str, Any], conn: sqlite3.Connection) -> list[sqlite3.Row]:
+def _fetch_all(sql: str, args: Mapping[str, Any], conn: sqlite3.Connection) -> list[Any]:
     return conn.execute(sql, args).fetchall()
 
 
 def _policy(conn: sqlite3.Connection) -> RetryPolicy:
-    stored = {r[0]: r[1] for r in conn.execute(SQL["config_all"])}
-    config = from_stored(stored)
-    return RetryPolicy(backoff_base=config.backoff_base, backoff_max_s=config.backoff_max)
+    return policy_from_stored({r[0]: r[1] for r in conn.execute(SQL["config_all"])})
 
 
 def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | None:
@@ -598,47 +451,18 @@ def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | N
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _finish_all(
-    conn: sqlite3.Connection, worker_id: str, finishes: Sequence[Finish], now: int
-) -> list[FinishResult]:
-    # The stored backoff settings are read when a retry is scheduled (SPEC §5),
-    # so a cycle of successes does not read the config at all.
-    policy: RetryPolicy | None = None
-    results: list[FinishResult] = []
-    for f in finishes:
-        r = f.result
-        if policy is None and not (r.ok or r.interrupted):
-            policy = _policy(conn)
-        decision, refund = decide(
-            ok=r.ok,
-            interrupted=r.interrupted,
-            attempts=f.attempts,
-            max_retries=f.max_retries,
-            policy=policy or _NO_POLICY,
-            now=now,
-        )
-        args: dict[str, Any] = {
-            "id": f.job_id,
-            "token": f.token,
-            "worker": worker_id,
-            "now": now,
-            "outcome": r.outcome.value,
-            "exit_code": r.exit_code,
-            "signal": r.signal,
-            "error": r.describe(),
-            "output": r.output_tail,
-            "output_size": r.output_size,
-            "state": decision.state.value,
-            "next_run_at": decision.next_run_at,
-            "refund": 1 if refund else 0,
-        }
+def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
+    worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
+    decisions = decide_finishes(finishes, lambda: _policy(conn))
+    held: set[str] = set()
+    for args in finish_records(finishes, decisions):
+        args.update(worker=worker_id, now=now)
         conn.execute(SQL["finish_attempt"], args)
-        held = conn.execute(SQL["finish_job"], args).fetchone() is not None
-        results.append(FinishResult(f.job_id, held, decision.state, decision.next_run_at))
-    done = sum(1 for x in results if x.held)
-    if done:
-        conn.execute(SQL["count_done"], {"n": done, "worker": worker_id})
-    return results
+        if conn.execute(SQL["finish_job"], args).fetchone() is not None:
+            held.add(args["id"])
+    if held:
+        conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
+    return finish_results(finishes, decisions, held, now)
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]

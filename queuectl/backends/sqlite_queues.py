@@ -13,9 +13,9 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from queuectl.backends.rows import queue_counts_from_rows, settings_from_rows
+from queuectl.backends.rows import settings_from_rows
 from queuectl.backends.sqlite_conn import transaction
-from queuectl.models import JobState, QueueSettings
+from queuectl.models import QueueSettings
 from queuectl.sql import queries
 
 T = TypeVar("T")
@@ -55,15 +55,6 @@ class QueueControlSqlite:
             conn.execute(SQL["queue_prune"])
 
         await self._call(lambda c: transaction(c, body))
-
-    async def queue_counts(self) -> dict[str, dict[JobState, int]]:
-        rows = await self._call(lambda c: c.execute(SQL["queue_counts"]).fetchall())
-        return queue_counts_from_rows(rows)
-
-    async def oldest_due(self, queue: str, *, now: int) -> int | None:
-        args = {"queue": queue, "now": now}
-        row = await self._call(lambda c: c.execute(SQL["queue_oldest_due"], args).fetchone())
-        return None if row is None or row[0] is None else int(row[0])
 
     async def due_ahead(self, job_id: str, *, queues: Sequence[str] | None, now: int) -> bool:
         def read(conn: sqlite3.Connection) -> bool:

@@ -11,6 +11,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 
+#: The wake-up messages, the same for every store (PostgreSQL sends them as
+#: ``NOTIFY`` payloads): new work may be due, or a stop was requested (read it now
+#: rather than at the next heartbeat). A worker treats any message as a reason to
+#: look for jobs.
 JOB = b"j"
 STOP = b"s"
 

@@ -73,7 +73,7 @@ async def _read_ids(target: str, prefix: str, state: JobState | None) -> list[st
 
     backend = await open_backend(target, busy_deadline_s=TIMEOUT_S / 2)
     try:
-        return await Queue(backend).complete_ids(prefix, state=state, limit=LIMIT)
+        return await Queue(backend).ids_for_completion(prefix, state=state, limit=LIMIT)
     finally:
         await backend.aclose()
 

@@ -26,6 +26,7 @@ from queuectl.cli.app import (
 )
 from queuectl.cli.config import config
 from queuectl.cli.queues import queue_group, why
+from queuectl.cli.web import web
 from queuectl.cli.worker import worker
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
@@ -69,12 +70,16 @@ async def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
 @click.option("--max-retries", type=int, help="Retries after the first attempt (with -c).")
 @click.option("--priority", type=int, help="Higher runs first (with -c).")
-@click.option("--delay", type=float, metavar="S", help="Start no sooner than S seconds from now.")
-@click.option("--run-at", metavar="TIME", help="Start no sooner than TIME (ISO-8601 or Unix s).")
-@click.option("--timeout", type=float, metavar="S", help="Kill the attempt after S seconds.")
-@click.option("--queue", metavar="Q", help="Named queue (default: default).")
-@click.option("--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeat).")
-@click.option("--cwd", metavar="DIR", help="Working directory of the command.")
+@click.option("--delay", type=float, metavar="S", help="Start in S seconds or later (with -c).")
+@click.option(
+    "--run-at", metavar="TIME", help="Start at TIME or later: ISO-8601 or Unix s (with -c)."
+)
+@click.option("--timeout", type=float, metavar="S", help="Kill an attempt after S s (with -c).")
+@click.option("--queue", metavar="Q", help="Named queue; default: default (with -c).")
+@click.option(
+    "--env", "env", multiple=True, metavar="K=V", help="Environment variable, repeatable (with -c)."
+)
+@click.option("--cwd", metavar="DIR", help="Working directory of the command (with -c).")
 @click.option(
     "--unique-key", metavar="K", help="At most one waiting or running job with key K (with -c)."
 )
@@ -133,6 +138,10 @@ def _skipped(label: str, other: str) -> None:
     click.echo(f"skipped {label} (exists as {other})", err=True)
 
 
+#: Option parameter names that differ from the job field (and option) they set.
+_FIELDS = {"job_id": "id"}
+
+
 def _job_input(
     job_json: str | None, command: str | None, flags: dict[str, Any]
 ) -> str | dict[str, Any]:
@@ -141,14 +150,15 @@ def _job_input(
         if job_json is not None:
             raise click.UsageError("give either JOB_JSON or -c CMD, not both")
         spec: dict[str, Any] = {"command": command}
-        names = {"job_id": "id"}
         for key, value in given.items():
-            spec[names.get(key, key)] = value
+            spec[_FIELDS.get(key, key)] = value
         if "env" in spec:
             spec["env"] = dict(_split_env(item) for item in spec["env"])
         return spec
     if given:
-        raise click.UsageError(f"--{next(iter(given)).replace('_', '-')} needs -c CMD")
+        field = _FIELDS.get(next(iter(given)), next(iter(given)))
+        flag = field.replace("_", "-")
+        raise click.UsageError(f"--{flag} needs -c CMD (in JSON, give the field {field!r})")
     if job_json is not None:
         return job_json
     if sys.stdin.isatty():
@@ -292,7 +302,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
     "--attempt",
     type=click.IntRange(min=1),
     metavar="K",
-    help="Attempt K (from 1); default: latest.",
+    help="Attempt K, numbered from 1 as `show` lists them; default: latest.",
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream output while the attempt runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -401,6 +411,7 @@ cli.add_command(worker)
 cli.add_command(config)
 cli.add_command(queue_group)
 cli.add_command(why)
+cli.add_command(web)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:

@@ -117,12 +117,14 @@ async def burst_with_bar(
                 "[green]{task.fields[done]} done[/] · "
                 "[bold red]{task.fields[dead]} dead[/] · "
                 "[magenta]{task.fields[retrying]} awaiting retry[/] · "
-                "{task.fields[left]} left"
+                "{task.fields[left]} left{task.fields[later]}"
             ),
             TimeElapsedColumn(),
             console=console,
         )
-        task = bar.add_task("burst", total=None, done="0", dead="0", retrying="0", left="?")
+        task = bar.add_task(
+            "burst", total=None, done="0", dead="0", retrying="0", left="?", later=""
+        )
         with bar:
             while not run.done():
                 await _refresh(bar, task, queue, queues, start)
@@ -154,4 +156,6 @@ def _show(bar: Progress, task: TaskID, state: BurstProgress) -> None:
         dead=f"{state.dead:,}",
         retrying=f"{state.retrying:,}",
         left=f"{state.left:,}",
+        # Delayed jobs the burst does not wait for: named, so "0 left" is not a surprise.
+        later=f" · {state.later:,} not due yet" if state.later else "",
     )

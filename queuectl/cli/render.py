@@ -27,28 +27,17 @@ from rich.table import Table
 from rich.text import Text
 
 from queuectl.clock import now_ms, to_iso
-from queuectl.models import Attempt, Job, JobState, Outcome, WorkerInfo
+from queuectl.models import RUNNABLE_STATES, Attempt, Job, JobState, WorkerInfo
+from queuectl.transitions import BY_OUTCOME, STATE_STYLES
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
     from queuectl.queue import Status
 
-STATE_STYLES = {
-    JobState.PENDING: "cyan",
-    JobState.PROCESSING: "yellow",
-    JobState.COMPLETED: "green",
-    JobState.FAILED: "magenta",
-    JobState.DEAD: "bold red",
-}
-OUTCOME_STYLES = {
-    Outcome.COMPLETED: "green",
-    Outcome.FAILED: "magenta",
-    Outcome.TIMED_OUT: "magenta",
-    Outcome.SPAWN_FAILED: "magenta",
-    Outcome.LOST: "dark_orange",
-    Outcome.INTERRUPTED: "dark_orange",
-}
+#: The colours of states and attempt outcomes are those of the worker log's
+#: transitions (one table: ``queuectl.transitions``).
+OUTCOME_STYLES = {outcome: t.style for outcome, t in BY_OUTCOME.items()}
 #: The narrowest a shortened command gets before whole columns are left out.
 MIN_FLEX_WIDTH = 12
 _PLAIN_WIDTH = 1_000_000
@@ -310,7 +299,9 @@ def _build(
             ratio=1 if col.flex else None,
         )
     for row in rows:
-        table.add_row(*row)
+        # A plain string is data (a command, an error), never rich markup: a
+        # command with ``[bold]`` or ``[/]`` in it must show as typed.
+        table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
     return table
 
 
@@ -337,8 +328,12 @@ def span_text(seconds: float) -> str:
 
 
 def one_line(text: str) -> str:
-    """A command on one line: newlines and tabs shown as ``\\n`` and ``\\t``."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    """A command on one line: newlines and tabs shown as ``\\n`` and ``\\t``.
+
+    Backslashes stay as typed (a command is shown for a person to read; ``--json``
+    is the exact text), so ``echo one\\two`` does not turn into ``echo one\\\\two``.
+    """
+    return text.replace("\n", "\\n").replace("\t", "\\t")
 
 
 def attempts_text(attempts: int, max_retries: int) -> str:
@@ -363,7 +358,7 @@ def jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) ->
             attempts_text(job.attempts, job.max_retries),
             str(job.priority),
             job.queue,
-            out.when(job.next_run_at) if job.state in (JobState.PENDING, JobState.FAILED) else "-",
+            out.when(job.next_run_at) if job.state in RUNNABLE_STATES else "-",
             out.when(job.updated_at),
             one_line(job.command),
         ]
@@ -498,12 +493,12 @@ def attempts_table(out: Output, history: Sequence[Attempt]) -> RenderableType:
 
 
 def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
-    waiting = job.state in (JobState.PENDING, JobState.FAILED)
+    waiting = job.state in RUNNABLE_STATES
     rows: list[tuple[str, str | Text]] = [
         ("id", job.id),
         ("command", job.command if out.tty else one_line(job.command)),
         ("state", out.state(job.state)),
-        ("attempts", f"{job.attempts} of {job.max_retries + 1} (max retries {job.max_retries})"),
+        ("attempts", _attempts_field(job)),
         ("priority", str(job.priority)),
         ("queue", job.queue),
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "none"),
@@ -523,6 +518,16 @@ def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
     return rows
 
 
+def _attempts_field(job: Job) -> str:
+    """The attempts counted against the budget; and the runs in all when they differ."""
+    text = f"{job.attempts} of {job.max_retries + 1} (max retries {job.max_retries})"
+    if job.claims != job.attempts:
+        # An interrupted run or a `dlq retry` made them differ: the attempts table
+        # lists every run, so say why it has more rows.
+        text += f"; {job.claims} run{'s' if job.claims != 1 else ''} in all"
+    return text
+
+
 def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableType:
     """``show JOB``: a panel of the job's fields, then its attempts."""
     fields = _job_fields(out, job)
@@ -534,7 +539,7 @@ def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableT
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for name, value in fields:
-        grid.add_row(name, value)
+        grid.add_row(name, Text(value) if isinstance(value, str) else value)
     panel = Panel(
         grid,
         title=Text.assemble("job ", (job.id, "bold")),

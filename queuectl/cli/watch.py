@@ -22,7 +22,6 @@ from rich.table import Table
 from rich.text import Text
 
 from queuectl.cli.render import (
-    STATE_STYLES,
     Column,
     Output,
     attempts_text,
@@ -30,9 +29,10 @@ from queuectl.cli.render import (
     span_text,
 )
 from queuectl.exceptions import BackendError
-from queuectl.models import JobState, Outcome, RunningJob, WorkerInfo
+from queuectl.models import Job, JobState, Outcome, RunningJob, WorkerInfo
 from queuectl.queue import Overview, Queue
 from queuectl.signals import on_signals
+from queuectl.transitions import STATE_STYLES, attempt_label
 
 #: Rows the view needs besides the running jobs: header, the counts panels (five
 #: states plus borders), the workers panel's borders and header, the dead panel.
@@ -56,11 +56,12 @@ def overview_view(out: Output, view: Overview, *, target: str = "", height: int 
         no_wrap=True,
         overflow="ellipsis",
     )
-    dead, budget = _row_budget(view, height)
+    slots = _slot_rows(out, view)
+    dead, budget = _row_budget(view, height, len(slots))
     sections = [
         ("jobs", _counts(out, view)),
         (_window_title(view.window_s), _recent(out, view)),
-        (_workers_title(view), _slots_table(out, view, budget)),
+        (_workers_title(view), _slots_table(out, slots, budget)),
         ("dead, newest first", _dead_table(out, view, dead)),
     ]
     if not out.tty:
@@ -101,18 +102,25 @@ class Responsive:
         yield self.wide if options.max_width >= self.min_width else self.narrow
 
 
-def _row_budget(view: Overview, height: int) -> tuple[int, int]:
+#: The dead panel at its smallest: its borders and one line.
+_DEAD_MIN_ROWS = 3
+#: The dead panel's rows besides the jobs: borders, header and the rule under it.
+_DEAD_TABLE_ROWS = 4
+
+
+def _row_budget(view: Overview, height: int, slot_rows: int) -> tuple[int, int]:
     """How many dead jobs and slot rows fit in ``height`` rows (0: no limit).
 
-    Running jobs matter most while watching, so the dead panel gets at most a
-    third of the rows left, and at least one.
+    Running jobs matter most while watching: the slots get every row they need but
+    the dead panel's smallest form, and the dead jobs get what is left; with too
+    little left for even one, the panel just says how many there are.
     """
     if not height:
         return len(view.dead), 0
     rest = height - _FIXED_ROWS
-    dead = max(1, min(len(view.dead), (rest - 4) // 3)) if view.dead else 0
-    dead_rows = dead + 4 if view.dead else 3
-    return dead, max(rest - dead_rows, 1)
+    budget = max(min(slot_rows, rest - _DEAD_MIN_ROWS), 1)
+    dead = min(len(view.dead), max(rest - budget - _DEAD_TABLE_ROWS, 0))
+    return dead, budget
 
 
 def _counts(out: Output, view: Overview, *, bars: bool = True) -> Table:
@@ -160,7 +168,7 @@ def _recent(out: Output, view: Overview) -> Table:
         else Text.assemble(
             out.styled(retry.id, "bold"),
             f" {out.when(retry.next_run_at)}",
-            out.styled(f" (attempt {attempts_text(retry.attempts + 1, retry.max_retries)})", "dim"),
+            out.styled(f" (attempt {_next_attempt(retry)})", "dim"),
         ),
         "workers": out.styled(
             f"{processes} process{'es' if processes != 1 else ''}, "
@@ -176,6 +184,15 @@ def _recent(out: Output, view: Overview) -> Table:
     return grid
 
 
+def _next_attempt(job: Job) -> str:
+    """The attempt a waiting job's next run will be (its claim adds one to both counts)."""
+    return attempt_label(job.claims + 1, job.attempts + 1, job.max_retries)
+
+
+def _counted(job: RunningJob) -> int:
+    return job.attempt if job.attempts is None else job.attempts
+
+
 def _rate(n: int, window_s: float) -> str:
     per_s = n / window_s if window_s > 0 else 0.0
     return f"{per_s:.1f}/s" if per_s >= 1 else f"{per_s * 60:.0f}/min"
@@ -189,7 +206,7 @@ def _workers_title(view: Overview) -> str:
     return f"workers ({view.coroutines} slots, {len(view.running)} running)"
 
 
-def _slots_table(out: Output, view: Overview, budget: int) -> RenderableType:
+def _slot_rows(out: Output, view: Overview) -> list[list[str | Text]]:
     """Each live worker's busy slots with their jobs, then one line for its idle slots."""
     by_worker: dict[str | None, list[RunningJob]] = {}
     for job in view.running:
@@ -201,6 +218,11 @@ def _slots_table(out: Output, view: Overview, budget: int) -> RenderableType:
     for worker_id, jobs in by_worker.items():
         for job in jobs:
             rows.append(_job_row(out, view, f"{worker_id or '?'} (lost)", job))
+    return rows
+
+
+def _slots_table(out: Output, rows: list[list[str | Text]], budget: int) -> RenderableType:
+    """The slot rows, cut to ``budget`` rows (0: all) with a last line saying how many more."""
     if not rows:
         return out.styled("no workers running: start one with `queuectl worker start`", "dim")
     if budget and len(rows) > budget:
@@ -236,7 +258,7 @@ def _job_row(out: Output, view: Overview, who: str, job: RunningJob) -> list[str
     return [
         who,
         out.styled(job.job_id, "bold"),
-        attempts_text(job.attempt, job.max_retries),
+        attempt_label(job.attempt, _counted(job), job.max_retries),
         out.styled(span_text((view.now - job.started_at) / 1000), "yellow"),
         one_line(job.command),
         job.host or "",
@@ -244,6 +266,9 @@ def _job_row(out: Output, view: Overview, who: str, job: RunningJob) -> list[str
 
 
 def _dead_table(out: Output, view: Overview, limit: int) -> RenderableType:
+    if view.dead and not limit:
+        total = view.counts.get(JobState.DEAD, 0) or len(view.dead)
+        return out.styled(f"{total:,} dead job(s); a taller window lists them", "dim")
     columns = [
         Column("ID", key=True),
         Column("DIED"),

@@ -113,7 +113,10 @@ async def worker_start(
 @worker.command("stop", short_help="Ask running workers to stop; wait for them.")
 @click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
 @click.option(
-    "--timeout", type=float, metavar="S", help="Give up waiting after S seconds (exit 1)."
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="Give up waiting after S seconds (exit 1).",
 )
 @pass_app
 async def worker_stop(app: App, now: bool, timeout: float | None) -> None:

@@ -135,6 +135,20 @@ USAGE_ERRORS = [
 ]
 
 
+def test_enqueue_options_without_c_name_the_option_given(db: Path) -> None:
+    before = jobs(db)
+    for flag, value in (("--id", "X"), ("--run-at", "5"), ("--max-retries", "1")):
+        field = flag[2:].replace("-", "_")
+        result = run_cli(db, "enqueue", flag, value, '{"command":"true"}')
+        assert_error(result, 2, f"{flag} needs -c CMD", repr(field))
+    assert jobs(db) == before
+    helped = run_cli(db, "enqueue", "--help").stdout
+    flag_form = ("--id", "--max-retries", "--priority", "--delay", "--run-at", "--timeout")
+    for flag in (*flag_form, "--queue", "--env", "--cwd"):
+        line = next(line for line in helped.splitlines() if line.strip().startswith(flag + " "))
+        assert "(with -c)" in line, line
+
+
 def test_usage_errors_exit_2(db: Path) -> None:
     before = jobs(db)
     for args in USAGE_ERRORS:
@@ -183,9 +197,11 @@ def test_help_and_version_exit_0(db_path: Path) -> None:
     assert not db_path.exists()
 
 
-def test_python_dash_m_queuectl_is_the_same_cli(db_path: Path) -> None:
+@pytest.mark.parametrize("module", ["queuectl", "queuectl.cli"])
+def test_python_dash_m_queuectl_is_the_same_cli(db_path: Path, module: str) -> None:
+    """``python -m queuectl.cli enqueue`` once exited 0 without enqueueing anything."""
     result = subprocess.run(
-        [sys.executable, "-m", "queuectl", "--help"],
+        [sys.executable, "-m", module, "--help"],
         capture_output=True,
         text=True,
         env=cli_env(db_path),
@@ -195,7 +211,7 @@ def test_python_dash_m_queuectl_is_the_same_cli(db_path: Path) -> None:
     assert "enqueue" in result.stdout
     assert "worker" in result.stdout
     enq = subprocess.run(
-        [sys.executable, "-m", "queuectl", "enqueue", '{"id":"m","command":"true"}'],
+        [sys.executable, "-m", module, "enqueue", '{"id":"m","command":"true"}'],
         capture_output=True,
         text=True,
         env=cli_env(db_path),

@@ -68,8 +68,12 @@ def test_worker_stop_now_puts_the_job_back_without_using_an_attempt(
     assert attempt["finished_at"] is not None
 
 
-def test_worker_stop_stops_every_worker_process(db_path: Path) -> None:
-    with WorkerProcess(db_path, "--count", "2") as one, WorkerProcess(db_path) as two:
+def test_worker_stop_stops_every_worker_process(db_path: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "one.log", tmp_path / "two.log"
+    with (
+        WorkerProcess(db_path, "--count", "2", log=logs[0]) as one,
+        WorkerProcess(db_path, log=logs[1]) as two,
+    ):
         workers = wait_for(lambda: len(cli_json(db_path, "worker", "list")) == 2 or None)
         assert workers
         listed = cli_json(db_path, "worker", "list")
@@ -79,6 +83,26 @@ def test_worker_stop_stops_every_worker_process(db_path: Path) -> None:
         assert (stop.returncode, stop.stdout) == (0, "Stopped 2 worker processes.\n"), stop.stderr
         assert one.wait(timeout=10) == 0
         assert two.wait(timeout=10) == 0
+    for log in logs:
+        said = log.read_text()
+        # Idle: the stop line does not speak of waiting for 0 jobs.
+        assert re.search(r"stopping: no new jobs$", said, re.MULTILINE), said
+        assert "running job" not in said, said
+
+
+def test_worker_stop_now_of_an_idle_worker_and_a_negative_timeout(
+    db_path: Path, tmp_path: Path
+) -> None:
+    refused = run_cli(db_path, "worker", "stop", "--timeout", "-1")
+    assert refused.returncode == 2 and "--timeout" in refused.stderr, refused
+    assert "Traceback" not in refused.stderr
+    with WorkerProcess(db_path, log=tmp_path / "w.log") as worker:
+        wait_for(lambda: cli_json(db_path, "worker", "list") or None)
+        stop = run_cli(db_path, "worker", "stop", "--now", "--timeout", "30")
+        assert (stop.returncode, stop.stdout) == (0, "Stopped 1 worker process.\n"), stop.stderr
+        assert worker.wait(timeout=10) == 0
+        said = worker.output()
+    assert "forced stop: no job was running" in said and "killing 0" not in said, said
 
 
 def test_processes_count_as_their_coroutines_and_stop_together(db_path: Path) -> None:

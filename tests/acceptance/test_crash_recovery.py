@@ -273,7 +273,7 @@ async def _claim_for_a_dead_worker(db: Path, job_id: str) -> int:
         await backend.aclose()
     (claim,) = claimed.claims
     assert claim.job.id == job_id
-    return claim.job.attempts
+    return claim.token  # the attempt number its command sees as $QUEUECTL_ATTEMPT
 
 
 async def test_a_kill_before_the_start_was_recorded_leaves_no_orphan(db_path: Path, marks: Path):

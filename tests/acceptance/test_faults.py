@@ -8,6 +8,7 @@ a file that is not ours (or is newer than this queuectl) is never modified.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import time
@@ -27,6 +28,7 @@ from tests.helpers import (
     job_record,
     run_cli,
     run_worker,
+    set_config,
     wait_for,
     wait_for_file,
 )
@@ -70,6 +72,18 @@ def test_a_finished_job_is_recorded_while_another_process_holds_the_write_lock(
     assert run_cli(db_path, "logs", "j").stdout == "result\n"
     assert lock.released_at == released
     assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_a_heartbeat_that_cannot_get_the_write_lock_says_why(db_path: Path, tmp_path: Path):
+    set_config(db_path, lease=3)  # a heartbeat every second, each given a second
+    with WorkerProcess(db_path, log=tmp_path / "w.log") as worker:
+        wait_for(lambda: "started" in worker.output(), timeout=30)
+        with WriteLock(db_path, 4):
+            wait_for(lambda: "heartbeat failed" in worker.output(), timeout=30)
+        log = worker.output()
+    failed = [line for line in log.splitlines() if "heartbeat failed" in line]
+    assert all(re.search(r"heartbeat failed: \S", line) for line in failed), failed
+    assert "did not answer within 1.0s" in failed[0], failed
 
 
 def test_a_command_gives_up_on_a_long_lock_with_one_error_line(db_path: Path):

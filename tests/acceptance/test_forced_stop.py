@@ -9,6 +9,8 @@ ignores it, so only the SIGKILL after the grace can end them.
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -110,3 +112,41 @@ def test_forced_stop_kills_groups_and_refunds_the_attempt(
     # Refunded: with max_retries 0 the job still has its one attempt.
     workers_gone = run_cli(db_path, "worker", "list", "--json")
     assert workers_gone.stdout.strip() == "[]"
+
+
+def test_a_rerun_after_a_forced_stop_is_attempt_2_everywhere(db_path: Path, marks: Path):
+    """Every run of the command is an attempt, numbered as the history numbers it.
+
+    The log, ``$QUEUECTL_ATTEMPT``, ``show``, ``logs --attempt`` and the JSON log
+    all call the rerun attempt 2; the interrupted run is not counted against
+    ``max_retries``, which the log and ``attempts`` say separately.
+    """
+    set_config(db_path, kill_grace=0.5)
+    command = (
+        'echo "run $QUEUECTL_ATTEMPT"; '
+        'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then echo $$ >> "$MARKS/pids"; exec sleep 300; fi'
+    )
+    enqueue_lines(db_path, [{"id": "again", "command": command, "max_retries": 1}])
+    with WorkerProcess(db_path, env={"MARKS": str(marks)}, log=marks.parent / "w.log") as first:
+        wait_for(lambda: read_pids(marks / "pids"))
+        _stop_now(first, db_path)
+        assert first.wait(timeout=30) == 0, first.output()
+    rerun = run_cli(
+        db_path, "worker", "start", "--burst", "--log-format", "json", env={"MARKS": str(marks)}
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    lines = [json.loads(line) for line in rerun.stderr.splitlines()]
+    done = next(line for line in lines if line.get("action") == "job_completed")
+    assert (done["attempt"], done["attempts"], done["max_attempts"]) == (2, 1, 2), done
+    assert "(attempt 2 (1/2 counted), slot 0)" in done["msg"]
+
+    record = job_record(db_path, "again")
+    assert (record["state"], record["attempts"]) == ("completed", 1)
+    history = [(h["attempt"], h["outcome"]) for h in record["history"]]
+    assert history == [(1, "interrupted"), (2, "completed")]
+    for attempt in ("1", "2"):
+        logs = run_cli(db_path, "logs", "again", "--attempt", attempt)
+        assert logs.stdout == f"run {attempt}\n", logs
+    shown = run_cli(db_path, "show", "again").stdout
+    assert re.search(r"^1\s.*interrupted", shown, re.MULTILINE), shown
+    assert re.search(r"^2\s.*exit 0", shown, re.MULTILINE), shown

@@ -387,12 +387,16 @@ def test_progress_on_a_terminal_for_a_big_enqueue_dlq_retry_and_burst(
     small = [
         {"id": f"s{i}", "command": "exit 1", "max_retries": 0, "queue": "small"} for i in range(20)
     ]
-    enqueue_lines(db_path, small)
+    # A job delayed past the drain: the burst does not wait for it, and the bar
+    # ends finished saying so, not at "1 left" with a spinner.
+    later = {"id": "later", "command": "true", "queue": "small", "delay": 3600}
+    enqueue_lines(db_path, [*small, later])
     burst = [QUEUECTL, "worker", "start", "--burst", "-n", "4", "-q", "--queue", "small"]
     with PtyProcess(burst, env=cli_env(db_path)) as term:
         assert term.wait(timeout=120) == 0
         shown = strip_ansi(term.output)
-    assert "20/20" in shown and "0 done · 20 dead · 0 awaiting retry · 0 left" in shown
+    assert "20/20" in shown
+    assert "0 done · 20 dead · 0 awaiting retry · 0 left · 1 not due yet" in shown
 
     retry = [QUEUECTL, "dlq", "retry", "--all"]
     with PtyProcess(retry, env=cli_env(db_path), stdout_pipe=True) as term:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from queuectl.backends.sqlite import SQL, SqliteBackend, migrate
+from queuectl.clock import now_ms
 from queuectl.models import ExecutionResult, Finish, JobState, NewJob, Outcome, ProcessStart
 from queuectl.queue import Queue
 from tests.conftest import FrozenClock
@@ -87,6 +88,21 @@ async def test_running_jobs_show_slot_start_and_attempt(backend: Any) -> None:
     assert all(r.started_at == T0 + 1000 and r.worker_id == "w1" for r in running)
     assert running[0].host == "host" and running[0].pid == 10
     assert len(await backend.running_jobs(limit=1)) == 1
+
+
+async def test_a_rerun_after_an_interrupt_is_attempt_2_with_1_counted(backend: Any) -> None:
+    await backend.enqueue([new("a")], now=T0)
+    (claim,) = (await backend.exchange(worker_id="w1", claim=1, now=T0)).claims
+    stopped = ExecutionResult(signal=15, interrupted=True, duration_s=0.1)
+    finish = Finish("a", claim.token, claim.job.attempts, claim.job.max_retries, stopped)
+    await backend.exchange(worker_id="w1", finishes=[finish], now=T0 + 100)
+    (again,) = (await backend.exchange(worker_id="w1", claim=1, now=T0 + 200)).claims
+    assert (again.token, again.job.attempts) == (2, 1)
+    start = ProcessStart("a", again.token, "host", 10, 10, None, "/a", slot=0)
+    await backend.exchange(worker_id="w1", starts=[start], now=T0 + 200)
+    [running] = await backend.running_jobs(limit=10)
+    # The live view numbers it as the history does, and knows what was counted.
+    assert (running.attempt, running.attempts, running.max_retries) == (2, 1, 3)
 
 
 async def test_finished_since_counts_outcomes_in_the_window(backend: Any) -> None:
@@ -228,7 +244,25 @@ async def test_overview_and_burst_progress_from_the_queue(db_path: Path) -> None
         assert view.running == [] and view.next_retry is None and view.dead == []
         progress = await queue.burst_progress(None, start)
         assert (progress.left, progress.completed, progress.dead, progress.total) == (1, 1, 0, 2)
-        assert await queue.complete_ids("") == ["a", "b"]
+        assert await queue.ids_for_completion("") == ["a", "b"]
+        # A job delayed beyond the drain is not left for a burst: it is later.
+        await queue.enqueue({"id": "c", "command": "z", "delay": 60})
+        await run_once(backend, "b", OK, now=T0 + 1)
+        progress = await queue.burst_progress(None, start)
+        assert (progress.left, progress.later, progress.completed, progress.total) == (0, 1, 2, 2)
+
+
+async def test_burst_progress_counts_jobs_delayed_past_the_drain_as_later(backend: Any) -> None:
+    queue = Queue(backend)  # the real clock: PostgreSQL counts delays by the server's
+    start = await queue.counts()
+    await queue.enqueue(
+        {"id": "due", "command": "x"}, {"id": "later", "command": "y", "delay": 3600}
+    )
+    early = await queue.burst_progress(None, start)
+    assert (early.left, early.later) == (2, 0)  # something is due: no telling them apart
+    await run_once(backend, "due", OK, now=now_ms())
+    done = await queue.burst_progress(None, start)
+    assert (done.left, done.later, done.completed, done.total) == (0, 1, 1, 1)
 
 
 def test_migration_003_upgrades_a_version_2_file(db_path: Path) -> None:

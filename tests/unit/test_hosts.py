@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from queuectl import procs
+from queuectl.leases import worker_is_live
 from queuectl.models import WorkerInfo
-from queuectl.queue import _is_live
 
 
 def test_a_process_is_local_only_with_this_host_name_and_this_boot() -> None:
@@ -23,9 +23,9 @@ def test_a_process_is_local_only_with_this_host_name_and_this_boot() -> None:
 def test_a_worker_of_a_same_named_machine_is_judged_by_its_heartbeat_only() -> None:
     now = 1_000_000
     twin = WorkerInfo("w", procs.HOST, 999_999_999, now, now, 1, 0, proc_start="other-boot:1")
-    assert _is_live(twin, now, lease_ms=10_000)
+    assert worker_is_live(twin, now=now, lease_ms=10_000, leases=1)
     gone = WorkerInfo("w", procs.HOST, 999_999_999, now, now, 1, 0, proc_start=None)
-    assert not _is_live(gone, now, lease_ms=10_000)
+    assert not worker_is_live(gone, now=now, lease_ms=10_000, leases=1)
 
 
 def test_a_stray_from_before_a_reboot_is_never_signalled() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 
@@ -118,3 +119,29 @@ def test_setup_logging_plain_by_default_off_a_terminal(capsys: pytest.CaptureFix
     assert "hidden" not in err
     assert err.rstrip().endswith("WARNING S2-fail failed: exit code 1")
     assert "\x1b[" not in err
+
+
+ERROR = "could not start: [Errno 2] No such file or directory: '/srv/app/does-not-exist'"
+
+
+def test_at_80_columns_an_error_wraps_as_full_lines_and_a_long_id_cuts_nothing() -> None:
+    rec = record("dead", logging.ERROR, **{**FAILED, "action": "job_dead", "error": ERROR})
+    text, _ = rich_line(rec, width=80)
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    assert lines[0].split()[1:] == ["6cd75e61/0", "dead", "S2-fail", "1/2", "0.01s"]
+    # The error on lines of its own, each well filled, and all of it there.
+    assert len(lines) <= 3, text
+    assert " ".join(line.strip() for line in lines[1:]) == ERROR
+    long_id = "nightly-backup-of-the-customer-database-2026-12-06"
+    text, _ = rich_line(record("dead", logging.ERROR, **{**FAILED, "job_id": long_id}), width=80)
+    flat = " ".join(text.split())
+    assert re.match(r"\d\d:\d\d:\d\d\.\d\d\d 6cd75e61/0 failed", flat), text  # time whole
+    assert long_id in flat and "exit code 1" in flat and "…" not in text
+
+
+def test_a_line_that_fits_stays_one_aligned_line() -> None:
+    rec = record("dead", logging.ERROR, **{**FAILED, "action": "job_dead", "error": ERROR})
+    text, _ = rich_line(rec, width=160)
+    assert len(text.rstrip().splitlines()) == 1
+    message, _ = rich_line(record("heartbeat failed: x", logging.WARNING, worker_id="6cd75e61"))
+    assert message.index("heartbeat") == text.index("S2-fail")  # the same column

@@ -59,6 +59,8 @@ def make_job(job_id: str, state: JobState = JobState.PENDING, **over: object) ->
         cwd=None,
     )
     fields.update(over)
+    # A job never interrupted: every claim was counted.
+    fields.setdefault("claims", fields["attempts"])
     return Job(**fields)  # type: ignore[arg-type]
 
 
@@ -415,3 +417,19 @@ def test_an_id_wider_than_the_terminal_is_not_cut(
     # Wider than the terminal (which wraps it), but whole: no side is cropped.
     assert len({len(line) for line in lines}) == 1
     assert lines[0].endswith("┓")
+
+
+@pytest.mark.parametrize("on_tty", [True, False], ids=["tty", "plain"])
+def test_a_command_shows_its_backslashes_and_brackets_as_typed(on_tty: bool) -> None:
+    command = r"echo one\\two [bold]x[/bold] [/]"
+    job = make_job("b1", command=command + "\nexit 0")
+    for render in (lambda o: jobs_table(o, [job]), lambda o: job_detail(o, job, [])):
+        text = tty(render, width=200)[0] if on_tty else plain(render)
+        assert command in text, text
+        assert r"one\\\\two" not in text
+
+
+def test_show_counts_the_runs_apart_from_the_attempts_counted() -> None:
+    job = make_job("again", JobState.COMPLETED, attempts=1, claims=2, max_retries=1)
+    body = plain(lambda o: job_detail(o, job, []))
+    assert re.search(r"^attempts\s+1 of 2 \(max retries 1\); 2 runs in all$", body, re.M), body

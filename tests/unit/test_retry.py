@@ -8,12 +8,12 @@ from queuectl.retry import RetryPolicy, decide
 
 def test_seed_policy_retries_once_after_three_seconds_then_dies() -> None:
     policy = RetryPolicy(backoff_base=3, backoff_max_s=3600)
-    first = policy.after_failure(attempts=1, max_retries=1, now=10_000)
+    first = policy.after_failure(attempts=1, max_retries=1)
     assert first.state is JobState.FAILED
-    assert first.next_run_at == 13_000
-    second = policy.after_failure(attempts=2, max_retries=1, now=20_000)
+    assert (first.delay_ms, first.next_run_at(10_000)) == (3_000, 13_000)
+    second = policy.after_failure(attempts=2, max_retries=1)
     assert second.state is JobState.DEAD
-    assert second.next_run_at is None
+    assert (second.delay_ms, second.next_run_at(20_000)) == (None, None)
 
 
 @pytest.mark.parametrize(("attempts", "expected"), [(1, 2.0), (2, 4.0), (5, 32.0), (12, 3600.0)])
@@ -26,10 +26,8 @@ def test_huge_attempt_counts_do_not_overflow() -> None:
 
 
 def test_interrupted_attempt_is_refunded_and_pending_now() -> None:
-    decision, refund = decide(
-        ok=False, interrupted=True, attempts=1, max_retries=0, policy=RetryPolicy(), now=5
-    )
-    assert (decision.state, decision.next_run_at, refund) == (JobState.PENDING, 5, True)
+    decision = decide(ok=False, interrupted=True, attempts=1, max_retries=0, policy=RetryPolicy())
+    assert (decision.state, decision.next_run_at(5), decision.refund) == (JobState.PENDING, 5, True)
 
 
 def test_defaults_are_base_two_capped_at_an_hour() -> None:
@@ -43,7 +41,7 @@ def test_a_job_runs_max_retries_plus_one_times(max_retries: int) -> None:
     """SPEC §4: failed while attempts <= max_retries, dead once attempts > max_retries."""
     policy = RetryPolicy(backoff_base=2, backoff_max_s=3600)
     states = [
-        policy.after_failure(attempts=n, max_retries=max_retries, now=0).state
+        policy.after_failure(attempts=n, max_retries=max_retries).state
         for n in range(1, max_retries + 2)
     ]
     assert states == [JobState.FAILED] * max_retries + [JobState.DEAD]
@@ -51,15 +49,15 @@ def test_a_job_runs_max_retries_plus_one_times(max_retries: int) -> None:
 
 def test_next_run_at_is_now_plus_the_delay_in_milliseconds() -> None:
     policy = RetryPolicy(backoff_base=2, backoff_max_s=3600)
-    decision = policy.after_failure(attempts=3, max_retries=5, now=1_000_000)
-    assert decision.delay_s == 8
-    assert decision.next_run_at == 1_000_000 + 8_000
+    decision = policy.after_failure(attempts=3, max_retries=5)
+    assert decision.delay_ms == 8_000
+    assert decision.next_run_at(1_000_000) == 1_000_000 + 8_000
 
 
 def test_fractional_base_keeps_millisecond_precision() -> None:
     policy = RetryPolicy(backoff_base=1.5, backoff_max_s=3600)
     assert policy.delay_s(2) == 2.25
-    assert policy.after_failure(attempts=2, max_retries=3, now=0).next_run_at == 2_250
+    assert policy.after_failure(attempts=2, max_retries=3).delay_ms == 2_250
 
 
 def test_base_one_retries_every_second() -> None:
@@ -73,8 +71,8 @@ def test_base_one_still_honours_a_smaller_cap() -> None:
 
 def test_zero_cap_retries_at_once() -> None:
     policy = RetryPolicy(backoff_base=2, backoff_max_s=0)
-    decision = policy.after_failure(attempts=1, max_retries=1, now=42)
-    assert (decision.state, decision.next_run_at) == (JobState.FAILED, 42)
+    decision = policy.after_failure(attempts=1, max_retries=1)
+    assert (decision.state, decision.next_run_at(42)) == (JobState.FAILED, 42)
 
 
 def test_cap_applies_exactly_at_the_boundary() -> None:
@@ -85,34 +83,32 @@ def test_cap_applies_exactly_at_the_boundary() -> None:
 
 
 def test_success_completes_without_refund() -> None:
-    decision, refund = decide(
-        ok=True, interrupted=False, attempts=1, max_retries=0, policy=RetryPolicy(), now=5
+    decision = decide(ok=True, interrupted=False, attempts=1, max_retries=0, policy=RetryPolicy())
+    assert (decision.state, decision.next_run_at(5), decision.refund) == (
+        JobState.COMPLETED,
+        None,
+        False,
     )
-    assert (decision.state, decision.next_run_at, refund) == (JobState.COMPLETED, None, False)
 
 
 def test_success_on_the_last_allowed_attempt_completes() -> None:
-    decision, _ = decide(
-        ok=True, interrupted=False, attempts=4, max_retries=3, policy=RetryPolicy(), now=5
-    )
+    decision = decide(ok=True, interrupted=False, attempts=4, max_retries=3, policy=RetryPolicy())
     assert decision.state is JobState.COMPLETED
 
 
-def test_failure_follows_the_policy_with_the_given_clock() -> None:
+def test_failure_follows_the_policy_and_its_time_is_the_given_clock_plus_the_delay() -> None:
     policy = RetryPolicy(backoff_base=3, backoff_max_s=3600)
-    decision, refund = decide(
-        ok=False, interrupted=False, attempts=2, max_retries=2, policy=policy, now=7_000
+    decision = decide(ok=False, interrupted=False, attempts=2, max_retries=2, policy=policy)
+    assert (decision.state, decision.next_run_at(7_000), decision.refund) == (
+        JobState.FAILED,
+        16_000,
+        False,
     )
-    assert (decision.state, decision.next_run_at, refund) == (JobState.FAILED, 16_000, False)
-    dead, refund = decide(
-        ok=False, interrupted=False, attempts=3, max_retries=2, policy=policy, now=7_000
-    )
-    assert (dead.state, dead.next_run_at, refund) == (JobState.DEAD, None, False)
+    dead = decide(ok=False, interrupted=False, attempts=3, max_retries=2, policy=policy)
+    assert (dead.state, dead.next_run_at(7_000), dead.refund) == (JobState.DEAD, None, False)
 
 
 def test_interrupted_attempt_is_not_dead_even_past_max_retries() -> None:
-    decision, refund = decide(
-        ok=False, interrupted=True, attempts=9, max_retries=0, policy=RetryPolicy(), now=1
-    )
+    decision = decide(ok=False, interrupted=True, attempts=9, max_retries=0, policy=RetryPolicy())
     assert decision.state is JobState.PENDING
-    assert refund
+    assert decision.refund

@@ -129,3 +129,26 @@ def test_a_short_screen_keeps_the_running_jobs_over_the_dead_ones() -> None:
     assert len(text.splitlines()) <= 24
     assert all(f"job-{i}" in text for i in range(6))  # every running job is shown
     assert "dead-0" in text and "dead-4" not in text  # fewer dead ones instead
+
+
+def test_at_18_rows_the_running_jobs_come_before_the_dead_list() -> None:
+    dead = [make_job(f"dead-{i}", JobState.DEAD) for i in range(5)]
+    running = [
+        RunningJob(f"job-{i}", "sleep 30", 1, 3, "6cd75e61", i, NOW - 1_000) for i in range(3)
+    ]
+    view = overview(workers=[worker("6cd75e61", count=3)], running=running, dead=dead)
+    text, _ = frame(view, height=18)
+    assert len(text.splitlines()) <= 18
+    assert all(f"job-{i}" in text for i in range(3)), text
+    assert "more row(s)" not in text
+    # No room for the list: the panel says how many dead jobs there are.
+    assert "5 dead job(s); a taller window lists them" in text and "dead-0" not in text
+
+
+def test_a_rerun_shows_its_attempt_number_and_what_was_counted() -> None:
+    rerun = RunningJob("again", "make", 2, 3, "6cd75e61", 0, NOW - 1_000, attempts=1)
+    retry = make_job("flaky", JobState.FAILED, attempts=1, claims=2, next_run_at=NOW + 8_000)
+    text, _ = frame(overview(running=[rerun], next_retry=retry))
+    row = next(line for line in text.splitlines() if "again" in line)
+    assert "2 (1/4 counted)" in row, row
+    assert "flaky in 8s (attempt 3 (2/4 counted))" in text

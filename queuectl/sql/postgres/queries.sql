@@ -85,19 +85,19 @@ started AS (
     UPDATE attempts AS a
        SET host = s.host, pid = s.pid, pgid = s.pgid, proc_start = s.proc_start,
            log_path = s.log_path, slot = s.slot
-      FROM unnest(:s_ids::text[], :s_tokens::int[], :s_hosts::text[], :s_pids::int[],
-                  :s_pgids::int[], :s_proc_starts::text[], :s_log_paths::text[],
-                  :s_slots::int[])
+      FROM unnest(:s_id::text[], :s_token::int[], :s_host::text[], :s_pid::int[],
+                  :s_pgid::int[], :s_proc_start::text[], :s_log_path::text[],
+                  :s_slot::int[])
            AS s (id, token, host, pid, pgid, proc_start, log_path, slot)
      WHERE a.job_id = s.id AND a.attempt = s.token AND (SELECT fresh FROM ok)
 ),
 f AS (
-    SELECT * FROM unnest(:f_ids::text[], :f_tokens::int[], :f_outcomes::text[],
-                         :f_exit_codes::int[], :f_signals::int[], :f_errors::text[],
-                         :f_outputs::bytea[], :f_output_sizes::bigint[], :f_states::text[],
-                         :f_delays::bigint[], :f_refunds::int[], :f_hosts::text[],
-                         :f_pids::int[], :f_pgids::int[], :f_proc_starts::text[],
-                         :f_log_paths::text[], :f_slots::int[])
+    SELECT * FROM unnest(:f_id::text[], :f_token::int[], :f_outcome::text[],
+                         :f_exit_code::int[], :f_signal::int[], :f_error::text[],
+                         :f_output::bytea[], :f_output_size::bigint[], :f_state::text[],
+                         :f_delay_ms::bigint[], :f_refund::int[], :f_host::text[],
+                         :f_pid::int[], :f_pgid::int[], :f_proc_start::text[],
+                         :f_log_path::text[], :f_slot::int[])
         AS f (id, token, outcome, exit_code, signal, error, output, output_size, state,
               delay_ms, refund, host, pid, pgid, proc_start, log_path, slot)
 ),
@@ -241,8 +241,8 @@ SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a
 -- name: recover
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 r AS (
-    SELECT * FROM unnest(:ids::text[], :tokens::int[], :states::text[], :delays::bigint[],
-                         :errors::text[])
+    SELECT * FROM unnest(:r_id::text[], :r_token::int[], :r_state::text[],
+                         :r_delay_ms::bigint[], :r_error::text[])
         AS r (id, token, state, delay_ms, error)
 ),
 att AS (
@@ -298,7 +298,7 @@ SELECT id, seq, (SELECT nextval('queuectl_version') WHERE EXISTS (SELECT 1 FROM 
   FROM moved ORDER BY seq;
 
 -- name: max_seq
-SELECT coalesce(max(seq), 0) FROM jobs;
+SELECT coalesce(max(seq), 0) AS upto FROM jobs;
 
 -- name: bump_version
 SELECT nextval('queuectl_version');
@@ -380,7 +380,7 @@ UPDATE attempts AS a SET pgid = NULL
 
 -- name: running_jobs
 -- Bounded by the number of processing jobs, i.e. by the worker slots.
-SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
+SELECT j.id, j.command, j.claims, j.attempts, j.max_retries, j.worker_id, j.lease_until,
        a.slot, a.started_at, a.host, a.pid
   FROM jobs AS j
   JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
@@ -481,3 +481,46 @@ SELECT EXISTS (
        AND (j.priority > me.priority OR (j.priority = me.priority AND j.seq < me.seq))
        AND j.queue NOT IN (SELECT queue FROM queue_held)
        AND (:queues::text[] IS NULL OR j.queue = ANY (:queues::text[]))) AS ahead;
+
+-- Reads of the web dashboard and /metrics (backends/postgres_web.py).
+
+-- name: web_page
+-- Keyset pagination: a window of at most :scan jobs older than :before (by seq,
+-- the primary key), then the page's filters on that window only.
+SELECT * FROM (SELECT * FROM jobs WHERE seq < :before::bigint
+                ORDER BY seq DESC LIMIT :scan::int) AS w
+ WHERE (:queue::text IS NULL OR queue = :queue::text)
+   AND (:text::text IS NULL OR strpos(command, :text::text) > 0
+        OR left(id, length(:text::text)) = :text::text)
+ ORDER BY seq DESC LIMIT :limit::int;
+
+-- name: web_page_state
+SELECT * FROM (SELECT * FROM jobs WHERE state = :state AND seq < :before::bigint
+                ORDER BY seq DESC LIMIT :scan::int) AS w
+ WHERE (:queue::text IS NULL OR queue = :queue::text)
+   AND (:text::text IS NULL OR strpos(command, :text::text) > 0
+        OR left(id, length(:text::text)) = :text::text)
+ ORDER BY seq DESC LIMIT :limit::int;
+
+-- name: web_window
+SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs WHERE seq < :before::bigint
+                                             ORDER BY seq DESC LIMIT :scan::int) AS w;
+
+-- name: web_window_state
+SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs
+                                             WHERE state = :state AND seq < :before::bigint
+                                             ORDER BY seq DESC LIMIT :scan::int) AS w;
+
+-- name: web_queue_counts
+SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
+
+-- name: web_finished_by_minute
+SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attempts
+ WHERE finished_at >= :since::bigint AND outcome IS NOT NULL
+ GROUP BY minute, outcome;
+
+-- name: web_oldest_due
+SELECT next_run_at FROM jobs
+ WHERE state IN ('pending', 'failed') AND next_run_at > 0 AND next_run_at <= :now::bigint
+   AND queue = :queue
+ ORDER BY next_run_at LIMIT 1;

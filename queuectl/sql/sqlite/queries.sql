@@ -127,7 +127,7 @@ UPDATE attempts
 
 -- name: finish_job
 UPDATE jobs
-   SET state = :state, next_run_at = :next_run_at, attempts = attempts - :refund,
+   SET state = :state, next_run_at = :now + :delay_ms, attempts = attempts - :refund,
        last_error = :error, exit_code = :exit_code, worker_id = NULL, lease_until = NULL,
        updated_at = :now
  WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
@@ -196,7 +196,7 @@ UPDATE attempts SET pgid = NULL WHERE job_id = :id AND attempt = :token;
 
 -- name: recover_job
 UPDATE jobs
-   SET state = :state, next_run_at = :next_run_at, last_error = :error, exit_code = NULL,
+   SET state = :state, next_run_at = :now + :delay_ms, last_error = :error, exit_code = NULL,
        worker_id = NULL, lease_until = NULL, updated_at = :now
  WHERE id = :id AND claims = :token AND state = 'processing' AND lease_until <= :now;
 
@@ -217,7 +217,7 @@ UPDATE jobs
 RETURNING id, seq;
 
 -- name: max_seq
-SELECT coalesce(max(seq), 0) FROM jobs;
+SELECT coalesce(max(seq), 0) AS upto FROM jobs;
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = :id;
@@ -226,22 +226,23 @@ SELECT * FROM jobs WHERE id = :id;
 SELECT state FROM jobs WHERE id = :id;
 
 -- name: list_all
-SELECT * FROM jobs ORDER BY seq DESC LIMIT :limit;
+-- One query per filter, so each has a plan that uses its index (LIMIT NULL: all).
+SELECT * FROM jobs ORDER BY seq DESC LIMIT coalesce(:limit, -1);
 
 -- name: list_by_state
-SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT :limit;
+SELECT * FROM jobs WHERE state = :state ORDER BY seq DESC LIMIT coalesce(:limit, -1);
 
 -- name: list_by_queue
-SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT :limit;
+SELECT * FROM jobs WHERE queue = :queue ORDER BY seq DESC LIMIT coalesce(:limit, -1);
 
 -- name: list_by_state_queue
-SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT :limit;
+SELECT * FROM jobs WHERE state = :state AND queue = :queue ORDER BY seq DESC LIMIT coalesce(:limit, -1);
 
 -- name: counts
-SELECT state, sum(n) FROM job_counts GROUP BY state;
+SELECT state, sum(n) AS n FROM job_counts GROUP BY state;
 
 -- name: counts_queues
-SELECT state, sum(n) FROM job_counts
+SELECT state, sum(n) AS n FROM job_counts
  WHERE queue IN (SELECT value FROM json_each(:queues)) GROUP BY state;
 
 -- name: due_any
@@ -279,10 +280,9 @@ SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, exit_code, 
 
 -- name: attempt_output
 SELECT attempt, output, output_size, log_path, host, finished_at
-  FROM attempts WHERE job_id = :id AND attempt = :attempt;
-
--- name: last_attempt
-SELECT max(attempt) FROM attempts WHERE job_id = :id;
+  FROM attempts
+ WHERE job_id = :id
+   AND attempt = coalesce(:attempt, (SELECT max(attempt) FROM attempts WHERE job_id = :id));
 
 -- name: config_all
 SELECT key, value FROM config;
@@ -293,7 +293,7 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- name: running_jobs
 -- Bounded by the number of processing jobs, i.e. by the worker slots.
-SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
+SELECT j.id, j.command, j.claims, j.attempts, j.max_retries, j.worker_id, j.lease_until,
        a.slot, a.started_at, a.host, a.pid
   FROM jobs AS j
   JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
@@ -302,7 +302,7 @@ SELECT j.id, j.command, j.attempts, j.max_retries, j.worker_id, j.lease_until,
  LIMIT :limit;
 
 -- name: finished_since
-SELECT outcome, count(*) FROM attempts
+SELECT outcome, count(*) AS n FROM attempts
  WHERE finished_at >= :since
  GROUP BY outcome;
 
@@ -383,3 +383,45 @@ SELECT EXISTS (
 
 -- name: job_order
 SELECT priority, seq FROM jobs WHERE id = :id;
+
+-- Reads of the web dashboard and /metrics (backends/sqlite_web.py).
+
+-- name: web_page
+-- Keyset pagination: a window of at most :scan jobs older than :before (by seq,
+-- the primary key), then the page's filters on that window only.
+SELECT * FROM (SELECT * FROM jobs WHERE seq < :before ORDER BY seq DESC LIMIT :scan)
+ WHERE (:queue IS NULL OR queue = :queue)
+   AND (:text IS NULL OR instr(command, :text) > 0 OR substr(id, 1, length(:text)) = :text)
+ ORDER BY seq DESC LIMIT :limit;
+
+-- name: web_page_state
+SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_by_state
+                WHERE state = :state AND seq < :before ORDER BY seq DESC LIMIT :scan)
+ WHERE (:queue IS NULL OR queue = :queue)
+   AND (:text IS NULL OR instr(command, :text) > 0 OR substr(id, 1, length(:text)) = :text)
+ ORDER BY seq DESC LIMIT :limit;
+
+-- name: web_window
+-- How far the window of web_page reached: index only.
+SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs WHERE seq < :before
+                                 ORDER BY seq DESC LIMIT :scan);
+
+-- name: web_window_state
+SELECT count(*) AS n, min(seq) AS low FROM (SELECT seq FROM jobs INDEXED BY jobs_by_state
+                                 WHERE state = :state AND seq < :before
+                                 ORDER BY seq DESC LIMIT :scan);
+
+-- name: web_queue_counts
+SELECT queue, state, n FROM job_counts;
+
+-- name: web_finished_by_minute
+-- Covered by attempts_finished: never reads the attempt rows or their output.
+SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attempts
+ WHERE finished_at >= :since AND outcome IS NOT NULL
+ GROUP BY minute, outcome;
+
+-- name: web_oldest_due
+-- Walks jobs_due in time order up to the first job of the queue.
+SELECT next_run_at FROM jobs INDEXED BY jobs_due
+ WHERE state IN ('pending', 'failed') AND next_run_at <= :now AND queue = :queue
+ ORDER BY next_run_at LIMIT 1;

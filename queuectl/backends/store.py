@@ -1,0 +1,159 @@
+"""What both stores do alike, written once over the few things a dialect must provide.
+
+``SqliteBackend`` and ``PostgresBackend`` subclass ``SqlStore``: it implements the
+parts of the ``Backend`` contract that are the same whatever the SQL (the reads,
+whose named queries both dialects define, the shape of ``exchange`` and of ``dlq
+retry``), and leaves to each dialect how it runs a query, a worker's cycle and a
+requeue. The rules those apply come from ``bookkeeping``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from queuectl.backends import bookkeeping
+from queuectl.backends.base import AttemptOutput, Exchanged, OnProgress
+from queuectl.backends.rows import attempt_from_row, job_from_row, running_from_row
+from queuectl.models import (
+    Attempt,
+    Finish,
+    Job,
+    JobState,
+    Outcome,
+    ProcessStart,
+    RunningJob,
+    StopMode,
+)
+
+#: Dead jobs moved per statement by ``dlq retry --all``.
+REQUEUE_BATCH = 500
+#: A result row of either driver: ``sqlite3.Row`` or asyncpg's ``Record``.
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One call of ``exchange``, as the dialect runs it (see ``JobStore.exchange``)."""
+
+    worker_id: str
+    starts: Sequence[ProcessStart]
+    finishes: Sequence[Finish]
+    claim: int
+    queues: Sequence[str] | None
+    lease_ms: int
+    now: int
+
+
+class SqlStore(ABC):
+    """The dialect-independent half of a store; subclasses run the SQL."""
+
+    @abstractmethod
+    async def _rows(self, name: str, values: Mapping[str, Any]) -> Sequence[Row]:
+        """Run the named query of this dialect in a transaction of its own."""
+
+    @abstractmethod
+    async def _exchange(self, cycle: Cycle) -> Exchanged:
+        """``exchange`` with something to do, in one transaction."""
+
+    @abstractmethod
+    async def _requeue_named(self, job_ids: Sequence[str], now: int) -> list[str]:
+        """``requeue_dead`` of distinct ids in one transaction (``bookkeeping.not_requeued``)."""
+
+    @abstractmethod
+    async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> Sequence[Row]:
+        """Move up to ``limit`` dead jobs after seq ``after``; their ``id`` and ``seq`` in order."""
+
+    async def exchange(
+        self,
+        *,
+        worker_id: str,
+        starts: Sequence[ProcessStart] = (),
+        finishes: Sequence[Finish] = (),
+        claim: int = 0,
+        queues: Sequence[str] | None = None,
+        lease_ms: int = 10_000,
+        now: int,
+    ) -> Exchanged:
+        if not (starts or finishes or claim):
+            return Exchanged()
+        return await self._exchange(
+            Cycle(worker_id, starts, finishes, claim, queues, lease_ms, now)
+        )
+
+    async def requeue_dead(
+        self, job_ids: Sequence[str] | None, *, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
+        if job_ids is not None:
+            # An id named twice is one request for that job, not a second retry of it.
+            return await self._requeue_named(list(dict.fromkeys(job_ids)), now)
+        upto = (await self._rows("max_seq", {}))[0]["upto"]
+        done: list[str] = []
+        after = 0
+        # One autocommit statement per batch: atomic on its own, and short.
+        while rows := await self._requeue_batch(
+            after=after, upto=upto, limit=REQUEUE_BATCH, now=now
+        ):
+            done.extend(r["id"] for r in rows)
+            after = max(r["seq"] for r in rows)
+            if progress is not None:
+                progress(len(done))
+        return done
+
+    async def get_job(self, job_id: str) -> Job | None:
+        rows = await self._rows("get_job", {"id": job_id})
+        return job_from_row(rows[0]) if rows else None
+
+    async def list_jobs(
+        self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        name, values = bookkeeping.list_query(state, queue, limit)
+        return [job_from_row(r) for r in await self._rows(name, values)]
+
+    async def history(self, job_id: str) -> list[Attempt]:
+        return [attempt_from_row(r) for r in await self._rows("history", {"id": job_id})]
+
+    async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
+        rows = await self._rows("attempt_output", {"id": job_id, "attempt": attempt})
+        if not rows:
+            return None
+        row = rows[0]
+        return AttemptOutput(
+            attempt=row["attempt"],
+            output=bytes(row["output"] or b""),
+            output_size=row["output_size"],
+            log_path=row["log_path"],
+            host=row["host"],
+            finished=row["finished_at"] is not None,
+        )
+
+    async def running_jobs(self, *, limit: int) -> list[RunningJob]:
+        return [running_from_row(r) for r in await self._rows("running_jobs", {"limit": limit})]
+
+    async def finished_since(self, since: int) -> dict[Outcome, int]:
+        rows = await self._rows("finished_since", {"since": since})
+        return {Outcome(r["outcome"]): int(r["n"]) for r in rows if r["outcome"]}
+
+    async def next_retry(self) -> Job | None:
+        rows = await self._rows("next_retry", {})
+        return job_from_row(rows[0]) if rows else None
+
+    async def recent_dead(self, *, limit: int) -> list[Job]:
+        return [job_from_row(r) for r in await self._rows("recent_dead", {"limit": limit})]
+
+    async def job_ids(
+        self, prefix: str, *, state: JobState | None = None, limit: int = 50
+    ) -> list[str]:
+        name, values = bookkeeping.prefix_query(prefix, state, limit)
+        return [r["id"] for r in await self._rows(name, values)]
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        await self._rows("deregister_worker", {"id": worker_id})
+
+    async def request_stop(self, mode: StopMode) -> list[str]:
+        return [r["id"] for r in await self._rows("request_stop", {"mode": int(mode)})]
+
+    async def get_config(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in await self._rows("config_all", {})}

@@ -1,0 +1,158 @@
+"""One poller for every open page: the store is read once a second, whoever watches.
+
+Each page holds an event stream (``/events``). The ``Hub`` reads a small snapshot
+(counts per queue and state, live workers) while at least one stream is open, and
+when it changes it bumps a generation number and tells every stream. Pages then
+fetch their live fragment again; fragments are cached per generation, so twenty
+pages on the same view cost one render and one set of store reads per change, not
+twenty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from queuectl.exceptions import QueueCtlError
+from queuectl.models import JobState, WorkerInfo
+from queuectl.queue import Queue
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two reads of the snapshot while a page is open.
+POLL_S = 1.0
+#: The event that tells a page's stream to end (the server is stopping).
+CLOSE = "close"
+#: Rendered fragments kept for the current generation.
+_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    counts: dict[JobState, int]
+    queues: dict[str, dict[JobState, int]]
+    workers: list[WorkerInfo]
+
+    @property
+    def coroutines(self) -> int:
+        return sum(w.count for w in self.workers)
+
+    def key(self) -> object:
+        """What a page can show of it; a change of any of this is a new generation."""
+        return (
+            tuple(sorted((q, tuple(c.values())) for q, c in self.queues.items())),
+            tuple((w.id, w.heartbeat_at, w.jobs_done, w.count) for w in self.workers),
+        )
+
+
+async def read_snapshot(queue: Queue) -> Snapshot:
+    queues = await queue.queue_counts()
+    counts = {s: sum(c[s] for c in queues.values()) for s in JobState}
+    return Snapshot(counts, queues, await queue.live_workers())
+
+
+class Hub:
+    def __init__(self, queue: Queue, *, poll_s: float = POLL_S) -> None:
+        self.queue = queue
+        self.poll_s = poll_s
+        self.generation = 0
+        self.snapshot: Snapshot | None = None
+        self.error: str | None = None
+        #: Store reads made by the poller (the benchmark and tests count them).
+        self.reads = 0
+        self._key: object = None
+        self._subscribers: set[asyncio.Queue[str]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._cache: OrderedDict[tuple[int, str], asyncio.Future[bytes]] = OrderedDict()
+        #: Set when the server stops: every open stream ends, so none holds it up.
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        self.closing.set()
+        self._publish(CLOSE)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
+        """A stream's inbox of events; the poller runs while any inbox exists."""
+        inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
+        self._subscribers.add(inbox)
+        if not self.running:
+            self._task = asyncio.create_task(self._poll(), name="queuectl-web-poller")
+        elif self.snapshot is not None or self.error is not None:
+            inbox.put_nowait(self.message())
+        try:
+            yield inbox
+        finally:
+            self._subscribers.discard(inbox)
+            if not self._subscribers and self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+                self._task = None
+
+    def message(self) -> str:
+        """The event a page gets: the generation and the numbers it shows in place."""
+        snap = self.snapshot
+        body: dict[str, object] = {"generation": self.generation, "error": self.error}
+        if snap is not None:
+            body["jobs"] = {s.value: snap.counts[s] for s in JobState}
+            body["workers"] = snap.coroutines
+        return json.dumps(body)
+
+    async def _poll(self) -> None:
+        while True:
+            snap: Snapshot | None
+            try:
+                snap = await read_snapshot(self.queue)
+                self.reads += 1
+                error = None
+            except QueueCtlError as exc:
+                snap, error = self.snapshot, str(exc)
+            except Exception as exc:  # the poller must outlive any one bad read
+                log.warning("web poller: %s: %s", type(exc).__name__, exc)
+                snap, error = self.snapshot, "the store could not be read"
+            key = (snap.key() if snap is not None else None, error)
+            if key != self._key:
+                self._key = key
+                self.snapshot = snap
+                self.error = error
+                self.generation += 1
+                self._publish(self.message())
+            await asyncio.sleep(self.poll_s)
+
+    def _publish(self, event: str) -> None:
+        for inbox in self._subscribers:
+            if inbox.full():
+                inbox.get_nowait()  # a slow page only needs the newest event
+            inbox.put_nowait(event)
+
+    async def cached(self, key: str, produce: Callable[[], Awaitable[bytes]]) -> bytes:
+        """``produce()`` once per generation and key while the poller runs.
+
+        Concurrent callers of one key share one call. Without a running poller
+        nothing tells when data changes, so nothing is cached.
+        """
+        if not self.running or self.error is not None:
+            return await produce()
+        slot = (self.generation, key)
+        future = self._cache.get(slot)
+        if future is None:
+            future = asyncio.ensure_future(produce())
+            self._cache[slot] = future
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+            future.add_done_callback(lambda f: self._forget_failed(slot, f))
+        return await asyncio.shield(future)
+
+    def _forget_failed(self, slot: tuple[int, str], future: asyncio.Future[bytes]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._cache.pop(slot, None)

@@ -1,0 +1,168 @@
+"""The dashboard in a real headless Chromium (Debian's), driven by Playwright.
+
+Skipped when /usr/bin/chromium is missing, unless QUEUECTL_TEST_BROWSER_REQUIRED=1
+(CI sets it, after installing the package). With QUEUECTL_WEB_SCREENSHOTS=1 the
+tests also save the README's pictures (docs/web-overview.png, docs/web-job.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import WorkerProcess, run_cli, run_worker, wait_for
+from tests.web.conftest import WebProcess
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("QUEUECTL_TEST_BROWSER_REQUIRED") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and QUEUECTL_TEST_BROWSER_REQUIRED=1")
+        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1100, "height": 720})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    dialogs: list[str] = []
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    tab.dialogs = dialogs
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def enqueue(db: str, *args: str) -> None:
+    result = run_cli(db, "enqueue", *args)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_job_enqueued_from_the_cli_appears_without_a_reload(
+    db: str, web_process: Any, page: Any
+) -> None:
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/jobs")
+    page.wait_for_selector("#live-state:has-text('●')")
+    page.evaluate("window.__stayed = true")
+    enqueue(db, "-c", "echo hello", "--id", "fresh-1")
+    started = time.monotonic()
+    page.wait_for_selector("tr[data-id='fresh-1']", timeout=5000)
+    assert time.monotonic() - started < 3
+    assert page.evaluate("window.__stayed") is True  # the same page: no reload
+    page.goto(web.url + "/")
+    page.evaluate("window.__stayed = true")
+    page.wait_for_selector("#live-state:has-text('●')")
+    enqueue(db, "-c", "true")
+    page.wait_for_selector("[data-count='pending']:has-text('2')", timeout=5000)
+    assert page.evaluate("window.__stayed") is True
+
+
+def test_a_running_jobs_output_follows_live(
+    db: str, web_process: Any, page: Any, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    command = f"echo step-one; while [ ! -e {go} ]; do sleep 0.05; done; echo step-two"
+    enqueue(db, "-c", command, "--id", "follow-me")
+    web: WebProcess = web_process(db)
+    with WorkerProcess(db, "--count", "1"):
+        wait_for(lambda: "processing" in run_cli(db, "show", "follow-me").stdout)
+        page.goto(f"{web.url}/jobs/follow-me")
+        page.wait_for_selector("#live-output:has-text('step-one')")
+        assert "step-two" not in page.inner_text("#live-output")
+        go.touch()
+        page.wait_for_selector("#live-output:has-text('step-two')")
+        # When the attempt ends the page shows it as a finished attempt.
+        page.wait_for_selector("pre[data-attempt='1']:has-text('step-two')", timeout=20_000)
+        page.wait_for_selector("span.state-completed")
+
+
+def test_a_dead_job_is_retried_with_its_button(db: str, web_process: Any, page: Any) -> None:
+    enqueue(db, "-c", "exit 1", "--id", "doomed", "--max-retries", "0")
+    assert run_worker(db).returncode == 0
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/dlq")
+    page.click("tr[data-id='doomed'] button[data-action='retry']")
+    page.wait_for_selector("p.flash:has-text('1 job(s) moved back to pending.')")
+    assert '"state": "pending"' in run_cli(db, "show", "doomed", "--json").stdout
+    assert page.locator("tr[data-id='doomed']").count() == 0
+
+
+def test_script_in_a_command_and_its_output_is_shown_as_text(
+    db: str, web_process: Any, page: Any
+) -> None:
+    evil = "<script>alert(1)</script>"
+    enqueue(db, "-c", f"echo '{evil}'", "--id", "xss")
+    enqueue(db, "-c", evil, "--id", evil, "--max-retries", "0")
+    assert run_worker(db).returncode == 0
+    web: WebProcess = web_process(db)
+    for path in ("/jobs", "/jobs/xss", "/dlq", "/jobs?q=%3Cscript%3E"):
+        page.goto(web.url + path)
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{web.url}/jobs/xss")
+    assert evil in page.inner_text("pre.command")
+    assert evil in page.inner_text("pre[data-attempt='1']")
+    page.goto(f"{web.url}/jobs")
+    assert evil in page.inner_text("table.jobs")
+    page.wait_for_timeout(500)  # an injected script would have run by now
+    assert page.dialogs == []
+    assert page.evaluate("document.querySelectorAll('script').length") == 1
+
+
+@pytest.mark.skipif(
+    os.environ.get("QUEUECTL_WEB_SCREENSHOTS") != "1",
+    reason="QUEUECTL_WEB_SCREENSHOTS=1 saves them",
+)
+def test_screenshots_for_the_readme(web_process: Any, page: Any) -> None:
+    folder = Path("/tmp/queuectl-demo")  # a short path for the header of the pictures
+    shutil.rmtree(folder, ignore_errors=True)
+    db = str(folder / "queue.db")
+    run_cli(db, "config", "set", "backoff-base", "1")
+    jobs = [
+        ("build-1042", "make -j4 build", "0"),
+        ("test-1042", "pytest -q tests/", "0"),
+        ("flaky-api", "curl -fsS https://api.example/health", "1"),
+        ("resize-img-7", "convert in.png -resize 50% out.png", "0"),
+    ]
+    for job_id, command, retries in jobs:
+        end = "exit 7" if "flaky" in job_id else "true"
+        enqueue(db, "-c", f"echo running {command}; sleep 0.2; {end}", "--id", job_id,
+                "--max-retries", retries)  # fmt: skip
+    for n in range(6):
+        enqueue(db, "-c", f"echo report {n}", "--queue", "reports")
+    assert run_worker(db, "--count", "3").returncode == 0
+    enqueue(db, "-c", "sleep 60", "--id", "nightly-backup", "--queue", "ops")
+    enqueue(db, "-c", "echo later", "--delay", "3600", "--queue", "reports")
+    web: WebProcess = web_process(db)
+    page.set_viewport_size({"width": 1100, "height": 760})
+    page.goto(web.url + "/")
+    page.wait_for_selector("svg.chart")
+    page.screenshot(path=str(DOCS / "web-overview.png"))
+    page.goto(f"{web.url}/jobs/flaky-api")
+    page.screenshot(path=str(DOCS / "web-job.png"), full_page=True)
+    for name in ("web-overview.png", "web-job.png"):
+        assert (DOCS / name).stat().st_size < 150_000
+    web.stop()
+    shutil.rmtree(folder, ignore_errors=True)
