@@ -235,6 +235,8 @@ class LostAttempt:
     proc_start: str | None
     #: When the attempt was claimed (epoch ms); its processes cannot be older.
     started_at: int | None = None
+    #: Where its output was spooled, on ``host`` (kept by the recovering worker there).
+    log_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

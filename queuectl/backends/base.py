@@ -169,6 +169,14 @@ class JobStore(Protocol):
         """
         ...
 
+    async def keep_lost_output(self, job_id: str, attempt: int, output: bytes, size: int) -> bool:
+        """Keep ``output`` (the tail of ``size`` bytes) as a ``lost`` attempt's output.
+
+        Called by a worker on the attempt's host, which can read its spool file, after
+        ``recover``; only an attempt recovered as lost and without output is changed.
+        """
+        ...
+
     async def release_strays(self, *, host: str, now: int, on_stray: OnLost) -> list[LostAttempt]:
         """Hand over, once, the attempts on ``host`` that may have left processes behind.
 

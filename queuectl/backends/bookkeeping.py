@@ -200,8 +200,7 @@ def duplicate_job(
         if found is not None:
             other, state = found
             return DuplicateJob(
-                f"job {position}: unique_key {job.unique_key!r} is held by job {other!r} "
-                f"({state})",
+                f"job {position}: unique_key {job.unique_key!r} is held by job {other!r} ({state})",
                 job_id=job.id,
                 position=position,
                 key=job.unique_key,

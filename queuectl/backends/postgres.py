@@ -224,8 +224,7 @@ class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
             done = set(row["ids"])
             left = [(i, j) for i, j in enumerate(jobs, 1) if j.id not in done]
             taken = {
-                r["id"]
-                for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
+                r["id"] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
             }
             keys = [j.unique_key for _, j in left if j.unique_key is not None]
             holders = {

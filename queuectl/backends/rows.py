@@ -86,6 +86,7 @@ def lost_from_row(
         pgid=row["pgid"],
         proc_start=row["proc_start"],
         started_at=None if started is None else started + shift,
+        log_path=row["log_path"] if "log_path" in row.keys() else None,  # noqa: SIM118
     )
 
 
@@ -154,4 +155,3 @@ def settings_from_rows(rows: Sequence[Mapping[str, Any]]) -> QueueSettings:
     }
     held = any(r["queue"] == ALL_QUEUES and r["paused"] for r in rows)
     return QueueSettings(all_paused=held, queues=queues)
-

@@ -231,7 +231,7 @@ UPDATE jobs SET lease_until = 0
 -- name: select_expired
 -- SKIP LOCKED: a row held by its worker's exchange is being finished right now.
 SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
-       a.started_at, queuectl_now_ms(:clock) AS server_now
+       a.started_at, a.log_path, queuectl_now_ms(:clock) AS server_now
   FROM jobs AS j
   LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
  WHERE j.state = 'processing' AND j.lease_until <= queuectl_now_ms(:clock)
@@ -372,6 +372,12 @@ SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pg
             AND j.lease_until > queuectl_now_ms(:clock))
  ORDER BY a.job_id, a.attempt
    FOR UPDATE OF a SKIP LOCKED;
+
+-- name: keep_lost_output
+-- The tail of a lost attempt's output, read from its spool by a worker on its host.
+UPDATE attempts SET output = :output::bytea, output_size = :size::bigint
+ WHERE job_id = :id AND attempt = :attempt::int AND outcome = 'lost' AND output IS NULL
+RETURNING attempt;
 
 -- name: forget_strays
 UPDATE attempts AS a SET pgid = NULL

@@ -165,7 +165,7 @@ UPDATE jobs SET lease_until = 0
 
 -- name: select_expired
 SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
-       a.started_at
+       a.started_at, a.log_path
   FROM jobs AS j
   LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
  WHERE j.state = 'processing' AND j.lease_until IS NOT NULL AND j.lease_until <= :now;
@@ -190,6 +190,12 @@ SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pg
    AND (a.finished_at IS NULL OR a.outcome = 'lost')
    AND NOT (j.state = 'processing' AND j.claims = a.attempt AND j.lease_until > :now)
  ORDER BY a.job_id, a.attempt;
+
+-- name: keep_lost_output
+-- The tail of a lost attempt's output, read from its spool by a worker on its host.
+UPDATE attempts SET output = :output, output_size = :size
+ WHERE job_id = :id AND attempt = :attempt AND outcome = 'lost' AND output IS NULL
+RETURNING attempt;
 
 -- name: forget_stray
 UPDATE attempts SET pgid = NULL WHERE job_id = :id AND attempt = :token;
