@@ -13,6 +13,7 @@ from queuectl.clock import to_iso
 from queuectl.models import RUNNABLE_STATES, Attempt, Job, JobState, WorkerInfo
 
 if TYPE_CHECKING:
+    from queuectl.queue import Status
     from queuectl.queues import QueueInfo
 
 
@@ -142,6 +143,17 @@ def queue_record(info: QueueInfo) -> QueueRecord:
         "limit": info.limit,
         "jobs": {s.value: info.counts[s] for s in JobState},
         "oldest_due_at": to_iso(info.oldest_due_at),
+    }
+
+
+def status_record(status: Status) -> dict[str, Any]:
+    """``status --json`` (SPEC 5, plus what is paused, SPEC 7); the web API's too."""
+    return {
+        "jobs": {s.value: status.counts[s] for s in JobState},
+        "workers": status.coroutines,
+        "hosts": status.by_host,
+        "paused": status.paused,
+        "all_paused": status.all_paused,
     }
 
 

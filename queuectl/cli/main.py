@@ -212,15 +212,9 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
         return
     result = await queue.status()
     if as_json:
-        echo_json(
-            {
-                "jobs": {s.value: result.counts[s] for s in JobState},
-                "workers": result.coroutines,
-                "hosts": result.by_host,
-                "paused": result.paused,
-                "all_paused": result.all_paused,
-            }
-        )
+        from queuectl.records import status_record
+
+        echo_json(status_record(result))
         return
     from queuectl.cli.render import status_view
 

@@ -119,4 +119,6 @@ def test_s3_two_workers_run_both_jobs_at_the_same_time(db_path: Path) -> None:
         "jobs": {"pending": 0, "processing": 0, "completed": 2, "failed": 0, "dead": 0},
         "workers": 0,
         "hosts": {},
+        "paused": [],
+        "all_paused": False,
     }

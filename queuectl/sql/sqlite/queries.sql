@@ -30,20 +30,52 @@ SELECT 1 FROM jobs WHERE id = :id;
 -- name: claim_any
 -- One statement takes up to :limit due jobs, highest priority first and, among
 -- equals, the oldest (SPEC: ties run oldest first); the jobs_claimed trigger opens
--- each attempt row. Pending jobs come from jobs_claim_pending, already in claim
--- order (a claim reads :limit entries); due retries from jobs_retry_due, so the
--- failed jobs still waiting are never walked. INDEXED BY: left to itself the
--- planner seeks jobs_by_state and sorts every runnable job on each claim.
--- Queues that are paused or at their limit (queue_held, a few rows) are skipped on
--- the index entry; `pause --all` stops the claim before it reads a job; and a
--- limited queue gives no more jobs than it has free slots (queue_slots).
+-- each attempt row. Runnable means indexed (DESIGN 17): the claim walks only the
+-- queues it may take jobs from. `open` lists them from job_counts (a few rows): not
+-- paused, not at their limit, not held by `pause --all`, each with its free slots.
+-- `walk` merges their pending jobs in claim order: it seeds one job per open queue
+-- from jobs_claim_pending (queue, priority DESC, seq, next_run_at), then keeps
+-- taking the best row (ORDER BY in a recursive CTE makes its queue a priority
+-- queue) and seeking that queue's next due job, until :limit rows. So a paused
+-- queue's backlog is never stepped over, and a delayed job is skipped on its index
+-- entry. Due retries come from jobs_retry_due, so the failed jobs still waiting are
+-- never walked. A limited queue gives no more jobs than it has free slots.
 -- SQLite runs one writer at a time, so the counts read here are exact.
-WITH cand (priority, seq, queue) AS (
-    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_claim_pending
-                    WHERE state = 'pending' AND next_run_at <= :now
-                      AND queue NOT IN queue_held
-                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
-                    ORDER BY priority DESC, seq LIMIT :limit)
+WITH RECURSIVE
+open (queue, slots) AS (
+    SELECT c.queue, coalesce((SELECT s.slots FROM queue_slots AS s WHERE s.queue = c.queue),
+                             :limit)
+      FROM job_counts AS c
+     WHERE c.state = 'pending' AND c.n > 0
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+),
+walk (queue, slots, priority, seq, n) AS (
+    SELECT o.queue, o.slots, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending'
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+     WHERE o.slots > 0
+    UNION ALL
+    SELECT w.queue, w.slots, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < w.slots
+     ORDER BY 3 DESC, 4
+     LIMIT :limit
+),
+cand (priority, seq, queue) AS (
+    SELECT priority, seq, queue FROM walk
     UNION ALL
     SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_retry_due
                     WHERE state = 'failed' AND next_run_at <= :now
@@ -65,13 +97,42 @@ UPDATE jobs
 RETURNING *;
 
 -- name: claim_queues
-WITH cand (priority, seq, queue) AS (
-    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_claim_pending
-                    WHERE state = 'pending' AND next_run_at <= :now
-                      AND queue IN (SELECT value FROM json_each(:queues))
-                      AND queue NOT IN queue_held
-                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
-                    ORDER BY priority DESC, seq LIMIT :limit)
+WITH RECURSIVE
+open (queue, slots) AS (
+    SELECT c.queue, coalesce((SELECT s.slots FROM queue_slots AS s WHERE s.queue = c.queue),
+                             :limit)
+      FROM job_counts AS c
+     WHERE c.state = 'pending' AND c.n > 0
+       AND c.queue IN (SELECT value FROM json_each(:queues))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+),
+walk (queue, slots, priority, seq, n) AS (
+    SELECT o.queue, o.slots, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending'
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+     WHERE o.slots > 0
+    UNION ALL
+    SELECT w.queue, w.slots, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < w.slots
+     ORDER BY 3 DESC, 4
+     LIMIT :limit
+),
+cand (priority, seq, queue) AS (
+    SELECT priority, seq, queue FROM walk
     UNION ALL
     SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_retry_due
                     WHERE state = 'failed' AND next_run_at <= :now
@@ -94,20 +155,38 @@ UPDATE jobs
 RETURNING *;
 
 -- name: next_due_any
--- INDEXED BY (here and below): jobs_due answers in one step where jobs_by_state
--- would read every waiting job. Held queues do not count: a worker must not keep
--- waking up for jobs it may not take.
-SELECT next_run_at FROM jobs INDEXED BY jobs_due
- WHERE state IN ('pending', 'failed') AND queue NOT IN queue_held
-   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
- ORDER BY next_run_at LIMIT 1;
+-- When the next job this worker may take falls due: per open queue, one seek of
+-- jobs_queue_waiting and of jobs_retry_due (held queues do not count: a worker
+-- must not keep waking up for jobs it may not take).
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT min(t) FROM (
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
+             WHERE queue = o.queue AND state = 'pending') AS t
+      FROM open AS o
+    UNION ALL
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_retry_due
+             WHERE state = 'failed' AND queue IN open));
 
 -- name: next_due_queues
-SELECT next_run_at FROM jobs INDEXED BY jobs_due
- WHERE state IN ('pending', 'failed') AND queue IN (SELECT value FROM json_each(:queues))
-   AND queue NOT IN queue_held
-   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
- ORDER BY next_run_at LIMIT 1;
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue IN (SELECT value FROM json_each(:queues))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT min(t) FROM (
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
+             WHERE queue = o.queue AND state = 'pending') AS t
+      FROM open AS o
+    UNION ALL
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_retry_due
+             WHERE state = 'failed' AND queue IN open));
 
 -- name: record_start
 UPDATE attempts
@@ -253,17 +332,33 @@ SELECT state, sum(n) AS n FROM job_counts
 
 -- name: due_any
 -- A worker's idle poll and --burst: jobs of held queues are not "due" for it.
-SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_due
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                  AND queue NOT IN queue_held)
-       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT EXISTS (SELECT 1 FROM open AS o
+                WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_queue_waiting
+                               WHERE queue = o.queue AND state = 'pending'
+                                 AND next_run_at <= :now))
+    OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_retry_due
+                WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
 
 -- name: due_queues
-SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_due
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                  AND queue IN (SELECT value FROM json_each(:queues))
-                  AND queue NOT IN queue_held)
-       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue IN (SELECT value FROM json_each(:queues))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT EXISTS (SELECT 1 FROM open AS o
+                WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_queue_waiting
+                               WHERE queue = o.queue AND state = 'pending'
+                                 AND next_run_at <= :now))
+    OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_retry_due
+                WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
 
 -- name: busy_any
 -- --burst does not wait for the jobs of a paused queue (SPEC 7).
@@ -361,31 +456,34 @@ DELETE FROM queue_settings WHERE NOT paused AND lim IS NULL;
 -- Jobs per queue and state, from the counters (one row per pair).
 SELECT queue, state, n FROM job_counts WHERE n <> 0;
 
--- name: queue_oldest_due
--- The oldest due pending job of one queue: one seek of jobs_queue_waiting.
-SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
- WHERE state = 'pending' AND queue = :queue AND next_run_at <= :now;
-
 -- name: queue_exists
 SELECT EXISTS (SELECT 1 FROM job_counts WHERE queue = :queue AND n <> 0)
     OR EXISTS (SELECT 1 FROM queue_settings WHERE queue = :queue);
 
 -- name: due_ahead
--- `why`: is a due job of an open queue claimed before this one (a higher priority,
--- or equal and older)? Walks jobs_claim_pending from its start, which holds the
--- jobs ahead first; it stops at the first one (or at the job itself).
+-- `why`: is a due job of an open queue (among :queues) claimed before this one (a
+-- higher priority, or equal and older)? One seek per open queue of
+-- jobs_claim_pending, and a look at the due retries.
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND (:queues IS NULL OR c.queue IN (SELECT value FROM json_each(:queues)))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
 SELECT EXISTS (
-    SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
-     WHERE state = 'pending' AND next_run_at <= :now
-       AND (priority > :priority OR (priority = :priority AND seq < :seq))
-       AND queue NOT IN queue_held
-       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))))
+    SELECT 1 FROM open AS o
+     WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
+                    WHERE queue = o.queue AND state = 'pending' AND priority > :priority
+                      AND next_run_at <= :now)
+        OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
+                    WHERE queue = o.queue AND state = 'pending' AND priority = :priority
+                      AND seq < :seq AND next_run_at <= :now))
     OR EXISTS (
     SELECT 1 FROM jobs INDEXED BY jobs_retry_due
      WHERE state = 'failed' AND next_run_at <= :now
        AND (priority > :priority OR (priority = :priority AND seq < :seq))
-       AND queue NOT IN queue_held
-       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues))));
+       AND queue IN open);
 
 -- name: job_order
 SELECT priority, seq FROM jobs WHERE id = :id;

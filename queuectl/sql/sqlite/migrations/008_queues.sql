@@ -12,13 +12,16 @@ CREATE TABLE queue_settings (
     lim    INTEGER CHECK (lim IS NULL OR lim > 0)
 ) WITHOUT ROWID;
 
--- The claim filters on the queue (paused, at its limit): with the queue in the
--- index it does so without reading a job's row.
+-- Runnable means indexed: the claim walks the pending jobs of each queue it may
+-- take jobs from, in claim order, and merges them (see claim_any); a paused
+-- queue's backlog is never stepped over. next_run_at is in the index so that a job
+-- that is not due yet is skipped on its index entry.
 DROP INDEX jobs_claim_pending;
-CREATE INDEX jobs_claim_pending ON jobs (priority DESC, seq, next_run_at, queue)
+CREATE INDEX jobs_claim_pending ON jobs (queue, priority DESC, seq, next_run_at)
     WHERE state = 'pending';
 
--- `queue list` and `why`: the oldest due pending job of a queue in one seek.
+-- Whether, and when, a queue's next pending job falls due: one seek (idle workers'
+-- wake-up timer and poll, per open queue).
 CREATE INDEX jobs_queue_waiting ON jobs (queue, next_run_at) WHERE state = 'pending';
 
 -- Unique jobs: one job at a time per key among the jobs that are still to run. The
