@@ -78,7 +78,7 @@ SELECT unique_key, id, state FROM jobs
 -- The finishes' next states were decided by the caller from the stored config it
 -- passes as :config; if that config changed meanwhile, nothing is done (fresh is
 -- false) and the caller decides again with the config returned here.
-WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+WITH RECURSIVE c AS (SELECT queuectl_now_ms(:clock) AS now),
 cfg AS (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) AS current FROM config),
 ok AS (SELECT :config::jsonb IS NULL OR (SELECT current FROM cfg) = :config::jsonb AS fresh),
 started AS (
@@ -125,51 +125,60 @@ counted AS (
     UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
      WHERE id = :worker AND EXISTS (SELECT 1 FROM finished)
 ),
--- Queue settings (a few rows): `pause --all`, then the paused queues, then for each
--- limited queue this worker serves, its free slots (queuectl_queue_slots locks the
--- queue's row, in name order, so the claims of a limited queue take turns, and
--- counts its running jobs with a fresh snapshot).
+-- Runnable means indexed (DESIGN 17): the claim walks only the queues it may take
+-- jobs from. `waiting` lists the queues that have waiting jobs by a loose scan of
+-- jobs_runnable (queue, priority DESC, seq, next_run_at): one seek per queue.
+-- `open` keeps those this worker serves that are not paused (nor held by `pause
+-- --all`); `limited` gives each open limited queue its free slots
+-- (queuectl_queue_slots locks the queue's row, in name order, so the claims of a
+-- limited queue take turns, and counts its running jobs with a fresh snapshot).
+-- `candidates` takes the best due jobs of each open queue from the same index (due
+-- times checked on the index entries) and keeps the best :limit of them: a paused
+-- queue's backlog is never stepped over.
 all_paused AS (
     SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
+),
+waiting AS (
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs AS j
+             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             ORDER BY j.queue LIMIT 1)
+      FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+),
+open AS (
+    SELECT w.queue FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+       AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
+       AND w.queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+       AND NOT (SELECT held FROM all_paused) AND (SELECT fresh FROM ok)
 ),
 limited AS (
     SELECT s.queue, queuectl_queue_slots(s.queue, s.lim, ARRAY (SELECT id FROM finished)) AS slots
       FROM (SELECT queue, lim FROM queue_settings
-             WHERE lim IS NOT NULL AND NOT paused AND :limit::int > 0
-               AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
-               AND NOT (SELECT held FROM all_paused) AND (SELECT fresh FROM ok)
+             WHERE lim IS NOT NULL AND :limit::int > 0 AND queue IN (SELECT queue FROM open)
              ORDER BY queue OFFSET 0) AS s
 ),
-held AS (
-    SELECT ARRAY (SELECT queue FROM queue_settings WHERE paused
-                  UNION ALL SELECT queue FROM limited WHERE slots <= 0) AS queues
-),
 candidates AS (
-    SELECT seq, queue, priority FROM jobs
-     WHERE state IN ('pending', 'failed') AND next_run_at <= (SELECT now FROM c)
-       AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
-       AND queue <> ALL ((SELECT queues FROM held)::text[])
-       AND NOT (SELECT held FROM all_paused)
-       AND (SELECT fresh FROM ok)
-     ORDER BY priority DESC, seq
+    SELECT k.seq FROM open AS o
+      LEFT JOIN limited AS l ON l.queue = o.queue
+     CROSS JOIN LATERAL (
+        SELECT j.seq, j.priority FROM jobs AS j
+         WHERE j.queue = o.queue AND j.state IN ('pending', 'failed')
+           AND j.next_run_at <= (SELECT now FROM c)
+         ORDER BY j.priority DESC, j.seq
+         LIMIT greatest(least(coalesce(l.slots, :limit::int), :limit::int), 0)
+           FOR UPDATE OF j SKIP LOCKED) AS k
+     ORDER BY k.priority DESC, k.seq
      LIMIT :limit::int
-       FOR UPDATE SKIP LOCKED
-),
--- A limited queue gives no more jobs than it has free slots.
-chosen AS (
-    SELECT k.seq FROM (SELECT seq, queue,
-                              row_number() OVER (PARTITION BY queue
-                                                 ORDER BY priority DESC, seq) AS rn
-                         FROM candidates) AS k
-      LEFT JOIN limited AS l ON l.queue = k.queue
-     WHERE l.slots IS NULL OR k.rn <= l.slots
 ),
 claimed AS (
     UPDATE jobs AS j
        SET state = 'processing', attempts = j.attempts + 1, claims = j.claims + 1,
            worker_id = :worker, lease_until = c.now + :lease_ms::bigint, updated_at = c.now,
            next_run_at = NULL
-      FROM chosen AS k, c
+      FROM candidates AS k, c
      WHERE j.seq = k.seq
     RETURNING j.*
 ),
@@ -194,11 +203,12 @@ s AS (
            -- it may not take.
            CASE WHEN (SELECT count(*) FROM claimed) < :limit::int
                      AND NOT (SELECT held FROM all_paused) THEN
-               (SELECT min(next_run_at) FROM jobs
-                 WHERE state IN ('pending', 'failed') AND next_run_at > (SELECT now FROM c)
-                   AND next_run_at > 0  -- jobs_due
-                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
-                   AND queue <> ALL ((SELECT queues FROM held)::text[]))
+               (SELECT min((SELECT min(j.next_run_at) FROM jobs AS j
+                             WHERE j.queue = o.queue AND j.state IN ('pending', 'failed')
+                               AND j.next_run_at > (SELECT now FROM c)
+                               AND j.next_run_at > 0))  -- jobs_queue_waiting
+                  FROM open AS o
+                 WHERE o.queue NOT IN (SELECT queue FROM limited WHERE slots <= 0))
            END AS next_due
 )
 SELECT s.fresh, s.config, s.server_now, s.held, s.woke, s.next_due, claimed.*
@@ -331,19 +341,33 @@ SELECT state, sum(n)::bigint AS n, count(*) AS rows FROM job_counts
 -- name: probe
 -- A worker's idle poll and --burst: the jobs of a paused queue are not waited for
 -- (SPEC 7), and held queues (paused, or as busy as their limit) have nothing due.
-WITH all_paused AS (
+-- Per queue with waiting jobs (a loose scan of jobs_runnable), one seek of
+-- jobs_queue_waiting: a paused backlog is never walked.
+WITH RECURSIVE all_paused AS (
     SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
+),
+waiting AS (
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs AS j
+             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             ORDER BY j.queue LIMIT 1)
+      FROM waiting AS w
+     WHERE w.queue IS NOT NULL
 )
 SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
          WHERE state IN ('processing', 'failed')
            AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
            AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
            AND NOT (SELECT held FROM all_paused))::bigint AS busy,
-       EXISTS (SELECT 1 FROM jobs
-                WHERE state IN ('pending', 'failed') AND next_run_at <= queuectl_now_ms(:clock)
-                  AND next_run_at > 0  -- jobs_due
-                  AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
-                  AND queue NOT IN (SELECT queue FROM queue_held))
+       EXISTS (SELECT 1 FROM waiting AS w
+                WHERE w.queue IS NOT NULL
+                  AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
+                  AND w.queue NOT IN (SELECT queue FROM queue_held)
+                  AND EXISTS (SELECT 1 FROM jobs AS j
+                               WHERE j.queue = w.queue AND j.state IN ('pending', 'failed')
+                                 AND j.next_run_at <= queuectl_now_ms(:clock)
+                                 AND j.next_run_at > 0))  -- jobs_queue_waiting
            AND NOT (SELECT held FROM all_paused) AS due,
        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queuectl_version) AS version;
 
@@ -473,20 +497,29 @@ UPDATE queue_settings SET lim = NULL WHERE queue = :queue AND paused;
 -- name: queue_counts
 SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
 
--- name: queue_oldest_due_clock
-SELECT min(next_run_at) AS due, queuectl_now_ms(:clock) AS server_now FROM jobs
- WHERE state = 'pending' AND queue = :queue AND next_run_at <= queuectl_now_ms(:clock);
-
 -- name: due_ahead
 -- `why`: is a due job of an open queue claimed before this one (a higher priority,
--- or equal and older)? Walks jobs_runnable from its start and stops at the first.
-WITH me AS (SELECT priority, seq FROM jobs WHERE id = :id)
+-- or equal and older)? Per queue with waiting jobs, a seek of jobs_runnable.
+WITH RECURSIVE me AS (SELECT priority, seq FROM jobs WHERE id = :id),
+waiting AS (
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs AS j
+             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             ORDER BY j.queue LIMIT 1)
+      FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+)
 SELECT EXISTS (
-    SELECT 1 FROM jobs AS j, me
-     WHERE j.state IN ('pending', 'failed') AND j.next_run_at <= queuectl_now_ms(:clock)
-       AND (j.priority > me.priority OR (j.priority = me.priority AND j.seq < me.seq))
-       AND j.queue NOT IN (SELECT queue FROM queue_held)
-       AND (:queues::text[] IS NULL OR j.queue = ANY (:queues::text[]))) AS ahead;
+    SELECT 1 FROM waiting AS w, me
+     WHERE w.queue IS NOT NULL
+       AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
+       AND w.queue NOT IN (SELECT queue FROM queue_held)
+       AND EXISTS (SELECT 1 FROM jobs AS j
+                    WHERE j.queue = w.queue AND j.state IN ('pending', 'failed')
+                      AND j.next_run_at <= queuectl_now_ms(:clock)
+                      AND (j.priority > me.priority
+                           OR (j.priority = me.priority AND j.seq < me.seq)))) AS ahead;
 
 -- Reads of the web dashboard and /metrics (backends/postgres_web.py).
 

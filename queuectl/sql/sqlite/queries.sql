@@ -525,7 +525,14 @@ SELECT finished_at / 60000 * 60000 AS minute, outcome, count(*) AS n FROM attemp
  GROUP BY minute, outcome;
 
 -- name: web_oldest_due
--- Walks jobs_due in time order up to the first job of the queue.
-SELECT next_run_at FROM jobs INDEXED BY jobs_due
- WHERE state IN ('pending', 'failed') AND next_run_at <= :now AND queue = :queue
+-- One seek per state: jobs_queue_waiting for the pending jobs, jobs_retry_due for
+-- the retries (a queue's due backlog of another queue is never walked).
+SELECT next_run_at FROM (
+    SELECT * FROM (SELECT next_run_at FROM jobs INDEXED BY jobs_queue_waiting
+                    WHERE state = 'pending' AND queue = :queue AND next_run_at <= :now
+                    ORDER BY next_run_at LIMIT 1)
+    UNION ALL
+    SELECT * FROM (SELECT next_run_at FROM jobs INDEXED BY jobs_retry_due
+                    WHERE state = 'failed' AND next_run_at <= :now AND queue = :queue
+                    ORDER BY next_run_at LIMIT 1))
  ORDER BY next_run_at LIMIT 1;

@@ -14,8 +14,18 @@ CREATE TABLE queue_settings (
 
 -- A queue's running jobs, counted by the limit check: as many as there are slots.
 CREATE INDEX jobs_running_queue ON jobs (queue) WHERE state = 'processing';
--- `queue list` and `why`: the oldest due pending job of a queue in one seek.
-CREATE INDEX jobs_queue_waiting ON jobs (queue, next_run_at) WHERE state = 'pending';
+-- Runnable means indexed: the claim walks the waiting jobs of each queue it may take
+-- jobs from, in claim order (see exchange), so a paused queue's backlog is never
+-- stepped over. next_run_at is a key column so that "due yet?" is checked on the
+-- index entry. The queues themselves are found by a loose scan of it.
+DROP INDEX jobs_runnable;
+CREATE INDEX jobs_runnable ON jobs (queue, priority DESC, seq, next_run_at)
+    WHERE state IN ('pending', 'failed');
+-- When a queue's next waiting job falls due (the idle worker's timer and poll): one
+-- seek per queue. "next_run_at > 0" (true of every real time) keeps the claim off
+-- it, as for jobs_due: a range of due jobs sorted per claim is ruinous for a backlog.
+CREATE INDEX jobs_queue_waiting ON jobs (queue, next_run_at)
+    WHERE state IN ('pending', 'failed') AND next_run_at > 0;
 
 -- How many more jobs of limited queue q may start now, for the claim. It locks the
 -- queue's settings row first, so the claims of one limited queue (on any host) take
