@@ -1,4 +1,4 @@
-"""Automation: `nox` runs lint, typecheck and tests (the sessions CI runs)."""
+"""Automation: `nox` runs lint, typecheck and tests; CI then runs `nox -s slow` too."""
 
 from __future__ import annotations
 
@@ -30,11 +30,24 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit, integration and acceptance tests on SQLite and, when reachable, PostgreSQL.
 
-    The PostgreSQL server is $QUEUECTL_TEST_PG (default: 127.0.0.1:5432, database
-    test); PostgreSQL tests are skipped with the reason when it cannot be reached.
+    Everything but the tests marked ``slow`` (the soak and the slowest fault and
+    benchmark checks; ``nox -s slow``). The PostgreSQL server is $QUEUECTL_TEST_PG
+    (default: 127.0.0.1:5432, database test); PostgreSQL tests are skipped with the
+    reason when it cannot be reached.
     """
     session.install(".[test,postgres]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The tests marked ``slow``: the soak, the slowest fault tests, the benchmark script.
+
+    Not in the default sessions, to keep the everyday run short; `.ci/run` runs it
+    after them, so CI checks everything.
+    """
+    session.install(".[test,postgres]")
+    session.run("pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session(name="tests_postgres")

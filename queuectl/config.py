@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from queuectl.durations import WITH_UNIT, parse_seconds
 from queuectl.exceptions import ConfigError
 
 MAX_INT = 2**31 - 1
@@ -50,13 +51,12 @@ def busy_timeout_s(env: Mapping[str, str] | None = None) -> float:
     if not text:
         return DEFAULT_BUSY_TIMEOUT_S
     try:
-        value = float(text)
+        value = parse_seconds(text, allow_zero=False, hi=86400)
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= 86400):
         raise ConfigError(
-            f"QUEUECTL_BUSY_TIMEOUT must be a number of seconds > 0 and <= 86400, got {text!r}"
-        )
+            f"QUEUECTL_BUSY_TIMEOUT must be a number of seconds > 0 and <= 86400, "
+            f"or {WITH_UNIT}; got {text!r}"
+        ) from None
     return value
 
 
@@ -98,6 +98,20 @@ def _number_range(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[s
     return parse
 
 
+def _duration_range(lo: float, hi: float) -> Callable[[str], float]:
+    """A time key: seconds or a duration (``15m``), kept as a number of seconds."""
+    shown = f"a number of seconds >= {lo:g} and <= {hi:g}, or {WITH_UNIT}"
+
+    def parse(text: str) -> float:
+        try:
+            value = parse_seconds(text, lo=lo, hi=hi)
+        except ValueError:
+            raise ValueError(shown) from None
+        return int(value) if value.is_integer() else value
+
+    return parse
+
+
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
     """Settings stored in the database; field names are the keys with ``_``."""
@@ -114,6 +128,9 @@ class QueueConfig:
     reap_interval: float = 2
     #: Seconds between SIGTERM and SIGKILL when a job's process group is killed.
     kill_grace: float = 3
+    #: Seconds finished jobs are kept (0 = forever). Stored now; the purge that
+    #: applies it comes with the ``purge`` command (SPEC §7).
+    retention: float = 7 * 86400
 
     def to_dict(self) -> dict[str, Any]:
         return {key_name(f.name): getattr(self, f.name) for f in fields(self)}
@@ -126,12 +143,13 @@ class QueueConfig:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_retries": _int_range(0, MAX_INT),
     "backoff_base": _number_range(1, 1e6),
-    "backoff_max": _number_range(0, 1e9),
-    "job_timeout": _number_range(0, 1e9),
+    "backoff_max": _duration_range(0, 1e9),
+    "job_timeout": _duration_range(0, 1e9),
     "output_limit": _int_range(0, 1 << 30),
-    "lease": _number_range(1, 86400),
-    "reap_interval": _number_range(0.1, 3600),
-    "kill_grace": _number_range(0, 3600),
+    "lease": _duration_range(1, 86400),
+    "reap_interval": _duration_range(0.1, 3600),
+    "kill_grace": _duration_range(0, 3600),
+    "retention": _duration_range(0, 1e9),
 }
 
 # "back-off-base", "BACKOFF_BASE" and "backoffbase" all name backoff_base.

@@ -23,6 +23,10 @@ class ConfigError(QueueCtlError):
     """The configuration is not valid."""
 
 
+class InvalidOption(QueueCtlError):
+    """An option's value is not valid."""
+
+
 class JobNotFound(QueueCtlError):
     """No such job."""
 
@@ -67,3 +71,7 @@ class NotAQueueDatabase(BackendError):
 
 class SchemaTooNew(BackendError):
     """The database was written by a newer queuectl."""
+
+
+class NoDatabase(BackendError):
+    """No database exists there yet (a read-only open never creates one)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from queuectl.clock import MAX_MS, parse_when, seconds_to_ms
 from queuectl.config import MAX_INT, QueueConfig
+from queuectl.durations import parse_seconds
 from queuectl.exceptions import InvalidJob
 from queuectl.models import NewJob
 
@@ -154,13 +155,8 @@ def _int(value: object, lo: int, hi: int) -> int:
 
 
 def _seconds(value: object, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number of seconds, got {json.dumps(value)}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"must be a number of seconds {'>=' if allow_zero else '>'} 0")
-    if value > MAX_TIMEOUT_S:
-        raise ValueError(f"must be at most {MAX_TIMEOUT_S:g} seconds")
-    return float(value)
+    """A number of seconds or a duration string (``"15m"``), SPEC §7."""
+    return parse_seconds(value, allow_zero=allow_zero, hi=MAX_TIMEOUT_S)
 
 
 def _text(value: object, what: str, *, max_len: int | None = None) -> str:
@@ -175,8 +171,9 @@ def _text(value: object, what: str, *, max_len: int | None = None) -> str:
     return value
 
 
-def validate_queue_name(value: object) -> str:
-    """A queue's name as ``enqueue`` accepts it (also for ``queue pause`` and the like)."""
+def validate_queue(value: object) -> str:
+    """A queue name, for a job's ``queue``, a worker's ``--queue`` and ``queue pause``
+    and the like alike."""
     return _queue_name(value)
 
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl.clock import to_iso
+from queuectl.hangup import output_lost
 from queuectl.transitions import (
     BY_ACTION,
     COMPLETED,
@@ -108,6 +109,10 @@ class TransitionHandler(logging.Handler):
                 self.console.print(Traceback.from_exception(exc_type, exc, tb))
         except Exception:
             self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not output_lost(sys.exc_info()[1], self.console.file):
+            super().handleError(record)
 
     def render(self, record: logging.LogRecord) -> RenderableType:
         """The record's fixed columns, then its details (an error, a message).
@@ -259,9 +264,17 @@ def setup_logging(
             console = Console(stderr=True, highlight=False)
         handler = TransitionHandler(console)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler(sys.stderr)
         if fmt == "json":
             handler.setFormatter(JsonFormatter())
         else:
             handler.setFormatter(PlainFormatter())
     root.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A closed terminal or pipe mutes the log instead of failing every line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not output_lost(sys.exc_info()[1], self.stream):
+            super().handleError(record)

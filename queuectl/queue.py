@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -31,7 +32,7 @@ from queuectl.config import (
     normalize_key,
     parse_value,
 )
-from queuectl.exceptions import DuplicateJob, JobNotFound, QueueCtlError
+from queuectl.exceptions import DuplicateJob, JobNotFound, NoDatabase, QueueCtlError
 from queuectl.jobspec import RawJob, Repeat, build_jobs, parse_input
 from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
 from queuectl.models import (
@@ -134,18 +135,67 @@ class Queue:
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock
+        #: Set when opened with ``create=False`` where no database exists: why the
+        #: queue shown is empty (the CLI says it on stderr).
+        self.missing: str | None = None
+        self._reopen: tuple[str, float] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, target: str, *, clock: Clock = now_ms, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+        cls,
+        target: str,
+        *,
+        clock: Clock = now_ms,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        create: bool = True,
     ) -> AsyncIterator[Queue]:
-        """Open the store; a locked database is retried for ``busy_timeout_s`` per call."""
-        backend = await open_backend(target, busy_deadline_s=busy_timeout_s)
+        """Open the store; a locked database is retried for ``busy_timeout_s`` per call.
+
+        ``create=False`` is for reading: where no database exists it never makes one
+        but yields the empty queue (a throwaway store in a private temporary folder)
+        with ``missing`` saying so, so every read behaves as on an empty database and
+        an unknown job is still an unknown job.
+        """
+        empty: tempfile.TemporaryDirectory[str] | None = None
         try:
-            yield cls(backend, clock=clock)
+            backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=create)
+            missing = None
+        except NoDatabase as exc:
+            empty = tempfile.TemporaryDirectory(prefix="queuectl-empty-")
+            try:
+                backend = await open_backend(os.path.join(empty.name, "empty.db"))
+            except BaseException:
+                empty.cleanup()
+                raise
+            missing = str(exc)
+        queue = cls(backend, clock=clock)
+        queue.missing = missing
+        queue._reopen = (target, busy_timeout_s)
+        try:
+            yield queue
         finally:
-            await backend.aclose()
+            await queue.backend.aclose()
+            if empty is not None:
+                empty.cleanup()
+
+    @property
+    def shown_target(self) -> str:
+        """The store's name for a view (a PostgreSQL password masked; not the empty stand-in)."""
+        return "no database yet" if self.missing else self.backend.target
+
+    async def reopen_if_created(self) -> bool:
+        """For a live view opened where no database existed: switch to it once it exists."""
+        if self.missing is None or self._reopen is None:
+            return False
+        target, busy_timeout_s = self._reopen
+        try:
+            backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=False)
+        except NoDatabase:
+            return False
+        previous, self.backend, self.missing = self.backend, backend, None
+        await previous.aclose()
+        return True
 
     async def config(self) -> QueueConfig:
         return from_stored(await self.backend.get_config())

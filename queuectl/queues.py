@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from queuectl.backends import Backend
 from queuectl.exceptions import QueueCtlError
-from queuectl.jobspec import validate_queue_name
+from queuectl.jobspec import validate_queue
 from queuectl.models import ALL_QUEUES, JobState
 
 
@@ -55,7 +55,7 @@ def queue_names(names: Sequence[str]) -> list[str]:
     checked: list[str] = []
     for name in names:
         try:
-            checked.append(validate_queue_name(name))
+            checked.append(validate_queue(name))
         except ValueError as exc:
             raise QueueCtlError(f"queue name {name!r} {exc}") from None
     return list(dict.fromkeys(checked))

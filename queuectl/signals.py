@@ -13,7 +13,9 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: SIGHUP is what closing the terminal sends: a stop, like SIGTERM (SPEC §5). A
+#: SIGHUP that was ignored when we started (``nohup``) stays ignored.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
@@ -24,6 +26,7 @@ def on_signals(
         yield
         return
     loop = asyncio.get_running_loop()
+    signals = [s for s in signals if not (s == signal.SIGHUP and _ignored(s))]
     for sig in signals:
         loop.add_signal_handler(sig, callback, sig)
     try:
@@ -31,3 +34,7 @@ def on_signals(
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+def _ignored(sig: signal.Signals) -> bool:
+    return signal.getsignal(sig) == signal.SIG_IGN

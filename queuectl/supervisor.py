@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from queuectl import procs
 from queuectl.backends import open_backend
 from queuectl.clock import now_ms
+from queuectl.hangup import mute_hung_up
 from queuectl.models import WorkerInfo
 from queuectl.signals import on_signals
 from queuectl.worker import WorkerOptions
@@ -121,6 +122,8 @@ class Supervisor:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
+        if sig == signal.SIGHUP:
+            mute_hung_up()
         log.info("received %s; forwarding to %d worker process(es)", sig.name, len(self._children))
         self._scheduled.clear()
         for child in self._children.values():

@@ -34,6 +34,7 @@ from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
 from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
+from queuectl.hangup import mute_hung_up
 from queuectl.leases import (
     REMOVED_AFTER_LEASES,
     fence_after_s,
@@ -50,8 +51,9 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
+from queuectl.private import make_dirs
 from queuectl.pump import Pump
-from queuectl.signals import on_signals
+from queuectl.signals import STOP_SIGNALS, on_signals
 from queuectl.transitions import (
     CLAIMED,
     COMPLETED,
@@ -119,7 +121,7 @@ class Worker:
         """Run until stopped (or drained, with ``burst``); returns the exit code."""
         self.config = from_stored(await self.backend.get_config())
         self._started_at = self.clock()
-        self._spool.mkdir(parents=True, exist_ok=True)
+        make_dirs(self._spool)  # private: commands' output may hold secrets
         pump = self._pump = Pump(
             self.backend,
             worker_id=self.id,
@@ -216,14 +218,19 @@ class Worker:
         if not self.options.install_signal_handlers:
             yield
             return
+        sigs: tuple[signal.Signals, ...] = STOP_SIGNALS
         if self.options.ignore_sigint:
+            # A closed terminal hangs up the whole group too: the parent forwards it.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sigs = (signal.SIGTERM,) if self.options.ignore_sigint else (signal.SIGINT, signal.SIGTERM)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            sigs = (signal.SIGTERM,)
         with on_signals(self._on_signal, sigs):
             yield
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
+        if sig == signal.SIGHUP:
+            mute_hung_up()  # the terminal may be gone: keep going without it
         log.info("received %s", sig.name)
         self.stop(StopMode.GRACEFUL if self._signals == 1 else StopMode.NOW)
 

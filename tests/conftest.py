@@ -54,11 +54,26 @@ def pg_url(pg_schema: pg.Schema) -> str:
     return pg_schema.url
 
 
+#: ``slow_on_postgres``: the PostgreSQL run of a long process test is also ``slow``.
+SLOW_ON_POSTGRES = [
+    "sqlite",
+    pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow]),
+]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that depends on ``store`` runs once per store (``sqlite_only``: once)."""
+    """Every test that depends on ``store`` runs once per store (``sqlite_only``: once).
+
+    ``slow_on_postgres``: its PostgreSQL run is left to the ``slow`` session.
+    """
     if "store" in metafunc.fixturenames:
-        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("store", ["sqlite"] if sqlite_only else STORES, indirect=True)
+        marked = metafunc.definition.get_closest_marker
+        stores = STORES
+        if marked("sqlite_only") is not None:
+            stores = ["sqlite"]
+        elif marked("slow_on_postgres") is not None:
+            stores = SLOW_ON_POSTGRES
+        metafunc.parametrize("store", stores, indirect=True)
 
 
 @pytest.fixture

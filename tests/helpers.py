@@ -41,7 +41,7 @@ def run_cli(
     *args: str,
     input: str | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 60,
+    timeout: float = 30,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``queuectl ARGS`` against ``db`` and return the finished process."""
     return subprocess.run(
@@ -166,11 +166,11 @@ class WorkerProcess:
         assert self.proc is not None
         os.kill(self.proc.pid, sig)
 
-    def wait(self, timeout: float = 60) -> int:
+    def wait(self, timeout: float = 30) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
 
-    def communicate(self, timeout: float = 60) -> tuple[str, str]:
+    def communicate(self, timeout: float = 30) -> tuple[str, str]:
         assert self.proc is not None
         return self.proc.communicate(timeout=timeout)
 
@@ -199,7 +199,7 @@ class WorkerProcess:
 
 
 def run_worker(
-    db: Path | str, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    db: Path | str, *args: str, timeout: float = 40, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``queuectl worker start --burst ARGS`` to completion."""
     return run_cli(db, "worker", "start", "--burst", *args, timeout=timeout, env=env)
@@ -384,7 +384,7 @@ class WriteLock:
         self.locked_at = float(line[1])
         self.released_at: float | None = None
 
-    def wait(self, timeout: float = 120) -> float:
+    def wait(self, timeout: float = 30) -> float:
         """Wait for the release; returns its time (``time.time()``)."""
         out, _ = self.proc.communicate(timeout=timeout)
         self.released_at = float(out.split()[1])

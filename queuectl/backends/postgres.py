@@ -126,6 +126,7 @@ class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
         durable: bool = True,
         caller_clock: bool = False,
         pool_size: int = 4,
+        create: bool = True,
     ) -> PostgresBackend:
         """Connect to ``target`` (a ``postgresql://`` URL), creating and migrating the schema.
 
@@ -139,7 +140,7 @@ class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
         backend = cls(parsed, pool, caller_clock=caller_clock)
         try:
             async with backend._conn() as conn:
-                await migrate(conn, parsed)
+                await migrate(conn, parsed, create=create)
         except BaseException:
             await backend.aclose()
             raise

@@ -25,12 +25,12 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from queuectl.backends import wakeup
-from queuectl.exceptions import BackendError, NotAQueueDatabase, SchemaTooNew
+from queuectl.exceptions import BackendError, NoDatabase, NotAQueueDatabase, SchemaTooNew
 from queuectl.sql import migrations
 
 MIGRATIONS = migrations("postgres")
@@ -61,7 +61,10 @@ class Target:
 
 def parse_target(url: str) -> Target:
     """Split off ``?schema=``; everything else in the URL is asyncpg's (libpq's) syntax."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # the message never holds the URL (nor its password)
+        raise BackendError(f"invalid database URL: {exc}") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = DEFAULT_SCHEMA
     rest = []
@@ -76,16 +79,26 @@ def parse_target(url: str) -> Target:
             " (at most 63, not starting with a digit)"
         )
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    shown = urlunsplit(parts._replace(netloc=netloc))
+    shown = shown_url(parts)
     try:
         port = parts.port or 5432
     except ValueError as exc:
         raise BackendError(f"invalid port in the database URL {shown}") from exc
     address = f"{parts.hostname or 'localhost'}:{port}"
     return Target(url=url, dsn=dsn, schema=schema, shown=shown, address=address)
+
+
+def shown_url(parts: SplitResult) -> str:
+    """The URL for messages: a password (in the user part or ``?password=``) is ``***``."""
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    query = [
+        (key, "***" if key.lower() == "password" else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    netloc = f"{userinfo}{at}{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
 
 
 def lock_key(purpose: str, schema: str) -> int:
@@ -241,15 +254,19 @@ async def schema_version(conn: asyncpg.Connection, schema: str) -> int | None:
 
 
 async def migrate(
-    conn: asyncpg.Connection, target: Target, *, upto: int = SCHEMA_VERSION
+    conn: asyncpg.Connection, target: Target, *, upto: int = SCHEMA_VERSION, create: bool = True
 ) -> int | None:
     """Create the schema and bring it to ``upto``; returns the version it had (``None``: new).
+
+    ``create=False`` raises ``NoDatabase`` where no queuectl schema exists yet.
 
     Runs in one transaction under an advisory lock (``pg_advisory_xact_lock``), with
     the version read again once the lock is held.
     """
     schema = target.schema
     version = await schema_version(conn, schema)
+    if version is None and not create:
+        raise NoDatabase(f"no queuectl schema {schema!r} exists in {target.shown} yet")
     if version is not None:
         _check_not_newer(version, target)
         if version >= upto:

@@ -8,6 +8,7 @@ which numbered migrations still apply.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from queuectl.exceptions import BackendError, NotAQueueDatabase, SchemaTooNew
+from queuectl.private import create_file, make_dirs
 from queuectl.sql import migrations
 
 T = TypeVar("T")
@@ -111,15 +113,25 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 
 def prepare_path(path: Path) -> None:
+    """Make the missing folders and an empty database file, private to the owner.
+
+    SQLite gives ``-wal`` and ``-shm`` the mode of the database file, so creating
+    the file 0600 here, before SQLite would create it 0644, keeps all three private.
+    """
     if path.is_dir():
         raise BackendError(f"cannot use {path} as the database: it is a folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise BackendError(f"cannot create the folder for {path}: {reason}") from exc
-    if path.exists() and not os.access(path, os.R_OK):
-        raise BackendError(f"cannot read database {path}: permission denied")
+    if path.exists():
+        if not os.access(path, os.R_OK):
+            raise BackendError(f"cannot read database {path}: permission denied")
+        return
+    # If this fails (a read-only folder, ...), SQLite's own open says why in its words.
+    with contextlib.suppress(OSError):
+        create_file(path)
 
 
 def setup(conn: sqlite3.Connection, *, durable: bool) -> None:

@@ -53,7 +53,7 @@ async def config_get(app: App, key: str, as_json: bool) -> None:
     """
     from queuectl.config import key_name, normalize_key
 
-    value = await (await app.queue()).get_setting(key)
+    value = await (await app.queue(create=False)).get_setting(key)
     if as_json:
         echo_json({key_name(normalize_key(key)): value})
     else:
@@ -71,7 +71,7 @@ async def config_list(app: App, as_json: bool) -> None:
       queuectl config list
       queuectl config list --json
     """
-    settings = await (await app.queue()).settings()
+    settings = await (await app.queue(create=False)).settings()
     if as_json:
         echo_json(settings)
         return

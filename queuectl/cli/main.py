@@ -18,6 +18,7 @@ from queuectl import __version__
 from queuectl.cli import completion
 from queuectl.cli.app import (
     App,
+    Duration,
     ExitCode,
     echo_json,
     output,
@@ -70,11 +71,21 @@ async def cli(ctx: click.Context, db: str | None) -> None:
 @click.option("--id", "job_id", metavar="ID", help="Job id (with -c).")
 @click.option("--max-retries", type=int, help="Retries after the first attempt (with -c).")
 @click.option("--priority", type=int, help="Higher runs first (with -c).")
-@click.option("--delay", type=float, metavar="S", help="Start in S seconds or later (with -c).")
+@click.option(
+    "--delay",
+    type=Duration(),
+    metavar="D",
+    help="Start after D: 30, 90s, 15m, 2h, 7d (with -c).",
+)
 @click.option(
     "--run-at", metavar="TIME", help="Start at TIME or later: ISO-8601 or Unix s (with -c)."
 )
-@click.option("--timeout", type=float, metavar="S", help="Kill an attempt after S s (with -c).")
+@click.option(
+    "--timeout",
+    type=Duration(allow_zero=False),
+    metavar="D",
+    help="Kill an attempt after D: 30, 90s, 15m, 2h (with -c).",
+)
 @click.option("--queue", metavar="Q", help="Named queue; default: default (with -c).")
 @click.option(
     "--env", "env", multiple=True, metavar="K=V", help="Environment variable, repeatable (with -c)."
@@ -108,6 +119,7 @@ async def enqueue(
       queuectl enqueue '{"id":"job1","command":"sleep 2"}'
       echo '{"command":"exit 1","max_retries":1}' | queuectl enqueue
       queuectl enqueue -c 'make test' --priority 5 --delay 30
+      queuectl enqueue -c './backup.sh' --delay 2h --timeout 15m
       queuectl enqueue -c 'sync' --unique-key sync --skip-duplicates
     """
     text = _job_input(job_json, command, flags)
@@ -182,11 +194,11 @@ def _split_env(item: str) -> tuple[str, str]:
 @click.option("--watch", is_flag=True, help="Live view, refreshed until Ctrl-C.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Duration(lo=0.1),
     default=1.0,
     show_default=True,
-    metavar="S",
-    help="Refresh interval of --watch.",
+    metavar="D",
+    help="Refresh interval of --watch (seconds, or e.g. 2s).",
 )
 @pass_app
 async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
@@ -204,7 +216,7 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
     """
     if watch and as_json:
         raise click.UsageError("--watch and --json cannot be combined (--json prints one document)")
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     if watch:
         from queuectl.cli.watch import watch_status
 
@@ -244,7 +256,7 @@ async def list_jobs(
       queuectl list --state pending
       queuectl list --queue emails --limit 0 --json
     """
-    jobs = await (await app.queue()).list_jobs(
+    jobs = await (await app.queue(create=False)).list_jobs(
         state=JobState(state.lower()) if state else None, queue=queue, limit=limit
     )
     _show_jobs(jobs, as_json)
@@ -276,7 +288,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
       queuectl show job1
       queuectl show job1 --json
     """
-    job, history = await (await app.queue()).show(job_id)
+    job, history = await (await app.queue(create=False)).show(job_id)
     if as_json:
         from queuectl.records import attempt_record, job_record
 
@@ -314,7 +326,7 @@ async def logs(app: App, job_id: str, attempt: int | None, follow: bool, as_json
       queuectl logs job1 --attempt 1
       queuectl logs job1 --follow
     """
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     if follow and not as_json:
         async for chunk in queue.follow(job_id, attempt, notice=_notice):
             sys.stdout.buffer.write(chunk)
@@ -369,7 +381,7 @@ async def dlq_list(app: App, as_json: bool) -> None:
     Example:
       queuectl dlq list --json
     """
-    _show_jobs(await (await app.queue()).dead_jobs(), as_json)
+    _show_jobs(await (await app.queue(create=False)).dead_jobs(), as_json)
 
 
 @dlq.command("retry", short_help="Move dead jobs back to pending.")

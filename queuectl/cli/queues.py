@@ -31,7 +31,7 @@ async def queue_list(app: App, as_json: bool) -> None:
     Example:
       queuectl queue list --json
     """
-    queue = await app.queue()
+    queue = await app.queue(create=False)
     infos = await queue.queues()
     if as_json:
         from queuectl.records import queue_record
@@ -83,7 +83,8 @@ async def queue_resume(app: App, names: tuple[str, ...], all_queues: bool) -> No
       queuectl queue resume --all
     """
     _one_of(names, all_queues)
-    done = await (await app.queue()).resume_queues(names, all_queues=all_queues)
+    # Resuming needs a queue that exists: where no database exists, nothing does.
+    done = await (await app.queue(create=False)).resume_queues(names, all_queues=all_queues)
     if all_queues:
         click.echo("resumed every queue")
         return
@@ -146,7 +147,7 @@ async def why(app: App, job_id: str, as_json: bool) -> None:
       queuectl why job1
       queuectl why job1 --json
     """
-    found = await (await app.queue()).why(job_id)
+    found = await (await app.queue(create=False)).why(job_id)
     if as_json:
         echo_json(
             {

@@ -327,18 +327,20 @@ async def _frame(
 ) -> RenderableType:
     """The next frame; when the store cannot be read, the last one under a red line."""
     try:
+        await queue.reopen_if_created()
         view = await queue.overview()
     except BackendError as exc:
         return Group(Text(f"cannot read the queue: {exc}", style="bold red"), previous)
     out.now = view.now
-    return overview_view(out, view, target=queue.backend.target, height=height)
+    return overview_view(out, view, target=queue.shown_target, height=height)
 
 
 async def _snapshots(queue: Queue, out: Output, interval_s: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
+        await queue.reopen_if_created()
         view = await queue.overview()
         out.now = view.now
-        out.show(overview_view(out, view, target=queue.backend.target))
+        out.show(overview_view(out, view, target=queue.shown_target))
         if out.file is None:
             import sys
 

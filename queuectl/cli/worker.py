@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncclick as click
 
-from queuectl.cli.app import App, echo_json, output, pass_app, stderr_is_terminal
+from queuectl.cli.app import App, Duration, echo_json, output, pass_app, stderr_is_terminal
 from queuectl.models import StopMode
 
 
@@ -33,7 +33,12 @@ async def worker() -> None:
     help="Worker coroutines (slots) in total.",
 )
 @click.option(
-    "--queue", "queues", multiple=True, metavar="Q", help="Serve only this queue (repeat)."
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="Q",
+    callback=lambda _ctx, _param, value: _queue_names(value),
+    help="Serve only this queue (repeat).",
 )
 @click.option(
     "--processes",
@@ -110,13 +115,23 @@ async def worker_start(
         sys.exit(code)
 
 
+def _queue_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Refuse an empty name (an unset ``$QUEUE``) as ``enqueue --queue`` does: exit 1."""
+    from queuectl.exceptions import InvalidOption
+    from queuectl.jobspec import validate_queue
+
+    for name in names:
+        try:
+            validate_queue(name)
+        except ValueError as exc:
+            raise InvalidOption(f"--queue {exc} (got {name!r})") from None
+    return tuple(names)
+
+
 @worker.command("stop", short_help="Ask running workers to stop; wait for them.")
 @click.option("--now", is_flag=True, help="Kill running jobs (they go back to pending).")
 @click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    metavar="S",
-    help="Give up waiting after S seconds (exit 1).",
+    "--timeout", type=Duration(), metavar="D", help="Give up waiting after D (30, 90s, 5m; exit 1)."
 )
 @pass_app
 async def worker_stop(app: App, now: bool, timeout: float | None) -> None:
@@ -127,7 +142,7 @@ async def worker_stop(app: App, now: bool, timeout: float | None) -> None:
       queuectl worker stop          # let running jobs finish
       queuectl worker stop --now    # kill them; their jobs go back to pending
     """
-    queue = await app.queue()
+    queue = await app.queue(create=False)  # no database: no workers to stop
     stopped = await queue.stop_workers(
         StopMode.NOW if now else StopMode.GRACEFUL, timeout_s=timeout
     )
@@ -147,7 +162,7 @@ async def worker_list(app: App, as_json: bool) -> None:
     Example:
       queuectl worker list --json
     """
-    workers = await (await app.queue()).live_workers()
+    workers = await (await app.queue(create=False)).live_workers()
     if as_json:
         from queuectl.records import worker_record
 

@@ -16,7 +16,11 @@ from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: Each run takes tens of seconds: the ``slow`` session (which CI runs) has them.
+pytestmark = pytest.mark.slow
 
+
+@pytest.mark.timeout(150)
 def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
@@ -58,6 +62,7 @@ def test_quick_bench_without_peers_writes_every_workload(tmp_path: Path) -> None
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(960)
 def test_quick_bench_on_postgres_runs_beside_sqlite(tmp_path: Path) -> None:
     """``--db``: W2, W4 and W6 on PostgreSQL and SQLite in one run, exactly once."""
     out = tmp_path / "bench.json"

@@ -205,7 +205,7 @@ def test_python_dash_m_queuectl_is_the_same_cli(db_path: Path, module: str) -> N
         capture_output=True,
         text=True,
         env=cli_env(db_path),
-        timeout=60,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert "enqueue" in result.stdout
@@ -215,7 +215,7 @@ def test_python_dash_m_queuectl_is_the_same_cli(db_path: Path, module: str) -> N
         capture_output=True,
         text=True,
         env=cli_env(db_path),
-        timeout=60,
+        timeout=30,
     )
     assert (enq.returncode, enq.stdout) == (0, "m\n"), enq.stderr
     assert QUEUECTL  # the console script and -m agree on the same database

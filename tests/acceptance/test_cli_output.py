@@ -20,6 +20,7 @@ from tests.helpers import (
     run_worker,
     wait_for,
 )
+from tests.inproc import burst
 
 RECORD_KEYS = {
     "id",
@@ -200,7 +201,8 @@ def test_status_on_a_database_that_does_not_exist_yet(tmp_path: Path) -> None:
     status = cli_json(fresh, "status")
     assert status["jobs"] == {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "dead": 0}
     assert status["workers"] == 0
-    assert fresh.exists()
+    # A read never creates it (SPEC §5): a mistyped path must not become an empty queue.
+    assert not fresh.parent.parent.exists()
 
 
 def test_config_json(db_path: Path) -> None:
@@ -289,9 +291,9 @@ def test_plain_status_lists_every_state_and_the_workers(db: Path) -> None:
 def test_logs_prints_raw_bytes(db_path: Path) -> None:
     enq = run_cli(db_path, "enqueue", json.dumps({"id": "bin", "command": r"printf '\377ok\n'"}))
     assert enq.returncode == 0, enq.stderr
-    assert run_worker(db_path).returncode == 0
+    assert burst(db_path) == 0
     raw = subprocess.run(
-        [QUEUECTL, "logs", "bin"], capture_output=True, env=cli_env(db_path), timeout=60
+        [QUEUECTL, "logs", "bin"], capture_output=True, env=cli_env(db_path), timeout=30
     )
     assert (raw.returncode, raw.stdout) == (0, b"\xffok\n")
     assert cli_json(db_path, "logs", "bin")["output"] == "\ufffdok\n"

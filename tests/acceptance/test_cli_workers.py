@@ -1,4 +1,8 @@
-"""Worker processes: stopping from another terminal, listing, and several processes."""
+"""Worker processes: stopping from another terminal, listing, and several processes.
+
+What a worker does with jobs (queues, heartbeats, wake-ups) is tested in-process in
+``tests/integration/test_worker.py``; here the subject is the process and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +35,13 @@ def test_worker_stop_lets_the_running_job_finish(db_path: Path, tmp_path: Path) 
     enqueue_lines(
         db_path,
         [
-            {"id": "long", "command": f"touch {started}; sleep 2; echo finished"},
+            {"id": "long", "command": f"touch {started}; sleep 1; echo finished"},
             {"id": "queued", "command": "true", "delay": 1},
         ],
     )
     with WorkerProcess(db_path, "--count", "1") as worker:
         wait_for(started.exists, timeout=30)
-        stop = run_cli(db_path, "worker", "stop", timeout=60)
+        stop = run_cli(db_path, "worker", "stop", timeout=30)
         assert (stop.returncode, stop.stdout) == (0, "Stopped 1 worker process.\n"), stop.stderr
         # `worker stop` returns once the worker has exited.
         assert worker.wait(timeout=5) == 0
@@ -58,7 +62,7 @@ def test_worker_stop_now_puts_the_job_back_without_using_an_attempt(
     )
     with WorkerProcess(db_path) as worker:
         wait_for(started.exists, timeout=30)
-        stop = run_cli(db_path, "worker", "stop", "--now", timeout=60)
+        stop = run_cli(db_path, "worker", "stop", "--now", timeout=30)
         assert stop.returncode == 0, stop.stderr
         assert worker.wait(timeout=30) == 0
     long = cli_json(db_path, "show", "long")
@@ -79,7 +83,7 @@ def test_worker_stop_stops_every_worker_process(db_path: Path, tmp_path: Path) -
         listed = cli_json(db_path, "worker", "list")
         assert sorted(w["pid"] for w in listed) == sorted([one.pid, two.pid])
         assert cli_json(db_path, "status")["workers"] == 3
-        stop = run_cli(db_path, "worker", "stop", timeout=60)
+        stop = run_cli(db_path, "worker", "stop", timeout=30)
         assert (stop.returncode, stop.stdout) == (0, "Stopped 2 worker processes.\n"), stop.stderr
         assert one.wait(timeout=10) == 0
         assert two.wait(timeout=10) == 0
@@ -94,7 +98,8 @@ def test_worker_stop_now_of_an_idle_worker_and_a_negative_timeout(
     db_path: Path, tmp_path: Path
 ) -> None:
     refused = run_cli(db_path, "worker", "stop", "--timeout", "-1")
-    assert refused.returncode == 2 and "--timeout" in refused.stderr, refused
+    assert refused.returncode == 1 and refused.stderr.startswith("Error:"), refused
+    assert "--timeout" in refused.stderr
     assert "Traceback" not in refused.stderr
     with WorkerProcess(db_path, log=tmp_path / "w.log") as worker:
         wait_for(lambda: cli_json(db_path, "worker", "list") or None)
@@ -121,53 +126,10 @@ def test_processes_count_as_their_coroutines_and_stop_together(db_path: Path) ->
         assert sorted(w["count"] for w in workers) == [1, 2]
         assert supervisor.pid not in {w["pid"] for w in workers}
         assert cli_json(db_path, "status")["workers"] == 3
-        stop = run_cli(db_path, "worker", "stop", timeout=60)
+        stop = run_cli(db_path, "worker", "stop", timeout=30)
         assert (stop.returncode, stop.stdout) == (0, "Stopped 2 worker processes.\n"), stop.stderr
         assert supervisor.wait(timeout=30) == 0
     assert cli_json(db_path, "status")["workers"] == 0
-
-
-def test_worker_queues_filter_what_it_claims(db_path: Path) -> None:
-    with WorkerProcess(db_path, "--queue", "mail") as worker:
-        wait_for(lambda: cli_json(db_path, "worker", "list"))
-        enqueue_lines(
-            db_path,
-            [
-                {"id": "m", "command": "true", "queue": "mail"},
-                {"id": "r", "command": "true", "queue": "reports"},
-                {"id": "d", "command": "true"},
-            ],
-        )
-        wait_for(lambda: state_of(db_path, "m") == "completed", timeout=30)
-        [info] = cli_json(db_path, "worker", "list")
-        assert info["jobs_done"] == 1
-        stop = run_cli(db_path, "worker", "stop")
-        assert stop.returncode == 0, stop.stderr
-        assert worker.wait(timeout=30) == 0
-    assert (state_of(db_path, "r"), state_of(db_path, "d")) == ("pending", "pending")
-
-
-def test_heartbeats_keep_a_job_longer_than_the_lease(db_path: Path) -> None:
-    """A 3 s job under a 1 s lease is neither recovered nor run twice by a peer."""
-    for key, value in (("lease", "1"), ("reap-interval", "0.2")):
-        assert run_cli(db_path, "config", "set", key, value).returncode == 0
-    enqueue_lines(db_path, [{"id": "long", "command": "sleep 3; echo done"}])
-    result = run_worker(db_path, "--processes", "2", "--count", "2", timeout=60)
-    assert result.returncode == 0, result.stderr
-    long = cli_json(db_path, "show", "long")
-    assert (long["state"], long["attempts"], long["last_error"]) == ("completed", 1, None)
-    assert [h["outcome"] for h in long["history"]] == ["completed"]
-    assert "recovered" not in result.stderr
-    assert "lease lost" not in result.stderr
-
-
-def test_an_idle_worker_picks_up_a_new_job(db_path: Path) -> None:
-    with WorkerProcess(db_path) as worker:
-        wait_for(lambda: cli_json(db_path, "worker", "list"))
-        enqueue_lines(db_path, [{"id": "late-comer", "command": "true"}])
-        wait_for(lambda: state_of(db_path, "late-comer") == "completed", timeout=30)
-        worker.signal(2)
-        assert worker.wait(timeout=30) == 0
 
 
 def test_three_processes_of_four_slots_run_300_jobs_exactly_once(
@@ -178,7 +140,7 @@ def test_three_processes_of_four_slots_run_300_jobs_exactly_once(
         {"id": f"job-{i:03d}", "command": f'echo "$QUEUECTL_JOB_ID" >> {out}'} for i in range(300)
     ]
     enqueue_lines(db_path, jobs)
-    result = run_worker(db_path, "--processes", "3", "--count", "12", timeout=110)
+    result = run_worker(db_path, "--processes", "3", "--count", "12", timeout=45)
     assert result.returncode == 0, result.stderr
     ran = Counter(out.read_text().split())
     assert len(ran) == 300

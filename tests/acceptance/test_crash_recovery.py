@@ -37,6 +37,11 @@ from tests.helpers import (
     worker_ids,
 )
 
+#: The lease-bound waits make these the longest process tests: they run on SQLite in the
+#: default session and on PostgreSQL in the ``slow`` one (``test_many_hosts`` covers
+#: PostgreSQL's own crash recovery by default).
+pytestmark = pytest.mark.slow_on_postgres
+
 #: Attempt 1 starts a grandchild and blocks; later attempts finish at once.
 LONG_FIRST = marked(
     'echo $$ >> "$MARKS/shells"; '
@@ -130,7 +135,7 @@ def test_kill9_of_a_worker_on_another_host_is_recovered_by_lease(db_path: Path, 
             orphans = read_pids(marks / "shells") + read_pids(marks / "grandchildren")
             remote.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
             killed_at = time.monotonic()
-            wait_for(lambda: _left_processing(db_path, "far", 1), timeout=60)
+            wait_for(lambda: _left_processing(db_path, "far", 1), timeout=30)
             recovered_s = time.monotonic() - killed_at
             record = job_record(db_path, "far")
             # Its pid means nothing on this host: only the lease (extended every
@@ -157,7 +162,7 @@ def test_paused_worker_cannot_overwrite_the_newer_attempt(db_path: Path, marks: 
             with _worker(db_path, marks, name="b") as b:
                 # A's pid still exists, so only the lease running out frees the job;
                 # the group of the lost attempt is killed before the job runs again.
-                wait_for(lambda: job_record(db_path, "paused")["state"] == "completed", 60)
+                wait_for(lambda: job_record(db_path, "paused")["state"] == "completed", 30)
                 assert not any(pid_alive(p) for p in first)
                 completed = job_record(db_path, "paused")
                 a.signal(signal.SIGCONT)
@@ -185,7 +190,7 @@ def test_paused_worker_on_another_host_kills_its_command_when_it_learns(db_path:
         remote.signal(signal.SIGSTOP)
         try:
             with _worker(db_path, marks, name="local") as local:
-                second = int(wait_for_file(marks / "shell.2", timeout=60))
+                second = int(wait_for_file(marks / "shell.2", timeout=30))
                 # The remote attempt still runs: its host is not ours to touch.
                 assert pid_alive(first)
                 remote.signal(signal.SIGCONT)
@@ -223,11 +228,11 @@ def test_poison_pill_under_the_supervisor_ends_dead(db_path: Path, marks: Path):
     set_config(db_path, lease=60, reap_interval=0.5, backoff_base=1)
     enqueue_lines(db_path, [{"id": "pill", "command": POISON, "max_retries": 2}])
     with _worker(db_path, marks, "--count", "2", "--processes", "2", name="sup") as sup:
-        wait_for(lambda: job_record(db_path, "pill")["state"] == "dead", timeout=90)
+        wait_for(lambda: job_record(db_path, "pill")["state"] == "dead", timeout=40)
         assert sup.output().count("killed by signal 9; restarting") == 3
         assert sup.proc.poll() is None  # type: ignore[union-attr]
         sup.signal(signal.SIGTERM)
-        assert sup.wait(timeout=60) == 0
+        assert sup.wait(timeout=30) == 0
     _check_poisoned(db_path, marks, 2)
 
 
@@ -238,7 +243,7 @@ def test_poison_pill_with_a_restarted_worker_ends_dead(db_path: Path, marks: Pat
     for _ in range(6):
         # Each restart recovers the previous attempt at once (its worker's pid is gone).
         result = run_cli(
-            db_path, "worker", "start", "--burst", env={"MARKS": str(marks)}, timeout=90
+            db_path, "worker", "start", "--burst", env={"MARKS": str(marks)}, timeout=20
         )
         codes.append(result.returncode)
         if result.returncode == 0:
@@ -288,7 +293,7 @@ async def test_a_kill_before_the_start_was_recorded_leaves_no_orphan(db_path: Pa
         wait_for_file(marks / "grandchildren")
         doomed = read_pids(marks / "shells") + read_pids(marks / "grandchildren")
         with _worker(db_path, marks, name="restarted") as restarted:
-            wait_for(lambda: job_record(db_path, "early")["state"] == "completed", timeout=60)
+            wait_for(lambda: job_record(db_path, "early")["state"] == "completed", timeout=30)
             assert not any(pid_alive(p) for p in doomed)
             assert "killed" in restarted.output()
     finally:
@@ -315,11 +320,11 @@ def test_with_default_settings_a_dead_workers_job_is_recovered_within_15_s(
             wait_for(lambda: len(worker_ids(db_path)) == 2)
             remote.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
             killed_at = time.monotonic()
-            wait_for(lambda: _left_processing(db_path, "far", 1), timeout=60)
+            wait_for(lambda: _left_processing(db_path, "far", 1), timeout=30)
             recovered_s = time.monotonic() - killed_at
             # The remote attempt's processes are its host's business; end them here.
             kill_pids(read_pids(marks / "shells") + read_pids(marks / "grandchildren"))
-            wait_for(lambda: job_record(db_path, "far")["state"] == "completed", timeout=60)
+            wait_for(lambda: job_record(db_path, "far")["state"] == "completed", timeout=30)
     print(f"\nrecovered {recovered_s:.1f} s after kill -9 (remote worker, default settings)")
     # 15 s is the stated bound; 5 s more absorbs a loaded machine.
     assert recovered_s < 15 + 5, recovered_s

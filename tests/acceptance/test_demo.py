@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import QUEUECTL, cli_env, cli_json, iso_ms
 
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.sh"
@@ -31,7 +33,7 @@ def run_demo(db: Path | str) -> subprocess.CompletedProcess[str]:
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=45)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
@@ -39,6 +41,7 @@ def run_demo(db: Path | str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+@pytest.mark.slow_on_postgres
 def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str) -> None:
     demo = run_demo(db_path)
     assert demo.returncode == 0, demo.stdout + demo.stderr

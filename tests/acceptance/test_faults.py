@@ -62,7 +62,7 @@ def test_a_finished_job_is_recorded_while_another_process_holds_the_write_lock(
         with WriteLock(db_path, 3) as lock:
             assert job_record(db_path, "j")["state"] == "processing"  # reads still work
             released = lock.wait()
-        wait_for(lambda: job_record(db_path, "j")["state"] == "completed", timeout=60)
+        wait_for(lambda: job_record(db_path, "j")["state"] == "completed", timeout=30)
         log = worker.output()
     record = job_record(db_path, "j")
     finished = record["history"][0]["finished_at"]
@@ -212,7 +212,9 @@ class TestReadOnly:
             assert "read-only" in line, line
         assert _all_files(folder) == before
         for missing in (folder / "new.db", folder / "sub" / "queue.db"):
-            assert "read-only" in assert_one_error(run_cli(missing, "status"))
+            # A writer must create it, and cannot (a read never tries: SPEC §5).
+            line = assert_one_error(run_cli(missing, "config", "set", "max-retries", "1"))
+            assert "read-only" in line, line
 
 
 def test_full_disk_enqueue_fails_whole_and_keeps_what_was_there(tmp_path: Path, mounts: Mounts):
@@ -264,7 +266,7 @@ def test_an_older_schema_is_migrated_once_by_three_workers_starting_together(tmp
         )
         for _ in range(3)
     ]
-    results = [(w.wait(timeout=120), w.stderr.read()) for w in workers]  # type: ignore[union-attr]
+    results = [(w.wait(timeout=40), w.stderr.read()) for w in workers]  # type: ignore[union-attr]
     for w in workers:
         w.stdout.close()  # type: ignore[union-attr]
         w.stderr.close()  # type: ignore[union-attr]

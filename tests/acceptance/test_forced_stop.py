@@ -38,6 +38,10 @@ STUBBORN = (
 )
 GRACE = 3.0
 
+#: Each case waits out a kill grace: on PostgreSQL they run in the ``slow`` session
+#: (``worker stop --now`` on PostgreSQL is also in test_cli_workers and test_many_hosts).
+pytestmark = pytest.mark.slow_on_postgres
+
 
 @pytest.fixture
 def marks(tmp_path: Path) -> Iterator[Path]:

@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     QUEUECTL,
     WorkerProcess,
@@ -26,10 +28,13 @@ from tests.helpers import (
 
 LIMIT = 65536
 
+#: About the worker's output handling, not the store: PostgreSQL's run is ``slow``.
+pytestmark = pytest.mark.slow_on_postgres
+
 
 def _logs(db: Path, job_id: str) -> bytes:
     result = subprocess.run(
-        [QUEUECTL, "logs", job_id], env=cli_env(db), capture_output=True, timeout=60
+        [QUEUECTL, "logs", job_id], env=cli_env(db), capture_output=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -75,7 +80,7 @@ def test_a_grandchild_holding_stdout_open_does_not_hang_the_worker(db_path: Path
     try:
         with WorkerProcess(db_path, log=tmp_path / "w.log"):
             started = time.monotonic()
-            wait_for(lambda: _done(db_path, "bg", "next"), timeout=60)
+            wait_for(lambda: _done(db_path, "bg", "next"), timeout=30)
             took = time.monotonic() - started
         # The sleep would hold stdout for 300 s; the shell exited at once.
         assert took < 60

@@ -142,3 +142,16 @@ def test_why_in_words_and_json(db: str) -> None:
     assert [r["code"] for r in doc["reasons"]] == ["queue_paused", "no_worker"]
     assert all(set(r) == {"code", "message"} for r in doc["reasons"])
     assert_error(run_cli(db, "why", "nope"), 1, "no job with id 'nope'")
+
+
+def test_read_commands_create_no_database(tmp_path: Path) -> None:
+    db = tmp_path / "nothing" / "q.db"
+    listed = run_cli(db, "queue", "list", "--json")
+    assert (listed.returncode, listed.stdout.strip()) == (0, "[]"), listed.stderr
+    for args, error in [
+        (("why", "x"), "Error: no job with id 'x'"),
+        (("queue", "resume", "q"), "Error: no queue named 'q'"),
+    ]:
+        result = run_cli(db, *args)
+        assert result.returncode == 1 and error in result.stderr, result.stderr
+    assert not db.parent.exists()

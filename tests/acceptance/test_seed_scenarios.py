@@ -50,7 +50,7 @@ def test_s2_fail_retries_once_after_three_seconds_then_dlq_retry(db_path: Path) 
     enq = run_cli(db_path, "enqueue", input='{"id":"S2-fail","command":"exit 1"}\n')
     assert enq.returncode == 0, enq.stderr
 
-    worker = run_worker(db_path, "--count", "1", timeout=60)
+    worker = run_worker(db_path, "--count", "1", timeout=30)
     assert worker.returncode == 0, worker.stderr
 
     job = cli_json(db_path, "show", "S2-fail")

@@ -30,6 +30,7 @@ from tests.helpers import (
     run_worker,
     wait_for,
 )
+from tests.inproc import burst
 from tests.terminal import PtyProcess, Tmux, strip_ansi
 
 
@@ -175,7 +176,7 @@ def test_logs_follow_streams_a_running_attempt_and_ends_with_it(
             assert cli_json(db_path, "show", "stream")["state"] == "processing"
             assert follow.poll() is None
             go.touch()
-            out, err = follow.communicate(timeout=60)
+            out, err = follow.communicate(timeout=30)
         assert follow.returncode == 0, err
         assert out == b"second line\n"
         assert b"Error" not in err
@@ -190,7 +191,7 @@ def test_logs_of_a_finished_job_print_the_kept_tail_and_say_it_was_cut(db_path: 
     command = "head -c 1000 /dev/zero | tr '\\0' x; echo END"
     run_cli(db_path, "enqueue", "-c", command, "--id", "chatty")
     run_cli(db_path, "enqueue", "-c", "echo short", "--id", "quiet")
-    assert run_worker(db_path).returncode == 0
+    assert burst(db_path) == 0
     for follow in ([], ["--follow"]):
         result = run_cli(db_path, "logs", "chatty", *follow)
         assert result.returncode == 0, result.stderr
@@ -222,7 +223,7 @@ def test_completion_of_job_ids_and_state_names(db_path: Path) -> None:
     assert complete(db_path, "queuectl show bu") == ["build-1", "build-2"]
     assert complete(db_path, "queuectl logs --follow d") == ["deploy"]
     assert complete(db_path, "queuectl dlq retry ") == []  # nothing is dead yet
-    assert run_worker(db_path).returncode == 0
+    assert burst(db_path) == 0
     assert complete(db_path, "queuectl dlq retry ") == ["build-2"]  # only dead jobs
     assert complete(db_path, "queuectl list --state ") == [
         "pending",
@@ -253,7 +254,7 @@ def test_bash_completion_script_completes_ids_in_a_real_bash(db_path: Path) -> N
     )
     env = cli_env(db_path, {"PATH": f"{Path(QUEUECTL).parent}:{os.environ['PATH']}"})
     result = subprocess.run(
-        ["bash", "--norc", "-c", script], capture_output=True, text=True, env=env, timeout=60
+        ["bash", "--norc", "-c", script], capture_output=True, text=True, env=env, timeout=30
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["alpha-1"]
@@ -271,7 +272,7 @@ def json_log(stderr: str) -> list[dict[str, object]]:
 
 
 def test_worker_json_log_has_one_object_per_transition(db_path: Path) -> None:
-    run_cli(db_path, "config", "set", "backoff-base", "1")
+    run_cli(db_path, "config", "set", "backoff-max", "0.1")  # the retry waits 0.1 s
     enqueue_lines(
         db_path,
         [
@@ -321,7 +322,7 @@ def test_worker_log_levels_and_interrupted_and_recovered_lines(
         # once the worker said it is stopping.
         seen = read_until(w.proc.stderr.fileno(), b"stopping: no new jobs")
         w.signal(signal.SIGINT)
-        _, rest = w.communicate(timeout=60)
+        _, rest = w.communicate(timeout=30)
     actions = [r.get("action") for r in json_log(seen.decode() + rest)]
     assert "job_interrupted" in actions
 
@@ -331,7 +332,7 @@ def test_worker_log_levels_and_interrupted_and_recovered_lines(
         w.signal(signal.SIGKILL)
         w.wait(timeout=30)
     done.touch()
-    run_cli(db_path, "config", "set", "backoff-base", "1")
+    run_cli(db_path, "config", "set", "backoff-max", "0.1")
     result = run_worker(db_path, "--log-format", "json", "-q")
     recovered = [r for r in json_log(result.stderr) if r.get("action") == "job_recovered"]
     assert recovered and recovered[0]["job_id"] == "sleeper"
@@ -352,7 +353,7 @@ def rich_imported(db: Path, args: list[str], stdin: str) -> tuple[bool, str]:
         capture_output=True,
         text=True,
         env=cli_env(db),
-        timeout=120,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     return "RICH=1" in result.stderr, result.stderr
@@ -393,7 +394,7 @@ def test_progress_on_a_terminal_for_a_big_enqueue_dlq_retry_and_burst(
     enqueue_lines(db_path, [*small, later])
     burst = [QUEUECTL, "worker", "start", "--burst", "-n", "4", "-q", "--queue", "small"]
     with PtyProcess(burst, env=cli_env(db_path)) as term:
-        assert term.wait(timeout=120) == 0
+        assert term.wait(timeout=40) == 0
         shown = strip_ansi(term.output)
     assert "20/20" in shown
     assert "0 done · 20 dead · 0 awaiting retry · 0 left · 1 not due yet" in shown

@@ -46,7 +46,7 @@ async def _run(db: str, index: int, connections: int, barrier: Any) -> list[Reco
     backends = [await SqliteBackend.open(db, durable=False) for _ in range(connections)]
     try:
         # Everyone starts together, or the first process would drain the queue alone.
-        await asyncio.get_running_loop().run_in_executor(None, barrier.wait, 60)
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait, 30)
         loops = [
             _claim_loop(b, f"p{index}c{i}", seed=index * 100 + i) for i, b in enumerate(backends)
         ]

@@ -85,7 +85,7 @@ def worker_info(worker_id: str, now: int, host: str = "h1", pid: int = 1) -> Wor
 class TestEnqueue:
     async def test_jobs_come_back_as_they_went_in(self, backend: Any, clock: FrozenClock) -> None:
         now = clock()
-        await backend.enqueue(
+        inserted = await backend.enqueue(
             [
                 job(
                     "a",
@@ -103,13 +103,16 @@ class TestEnqueue:
             now=now,
         )
         a = await backend.get_job("a")
-        assert (a.state, a.attempts, a.priority, a.queue, a.timeout_s) == (
+        assert inserted == [a, await backend.get_job("b")]
+        assert (a.state, a.attempts, a.claims, a.priority, a.queue, a.timeout_s) == (
             JobState.PENDING,
+            0,
             0,
             -3,
             "q",
             1.5,
         )
+        assert a.command == "echo a"
         assert (a.env, a.cwd, a.run_at, a.next_run_at, a.max_retries) == (
             {"K": "V é"},
             "/tmp",
@@ -126,12 +129,17 @@ class TestEnqueue:
     ) -> None:
         now = clock()
         await backend.enqueue([job("x", now, command="first")], now=now)
-        with pytest.raises(DuplicateJob, match=r"job 2: .*'x'") as raised:
+        with pytest.raises(
+            DuplicateJob, match=r"^job 2: a job with id 'x' already exists$"
+        ) as raised:
             await backend.enqueue([job("y", now), job("x", now), job("z", now)], now=now)
         assert (raised.value.job_id, raised.value.position) == ("x", 2)
         assert [j.id for j in await backend.list_jobs(limit=0)] == ["x"]
         assert (await backend.get_job("x")).command == "first"
         assert (await backend.counts())[JobState.PENDING] == 1
+        # The store stays usable after a rejected batch.
+        await backend.enqueue([job("y", now)], now=now)
+        assert (await backend.counts())[JobState.PENDING] == 2
 
     async def test_list_filters_and_limits(self, backend: Any, clock: FrozenClock) -> None:
         now = clock()
@@ -235,7 +243,8 @@ class TestClaims:
                     assert (await finish(store, c, OK, now, worker=f"w{index}")).held
 
         try:
-            await asyncio.gather(*(claimer(i) for i in range(20)))
+            async with asyncio.timeout(30):
+                await asyncio.gather(*(claimer(i) for i in range(20)))
         finally:
             for store in stores[1:]:
                 await store.aclose()
@@ -309,6 +318,27 @@ class TestFinishes:
         assert (done.state, done.next_run_at) == (JobState.DEAD, None)
         assert [a.outcome for a in await backend.history("f")] == [Outcome.FAILED] * 3
 
+    async def test_output_of_the_latest_or_a_given_attempt(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("j", now)], now=now)
+        assert await backend.attempt_output("j", None) is None
+        [c] = await claim(backend, now)
+        failed = ExecutionResult(exit_code=1, output_tail=b"one", output_size=3)
+        await finish(backend, c, failed, now)
+        [c] = await claim(backend, clock.advance(10))
+        running = await backend.attempt_output("j", None)
+        assert (running.attempt, running.finished) == (2, False)
+        last = ExecutionResult(exit_code=0, output_tail=b"\xff\xfetwo", output_size=900)
+        await finish(backend, c, last, clock.advance(1))
+        latest = await backend.attempt_output("j", None)
+        first = await backend.attempt_output("j", 1)
+        assert (latest.attempt, latest.output, latest.output_size) == (2, b"\xff\xfetwo", 900)
+        assert (first.attempt, first.output, first.finished) == (1, b"one", True)
+        assert await backend.attempt_output("j", 3) is None
+        assert [a.output_truncated for a in await backend.history("j")] == [False, True]
+
     async def test_a_forced_stop_refunds_the_attempt_and_requeues_now(
         self, backend: Any, clock: FrozenClock
     ) -> None:
@@ -319,6 +349,7 @@ class TestFinishes:
         assert (done.state, done.next_run_at) == (JobState.PENDING, now)
         i = await backend.get_job("i")
         assert (i.state, i.attempts, i.claims) == (JobState.PENDING, 0, 1)
+        assert [a.outcome for a in await backend.history("i")] == [Outcome.INTERRUPTED]
         [again] = await claim(backend, now)
         assert (again.token, again.job.attempts) == (2, 1)
 
@@ -383,20 +414,34 @@ class TestFencing:
         assert [r.job_id for r in recovered] == ["a"]
         [c2] = await claim(backend, clock.advance(2), worker="w2")
         assert c2.token == c.token + 1
+        taken_over = await backend.get_job("a")
         late = await finish(backend, c, OK, clock())
         assert late.held is False
+        assert await backend.get_job("a") == taken_over
+        # A stale heartbeat learns of the loss and extends nothing.
         beat = await backend.heartbeat(
-            worker_id="w1", running=[("a", c.token)], lease_ms=1000, now=clock()
+            worker_id="w1", running=[("a", c.token)], lease_ms=60_000, now=clock()
         )
         assert beat.lost == frozenset({("a", c.token)})
         current = await backend.get_job("a")
-        assert (current.state, current.worker_id, current.claims) == (
+        assert (current.state, current.worker_id, current.claims, current.lease_until) == (
             JobState.PROCESSING,
             "w2",
             2,
+            c2.lease_until,
+        )
+        # A late start record of the old attempt lands on the old attempt only.
+        await backend.exchange(
+            worker_id="w2", starts=[ProcessStart("a", c2.token, "h", 222, 222, None)], now=clock()
+        )
+        await backend.exchange(
+            worker_id="w1", starts=[ProcessStart("a", c.token, "h", 111, 111, None)], now=clock()
         )
         history = await backend.history("a")
-        assert [(h.attempt, h.outcome) for h in history] == [(1, Outcome.LOST), (2, None)]
+        assert [(h.attempt, h.outcome, h.pid) for h in history] == [
+            (1, Outcome.LOST, 111),
+            (2, None, 222),
+        ]
         assert (await finish(backend, c2, OK, clock(), worker="w2")).held
 
 
@@ -418,6 +463,8 @@ class TestLeases:
             assert beat.lost == frozenset({("gone", 7)})
             assert (beat.stop, beat.registered) == (StopMode.NONE, True)
             assert await backend.recover(now=clock()) == []
+        [w] = await backend.list_workers()
+        assert w.heartbeat_at == clock()
         assert await backend.recover(now=clock.advance(0.999)) == []
         [lost] = await backend.recover(now=clock.advance(0.001))
         assert lost.job_id == "a"
@@ -530,6 +577,8 @@ class TestDeadLetters:
         assert await backend.requeue_dead(["d2"], now=later) == ["d2"]
         d2 = await backend.get_job("d2")
         assert (d2.state, d2.attempts, d2.next_run_at) == (JobState.PENDING, 0, later)
+        [again] = await claim(backend, later)
+        assert (again.job.id, again.job.attempts, again.token) == ("d2", 1, 2)
         assert await backend.requeue_dead(["d1", "d1"], now=later) == ["d1"]
         assert await backend.requeue_dead(None, now=later) == []
         assert (await backend.counts())[JobState.DEAD] == 0

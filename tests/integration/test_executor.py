@@ -33,7 +33,8 @@ def command(tmp_path: Path, cmd: str, **kw: object) -> Command:
 
 
 async def run(tmp_path: Path, cmd: str, **kw: object) -> ExecutionResult:
-    return await Execution(command(tmp_path, cmd, **kw)).run()
+    async with asyncio.timeout(30):
+        return await Execution(command(tmp_path, cmd, **kw)).run()
 
 
 async def wait_file(path: Path, timeout: float = 20) -> str:
@@ -284,10 +285,11 @@ async def test_a_spool_past_its_cap_is_cut_to_the_tail_while_running(tmp_path: P
     execution = Execution(command(tmp_path, cmd, output_limit=1000, spool_max=10_000))
     task = asyncio.create_task(execution.run())
     sizes: list[int] = []
-    while not task.done():
-        with contextlib.suppress(FileNotFoundError):
-            sizes.append(spool.stat().st_size)
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(30):
+        while not task.done():
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(spool.stat().st_size)
+            await asyncio.sleep(0.05)
     result = await task
     biggest = max(sizes)
     assert biggest > 100_000

@@ -349,7 +349,7 @@ class TestErrors:
             capture_output=True,
             text=True,
             env=cli_env(url),
-            timeout=60,
+            timeout=30,
         )
         assert result.returncode == 1
         assert result.stderr.startswith("Error: cannot connect to PostgreSQL at 127.0.0.1:1")
@@ -368,7 +368,7 @@ class TestErrors:
             capture_output=True,
             text=True,
             env=cli_env(url),
-            timeout=60,
+            timeout=30,
         )
         assert result.returncode == 1
         assert result.stderr == (

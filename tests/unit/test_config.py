@@ -27,6 +27,7 @@ ALL_KEYS = [
     "lease",
     "reap-interval",
     "kill-grace",
+    "retention",
 ]
 
 
@@ -78,6 +79,7 @@ def test_to_dict_uses_dashed_keys_and_the_defaults_of_spec() -> None:
         "lease": 10,
         "reap-interval": 2,
         "kill-grace": 3,
+        "retention": 604800,
     }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -30,6 +32,23 @@ def test_a_worker_of_a_same_named_machine_is_judged_by_its_heartbeat_only() -> N
 
 def test_a_stray_from_before_a_reboot_is_never_signalled() -> None:
     assert procs.kill_group(os.getpid(), "old-boot:1", 0) is False
+    # A group whose leader is gone but whose members live on: only the boot id
+    # tells that the recorded group is not this one (the leader's start time
+    # cannot be compared any more).
+    leader = subprocess.Popen(
+        ["sh", "-c", "sleep 30 >/dev/null &"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        leader.communicate(timeout=10)  # the leader has exited and been reaped
+        assert procs.group_alive(leader.pid), "the group should outlive its leader"
+        assert procs.kill_group(leader.pid, "old-boot:1", 0) is False
+        assert procs.kill_group(leader.pid, None, 0) is True  # the same group, unrecorded boot
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
 
 
 def test_queuectl_host_overrides_the_host_name() -> None:

@@ -279,11 +279,11 @@ class TestFieldValidation:
             ("priority", "1", "priority must be an integer"),
             ("priority", 2**63, "priority must be an integer from"),
             ("delay", -1, "delay must be a number of seconds >= 0"),
-            ("delay", "5", "delay must be a number of seconds"),
+            ("delay", "5x", "delay must be a number of seconds or a number with one unit"),
             ("delay", True, "delay must be a number of seconds"),
             ("timeout", 0, "timeout must be a number of seconds > 0"),
             ("timeout", -3, "timeout must be a number of seconds > 0"),
-            ("timeout", "10", "timeout must be a number of seconds"),
+            ("timeout", "1.5.h", "timeout must be a number of seconds or a number with one unit"),
             ("timeout", 1e12, "timeout must be at most"),
             ("queue", "", "queue must be a non-empty queue name"),
             ("queue", "a b", "queue must not contain whitespace"),
@@ -323,7 +323,8 @@ class TestFieldValidation:
 
     def test_the_batch_error_names_the_job_and_the_field(self) -> None:
         assert error_of('{"command":"a","timeout":0}') == (
-            "job 1: timeout must be a number of seconds > 0"
+            "job 1: timeout must be a number of seconds > 0, or a number with one unit"
+            " s, m, h or d (90s, 15m, 2h, 7d, 1.5h)"
         )
 
 
