@@ -92,7 +92,8 @@ async def pause(backend: Backend, names: Sequence[str], *, all_queues: bool) -> 
     targets = [ALL_QUEUES] if all_queues else queue_names(names)
     if not targets:
         raise QueueCtlError("name at least one queue, or use --all")
-    await backend.set_paused(targets, paused=True)
+    # In name order: the claims lock limited queues' rows in that order too.
+    await backend.set_paused(sorted(targets), paused=True)
 
 
 async def resume(backend: Backend, names: Sequence[str], *, all_queues: bool) -> Resumed:
@@ -117,7 +118,7 @@ async def resume(backend: Backend, names: Sequence[str], *, all_queues: bool) ->
         if name not in settings.queues and not any(counts.get(name, {}).values()):
             raise QueueCtlError(f"no queue named {name!r} (it has no jobs and no settings)")
     paused = [q for q in targets if settings.queues.get(q) and settings.queues[q].paused]
-    await backend.set_paused(paused, paused=False)
+    await backend.set_paused(sorted(paused), paused=False)
     held = targets if settings.all_paused else []
     return Resumed(
         resumed=paused, still_held=held, not_paused=[q for q in targets if q not in paused]
