@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from queuectl import procs
-from queuectl import queues as queues_mod
 from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import AttemptOutput, JobsPage, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
@@ -41,13 +40,11 @@ from queuectl.models import (
     Job,
     JobState,
     Outcome,
-    QueueSettings,
     RunningJob,
     StopMode,
     WorkerInfo,
 )
-from queuectl.queues import QueueInfo, Resumed
-from queuectl.why import Why, explain
+from queuectl.queues import QueueOperations
 
 _FOLLOW_POLL_S = 0.1
 _STOP_POLL_S = 0.1
@@ -131,7 +128,7 @@ class BurstProgress:
         return self.left + self.completed + self.dead
 
 
-class Queue:
+class Queue(QueueOperations):
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
         self.clock = clock
@@ -520,42 +517,6 @@ class Queue:
                     f"{len(remaining)} of {len(live)} worker(s) still running after {timeout_s:g}s"
                 )
             await asyncio.sleep(_STOP_POLL_S)
-
-    async def queues(self) -> list[QueueInfo]:
-        """``queue list``: every queue with jobs or settings, by name."""
-        return await queues_mod.list_queues(self.backend, now=self.clock())
-
-    async def queue_settings(self) -> QueueSettings:
-        """What is paused and limited (``status`` shows it)."""
-        return await self.backend.queue_settings()
-
-    async def pause_queues(self, names: Sequence[str] = (), *, all_queues: bool = False) -> None:
-        """No worker claims a new job of these queues (``all_queues``: of any queue, also
-        of queues that appear later) until they are resumed; running jobs finish."""
-        await queues_mod.pause(self.backend, names, all_queues=all_queues)
-
-    async def resume_queues(
-        self, names: Sequence[str] = (), *, all_queues: bool = False
-    ) -> Resumed:
-        """Lift pauses (``all_queues``: every pause, ``--all`` included) and wake workers."""
-        done = await queues_mod.resume(self.backend, names, all_queues=all_queues)
-        await self.backend.notify(b"j")
-        return done
-
-    async def limit_queue(self, name: str, limit: int) -> int | None:
-        """At most ``limit`` jobs of ``name`` processing at once, everywhere; 0 removes it.
-
-        Lowering it kills nothing: new claims wait until fewer run.
-        """
-        cap = await queues_mod.limit(self.backend, name, limit)
-        await self.backend.notify(b"j")
-        return cap
-
-    async def why(self, job_id: str) -> Why:
-        """Why the job is where it is, and what would move it (SPEC 7 reason codes)."""
-        job = await self.get(job_id)
-        workers = await self.live_workers()
-        return await explain(self.backend, job, workers=workers, now=self.clock())
 
     async def get_setting(self, key: str) -> object:
         name = normalize_key(key)

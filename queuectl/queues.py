@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from queuectl.backends import Backend
+from queuectl.clock import Clock
 from queuectl.exceptions import QueueCtlError
 from queuectl.jobspec import validate_queue
-from queuectl.models import ALL_QUEUES, JobState
+from queuectl.models import ALL_QUEUES, Job, JobState, QueueSettings, WorkerInfo
+from queuectl.why import Why, explain
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ async def resume(backend: Backend, names: Sequence[str], *, all_queues: bool) ->
     )
 
 
-async def limit(backend: Backend, name: str, n: int) -> int | None:
+async def set_limit(backend: Backend, name: str, n: int) -> int | None:
     """Cap ``name`` at ``n`` processing jobs; ``0`` removes the cap. Returns the new cap."""
     [queue] = queue_names([name])
     if n < 0:
@@ -133,3 +135,54 @@ async def limit(backend: Backend, name: str, n: int) -> int | None:
     cap = n or None
     await backend.set_limit(queue, cap)
     return cap
+
+
+class QueueOperations:
+    """``Queue``'s methods for operating queues and explaining jobs (mixed into it), for
+    the CLI and the web dashboard alike. ``Queue`` provides ``backend``, ``clock`` and
+    ``get`` and ``live_workers``."""
+
+    backend: Backend
+    clock: Clock
+
+    async def get(self, job_id: str) -> Job:
+        raise NotImplementedError
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        raise NotImplementedError
+
+    async def queues(self) -> list[QueueInfo]:
+        """``queue list``: every queue with jobs or settings, by name."""
+        return await list_queues(self.backend, now=self.clock())
+
+    async def queue_settings(self) -> QueueSettings:
+        """What is paused and limited (``status`` shows it)."""
+        return await self.backend.queue_settings()
+
+    async def pause_queues(self, names: Sequence[str] = (), *, all_queues: bool = False) -> None:
+        """No worker claims a new job of these queues (``all_queues``: of any queue, also
+        of queues that appear later) until they are resumed; running jobs finish."""
+        await pause(self.backend, names, all_queues=all_queues)
+
+    async def resume_queues(
+        self, names: Sequence[str] = (), *, all_queues: bool = False
+    ) -> Resumed:
+        """Lift pauses (``all_queues``: every pause, ``--all`` included) and wake workers."""
+        done = await resume(self.backend, names, all_queues=all_queues)
+        await self.backend.notify(b"j")
+        return done
+
+    async def limit_queue(self, name: str, limit: int) -> int | None:
+        """At most ``limit`` jobs of ``name`` processing at once, everywhere; 0 removes it.
+
+        Lowering it kills nothing: new claims wait until fewer run.
+        """
+        cap = await set_limit(self.backend, name, limit)
+        await self.backend.notify(b"j")
+        return cap
+
+    async def why(self, job_id: str) -> Why:
+        """Why the job is where it is, and what would move it (SPEC 7 reason codes)."""
+        job = await self.get(job_id)
+        workers = await self.live_workers()
+        return await explain(self.backend, job, workers=workers, now=self.clock())
