@@ -122,7 +122,7 @@ class QueueConfig:
     job_timeout: float = 0
     output_limit: int = 65536
     #: Seconds a claim stays valid without a heartbeat; a worker heartbeats every
-    #: third of it, so a dead worker's jobs are recovered within ``lease`` plus one
+    #: quarter of it, so a dead worker's jobs are recovered within ``lease`` plus one
     #: reaper tick (``reap-interval``).
     lease: float = 10
     reap_interval: float = 2

@@ -65,6 +65,10 @@ class DatabaseBusy(BackendError):
     """The database stayed locked by another process for too long."""
 
 
+class StoreUnreachable(BackendError):
+    """The job store cannot be reached for now (a lost connection, a server restarting)."""
+
+
 class NotAQueueDatabase(BackendError):
     """The file is not a queuectl database."""
 

@@ -64,6 +64,7 @@ class Execution:
         self._carried = 0
         self._fd = -1
         self._termed_at = 0.0
+        self._grace_s = self.cmd.kill_grace_s
 
     async def run(self, on_start: Callable[[int], None] | None = None) -> ExecutionResult:
         cmd = self.cmd
@@ -93,6 +94,9 @@ class Execution:
             if self._reason is not None:  # killed before the process existed
                 self._termed_at = time.monotonic()
                 self._signal(signal.SIGTERM)
+                self._handles.append(
+                    self._loop.call_later(self._grace_s, self._signal, signal.SIGKILL)
+                )
             self._arm(cmd)
             try:
                 returncode = await proc.wait()
@@ -114,18 +118,22 @@ class Execution:
             with contextlib.suppress(OSError):
                 os.unlink(cmd.spool_path)
 
-    def kill(self, reason: KillReason) -> None:
-        """Kill the command's group: SIGTERM now, SIGKILL after the grace."""
+    def kill(self, reason: KillReason, *, grace_s: float | None = None) -> None:
+        """Kill the command's group: SIGTERM now, SIGKILL after the grace.
+
+        ``grace_s`` shortens ``kill-grace`` for this kill (a worker fencing itself
+        must be done before its lease runs out, whatever ``kill-grace`` says).
+        """
         if self._reason is not None:
             return
         self._reason = reason
+        if grace_s is not None:
+            self._grace_s = min(self._grace_s, grace_s)
         if self.pid is None:
             return
         self._termed_at = time.monotonic()
         self._signal(signal.SIGTERM)
-        self._handles.append(
-            self._loop.call_later(self.cmd.kill_grace_s, self._signal, signal.SIGKILL)
-        )
+        self._handles.append(self._loop.call_later(self._grace_s, self._signal, signal.SIGKILL))
 
     def _arm(self, cmd: Command) -> None:
         if cmd.timeout_s is not None:
@@ -161,7 +169,7 @@ class Execution:
         that init has not reaped yet do not count as members.
         """
         assert self.pid is not None
-        deadline = self._termed_at + self.cmd.kill_grace_s
+        deadline = self._termed_at + self._grace_s
         while procs.group_alive(self.pid) and time.monotonic() < deadline:
             await asyncio.sleep(_GROUP_POLL_S)
         self._signal(signal.SIGKILL)

@@ -13,13 +13,21 @@ import os
 from queuectl import procs
 from queuectl.models import WorkerInfo
 
-#: Heartbeats per lease. Three means two heartbeats in a row can fail (a locked
-#: database, a slow disk) before a lease runs out.
-HEARTBEATS_PER_LEASE = 3
+#: Heartbeats per lease, counted from when the last one was *sent*. Four means
+#: a heartbeat held up by a locked database or a stalled network still leaves
+#: room for the next ones before the fence below.
+HEARTBEATS_PER_LEASE = 4
+
+#: A heartbeat that takes longer than this fraction of a lease is given up (its
+#: connection closed) and tried again on a fresh one. Longer than half a lease plus
+#: the beat interval, so a cut-off shorter than half a lease is ridden out by the
+#: heartbeat in flight, and nothing is killed.
+HEARTBEAT_TIMEOUT_FRACTION = 0.6
 
 #: A worker that could not heartbeat for this fraction of a lease kills its running
 #: commands: its leases run out soon after, and another worker may then start the
-#: same jobs. The remaining fifth of the lease is the time the kill needs.
+#: same jobs. The remaining fifth of the lease is the time the kill needs: SIGTERM
+#: now, SIGKILL half of that fifth later (0.9 of the lease), whatever kill-grace says.
 FENCE_AFTER_LEASE_FRACTION = 0.8
 
 #: ``status`` and ``worker list`` stop counting a worker whose heartbeat is older
@@ -37,8 +45,17 @@ def heartbeat_interval_s(lease_s: float) -> float:
     return lease_s / HEARTBEATS_PER_LEASE
 
 
+def heartbeat_timeout_s(lease_s: float) -> float:
+    return lease_s * HEARTBEAT_TIMEOUT_FRACTION
+
+
 def fence_after_s(lease_s: float) -> float:
     return lease_s * FENCE_AFTER_LEASE_FRACTION
+
+
+def fence_grace_s(lease_s: float) -> float:
+    """SIGTERM to SIGKILL for a fenced command: SIGKILL by 0.9 of the lease."""
+    return lease_s * (1 - FENCE_AFTER_LEASE_FRACTION) / 2
 
 
 def worker_is_live(worker: WorkerInfo, *, now: int, lease_ms: int, leases: int) -> bool:

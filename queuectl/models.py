@@ -262,6 +262,9 @@ class Heartbeat:
     stop: StopMode
     #: ``False`` when the worker's row was gone (removed as stale) and must be re-added.
     registered: bool = True
+    #: Every attempt the store says this worker holds (``(job id, token)``), including
+    #: claims whose answer never reached it (a connection lost after the commit).
+    held: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

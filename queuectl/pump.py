@@ -10,6 +10,14 @@ batching grows with load without any added delay.
 When no job is due, the pump sleeps until one of: a wake-up from ``enqueue`` (the
 ``arm`` call), the time the next waiting job falls due, or the slow fallback poll
 of the database's change counter.
+
+When the store cannot be reached (a locked file, a lost connection, a server
+restarting), a cycle keeps everything it carried for the next one and tries again
+after a jittered backoff (50 ms doubling to 2 s), for as long as it takes. An
+exchange whose connection was lost may still have committed: its finishes are
+sent again (fenced, so a second write is refused), and its claims, which nobody
+here knows about, are found by asking the store what this worker holds, and
+handed back without charging an attempt (see ``_reconcile``).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +41,7 @@ POLL_S = 1.0
 #: Burst mode, once this worker holds no job: how soon to look again whether the
 #: jobs that other workers run are done (doubling up to ``POLL_S``).
 _BURST_RECHECK_S = 0.02
+_RETRY_MIN_S = 0.05
 _RETRY_MAX_S = 2.0
 
 
@@ -74,6 +84,11 @@ class Pump:
         #: served queues cannot be drained, so burst mode need not ask the store.
         self._held = 0
         self._closing = False
+        #: Every claim handed to this worker whose finish has not been written yet.
+        self._claimed: set[tuple[str, int]] = set()
+        #: An exchange that claimed failed: it may have committed claims nobody runs.
+        self._unsure = False
+        self._retry_s = _RETRY_MIN_S
 
     def want_job(self) -> asyncio.Future[Claim | None]:
         """A future for the next claimed job; ``None`` once the worker stops claiming."""
@@ -125,6 +140,9 @@ class Pump:
     async def run(self) -> None:
         """Cycle until ``close`` was called and nothing is left to write."""
         while True:
+            if self._unsure:
+                await self._reconcile()
+                continue
             want = len(self._waiters) if (self._armed and self._claiming) else 0
             if not (self._starts or self._finishes or want):
                 if self._closing:
@@ -152,9 +170,14 @@ class Pump:
             # Keep everything for the next cycle: a finished job's result must land.
             self._starts[:0] = starts
             self._finishes[:0] = finishes
+            self._unsure = self._unsure or want > 0
             log.warning("cannot reach the job store (%s); retrying", exc)
-            await asyncio.sleep(_RETRY_MAX_S)
+            await self._backoff()
             return
+        self._retry_s = _RETRY_MIN_S
+        for pending in finishes:
+            self._claimed.discard((pending.finish.job_id, pending.finish.token))
+        self._claimed.update((c.job.id, c.token) for c in result.claims)
         for pending, done in zip(finishes, result.finished, strict=True):
             if not pending.future.done():
                 pending.future.set_result(done)
@@ -175,6 +198,43 @@ class Pump:
         self._held += len(result.claims) - len(finishes)
         self._probed = False
         self._recheck_s = _BURST_RECHECK_S
+
+    async def _backoff(self) -> None:
+        """Wait before trying the store again: jittered, doubling up to ``_RETRY_MAX_S``."""
+        await asyncio.sleep(self._retry_s * random.uniform(0.5, 1.0))
+        self._retry_s = min(self._retry_s * 2, _RETRY_MAX_S)
+
+    async def _reconcile(self) -> None:
+        """Hand back claims that a lost exchange committed but never delivered.
+
+        Runs between cycles (the pump is the only claimer of this worker, so no
+        claim is in flight): whatever the store says this worker holds and the
+        worker was never given goes back to ``pending`` as an interrupted attempt,
+        not charged. Until this succeeds, the worker's heartbeat keeps those leases
+        alive, so they would otherwise be stuck for as long as the worker lives.
+        """
+        try:
+            beat = await self._backend.heartbeat(
+                worker_id=self._worker_id, running=[], lease_ms=self._lease_ms, now=self._clock()
+            )
+        except NotAQueueDatabase:
+            raise
+        except BackendError as exc:
+            log.warning("cannot reach the job store (%s); retrying", exc)
+            await self._backoff()
+            return
+        self._unsure = False
+        finishing = {(p.finish.job_id, p.finish.token) for p in self._finishes}
+        for job_id, token in sorted(beat.held - self._claimed - finishing):
+            log.warning("%s: claimed by an exchange whose answer was lost; handing it back", job_id)
+            self._claimed.add((job_id, token))
+            self._held += 1
+            self._finishes.append(
+                _PendingFinish(
+                    Finish(job_id, token, token, 0, ExecutionResult(interrupted=True)),
+                    asyncio.get_running_loop().create_future(),
+                )
+            )
 
     def _release(self, claim: Claim) -> None:
         job = claim.job

@@ -4,15 +4,18 @@ Inside one ``TaskGroup`` run:
 
 * ``pump``: the only path to the store; batches claims, starts and finishes.
 * ``slot-{i}`` (N of them): take a job, run its command (``executor``), report the result.
-* ``heartbeat``: extends the leases of running attempts and reads stop requests;
-  kills a command whose lease was lost, and kills all of them if the store could
-  not be reached for most of a lease (so nobody else can have started them yet).
+* ``heartbeat``: extends the leases of running attempts (every ``lease / 4``) and
+  reads stop requests; kills a command whose lease was lost.
+* ``fence``: a timer, apart from the heartbeat so that a call hanging on a cut
+  network cannot hold it up: once no heartbeat has succeeded for 0.8 of a lease,
+  it kills every running command, before anybody else can have started them.
 * ``reaper``: recovers attempts of dead workers: at once for a worker of this host
   whose process is gone, and for any worker once its lease has run out. It kills
   what is left of a lost attempt on this host before the job becomes claimable.
 
-A crash of a side task takes the worker down loudly (that is what ``TaskGroup``
-does). Stopping: the first request stops claiming and lets commands finish; the
+A store that cannot be reached never ends a worker: every task waits, reconnects
+and goes on. A crash of a side task takes the worker down loudly (that is what
+``TaskGroup`` does). Stopping: the first request stops claiming and lets commands finish; the
 second kills them, and their jobs go back to ``pending`` without using up an attempt.
 """
 
@@ -25,6 +28,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from queuectl import procs, spool
@@ -32,13 +36,15 @@ from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import FinishResult
 from queuectl.clock import Clock, now_ms, seconds_to_ms, to_iso
 from queuectl.config import QueueConfig, from_stored, spool_dir
-from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError
+from queuectl.exceptions import BackendError, NotAQueueDatabase, QueueCtlError, StoreUnreachable
 from queuectl.executor import Command, Execution, KillReason, fast_child_watcher, job_environment
 from queuectl.hangup import mute_hung_up
 from queuectl.leases import (
     REMOVED_AFTER_LEASES,
     fence_after_s,
+    fence_grace_s,
     heartbeat_interval_s,
+    heartbeat_timeout_s,
     worker_is_live,
 )
 from queuectl.models import (
@@ -101,6 +107,7 @@ class Worker:
         self._signals = 0
         self._started_at = 0
         self._beat_now = asyncio.Event()
+        self._fenced: set[tuple[str, int]] = set()
 
     @property
     def info(self) -> WorkerInfo:
@@ -121,6 +128,7 @@ class Worker:
         """Run until stopped (or drained, with ``burst``); returns the exit code."""
         self.config = from_stored(await self.backend.get_config())
         self._started_at = self.clock()
+        self._last_heartbeat = time.monotonic()
         make_dirs(self._spool)  # private: commands' output may hold secrets
         pump = self._pump = Pump(
             self.backend,
@@ -130,8 +138,10 @@ class Worker:
             clock=self.clock,
             on_drained=self._drained if self.options.burst else None,
         )
-        await self.backend.register_worker(self.info, now=self._started_at)
-        await self.backend.subscribe(self.id, self._on_wake)
+        await _until_reached(
+            "register", lambda: self.backend.register_worker(self.info, now=self._started_at)
+        )
+        await _until_reached("subscribe", lambda: self.backend.subscribe(self.id, self._on_wake))
         log.info(
             "worker %s started: %d slot(s), queues: %s, pid %d",
             self.id,
@@ -142,9 +152,9 @@ class Worker:
         )
         try:
             with self._signal_handlers(), fast_child_watcher():
-                await self._recover()
-                await self._release_strays()
-                await self._sweep_spool()
+                await _until_reached("recover", self._recover)
+                await _until_reached("release strays", self._release_strays)
+                await _until_reached("sweep spool", self._sweep_spool)
                 try:
                     await self._serve(pump)
                 except ExceptionGroup as group:
@@ -170,6 +180,7 @@ class Worker:
             pump_task = group.create_task(pump.run(), name="pump")
             side = [
                 group.create_task(self._heartbeat_loop(), name="heartbeat"),
+                group.create_task(self._fence_loop(), name="fence"),
                 group.create_task(self._reaper_loop(), name="reaper"),
             ]
             slots = [
@@ -352,13 +363,19 @@ class Worker:
             _say(DEAD, "%s dead after %s: %s (%s)", job.id, took, error, where, extra=extra)
 
     async def _heartbeat_loop(self) -> None:
-        interval = heartbeat_interval_s(self.config.lease)
+        """Beat every ``lease / 4``, counted from when the last beat was *sent*.
+
+        A beat held up by a stalled network is followed at once by the next when it
+        comes back, so the fence timer is reset as soon as the store answers again.
+        """
+        next_at = time.monotonic() + heartbeat_interval_s(self.config.lease)
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(max(next_at - time.monotonic(), 0)):
                     await self._beat_now.wait()
             self._beat_now.clear()
-            await self._heartbeat_once(timeout_s=interval)
+            next_at = time.monotonic() + heartbeat_interval_s(self.config.lease)
+            await self._heartbeat_once(timeout_s=heartbeat_timeout_s(self.config.lease))
 
     async def _heartbeat_once(self, *, timeout_s: float) -> None:
         asked = time.monotonic()
@@ -384,9 +401,9 @@ class Worker:
                 else type(exc).__name__
             )
             log.warning("heartbeat failed: %s", reason)
-            self._fence_if_stale()
             return
         self._last_heartbeat = asked
+        self._fenced.clear()
         self.config = replace(from_stored(stored), lease=self.config.lease)
         log.debug(
             "heartbeat: %d running, %d lease(s) lost, stop request: %s",
@@ -396,7 +413,12 @@ class Worker:
             extra={"action": "heartbeat", "worker_id": self.id},
         )
         if not beat.registered:
-            await self.backend.register_worker(self.info, now=self.clock())
+            try:
+                await self.backend.register_worker(self.info, now=self.clock())
+            except NotAQueueDatabase:
+                raise
+            except BackendError as exc:
+                log.warning("cannot register again: %s", exc)
         for key in beat.lost:
             execution = self._running.get(key)
             if execution is not None:
@@ -405,13 +427,54 @@ class Worker:
         if beat.stop is not StopMode.NONE:
             self.stop(beat.stop)
 
-    def _fence_if_stale(self) -> None:
+    async def _fence_loop(self) -> None:
+        """Kill what runs once no heartbeat has succeeded for ``fence_after_s`` of a lease.
+
+        A timer of its own: a heartbeat stuck on a cut network (bytes held, no
+        error) must not delay this. Checked again every tenth of a lease for as long
+        as the store stays unreachable, so a command started meanwhile goes too.
+        Woken far past its time, the whole process was frozen or starved (SIGSTOP,
+        a paused VM, an overloaded machine), so the heartbeats had no chance either:
+        one is sent at once, and the commands are killed only if it does not succeed
+        within a tenth of a lease (or says their leases were lost).
+        """
+        lease = self.config.lease
+        while True:
+            due = self._last_heartbeat + fence_after_s(lease)
+            late = time.monotonic() - due
+            if late < 0:
+                await asyncio.sleep(-late)
+                continue
+            if late > lease / 4 and await self._beat_in_time(lease / 10):
+                continue
+            self._fence_if_stale(frozen_s=late)
+            await asyncio.sleep(lease / 10)
+
+    async def _beat_in_time(self, within_s: float) -> bool:
+        """Ask for a heartbeat now; whether one succeeds within ``within_s``."""
+        before = self._last_heartbeat
+        self._beat_now.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while self._last_heartbeat == before:
+                    await asyncio.sleep(within_s / 20)
+        return self._last_heartbeat != before
+
+    def _fence_if_stale(self, *, frozen_s: float = 0.0) -> None:
         """No heartbeat for most of a lease: others may soon take our jobs, so kill them first."""
         if time.monotonic() - self._last_heartbeat < fence_after_s(self.config.lease):
             return
+        if frozen_s > self.config.lease / 4:
+            why = f"this worker was frozen for {frozen_s:.1f}s"
+        else:
+            why = "store unreachable for most of a lease"
         for key, execution in list(self._running.items()):
-            log.error("%s: store unreachable for most of a lease; killing its command", key[0])
-            execution.kill(KillReason.LOST)
+            if key in self._fenced:
+                continue
+            self._fenced.add(key)
+            log.error("%s: %s; killing its command", key[0], why)
+            # SIGKILL by 0.9 of the lease at the latest, whatever kill-grace says.
+            execution.kill(KillReason.LOST, grace_s=fence_grace_s(self.config.lease))
 
     async def _reaper_loop(self) -> None:
         while True:
@@ -484,6 +547,23 @@ def _say(transition: Transition, message: str, *args: object, extra: dict[str, o
 
 def _attempt(claim: Claim) -> str:
     return attempt_label(claim.token, claim.job.attempts, claim.job.max_retries)
+
+
+async def _until_reached(what: str, call: Callable[[], Awaitable[object]]) -> None:
+    """Run a start-up step, waiting out a store that cannot be reached for now.
+
+    Only ``StoreUnreachable``: a store that refuses (read-only, damaged) ends the
+    worker with its error, as it would have when the worker opened it.
+    """
+    delay = 0.05
+    while True:
+        try:
+            await call()
+            return
+        except StoreUnreachable as exc:
+            log.warning("%s: cannot reach the job store (%s); retrying", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -136,7 +136,7 @@ def finish_results(
 
 
 def heartbeat_answer(
-    running: Iterable[tuple[str, int]], held: Container[tuple[str, int]], stop: int | None
+    running: Iterable[tuple[str, int]], held: frozenset[tuple[str, int]], stop: int | None
 ) -> Heartbeat:
     """What a heartbeat tells its worker.
 
@@ -147,8 +147,8 @@ def heartbeat_answer(
     """
     lost = frozenset(t for t in running if t not in held)
     if stop is None:
-        return Heartbeat(lost, StopMode.NONE, registered=False)
-    return Heartbeat(lost, StopMode(stop))
+        return Heartbeat(lost, StopMode.NONE, registered=False, held=held)
+    return Heartbeat(lost, StopMode(stop), held=held)
 
 
 def lost_error(worker_id: str | None) -> str:

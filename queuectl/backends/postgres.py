@@ -63,6 +63,7 @@ from queuectl.backends.bookkeeping import (
 from queuectl.backends.postgres_conn import (
     Listener,
     Target,
+    breaks_connection,
     channel_name,
     compile_query,
     create_pool,
@@ -84,7 +85,7 @@ from queuectl.backends.rows import job_from_row, lost_from_row, worker_from_row
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.clock import now_ms
-from queuectl.exceptions import BackendError, DuplicateJob
+from queuectl.exceptions import BackendError, DuplicateJob, StoreUnreachable
 from queuectl.models import Claim, Heartbeat, Job, JobState, LostAttempt, NewJob, WorkerInfo
 from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
@@ -157,8 +158,22 @@ class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; one that broke while in use is closed, never pooled again.
+
+        The pool opens a fresh one for the next caller, so a worker rides out a
+        server restart or a killed session with one failed call, and no second
+        statement is ever sent down a connection whose last one did not end cleanly.
+        """
         async with wrapped(self._target), self._pool.acquire() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException as exc:
+                if breaks_connection(exc):
+                    # Already gone if asyncpg saw the socket close (then it has
+                    # handed the connection back to the pool itself).
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                raise
 
     def _clock(self, now: int) -> int | None:
         return now if self._caller_clock else None
@@ -279,11 +294,11 @@ class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
     ) -> Heartbeat:
         query = SQL["heartbeat"]
         args = query.args({"clock": self._clock(now), "lease_ms": lease_ms, "worker": worker_id})
-        # A heartbeat stuck longer than this is a failed one, so the worker can
-        # fence itself before others take its jobs over.
+        # No timeout of its own: the worker bounds the call and fences itself on a
+        # timer, and a connection cancelled mid-statement is closed (see ``_conn``).
         async with self._conn() as conn:
-            row = await conn.fetchrow(query.text, *args, timeout=max(1.0, lease_ms / 3000))
-        held = set(zip(row["ids"], row["tokens"], strict=True))
+            row = await conn.fetchrow(query.text, *args)
+        held = frozenset(zip(row["ids"], row["tokens"], strict=True))
         return heartbeat_answer(running, held, row["stop"])
 
     async def recover(
@@ -408,9 +423,16 @@ class PostgresBackend(SqlStore, WebReads, QueueControlPostgres):
         await self._fetch("config_set", keys=list(values), values=list(values.values()))
 
     async def notify(self, message: bytes) -> None:
-        """NOTIFY every listening worker of this queue, on every host."""
-        async with self._conn() as conn:
-            await conn.execute("SELECT pg_notify($1, $2)", self.channel, message.decode())
+        """NOTIFY every listening worker of this queue, on every host.
+
+        Best effort: it announces a change that is already committed, so a lost
+        connection must not turn that change into a reported failure (a retried
+        ``enqueue`` would then be refused as a duplicate). A missed wake-up is
+        covered by the workers' 1 s poll, a missed stop request by their heartbeat.
+        """
+        with contextlib.suppress(StoreUnreachable):
+            async with self._conn() as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, message.decode())
 
     async def subscribe(self, worker_id: str, callback: Callable[[bytes], None]) -> None:
         del worker_id  # every worker of the queue listens on the same channel

@@ -30,7 +30,13 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from queuectl.backends import wakeup
-from queuectl.exceptions import BackendError, NoDatabase, NotAQueueDatabase, SchemaTooNew
+from queuectl.exceptions import (
+    BackendError,
+    NoDatabase,
+    NotAQueueDatabase,
+    SchemaTooNew,
+    StoreUnreachable,
+)
 from queuectl.sql import migrations
 
 MIGRATIONS = migrations("postgres")
@@ -154,27 +160,73 @@ def translate(exc: BaseException, target: Target) -> BackendError:
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return BackendError(f"{where}: permission denied ({exc})")
     if isinstance(exc, asyncpg.CannotConnectNowError | asyncpg.TooManyConnectionsError):
-        return BackendError(f"{where} cannot take connections now: {exc}")
+        return StoreUnreachable(f"{where} cannot take connections now: {exc}")
     if isinstance(exc, socket.gaierror):
         return BackendError(f"cannot find the PostgreSQL host of {target.shown}: {exc.strerror}")
-    if isinstance(exc, ConnectionRefusedError):
-        return BackendError(f"cannot connect to {where}: connection refused (is it running?)")
-    if isinstance(exc, TimeoutError):
-        return BackendError(f"{where} did not answer in time")
-    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError):
-        return BackendError(f"lost the connection to {where}: {exc}")
+    unreachable = _unreachable(exc, where)
+    if unreachable is not None:
+        return unreachable
     if isinstance(exc, asyncpg.PostgresError):
         return BackendError(f"{where}: {exc}")
     return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _unreachable(exc: BaseException, where: str) -> StoreUnreachable | None:
+    """The server down, or the connection to it lost: worth trying again later."""
+    if isinstance(exc, ConnectionRefusedError):
+        return StoreUnreachable(f"cannot connect to {where}: connection refused (is it running?)")
+    if isinstance(exc, TimeoutError):
+        return StoreUnreachable(f"{where} did not answer in time")
+    if isinstance(exc, asyncpg.InternalClientError):
+        # asyncpg's state after the server ended the session under an idle
+        # connection (``pg_terminate_backend``, a restart) before the socket's end
+        # was read; the connection is as good as lost.
+        return StoreUnreachable(f"lost the connection to {where}: the server ended the session")
+    if isinstance(exc, OSError | asyncpg.InterfaceError) or (
+        isinstance(exc, asyncpg.PostgresError) and is_fatal(exc)
+    ):
+        return StoreUnreachable(f"lost the connection to {where}: {exc}")
+    return None
 
 
 #: What a store operation may raise from the driver or the network.
 DRIVER_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
+#: SQLSTATE classes that end the session: connection exception, operator
+#: intervention (``pg_terminate_backend``, shutdown), internal error.
+_FATAL_CLASSES = frozenset({"08", "57", "XX"})
+
+
+def is_fatal(exc: asyncpg.PostgresError) -> bool:
+    """Whether the server ended the session with this error (rather than one statement)."""
+    return str(getattr(exc, "sqlstate", "") or "")[:2] in _FATAL_CLASSES
+
+
+def breaks_connection(exc: BaseException) -> bool:
+    """Whether a connection that raised ``exc`` mid-use must never be used again.
+
+    A statement error (a unique violation, bad data) leaves the session as it was;
+    anything else (the server gone, a timeout, a cancelled task, asyncpg's own
+    protocol state after an unsolicited FATAL) leaves it in a state nobody can
+    trust. Such a connection is closed at once rather than handed back to the pool:
+    asyncpg would otherwise try to cancel the statement over a new connection first
+    (which hangs for as long as the network is cut) or lend it out half-failed.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        return is_fatal(exc)
+    return isinstance(
+        exc,
+        asyncio.CancelledError
+        | TimeoutError
+        | OSError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -220,10 +272,16 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(target: Target, *, size: int) -> asyncpg.Pool:
+    """A pool with no floor: connections open when asked for.
+
+    With a floor, asyncpg reconnects a lost connection in the background and logs
+    every failure with a traceback (on stderr, under a command's one ``Error:``
+    line, and into workers' logs) for as long as the server is down.
+    """
     async with wrapped(target):
         return await asyncpg.create_pool(
             target.dsn,
-            min_size=1,
+            min_size=0,
             max_size=size,
             server_settings=settings(target.schema),
             timeout=_CONNECT_TIMEOUT_S,

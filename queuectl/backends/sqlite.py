@@ -254,7 +254,7 @@ class SqliteBackend(SqlStore, WebReads, QueueControlSqlite):
         args = {"worker": worker_id, "lease_until": now + lease_ms, "now": now}
 
         def body(conn: sqlite3.Connection) -> Heartbeat:
-            held = {(r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args)}
+            held = frozenset((r[0], r[1]) for r in conn.execute(SQL["heartbeat_leases"], args))
             row = conn.execute(SQL["heartbeat_worker"], args).fetchone()
             return heartbeat_answer(running, held, None if row is None else row[0])
 
