@@ -190,7 +190,7 @@ class Queuectl:
     @contextlib.contextmanager
     def idle(self, work: Path, count: int, db: Path | None = None) -> Iterator[list[int]]:
         db = db or work / "q.db"
-        run([QUEUECTL, "status", "--json"], env=self.env(db), timeout=60)
+        run([QUEUECTL, "config", "set", "max-retries", "3"], env=self.env(db), timeout=60)
         with (
             (work / "idle-worker.log").open("wb") as log,
             running(

@@ -144,7 +144,7 @@ def queuectl_drain(store: Store, work: Path, n: int, count: int) -> tuple[float,
 def queuectl_latency(store: Store, work: Path, n: int) -> list[tuple[float, float]]:
     """W4's samples (see ``benchlib.latency_samples``) with one idle worker on ``store``."""
     env = store.env()
-    run([QUEUECTL, "status", "--json"], env=env)
+    run([QUEUECTL, "config", "set", "max-retries", "3"], env=env)
     with (
         (work / "idle.log").open("wb") as log,
         running([QUEUECTL, "worker", "start", "--count", "1"], env=env, stdout=log, stderr=log),

@@ -332,7 +332,7 @@ SELECT 'later-' || i, 'true', 'pending', 3, {later}, {now}, {now}
 def build_w6(store: Store, history: int, pending: int = 1000) -> None:
     """``history`` finished jobs (mostly completed, one attempt each) and ``pending`` jobs
     due tomorrow, inserted with plain SQL into the schema ``queuectl`` created."""
-    run([QUEUECTL, "status", "--json"], env=store.env())
+    run([QUEUECTL, "config", "set", "max-retries", "3"], env=store.env())
     now = time.time_ns() // 1_000_000
     later = now + 86_400_000
     if isinstance(store, PostgresStore):
