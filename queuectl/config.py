@@ -9,6 +9,7 @@ Two kinds of configuration live here:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -62,7 +63,10 @@ def busy_timeout_s(env: Mapping[str, str] | None = None) -> float:
 def spool_dir(target: str, env: Mapping[str, str] | None = None) -> Path:
     """Where running commands' output is spooled: beside a SQLite file, else in XDG data."""
     if "://" in target:
-        return default_db_path(env).parent / "spool"
+        # One folder per store: a starting worker removes the spool files of workers
+        # its store does not know (``spool.sweep``), never those of another store.
+        store = hashlib.sha256(target.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return default_db_path(env).parent / "spool" / store
     return Path(target).expanduser().with_name(Path(target).name + ".d") / "spool"
 
 

@@ -35,12 +35,22 @@ class DuplicateJob(QueueCtlError):
     """A job with this id already exists."""
 
     def __init__(
-        self, message: str | None = None, *, job_id: str | None = None, position: int | None = None
+        self,
+        message: str | None = None,
+        *,
+        job_id: str | None = None,
+        position: int | None = None,
+        key: str | None = None,
+        holder: str | None = None,
     ) -> None:
         super().__init__(message)
         self.job_id = job_id
         #: 1-based index of the job in the batch passed to ``enqueue``.
         self.position = position
+        #: Set when the job's ``unique_key`` is held, not its id taken: the key, and
+        #: the id of the job that holds it.
+        self.key = key
+        self.holder = holder
 
 
 class InvalidTransition(QueueCtlError):

@@ -200,6 +200,21 @@ class Execution:
         )
 
 
+def read_spool_tail(path: str | Path, limit: int) -> tuple[bytes, int] | None:
+    """The last ``limit`` bytes of a spool file and its size; ``None`` if it is gone.
+
+    For the output of an attempt whose worker died (``kill -9``): the command wrote
+    straight into the file, so what it printed is still there.
+    """
+    try:
+        with open(path, "rb") as spool:
+            size = os.fstat(spool.fileno()).st_size
+            spool.seek(max(size - limit, 0))
+            return (spool.read(limit) if limit else b""), size
+    except OSError:
+        return None
+
+
 def _describe_os_error(exc: OSError, cwd: str | None) -> str:
     if isinstance(exc, FileNotFoundError | NotADirectoryError) and cwd is not None:
         return f"working directory {cwd!r} does not exist"

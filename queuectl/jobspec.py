@@ -35,6 +35,7 @@ INPUT_FIELDS = frozenset(
         "queue",
         "env",
         "cwd",
+        "unique_key",
     }
 )
 #: Fields the queue manages: accepted and ignored, so ``list --json`` output re-enqueues.
@@ -56,6 +57,7 @@ MANAGED_FIELDS = frozenset(
 )
 MAX_ID_LEN = 128
 MAX_QUEUE_LEN = 64
+MAX_UNIQUE_KEY_LEN = 255
 MAX_TIMEOUT_S = 1e9
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp", "Zs"})
 
@@ -170,7 +172,8 @@ def _text(value: object, what: str, *, max_len: int | None = None) -> str:
 
 
 def validate_queue(value: object) -> str:
-    """A queue name, for a job's ``queue`` and a worker's ``--queue`` alike."""
+    """A queue name, for a job's ``queue``, a worker's ``--queue`` and ``queue pause``
+    and the like alike."""
     return _queue_name(value)
 
 
@@ -231,6 +234,7 @@ def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJ
         env=checks.get("env", {}),
         cwd=checks.get("cwd"),
         delay_ms=delay_ms,
+        unique_key=checks.get("unique_key"),
     )
 
 
@@ -260,14 +264,32 @@ _FIELD_CHECKS: dict[str, Any] = {
     "queue": _queue_name,
     "env": _env,
     "cwd": lambda v: _text(v, "path"),
+    "unique_key": lambda v: _text(v, "string", max_len=MAX_UNIQUE_KEY_LEN),
 }
 _KNOWN_FIELDS = INPUT_FIELDS | MANAGED_FIELDS | {"timeout_s"}
 
 
-def build_jobs(raws: list[RawJob], *, config: QueueConfig, now: int) -> list[NewJob]:
-    """Validate a whole batch; the first bad job stops it, named by its position."""
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """A job of a batch whose id or unique key an earlier job of the same batch has."""
+
+    raw: RawJob
+    #: The id of that earlier job.
+    other: str
+
+
+def build_jobs(
+    raws: list[RawJob], *, config: QueueConfig, now: int, repeats: list[Repeat] | None = None
+) -> list[NewJob]:
+    """Validate a whole batch; the first bad job stops it, named by its position.
+
+    Two jobs with one id, or one ``unique_key``, are an error naming both, unless
+    ``repeats`` is given (``--skip-duplicates``): the later one is then left out of
+    the result and listed there.
+    """
     jobs: list[NewJob] = []
-    seen: dict[str, RawJob] = {}
+    ids: dict[str, RawJob] = {}
+    keys: dict[str, tuple[RawJob, str]] = {}
     for raw in raws:
         if not isinstance(raw.value, dict):
             kind = type(raw.value).__name__ if raw.value is not None else "null"
@@ -276,11 +298,26 @@ def build_jobs(raws: list[RawJob], *, config: QueueConfig, now: int) -> list[New
             job = to_new_job(raw.value, config=config, now=now)
         except ValueError as exc:
             raise InvalidJob(f"{raw.label}: {exc}") from None
-        first = seen.setdefault(job.id, raw)
-        if first is not raw:
-            raise InvalidJob(
-                f"{raw.label}: id {job.id!r} is used twice in this input ({first.label})"
-            )
+        first = ids.get(job.id)
+        if first is not None:
+            if repeats is None:
+                raise InvalidJob(
+                    f"{raw.label}: id {job.id!r} is used twice in this input ({first.label})"
+                )
+            repeats.append(Repeat(raw, job.id))
+            continue
+        holder = keys.get(job.unique_key) if job.unique_key is not None else None
+        if holder is not None:
+            if repeats is None:
+                raise InvalidJob(
+                    f"{raw.label}: unique_key {job.unique_key!r} is used twice in this input "
+                    f"({holder[0].label} has it too)"
+                )
+            repeats.append(Repeat(raw, holder[1]))
+            continue
+        ids[job.id] = raw
+        if job.unique_key is not None:
+            keys[job.unique_key] = (raw, job.id)
         jobs.append(job)
     return jobs
 

@@ -65,6 +65,8 @@ class NewJob:
     #: Set when the start was given as a delay (``run_at`` is then ``now + delay_ms``),
     #: so a store with a clock of its own can count the delay from that clock.
     delay_ms: int | None = None
+    #: At most one job per key is pending, failed or processing (SPEC 7).
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Job:
     #: When someone asked to cancel the running job (epoch ms); ``None`` without a request.
     #: The request stays on the row until the job is retried, so a recovery sees it too.
     cancel_requested_at: int | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +250,8 @@ class LostAttempt:
     proc_start: str | None
     #: When the attempt was claimed (epoch ms); its processes cannot be older.
     started_at: int | None = None
+    #: Where its output was spooled, on ``host`` (kept by the recovering worker there).
+    log_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,3 +366,34 @@ class Fired:
     handled: bool
     #: The job made, ``None`` when the fire time was skipped (or not handled).
     job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSetting:
+    """A named queue's stored settings (a row exists only while it has one)."""
+
+    queue: str
+    paused: bool = False
+    #: At most this many of its jobs processing at once; ``None``: no limit.
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Every stored queue setting, read together."""
+
+    #: ``queue pause --all`` is in force: every queue is held, whatever its own row says.
+    all_paused: bool
+    queues: dict[str, QueueSetting]
+
+    def paused(self, queue: str) -> bool:
+        setting = self.queues.get(queue)
+        return self.all_paused or (setting is not None and setting.paused)
+
+    def limit(self, queue: str) -> int | None:
+        setting = self.queues.get(queue)
+        return None if setting is None else setting.limit
+
+
+#: The settings name of ``queue pause --all``; never a queue's name (those are non-empty).
+ALL_QUEUES = ""

@@ -32,7 +32,7 @@ from queuectl.config import (
     parse_value,
 )
 from queuectl.exceptions import DuplicateJob, JobNotFound, NoDatabase, QueueCtlError
-from queuectl.jobspec import RawJob, build_jobs, parse_input
+from queuectl.jobspec import RawJob, Repeat, build_jobs, parse_input
 from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
 from queuectl.models import (
     TERMINAL_STATES,
@@ -45,6 +45,7 @@ from queuectl.models import (
     WorkerInfo,
 )
 from queuectl.operate import QueueOperations
+from queuectl.queues import QueueSettingsOperations
 
 #: How often ``follow`` reads the store by default (``logs --follow``): a finished
 #: attempt is noticed within this.
@@ -68,6 +69,10 @@ Progress = Callable[[str, int, int | None], None]
 class Status:
     counts: dict[JobState, int]
     workers: list[WorkerInfo]
+    #: Queues paused by name, in name order.
+    paused: list[str] = field(default_factory=list)
+    #: ``queue pause --all`` holds every queue.
+    all_paused: bool = False
 
     @property
     def coroutines(self) -> int:
@@ -132,8 +137,8 @@ class BurstProgress:
         return self.left + self.completed + self.dead + self.cancelled
 
 
-class Queue(QueueOperations):
-    """Every user-facing operation over one store; ``QueueOperations`` adds SPEC §7's."""
+class Queue(QueueOperations, QueueSettingsOperations):
+    """Every user-facing operation over one store; the mixins add SPEC §7's."""
 
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
@@ -211,7 +216,14 @@ class Queue(QueueOperations):
 
         return Schedules(self.backend, clock=self.clock, config=self.config)
 
-    async def enqueue_text(self, text: str, *, progress: Progress | None = None) -> list[Job]:
+    async def enqueue_text(
+        self,
+        text: str,
+        *,
+        progress: Progress | None = None,
+        skip_duplicates: bool = False,
+        on_skip: Callable[[str, str], None] | None = None,
+    ) -> list[Job]:
         """Enqueue an object, an array of objects, or JSON Lines, all or nothing.
 
         ``progress`` hears ``("parsing", 0, None)``, then ``("validating", 0, n)``
@@ -220,10 +232,45 @@ class Queue(QueueOperations):
         if progress is not None:
             progress("parsing", 0, None)
         with _gc_paused():
-            return await self.enqueue_raw(parse_input(text), progress=progress)
+            raws = parse_input(text)
+            if skip_duplicates:
+                return await self.enqueue_skipping(raws, on_skip=on_skip)
+            return await self.enqueue_raw(raws, progress=progress)
 
-    async def enqueue(self, *specs: dict[str, object]) -> list[Job]:
-        return await self.enqueue_raw([RawJob(i, None, s) for i, s in enumerate(specs, 1)])
+    async def enqueue(
+        self,
+        *specs: dict[str, object],
+        skip_duplicates: bool = False,
+        on_skip: Callable[[str, str], None] | None = None,
+    ) -> list[Job]:
+        raws = [RawJob(i, None, s) for i, s in enumerate(specs, 1)]
+        if skip_duplicates:
+            return await self.enqueue_skipping(raws, on_skip=on_skip)
+        return await self.enqueue_raw(raws)
+
+    async def enqueue_skipping(
+        self, raws: list[RawJob], *, on_skip: Callable[[str, str], None] | None = None
+    ) -> list[Job]:
+        """``enqueue --skip-duplicates``: every job whose id is free and whose
+        ``unique_key`` is not held (by an existing job, or an earlier job of the same
+        call) is enqueued, in one transaction; ``on_skip(label, other)`` hears each
+        job left out, ``label`` being its given id or ``#N`` (its position) and
+        ``other`` the id of the job that has its id or key.
+        """
+        repeats: list[Repeat] = []
+        jobs = build_jobs(raws, config=await self.config(), now=self.clock(), repeats=repeats)
+        repeated = {id(x.raw) for x in repeats}
+        kept = [r for r in raws if id(r) not in repeated]
+        done = await self.backend.enqueue_new(jobs, now=self.clock())
+        skipped = [(x.raw, x.other) for x in repeats]
+        skipped += [(kept[position - 1], other) for position, other in done.skipped]
+        if on_skip is not None:
+            for raw, other in sorted(skipped, key=lambda s: s[0].position):
+                given = raw.value.get("id") if isinstance(raw.value, dict) else None
+                on_skip(given if isinstance(given, str) else f"#{raw.position}", other)
+        if done.jobs:
+            await self.backend.notify(b"j")
+        return done.jobs
 
     async def enqueue_raw(
         self, raws: list[RawJob], *, progress: Progress | None = None
@@ -247,10 +294,15 @@ class Queue(QueueOperations):
                 raise
             # The store numbers jobs; the input's labels also know their lines.
             label = raws[exc.position - 1].label
+            text = f"{label}: a job with id {exc.job_id!r} already exists"
+            if exc.key is not None:
+                text = f"{label}: {str(exc).split(': ', 1)[1]}"
             raise DuplicateJob(
-                f"{label}: a job with id {exc.job_id!r} already exists",
+                text,
                 job_id=exc.job_id,
                 position=exc.position,
+                key=exc.key,
+                holder=exc.holder,
             ) from exc
         await self.backend.notify(wakeup.JOB)
         return inserted
@@ -306,7 +358,11 @@ class Queue(QueueOperations):
         ]
 
     async def status(self) -> Status:
-        return Status(await self.backend.counts(), await self.live_workers())
+        settings = await self.backend.queue_settings()
+        paused = sorted(q for q, s in settings.queues.items() if s.paused)
+        return Status(
+            await self.backend.counts(), await self.live_workers(), paused, settings.all_paused
+        )
 
     async def overview(
         self, *, window_s: float = 60, running_limit: int = 50, dead_limit: int = 5

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from queuectl.clock import to_iso
-from queuectl.models import RUNNABLE_STATES, Attempt, Job, Schedule, WorkerInfo
+from queuectl.models import RUNNABLE_STATES, Attempt, Job, JobState, Schedule, WorkerInfo
+
+if TYPE_CHECKING:
+    from queuectl.queue import Status
+    from queuectl.queues import QueueInfo
 
 
 class JobRecord(TypedDict):
@@ -31,6 +35,7 @@ class JobRecord(TypedDict):
     env: dict[str, str]
     cwd: str | None
     worker: str | None
+    unique_key: str | None
 
 
 class AttemptRecord(TypedDict):
@@ -85,6 +90,7 @@ def job_record(job: Job) -> JobRecord:
         "env": job.env,
         "cwd": job.cwd,
         "worker": job.worker_id,
+        "unique_key": job.unique_key,
     }
 
 
@@ -144,6 +150,39 @@ def schedule_record(schedule: Schedule) -> ScheduleRecord:
         "last_job_id": schedule.last_job_id,
         "skipped": schedule.skipped,
         "job": dict(schedule.job),
+    }
+
+
+class QueueRecord(TypedDict):
+    queue: str
+    paused: bool
+    #: ``"name"`` (paused by name), ``"all"`` (held by ``pause --all``) or ``None``.
+    paused_by: str | None
+    limit: int | None
+    jobs: dict[str, int]
+    oldest_due_at: str | None
+
+
+def queue_record(info: QueueInfo) -> QueueRecord:
+    """One queue of ``queue list --json`` (SPEC 7: ``queue, paused, limit, jobs``)."""
+    return {
+        "queue": info.name,
+        "paused": info.paused,
+        "paused_by": "all" if info.paused_by_all else ("name" if info.paused_by_name else None),
+        "limit": info.limit,
+        "jobs": {s.value: info.counts[s] for s in JobState},
+        "oldest_due_at": to_iso(info.oldest_due_at),
+    }
+
+
+def status_record(status: Status) -> dict[str, Any]:
+    """``status --json`` (SPEC 5, plus what is paused, SPEC 7); the web API's too."""
+    return {
+        "jobs": {s.value: status.counts[s] for s in JobState},
+        "workers": status.coroutines,
+        "hosts": status.by_host,
+        "paused": status.paused,
+        "all_paused": status.all_paused,
     }
 
 

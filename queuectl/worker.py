@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from queuectl import procs
+from queuectl import procs, spool
 from queuectl.backends import Backend, open_backend, wakeup
 from queuectl.backends.base import FinishResult
 from queuectl.backends.operations import BATCH, PURGE_DEFAULT
@@ -168,6 +168,7 @@ class Worker:
             with self._signal_handlers(), fast_child_watcher():
                 await _until_reached("recover", self._recover)
                 await _until_reached("release strays", self._release_strays)
+                await _until_reached("sweep spool", self._sweep_spool)
                 try:
                     await self._serve(pump)
                 except ExceptionGroup as group:
@@ -302,7 +303,7 @@ class Worker:
         assert self._pump is not None
         job = claim.job
         self._spool_seq += 1
-        spool = self._spool / f"{self.id}-{slot}-{self._spool_seq}.out"
+        spool_path = self._spool / spool.spool_name(self.id, slot, self._spool_seq)
         cmd = Command(
             command=job.command,
             env=job_environment(self._base_env, job.env, job.id, claim.token),
@@ -310,7 +311,7 @@ class Worker:
             timeout_s=job.timeout_s,
             output_limit=self.config.output_limit,
             kill_grace_s=self.config.kill_grace,
-            spool_path=spool,
+            spool_path=spool_path,
         )
         execution = Execution(cmd)
         key = (job.id, claim.token)
@@ -328,7 +329,7 @@ class Worker:
                     pid,
                     pid,
                     procs.proc_start(pid),
-                    str(spool),
+                    str(spool_path),
                     slot=slot,
                 )
             )
@@ -582,9 +583,19 @@ class Worker:
                     "worker_id": self.id,
                 },
             )
+        if lost:
+            await spool.salvage(self.backend, lost, limit=self.config.output_limit)
         if lost and self._pump is not None:
             self._pump.arm()
         return lost
+
+    async def _sweep_spool(self) -> None:
+        """Remove the spool files of workers that are gone (after ``_recover`` kept
+        what it could of their output)."""
+        owners = {w.id for w in await self.backend.list_workers()}
+        removed = spool.sweep(self._spool, owners | {self.id})
+        if removed:
+            log.info("removed %d spool file(s) left by workers that are gone", removed)
 
     async def _release_strays(self) -> None:
         """Kill what a crash on this host left running after another host took its jobs over.

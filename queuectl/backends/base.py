@@ -33,6 +33,7 @@ from queuectl.models import (
     NewJob,
     Outcome,
     ProcessStart,
+    QueueSettings,
     RunningJob,
     Schedule,
     StopMode,
@@ -58,6 +59,15 @@ class Exchanged:
     #: Earliest ``next_run_at`` of a waiting job in the served queues, filled in
     #: when fewer jobs were claimed than asked for (it drives the wake-up timer).
     next_due_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What ``enqueue_new`` did."""
+
+    jobs: list[Job]
+    #: ``(1-based position in the batch, id of the job that has its id or key)``.
+    skipped: list[tuple[int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +110,22 @@ class JobStore(Protocol):
         """Insert all jobs in one transaction, or none of them.
 
         Raises ``DuplicateJob`` naming the first id that already exists (with its
-        ``job_id`` and 1-based ``position`` in ``jobs``); the existing job is
-        untouched. Returns only after the commit is durable.
+        ``job_id`` and 1-based ``position`` in ``jobs``), or else the first job whose
+        ``unique_key`` a pending, failed or processing job holds (``key``, ``holder``);
+        the existing job is untouched. Keys are enforced by a partial unique index.
+        Returns only after the commit is durable.
 
         ``progress``, if given, is called with the number of jobs written so far
         (inside the still-open transaction) every few thousand jobs; a store may
         call it less often or never. It says nothing about the commit.
+        """
+        ...
+
+    async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
+        """``enqueue --skip-duplicates``: insert, in one transaction, every job whose id
+        is free and whose ``unique_key`` no pending, failed or processing job holds;
+        skip the others. The store decides, by its constraints (insert or nothing), so a
+        concurrent enqueue cannot slip in between a check and a write.
         """
         ...
 
@@ -151,6 +171,14 @@ class JobStore(Protocol):
         ``on_lost`` runs for each before the transaction commits, so no other worker
         can start the job again while an orphan of the old attempt is still alive.
         Removes the rows of ``dead_workers``. Returns what it recovered.
+        """
+        ...
+
+    async def keep_lost_output(self, job_id: str, attempt: int, output: bytes, size: int) -> bool:
+        """Keep ``output`` (the tail of ``size`` bytes) as a ``lost`` attempt's output.
+
+        Called by a worker on the attempt's host, which can read its spool file, after
+        ``recover``; only an attempt recovered as lost and without output is changed.
         """
         ...
 
@@ -340,6 +368,36 @@ class Notifier(Protocol):
         ...
 
 
+class QueueControl(Protocol):
+    """Queue settings (pause, limit) and the per-queue reads of ``queue list`` and ``why``.
+
+    (Per-queue counts and the oldest due job are ``WebReader``'s.) Settings live in a
+    small table of their own; the claim of ``exchange`` reads it in
+    the same statement, so a pause or a limit holds from the moment it is committed,
+    for every worker of the store. The queue named ``ALL_QUEUES`` ('') is ``pause --all``.
+    A queue's row is removed once it has no setting left.
+    """
+
+    async def queue_settings(self) -> QueueSettings: ...
+
+    async def set_paused(self, queues: Sequence[str], *, paused: bool) -> None:
+        """Pause or resume each of ``queues`` (``ALL_QUEUES`` is ``--all``), in one transaction."""
+        ...
+
+    async def resume_all(self) -> None:
+        """``resume --all``: lift ``pause --all`` and the pause of every queue, atomically."""
+        ...
+
+    async def set_limit(self, queue: str, limit: int | None) -> None:
+        """At most ``limit`` (> 0) jobs of ``queue`` processing at once; ``None`` removes it."""
+        ...
+
+    async def due_ahead(self, job_id: str, *, queues: Sequence[str] | None, now: int) -> bool:
+        """Whether a due job of an open queue (among ``queues``; ``None``: all) would be
+        claimed before ``job_id``: a higher priority, or the same and older. Indexed."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class JobsPage:
     """One page of a job list, newest first, and where the next (older) page starts."""
@@ -488,6 +546,7 @@ class Backend(
     ConfigStore,
     Notifier,
     WebReader,
+    QueueControl,
     ScheduleStore,
     Protocol,
 ):

@@ -295,8 +295,14 @@ def recovery_records(
     return records
 
 
-def duplicate_job(jobs: Sequence[NewJob], exists: Callable[[str], bool]) -> DuplicateJob:
-    """The error naming the first job of ``jobs`` whose id ``exists`` already."""
+def duplicate_job(
+    jobs: Sequence[NewJob],
+    exists: Callable[[str], bool],
+    holder: Callable[[str], tuple[str, str] | None] | None = None,
+) -> DuplicateJob:
+    """The error naming the first job of ``jobs`` whose id ``exists`` already, or else
+    the first whose ``unique_key`` a waiting or running job holds (``holder`` gives
+    that job's id and state, SPEC 7)."""
     for position, job in enumerate(jobs, 1):
         if exists(job.id):
             return DuplicateJob(
@@ -304,7 +310,22 @@ def duplicate_job(jobs: Sequence[NewJob], exists: Callable[[str], bool]) -> Dupl
                 job_id=job.id,
                 position=position,
             )
+    for position, job in enumerate(jobs, 1):
+        found = holder(job.unique_key) if holder and job.unique_key is not None else None
+        if found is not None:
+            other, state = found
+            return DuplicateJob(
+                f"job {position}: unique_key {job.unique_key!r} is held by job {other!r} ({state})",
+                job_id=job.id,
+                position=position,
+                key=job.unique_key,
+                holder=other,
+            )
     return DuplicateJob()
+
+
+#: The states in which a job holds its ``unique_key`` (the partial unique index's).
+KEY_HOLDING_STATES = frozenset({JobState.PENDING, JobState.FAILED, JobState.PROCESSING})
 
 
 def not_requeued(job_id: str, state: str | None) -> JobNotFound | InvalidTransition:

@@ -48,7 +48,7 @@ from typing import Any
 import asyncpg
 
 from queuectl import procs
-from queuectl.backends.base import Exchanged, OnLost, OnProgress, QueueProbe
+from queuectl.backends.base import Enqueued, Exchanged, OnLost, OnProgress, QueueProbe
 from queuectl.backends.bookkeeping import (
     BUCKETS_MS,
     MINUTES_KEPT_MS,
@@ -80,6 +80,7 @@ from queuectl.backends.postgres_conn import (
     wrapped,
 )
 from queuectl.backends.postgres_ops import PostgresOperations
+from queuectl.backends.postgres_queues import QueueControlPostgres
 from queuectl.backends.postgres_rows import (
     columns,
     finish_columns,
@@ -118,7 +119,7 @@ _COMPACT_ROWS = 1000
 _ENQUEUE_CHUNK = 2000
 
 
-class PostgresBackend(SqlStore, WebReads, PostgresOperations):
+class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgres):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"
@@ -240,7 +241,40 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations):
 
     async def _duplicate(self, jobs: Sequence[NewJob]) -> DuplicateJob:
         existing = {r["id"] for r in await self._fetch("existing_ids", ids=[j.id for j in jobs])}
-        return duplicate_job(jobs, existing.__contains__)
+        keys = [j.unique_key for j in jobs if j.unique_key is not None]
+        held = {
+            r["unique_key"]: (r["id"], r["state"])
+            for r in (await self._fetch("key_holders", keys=keys) if keys else [])
+        }
+        return duplicate_job(jobs, existing.__contains__, held.get)
+
+    async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
+        """One statement: ``ON CONFLICT DO NOTHING`` skips a taken id or a held key."""
+        if not jobs:
+            return Enqueued([], [])
+        query = SQL["insert_jobs_new"]
+        async with self._conn() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    query.text, *query.args(job_columns(jobs, now, self._clock(now)))
+                )
+            except asyncpg.DataError as exc:
+                raise unstorable(jobs, exc) from exc
+            done = set(row["ids"])
+            left = [(i, j) for i, j in enumerate(jobs, 1) if j.id not in done]
+            taken = {
+                r["id"] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
+            }
+            keys = [j.unique_key for _, j in left if j.unique_key is not None]
+            holders = {
+                r["unique_key"]: r["id"] for r in await conn.fetch(SQL["key_holders"].text, keys)
+            }
+        skipped = [
+            (i, j.id if j.id in taken or j.unique_key not in holders else holders[j.unique_key])
+            for i, j in left
+        ]
+        server_now = row["now"]
+        return Enqueued([inserted(j, server_now, now) for j in jobs if j.id in done], skipped)
 
     def _policy(self) -> RetryPolicy:
         """The retry policy of the stored config as last seen."""

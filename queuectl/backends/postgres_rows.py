@@ -54,6 +54,7 @@ def job_columns(jobs: Sequence[NewJob], now: int, clock: int | None) -> dict[str
         "run_ats": [j.run_at for j in jobs],
         "next_run_ats": [j.next_run_at for j in jobs],
         "delays": [j.delay_ms for j in jobs],
+        "unique_keys": [j.unique_key for j in jobs],
     }
 
 

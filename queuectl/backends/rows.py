@@ -7,10 +7,11 @@ mapping serves them; sqlite3.Row and asyncpg's Record both read by column name.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from queuectl.models import (
+    ALL_QUEUES,
     Attempt,
     Job,
     JobState,
@@ -18,6 +19,8 @@ from queuectl.models import (
     NewJob,
     Outcome,
     Overlap,
+    QueueSetting,
+    QueueSettings,
     RunningJob,
     Schedule,
     StopMode,
@@ -47,6 +50,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         worker_id=row["worker_id"],
         lease_until=row["lease_until"],
         cancel_requested_at=row["cancel_requested_at"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -85,6 +89,7 @@ def lost_from_row(
         pgid=row["pgid"],
         proc_start=row["proc_start"],
         started_at=None if started is None else started + shift,
+        log_path=row["log_path"] if "log_path" in row.keys() else None,  # noqa: SIM118
     )
 
 
@@ -140,6 +145,7 @@ def stored_job(job: NewJob, *, created_at: int, run_at: int | None, next_run_at:
         exit_code=None,
         env=job.env,
         cwd=job.cwd,
+        unique_key=job.unique_key,
     )
 
 
@@ -158,3 +164,14 @@ def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def settings_from_rows(rows: Sequence[Mapping[str, Any]]) -> QueueSettings:
+    """``queue_settings`` rows (``queue, paused, lim``) of either store."""
+    queues = {
+        r["queue"]: QueueSetting(r["queue"], bool(r["paused"]), r["lim"])
+        for r in rows
+        if r["queue"] != ALL_QUEUES
+    }
+    held = any(r["queue"] == ALL_QUEUES and r["paused"] for r in rows)
+    return QueueSettings(all_paused=held, queues=queues)

@@ -29,7 +29,14 @@ import aiosqlite
 
 from queuectl import procs
 from queuectl.backends import wakeup
-from queuectl.backends.base import Exchanged, FinishResult, OnLost, OnProgress, QueueProbe
+from queuectl.backends.base import (
+    Enqueued,
+    Exchanged,
+    FinishResult,
+    OnLost,
+    OnProgress,
+    QueueProbe,
+)
 from queuectl.backends.bookkeeping import (
     MINUTES_KEPT_MS,
     Tallies,
@@ -63,6 +70,7 @@ from queuectl.backends.sqlite_conn import (
     translate,
 )
 from queuectl.backends.sqlite_ops import OperatorWrites
+from queuectl.backends.sqlite_queues import QueueControlSqlite
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.exceptions import BackendError, DatabaseBusy
@@ -87,7 +95,7 @@ SQL = queries("sqlite")
 _ENQUEUE_CHUNK = 2000
 
 
-class SqliteBackend(SqlStore, WebReads, OperatorWrites):
+class SqliteBackend(SqlStore, WebReads, OperatorWrites, QueueControlSqlite):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"
@@ -169,7 +177,9 @@ class SqliteBackend(SqlStore, WebReads, OperatorWrites):
                 _insert_jobs(conn, jobs, rows, progress)
             except sqlite3.IntegrityError as exc:
                 conn.rollback()
-                raise duplicate_job(jobs, functools.partial(_exists, conn)) from exc
+                raise duplicate_job(
+                    jobs, functools.partial(_exists, conn), functools.partial(_holder, conn)
+                ) from exc
             except BaseException:
                 conn.rollback()
                 raise
@@ -187,6 +197,34 @@ class SqliteBackend(SqlStore, WebReads, OperatorWrites):
         finally:
             await insert
         return inserted
+
+    async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
+        rows = _job_rows(jobs, now)
+
+        def body(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            skipped: list[tuple[int, str]] = []
+            per_queue: Counter[str] = Counter()
+            for position, (job, row) in enumerate(zip(jobs, rows, strict=True), 1):
+                if conn.execute(SQL["insert_job_new"], row).rowcount:
+                    per_queue[job.queue] += 1
+                    continue
+                found = None if _exists(conn, job.id) else _holder(conn, job.unique_key)
+                skipped.append((position, job.id if found is None else found[0]))
+            conn.executemany(
+                SQL["add_pending_counts"], [{"queue": q, "n": n} for q, n in per_queue.items()]
+            )
+            return skipped
+
+        skipped = await self._call(lambda c: transaction(c, body))
+        left = {p for p, _ in skipped}
+        return Enqueued(
+            [
+                stored_job(j, created_at=now, run_at=j.run_at, next_run_at=j.next_run_at)
+                for i, j in enumerate(jobs, 1)
+                if i not in left
+            ],
+            skipped,
+        )
 
     async def _exchange(self, cycle: Cycle) -> Exchanged:
         worker_id, claim, queues, now = cycle.worker_id, cycle.claim, cycle.queues, cycle.now
@@ -315,15 +353,15 @@ class SqliteBackend(SqlStore, WebReads, OperatorWrites):
         args = {"now": now, "queues": json.dumps(list(queues or ()))}
 
         def read(conn: sqlite3.Connection) -> QueueProbe:
+            # Paused queues are neither busy nor due: --burst does not wait for them.
             if queues is None:
-                counts = conn.execute(SQL["counts"]).fetchall()
+                busy = conn.execute(SQL["busy_any"]).fetchone()[0]
                 due = conn.execute(SQL["due_any"], args).fetchone()[0]
             else:
-                counts = conn.execute(SQL["counts_queues"], args).fetchall()
+                busy = conn.execute(SQL["busy_queues"], args).fetchone()[0]
                 due = conn.execute(SQL["due_queues"], args).fetchone()[0]
-            busy = sum(int(n or 0) for s, n in counts if s in ("processing", "failed"))
             version = conn.execute("PRAGMA data_version").fetchone()[0]
-            return QueueProbe(busy=busy, due=bool(due), version=int(version))
+            return QueueProbe(busy=int(busy), due=bool(due), version=int(version))
 
         return await self._call(read)
 
@@ -414,6 +452,7 @@ def _job_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
             j.next_run_at,
             now,
             now,
+            j.unique_key,
         )
         for j in jobs
     ]
@@ -462,6 +501,12 @@ def _fire(conn: sqlite3.Connection, fire: Fire, now: int) -> Fired:
 
 def _exists(conn: sqlite3.Connection, job_id: str) -> bool:
     return conn.execute(SQL["job_exists"], {"id": job_id}).fetchone() is not None
+
+
+def _holder(conn: sqlite3.Connection, key: str | None) -> tuple[str, str] | None:
+    """The id and state of the job holding ``key``, if one does."""
+    row = conn.execute(SQL["key_holder"], {"key": key}).fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def _fetch_all(sql: str, args: Mapping[str, Any], conn: sqlite3.Connection) -> list[Any]:

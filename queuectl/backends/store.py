@@ -159,6 +159,11 @@ class SqlStore(ABC):
         name, values = bookkeeping.prefix_query(prefix, state, limit)
         return [r["id"] for r in await self._rows(name, values)]
 
+    async def keep_lost_output(self, job_id: str, attempt: int, output: bytes, size: int) -> bool:
+        """Store the tail of a lost attempt's output (once; ``False`` if it was not lost)."""
+        values = {"id": job_id, "attempt": attempt, "output": output, "size": size}
+        return bool(await self._rows("keep_lost_output", values))
+
     async def deregister_worker(self, worker_id: str) -> None:
         await self._rows("deregister_worker", {"id": worker_id})
 

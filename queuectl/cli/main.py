@@ -27,6 +27,7 @@ from queuectl.cli.app import (
 )
 from queuectl.cli.config import config
 from queuectl.cli.operate import COMMANDS
+from queuectl.cli.queues import queue_group, why
 from queuectl.cli.schedule import schedule, take_job_flags
 from queuectl.cli.web import web
 from queuectl.cli.worker import worker
@@ -92,10 +93,24 @@ async def cli(ctx: click.Context, db: str | None) -> None:
     "--env", "env", multiple=True, metavar="K=V", help="Environment variable, repeatable (with -c)."
 )
 @click.option("--cwd", metavar="DIR", help="Working directory of the command (with -c).")
+@click.option(
+    "--unique-key", metavar="K", help="At most one waiting or running job with key K (with -c)."
+)
+@click.option(
+    "--skip-duplicates",
+    is_flag=True,
+    help="Skip jobs whose id exists or whose unique_key is held, instead of failing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the enqueued records as JSON.")
 @pass_app
 async def enqueue(
-    app: App, /, job_json: str | None, command: str | None, as_json: bool, **flags: Any
+    app: App,
+    /,
+    job_json: str | None,
+    command: str | None,
+    as_json: bool,
+    skip_duplicates: bool,
+    **flags: Any,
 ) -> None:
     """Add jobs: JOB_JSON, JSON on stdin (object, array or JSON Lines), or -c CMD.
 
@@ -107,10 +122,16 @@ async def enqueue(
       echo '{"command":"exit 1","max_retries":1}' | queuectl enqueue
       queuectl enqueue -c 'make test' --priority 5 --delay 30
       queuectl enqueue -c './backup.sh' --delay 2h --timeout 15m
+      queuectl enqueue -c 'sync' --unique-key sync --skip-duplicates
     """
     text = _job_input(job_json, command, flags)
     queue = await app.queue()
-    if isinstance(text, dict):
+    if skip_duplicates:
+        if isinstance(text, dict):
+            jobs = await queue.enqueue(text, skip_duplicates=True, on_skip=_skipped)
+        else:
+            jobs = await queue.enqueue_text(text, skip_duplicates=True, on_skip=_skipped)
+    elif isinstance(text, dict):
         jobs = await queue.enqueue(text)
     elif job_json is None and not as_json and _is_big(text) and stderr_is_terminal():
         from queuectl.cli.progress import stage_bar
@@ -125,6 +146,10 @@ async def enqueue(
         echo_json([job_record(j) for j in jobs])
     else:
         sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
+
+
+def _skipped(label: str, other: str) -> None:
+    click.echo(f"skipped {label} (exists as {other})", err=True)
 
 
 #: Option parameter names that differ from the job field (and option) they set.
@@ -201,13 +226,9 @@ async def status(app: App, as_json: bool, watch: bool, interval: float) -> None:
         return
     result = await queue.status()
     if as_json:
-        echo_json(
-            {
-                "jobs": {s.value: result.counts[s] for s in JobState},
-                "workers": result.coroutines,
-                "hosts": result.by_host,
-            }
-        )
+        from queuectl.records import status_record
+
+        echo_json(status_record(result))
         return
     from queuectl.cli.render import status_view
 
@@ -413,6 +434,8 @@ cli.add_command(worker)
 cli.add_command(config)
 for _command in COMMANDS:
     cli.add_command(_command)
+cli.add_command(queue_group)
+cli.add_command(why)
 cli.add_command(web)
 take_job_flags(enqueue)
 cli.add_command(schedule)

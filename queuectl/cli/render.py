@@ -378,7 +378,12 @@ def status_view(out: Output, status: Status) -> RenderableType:
     hosts = status.by_host
     if len(hosts) > 1:
         line += "; by host: " + ", ".join(f"{host} {n}" for host, n in hosts.items())
-    return Group(table, Text(line))
+    lines = [table, Text(line)]
+    if status.all_paused:
+        lines.append(out.styled("paused: every queue (`queuectl queue resume --all`)", "yellow"))
+    elif status.paused:
+        lines.append(out.styled(f"paused: {', '.join(status.paused)}", "yellow"))
+    return Group(*lines)
 
 
 def workers_table(out: Output, workers: Sequence[WorkerInfo]) -> RenderableType:

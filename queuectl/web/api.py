@@ -14,8 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from queuectl.models import JobState
-from queuectl.records import attempt_record, job_record
+from queuectl.records import attempt_record, job_record, status_record
 from queuectl.web import metrics
 from queuectl.web.app import BadRequest, web_of
 from queuectl.web.pages import parse_state
@@ -37,13 +36,7 @@ def parse_limit(value: str | None) -> int:
 async def status(request: Request) -> Response:
     queue = web_of(request).queue
     result = await queue.status()
-    return JSONResponse(
-        {
-            "jobs": {s.value: result.counts[s] for s in JobState},
-            "workers": result.coroutines,
-            "hosts": result.by_host,
-        }
-    )
+    return JSONResponse(status_record(result))
 
 
 async def jobs(request: Request) -> Response:

@@ -198,6 +198,8 @@ def test_status_json_has_all_five_states_and_workers(db: Path) -> None:
         },
         "workers": 0,
         "hosts": {},
+        "paused": [],
+        "all_paused": False,
     }
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from queuectl.config import spool_dir
 from tests import pg
 from tests.helpers import (
     QUEUECTL,
@@ -312,8 +313,11 @@ def test_the_spool_of_a_postgresql_worker_is_private(
     with WorkerProcess(pg_url, env={"XDG_DATA_HOME": str(xdg)}):
         wait_for(lambda: read_pids(pids_file))
         spool = xdg / "queuectl" / "spool"
-        assert (_mode(xdg / "queuectl"), _mode(spool)) == (0o700, 0o700)
-        assert [_mode(f) for f in spool.iterdir()] == [0o600]
+        # One folder per store inside it (a start-up sweep keeps to its own store's).
+        [store] = spool.iterdir()
+        assert store == spool_dir(pg_url, {"XDG_DATA_HOME": str(xdg)})
+        assert (_mode(xdg / "queuectl"), _mode(spool), _mode(store)) == (0o700,) * 3
+        assert [_mode(f) for f in store.iterdir()] == [0o600]
 
 
 PASSWORD = "Pa55-w0rd-not-shown"

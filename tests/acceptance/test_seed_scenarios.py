@@ -127,4 +127,6 @@ def test_s3_two_workers_run_both_jobs_at_the_same_time(db_path: Path) -> None:
         },
         "workers": 0,
         "hosts": {},
+        "paused": [],
+        "all_paused": False,
     }

@@ -1,12 +1,14 @@
 """Soak: thousands of jobs while workers are killed with SIGKILL every couple of seconds.
 
-3 worker processes x 4 slots run 2,000 jobs with random exit codes and short
-random durations; every ~2 s one worker is ``kill -9``-ed and started again, and
-every ~0.5 s a random job is cancelled (``cancel --wait 0``: waiting, running or
-already finished, whatever it is by then). At the end every job is completed,
-dead or cancelled (only the cancelled ones), none is lost, no two executions of
-one job overlapped in time (start/end markers plus a per-job ``flock``), and no
-cancelled job started again after it was cancelled.
+3 worker processes x 4 slots run 2,000 jobs in two queues with random exit codes
+and short random durations; every ~2 s one worker is ``kill -9``-ed and started
+again, every ~0.5 s a random job is cancelled (``cancel --wait 0``: waiting, running
+or already finished, whatever it is by then), and every few seconds a queue (or
+every queue) is paused for a moment. At the end every job is completed, dead or
+cancelled (only the cancelled ones), none is lost, no two executions of one job
+overlapped in time (start/end markers plus a per-job ``flock``), no cancelled job
+started again after it was cancelled, and no job started in a queue more than a
+second after it was paused and before it was resumed.
 
 Run it with its figures: ``pytest -m slow -k soak -s``. Sizes can be changed with
 ``QUEUECTL_SOAK_JOBS`` and ``QUEUECTL_SOAK_KILL_EVERY``.
@@ -30,6 +32,7 @@ from queuectl.exceptions import InvalidTransition
 from queuectl.models import JobState
 from queuectl.queue import Queue
 from tests.helpers import (
+    Execution,
     WorkerProcess,
     assert_no_overlap,
     cli_json,
@@ -37,6 +40,7 @@ from tests.helpers import (
     iso_ms,
     job_counts,
     marked,
+    run_cli,
     set_config,
     wait_for,
 )
@@ -45,18 +49,22 @@ JOBS = int(os.environ.get("QUEUECTL_SOAK_JOBS", "2000"))
 KILL_EVERY_S = float(os.environ.get("QUEUECTL_SOAK_KILL_EVERY", "2"))
 CANCEL_EVERY_S = 0.5
 WORKERS, SLOTS = 3, 4
+QUEUES = ("a", "b")
+#: SPEC 7: workers on every process and host obey a pause within 1 s.
+PAUSE_OBEYED_S = 1.0
 DEADLINE_S = 480
 
 
 def _jobs(rng: random.Random) -> list[dict[str, object]]:
     """Each job fails (exit 1-3) until attempt K, then succeeds; K > 3 means it dies."""
-    jobs = []
+    jobs: list[dict[str, object]] = []
     for i in range(JOBS):
         succeed_at = rng.choice([1, 1, 1, 1, 2, 3, 4])
         code = rng.randint(1, 3)
         duration = rng.choice([0, 0.05, 0.1, 0.2, 0.3, 0.5])
         work = f'sleep {duration}; [ "$QUEUECTL_ATTEMPT" -ge {succeed_at} ] || exit {code}'
-        jobs.append({"id": f"soak-{i:05d}", "command": marked(work)})
+        queue = rng.choice(QUEUES)
+        jobs.append({"id": f"soak-{queue}-{i:05d}", "command": marked(work), "queue": queue})
     return jobs
 
 
@@ -131,10 +139,12 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
     kills = 0
     canceller = _Canceller(db_path)
     canceller.start()
+    pauses = _Pauses(db_path, rng)
     try:
         next_kill = time.monotonic() + KILL_EVERY_S
         while _unfinished(counts := job_counts(db_path)):
             assert time.monotonic() - started < DEADLINE_S, counts
+            pauses.tick()
             if time.monotonic() >= next_kill:
                 victim = rng.randrange(WORKERS)
                 workers[victim].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
@@ -144,6 +154,7 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
                 next_kill = time.monotonic() + KILL_EVERY_S * rng.uniform(0.5, 1.5)
             time.sleep(0.2)
         wall_s = time.monotonic() - started
+        pauses.end()
         for worker in workers:
             # A worker restarted a moment ago may not have its handlers yet.
             wait_for(lambda w=worker: " started: " in w.output())  # type: ignore[misc]
@@ -156,7 +167,7 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
     assert codes == [0] * WORKERS
 
     records = cli_json(db_path, "list", "--limit", "0")
-    assert sorted(r["id"] for r in records) == [j["id"] for j in jobs]  # none lost
+    assert sorted(r["id"] for r in records) == sorted(str(j["id"]) for j in jobs)  # none lost
     states = Counter(r["state"] for r in records)
     assert set(states) <= {"completed", "dead", "cancelled"}, states
     cancelled = {
@@ -167,6 +178,7 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
     for run in runs:
         if run.job_id in cancelled:
             assert run.start < cancelled[run.job_id], run  # never run again once cancelled
+    pauses.check(runs)
     finished = {r.job_id for r in runs if r.end is not None}
     completed = {r["id"] for r in records if r["state"] == "completed"}
     assert completed <= finished  # every completion came from a run that got to its end
@@ -187,7 +199,49 @@ def test_soak_with_kill_9_every_two_seconds(db_path: Path, tmp_path: Path):
         "claims": sum(r["attempts"] for r in records),
         "last_error_worker_lost": lost,
         "overlaps": 0,
+        "pauses": len(pauses.windows),
     }
     (tmp_path / "soak.json").write_text(json.dumps(figures, indent=2))
     print("\nsoak figures:", json.dumps(figures))
     assert kills >= wall_s / KILL_EVERY_S / 2
+
+
+class _Pauses:
+    """Pause a queue (or all of them, ``--all``) now and then, and resume it soon after."""
+
+    def __init__(self, db: Path, rng: random.Random) -> None:
+        self.db = db
+        self.rng = rng
+        #: (queue or "--all", paused at, resumed at), wall-clock seconds as the markers.
+        self.windows: list[tuple[str, float, float]] = []
+        self._held: tuple[str, float] | None = None
+        self._next = time.monotonic() + rng.uniform(1, 3)
+
+    def tick(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        if self._held is None:
+            target = self.rng.choice([*QUEUES, "--all"])
+            assert run_cli(self.db, "queue", "pause", target).returncode == 0
+            self._held = (target, time.time())
+            self._next = time.monotonic() + self.rng.uniform(0.5, 2)
+        else:
+            self.end()
+            self._next = time.monotonic() + self.rng.uniform(1, 4)
+
+    def end(self) -> None:
+        if self._held is None:
+            return
+        target, since = self._held
+        resumed = time.time()
+        assert run_cli(self.db, "queue", "resume", target).returncode == 0
+        self.windows.append((target, since, resumed))
+        self._held = None
+
+    def check(self, runs: list[Execution]) -> None:
+        """No execution started in a paused queue once the pause had had a second."""
+        for target, since, until in self.windows:
+            for run in runs:
+                queue = run.job_id.split("-")[1]
+                if target in ("--all", queue):
+                    assert not since + PAUSE_OBEYED_S < run.start < until, (target, run)

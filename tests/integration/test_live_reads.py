@@ -191,7 +191,19 @@ PLANS = {
     "ids_by_prefix": {"lo": "a", "hi": "b", "limit": 5},
     "ids_by_prefix_state": {"lo": "a", "hi": "b", "limit": 5, "state": "dead", "scan": 100},
     "requeue_dead_batch": {"now": 0, "after": 0, "upto": 10, "limit": 5},
+    # The claim and what an idle worker reads, with the queue settings in them (SPEC 7).
+    "claim_any": {"now": 0, "worker": "w", "lease_until": 0, "limit": 4},
+    "claim_queues": {"now": 0, "worker": "w", "lease_until": 0, "limit": 4, "queues": '["a"]'},
+    "next_due_any": {},
+    "next_due_queues": {"queues": '["a"]'},
+    "due_any": {"now": 0},
+    "due_queues": {"now": 0, "queues": '["a"]'},
+    # queue list and why.
+    "due_ahead": {"now": 0, "priority": 0, "seq": 5, "queues": None},
 }
+#: The claim sorts only what its index walks already cut to :limit rows: the pending
+#: and the due-retry candidates, their merge, and the chosen few.
+_CLAIM_SORTS = ["USE TEMP B-TREE FOR ORDER BY"] * 4
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -212,6 +224,7 @@ async def test_live_reads_never_scan_a_table(sqlite_backend: SqliteBackend, name
     sorts = [d for d in details if d.startswith("USE TEMP B-TREE")]
     allowed = {"running_jobs": ["USE TEMP B-TREE FOR ORDER BY"]}
     allowed["finished_since"] = ["USE TEMP B-TREE FOR GROUP BY"]
+    allowed["claim_any"] = allowed["claim_queues"] = _CLAIM_SORTS
     assert sorts == allowed.get(name, []), details
 
 
@@ -266,3 +279,54 @@ def test_migration_003_upgrades_a_version_2_file(db_path: Path) -> None:
     indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"attempts_finished", "jobs_retry_due", "jobs_dead_recent"} <= indexes
     conn.close()
+
+
+def _claim_steps(path: Path, sql: str, args: dict[str, object]) -> int:
+    """SQLite VM instructions one claim statement runs (rolled back): its work, not its time."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.set_progress_handler(count, 100)
+        conn.execute(sql, args).fetchall()
+        conn.set_progress_handler(None, 0)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    return steps * 100
+
+
+async def test_a_paused_backlog_is_never_walked_by_the_claim(
+    sqlite_backend: SqliteBackend,
+) -> None:
+    """Runnable means indexed (DESIGN 17): 20,000 due jobs of a paused queue that sort
+    ahead of everything else cost a claim nothing, nor the idle worker's reads."""
+    from queuectl.models import NewJob
+
+    backend = sqlite_backend
+    other = [NewJob(id=f"q{i}", command="true", max_retries=0, queue="q") for i in range(5)]
+    await backend.enqueue(other, now=T0)
+    args = {"now": T0, "worker": "w", "lease_until": T0 + 1000, "limit": 2}
+    reads = {"next_due_any": {}, "due_any": {"now": T0}}
+    before = {
+        n: _claim_steps(backend.path, SQL[n], a) for n, a in {"claim_any": args, **reads}.items()
+    }
+    backlog = [
+        NewJob(id=f"p{i}", command="true", max_retries=0, queue="p", priority=9)
+        for i in range(20_000)
+    ]
+    await backend.enqueue(backlog, now=T0)
+    await backend.set_paused(["p"], paused=True)
+    after = {
+        n: _claim_steps(backend.path, SQL[n], a) for n, a in {"claim_any": args, **reads}.items()
+    }
+    for name, steps in after.items():
+        assert steps <= 2 * before[name] + 2000, (name, before[name], steps)
+    got = await backend.exchange(worker_id="w", claim=2, now=T0)
+    assert [c.job.id for c in got.claims] == ["q0", "q1"]

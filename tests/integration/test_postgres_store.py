@@ -158,6 +158,7 @@ PLANS = {
     "list_by_state": {"state": "dead", "limit": 50},
     "probe": {"clock": None, "queues": None},
     "stray_attempts": {"host": "h", "clock": None},
+    "due_ahead": {"id": "x", "clock": None, "queues": None},
 }
 
 
@@ -172,11 +173,17 @@ async def test_reads_on_every_refresh_can_use_an_index(pgstore: PostgresBackend,
     assert not re.search(r"Seq Scan on (jobs|attempts)\b", plan), plan
 
 
+@pytest.mark.parametrize("settings", [False, True])
 async def test_the_claim_walks_its_index_and_checks_due_times_there(
-    pgstore: PostgresBackend,
+    pgstore: PostgresBackend, settings: bool
 ) -> None:
-    """Jobs waiting for a retry are passed over in the index, without a heap visit each."""
+    """Jobs waiting for a retry are passed over in the index, without a heap visit each;
+    with queues paused and limited too (their rows are read, not the jobs)."""
     from queuectl.backends.postgres_rows import finish_columns, start_columns
+
+    if settings:
+        await pgstore.set_paused(["p"], paused=True)
+        await pgstore.set_limit("l", 2)
 
     values = {
         "clock": None,
@@ -196,7 +203,9 @@ async def test_the_claim_walks_its_index_and_checks_due_times_there(
         rows = await conn.fetch("EXPLAIN " + query.text, *query.args(values))
     plan = "\n".join(r[0] for r in rows)
     assert re.search(
-        r"Index Scan using jobs_runnable on jobs.*\n\s+Index Cond: \(next_run_at <=", plan
+        r"Index Scan using jobs_runnable on jobs \w+.*\n"
+        r"\s+Index Cond: \(\(queue = o\.queue\) AND \(next_run_at <=",
+        plan,
     ), plan
 
 
@@ -410,3 +419,57 @@ class TestErrors:
         assert result.stderr == (
             "Error: the PostgreSQL store needs the extra: pip install 'queuectl[postgres]'\n"
         )
+
+
+async def _blocks(pgstore: PostgresBackend, name: str, values: dict[str, Any]) -> int:
+    """Buffers one statement touches (run, then rolled back): its work, not its time."""
+    import json
+
+    query = SQL[name]
+    async with pgstore._conn() as conn:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + query.text, *query.args(values)
+            )
+        finally:
+            await tr.rollback()
+    plan = json.loads(rows[0][0])[0]["Plan"]
+    return int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"])
+
+
+async def test_a_paused_backlog_is_never_walked_by_the_claim(pgstore: PostgresBackend) -> None:
+    """Runnable means indexed (DESIGN 17): 20,000 due jobs of a paused queue that sort
+    ahead of everything else cost a claim nothing, nor the idle worker's poll."""
+    from queuectl.backends.postgres_rows import finish_columns, start_columns
+
+    now = now_ms()
+    jobs = [NewJob(id=f"q{i}", command="true", max_retries=0, queue="q") for i in range(5)]
+    await pgstore.enqueue(jobs, now=now)
+    claim = {
+        "clock": None,
+        "worker": "w",
+        "limit": 2,
+        "queues": None,
+        "lease_ms": 1000,
+        "channel": pgstore.channel,
+        "config": None,
+        **start_columns([], []),
+        **finish_columns([], []),
+    }
+    probe = {"clock": None, "queues": None}
+    before = (await _blocks(pgstore, "exchange", claim), await _blocks(pgstore, "probe", probe))
+    backlog = [
+        NewJob(id=f"p{i}", command="true", max_retries=0, queue="p", priority=9)
+        for i in range(20_000)
+    ]
+    await pgstore.enqueue(backlog, now=now)
+    await pgstore.set_paused(["p"], paused=True)
+    async with pgstore._conn() as conn:
+        await conn.execute("ANALYZE jobs")
+    after = (await _blocks(pgstore, "exchange", claim), await _blocks(pgstore, "probe", probe))
+    for b, a in zip(before, after, strict=True):
+        assert a <= 2 * b + 30, (before, after)
+    got = await pgstore.exchange(worker_id="w", claim=2, now=now)
+    assert [c.job.id for c in got.claims] == ["q0", "q1"]

@@ -13,27 +13,62 @@
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 ins AS (
     INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                      run_at, next_run_at, created_at, updated_at)
+                      run_at, next_run_at, created_at, updated_at, unique_key)
     SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
            j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
            coalesce(c.now + j.delay_ms,
                     CASE WHEN j.next_run_at <= :now::bigint
                          THEN c.now - (:now::bigint - j.next_run_at)
                          ELSE j.next_run_at END),
-           c.now, c.now
+           c.now, c.now, j.unique_key
       FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
                   :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
-                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[])
+                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[],
+                  :unique_keys::text[])
            WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
-                                 run_at, next_run_at, delay_ms, ord)
+                                 run_at, next_run_at, delay_ms, unique_key, ord)
            CROSS JOIN c
      ORDER BY j.ord
     RETURNING 1
 )
 SELECT c.now, (SELECT count(*) FROM ins) AS n, nextval('queuectl_version') AS version FROM c;
 
+-- name: insert_jobs_new
+-- enqueue --skip-duplicates: a taken id or a held unique_key inserts nothing.
+-- One statement for the whole batch: all or none. On the server's clock: a delay
+-- counts from the server's now, and a job that is due when enqueued (by the
+-- caller's clock) is due as long on the server's; a start given as a time in the
+-- future is kept (it is real time, which the server's clock stands for).
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+ins AS (
+    INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
+                      run_at, next_run_at, created_at, updated_at, unique_key)
+    SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
+           j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
+           coalesce(c.now + j.delay_ms,
+                    CASE WHEN j.next_run_at <= :now::bigint
+                         THEN c.now - (:now::bigint - j.next_run_at)
+                         ELSE j.next_run_at END),
+           c.now, c.now, j.unique_key
+      FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
+                  :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
+                  :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[],
+                  :unique_keys::text[])
+           WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
+                                 run_at, next_run_at, delay_ms, unique_key, ord)
+           CROSS JOIN c
+     ORDER BY j.ord
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT c.now, ARRAY (SELECT id FROM ins) AS ids, nextval('queuectl_version') AS version FROM c;
+
 -- name: existing_ids
 SELECT id FROM jobs WHERE id = ANY (:ids::text[]);
+
+-- name: key_holders
+SELECT unique_key, id, state FROM jobs
+ WHERE unique_key = ANY (:keys::text[]) AND state IN ('pending', 'failed', 'processing');
 
 -- name: exchange
 -- The worker's hot path in one statement (one round trip, one transaction):
@@ -43,7 +78,7 @@ SELECT id FROM jobs WHERE id = ANY (:ids::text[]);
 -- The finishes' next states were decided by the caller from the stored config it
 -- passes as :config; if that config changed meanwhile, nothing is done (fresh is
 -- false) and the caller decides again with the config returned here.
-WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+WITH RECURSIVE c AS (SELECT queuectl_now_ms(:clock) AS now),
 cfg AS (SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) AS current FROM config),
 ok AS (SELECT :config::jsonb IS NULL OR (SELECT current FROM cfg) = :config::jsonb AS fresh),
 started AS (
@@ -117,14 +152,53 @@ counted AS (
     UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
      WHERE id = :worker AND EXISTS (SELECT 1 FROM finished)
 ),
+-- Runnable means indexed (DESIGN 17): the claim walks only the queues it may take
+-- jobs from. `waiting` lists the queues that have waiting jobs by a loose scan of
+-- jobs_runnable (queue, priority DESC, seq, next_run_at): one seek per queue.
+-- `open` keeps those this worker serves that are not paused (nor held by `pause
+-- --all`); `limited` gives each open limited queue its free slots
+-- (queuectl_queue_slots locks the queue's row, in name order, so the claims of a
+-- limited queue take turns, and counts its running jobs with a fresh snapshot).
+-- `candidates` takes the best due jobs of each open queue from the same index (due
+-- times checked on the index entries) and keeps the best :limit of them: a paused
+-- queue's backlog is never stepped over.
+all_paused AS (
+    SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
+),
+waiting AS (
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs AS j
+             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             ORDER BY j.queue LIMIT 1)
+      FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+),
+open AS (
+    SELECT w.queue FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+       AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
+       AND w.queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+       AND NOT (SELECT held FROM all_paused) AND (SELECT fresh FROM ok)
+),
+limited AS (
+    SELECT s.queue, queuectl_queue_slots(s.queue, s.lim, ARRAY (SELECT id FROM finished)) AS slots
+      FROM (SELECT queue, lim FROM queue_settings
+             WHERE lim IS NOT NULL AND :limit::int > 0 AND queue IN (SELECT queue FROM open)
+             ORDER BY queue OFFSET 0) AS s
+),
 candidates AS (
-    SELECT seq FROM jobs
-     WHERE state IN ('pending', 'failed') AND next_run_at <= (SELECT now FROM c)
-       AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
-       AND (SELECT fresh FROM ok)
-     ORDER BY priority DESC, seq
+    SELECT k.seq FROM open AS o
+      LEFT JOIN limited AS l ON l.queue = o.queue
+     CROSS JOIN LATERAL (
+        SELECT j.seq, j.priority FROM jobs AS j
+         WHERE j.queue = o.queue AND j.state IN ('pending', 'failed')
+           AND j.next_run_at <= (SELECT now FROM c)
+         ORDER BY j.priority DESC, j.seq
+         LIMIT greatest(least(coalesce(l.slots, :limit::int), :limit::int), 0)
+           FOR UPDATE OF j SKIP LOCKED) AS k
+     ORDER BY k.priority DESC, k.seq
      LIMIT :limit::int
-       FOR UPDATE SKIP LOCKED
 ),
 claimed AS (
     UPDATE jobs AS j
@@ -145,15 +219,24 @@ s AS (
            (SELECT now FROM c) AS server_now,
            ARRAY (SELECT id FROM finished) AS held,
            ARRAY (SELECT state FROM finished) AS held_states,
-           -- An attempt interrupted by a forced stop is claimable again at once:
-           -- tell the other workers.
+           -- An attempt interrupted by a forced stop is claimable again at once, and
+           -- a finished job of a limited queue frees a slot: tell the other workers.
            (SELECT count(pg_notify(:channel, 'j')) + count(nextval('queuectl_version'))
-              FROM (SELECT 1 FROM finished WHERE state = 'pending' LIMIT 1) AS x) AS woke,
-           CASE WHEN (SELECT count(*) FROM claimed) < :limit::int THEN
-               (SELECT min(next_run_at) FROM jobs
-                 WHERE state IN ('pending', 'failed') AND next_run_at > (SELECT now FROM c)
-                   AND next_run_at > 0  -- jobs_due
-                   AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))
+              FROM (SELECT 1 FROM finished AS d
+                     WHERE d.state = 'pending'
+                        OR EXISTS (SELECT 1 FROM queue_settings AS q
+                                    WHERE q.queue = d.queue AND q.lim IS NOT NULL)
+                     LIMIT 1) AS x) AS woke,
+           -- Held queues do not count: a worker must not keep waking up for jobs
+           -- it may not take.
+           CASE WHEN (SELECT count(*) FROM claimed) < :limit::int
+                     AND NOT (SELECT held FROM all_paused) THEN
+               (SELECT min((SELECT min(j.next_run_at) FROM jobs AS j
+                             WHERE j.queue = o.queue AND j.state IN ('pending', 'failed')
+                               AND j.next_run_at > (SELECT now FROM c)
+                               AND j.next_run_at > 0))  -- jobs_queue_waiting
+                  FROM open AS o
+                 WHERE o.queue NOT IN (SELECT queue FROM limited WHERE slots <= 0))
            END AS next_due
 )
 SELECT s.fresh, s.config, s.server_now, s.held, s.held_states, s.woke, s.next_due, claimed.*
@@ -195,7 +278,7 @@ UPDATE jobs SET lease_until = 0
 -- name: select_expired
 -- SKIP LOCKED: a row held by its worker's exchange is being finished right now.
 SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
-       a.started_at, queuectl_now_ms(:clock) AS server_now
+       a.started_at, a.log_path, queuectl_now_ms(:clock) AS server_now
   FROM jobs AS j
   LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
  WHERE j.state = 'processing' AND j.lease_until <= queuectl_now_ms(:clock)
@@ -344,13 +427,36 @@ SELECT state, sum(n)::bigint AS n, count(*) AS rows FROM job_counts
  GROUP BY state;
 
 -- name: probe
+-- A worker's idle poll and --burst: the jobs of a paused queue are not waited for
+-- (SPEC 7), and held queues (paused, or as busy as their limit) have nothing due.
+-- Per queue with waiting jobs (a loose scan of jobs_runnable), one seek of
+-- jobs_queue_waiting: a paused backlog is never walked.
+WITH RECURSIVE all_paused AS (
+    SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
+),
+waiting AS (
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs AS j
+             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             ORDER BY j.queue LIMIT 1)
+      FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+)
 SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
          WHERE state IN ('processing', 'failed')
-           AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[])))::bigint AS busy,
-       EXISTS (SELECT 1 FROM jobs
-                WHERE state IN ('pending', 'failed') AND next_run_at <= queuectl_now_ms(:clock)
-                  AND next_run_at > 0  -- jobs_due
-                  AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))) AS due,
+           AND (:queues::text[] IS NULL OR queue = ANY (:queues::text[]))
+           AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+           AND NOT (SELECT held FROM all_paused))::bigint AS busy,
+       EXISTS (SELECT 1 FROM waiting AS w
+                WHERE w.queue IS NOT NULL
+                  AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
+                  AND w.queue NOT IN (SELECT queue FROM queue_held)
+                  AND EXISTS (SELECT 1 FROM jobs AS j
+                               WHERE j.queue = w.queue AND j.state IN ('pending', 'failed')
+                                 AND j.next_run_at <= queuectl_now_ms(:clock)
+                                 AND j.next_run_at > 0))  -- jobs_queue_waiting
+           AND NOT (SELECT held FROM all_paused) AS due,
        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM queuectl_version) AS version;
 
 -- name: history
@@ -378,6 +484,12 @@ SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pg
             AND j.lease_until > queuectl_now_ms(:clock))
  ORDER BY a.job_id, a.attempt
    FOR UPDATE OF a SKIP LOCKED;
+
+-- name: keep_lost_output
+-- The tail of a lost attempt's output, read from its spool by a worker on its host.
+UPDATE attempts SET output = :output::bytea, output_size = :size::bigint
+ WHERE job_id = :id AND attempt = :attempt::int AND outcome = 'lost' AND output IS NULL
+RETURNING attempt;
 
 -- name: forget_strays
 UPDATE attempts AS a SET pgid = NULL
@@ -442,6 +554,60 @@ SELECT key, value FROM config;
 INSERT INTO config (key, value)
 SELECT * FROM unnest(:keys::text[], :values::text[])
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: queue_settings
+SELECT queue, paused, lim FROM queue_settings ORDER BY queue;
+
+-- name: queue_pause
+INSERT INTO queue_settings (queue, paused)
+SELECT q, true FROM unnest(:queues::text[]) AS q
+ON CONFLICT (queue) DO UPDATE SET paused = true;
+
+-- name: queue_resume
+-- A queue exists while it has jobs or settings: a row with none left goes. (Two
+-- changes to one row in one statement would keep only one: the rows are disjoint.)
+WITH gone AS (DELETE FROM queue_settings WHERE queue = ANY (:queues::text[]) AND lim IS NULL)
+UPDATE queue_settings SET paused = false
+ WHERE queue = ANY (:queues::text[]) AND lim IS NOT NULL;
+
+-- name: queue_resume_all
+WITH gone AS (DELETE FROM queue_settings WHERE lim IS NULL)
+UPDATE queue_settings SET paused = false WHERE lim IS NOT NULL;
+
+-- name: queue_limit
+INSERT INTO queue_settings (queue, lim) VALUES (:queue, :lim::int)
+ON CONFLICT (queue) DO UPDATE SET lim = excluded.lim;
+
+-- name: queue_unlimit
+WITH gone AS (DELETE FROM queue_settings WHERE queue = :queue AND NOT paused)
+UPDATE queue_settings SET lim = NULL WHERE queue = :queue AND paused;
+
+-- name: queue_counts
+SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
+
+-- name: due_ahead
+-- `why`: is a due job of an open queue claimed before this one (a higher priority,
+-- or equal and older)? Per queue with waiting jobs, a seek of jobs_runnable.
+WITH RECURSIVE me AS (SELECT priority, seq FROM jobs WHERE id = :id),
+waiting AS (
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs AS j
+             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             ORDER BY j.queue LIMIT 1)
+      FROM waiting AS w
+     WHERE w.queue IS NOT NULL
+)
+SELECT EXISTS (
+    SELECT 1 FROM waiting AS w, me
+     WHERE w.queue IS NOT NULL
+       AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
+       AND w.queue NOT IN (SELECT queue FROM queue_held)
+       AND EXISTS (SELECT 1 FROM jobs AS j
+                    WHERE j.queue = w.queue AND j.state IN ('pending', 'failed')
+                      AND j.next_run_at <= queuectl_now_ms(:clock)
+                      AND (j.priority > me.priority
+                           OR (j.priority = me.priority AND j.seq < me.seq)))) AS ahead;
 
 -- Reads of the web dashboard and /metrics (backends/postgres_web.py).
 

@@ -6,8 +6,19 @@
 -- Positional, in this order: binding eleven names per row costs more than the insert.
 -- Every insert is counted by add_pending_counts in the same transaction (no trigger).
 INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                  run_at, next_run_at, created_at, updated_at)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  run_at, next_run_at, created_at, updated_at, unique_key)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_job_new
+-- enqueue --skip-duplicates: a taken id or a held unique_key inserts nothing.
+INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
+                  run_at, next_run_at, created_at, updated_at, unique_key)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: key_holder
+SELECT id, state FROM jobs
+ WHERE unique_key = :key AND state IN ('pending', 'failed', 'processing');
 
 -- name: add_pending_counts
 INSERT INTO job_counts (queue, state, n) VALUES (:queue, 'pending', :n)
@@ -19,52 +30,163 @@ SELECT 1 FROM jobs WHERE id = :id;
 -- name: claim_any
 -- One statement takes up to :limit due jobs, highest priority first and, among
 -- equals, the oldest (SPEC: ties run oldest first); the jobs_claimed trigger opens
--- each attempt row. Pending jobs come from jobs_claim_pending, already in claim
--- order (a claim reads :limit entries); due retries from jobs_retry_due, so the
--- failed jobs still waiting are never walked. INDEXED BY: left to itself the
--- planner seeks jobs_by_state and sorts every runnable job on each claim.
+-- each attempt row. Runnable means indexed (DESIGN 17): the claim walks only the
+-- queues it may take jobs from. `open` lists them from job_counts (a few rows): not
+-- paused, not at their limit, not held by `pause --all`, each with its free slots.
+-- `walk` merges their pending jobs in claim order: it seeds one job per open queue
+-- from jobs_claim_pending (queue, priority DESC, seq, next_run_at), then keeps
+-- taking the best row (ORDER BY in a recursive CTE makes its queue a priority
+-- queue) and seeking that queue's next due job, until :limit rows. So a paused
+-- queue's backlog is never stepped over, and a delayed job is skipped on its index
+-- entry. Due retries come from jobs_retry_due, so the failed jobs still waiting are
+-- never walked. A limited queue gives no more jobs than it has free slots.
+-- SQLite runs one writer at a time, so the counts read here are exact.
+WITH RECURSIVE
+open (queue, slots) AS (
+    SELECT c.queue, coalesce((SELECT s.slots FROM queue_slots AS s WHERE s.queue = c.queue),
+                             :limit)
+      FROM job_counts AS c
+     WHERE c.state = 'pending' AND c.n > 0
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+),
+walk (queue, slots, priority, seq, n) AS (
+    SELECT o.queue, o.slots, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending'
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+     WHERE o.slots > 0
+    UNION ALL
+    SELECT w.queue, w.slots, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < w.slots
+     ORDER BY 3 DESC, 4
+     LIMIT :limit
+),
+cand (priority, seq, queue) AS (
+    SELECT priority, seq, queue FROM walk
+    UNION ALL
+    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_retry_due
+                    WHERE state = 'failed' AND next_run_at <= :now
+                      AND queue NOT IN queue_held
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+                    ORDER BY priority DESC, seq LIMIT :limit)
+)
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM (
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
-                                   WHERE state = 'pending' AND next_run_at <= :now
-                                   ORDER BY priority DESC, seq LIMIT :limit)
-                   UNION ALL
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
-                                   WHERE state = 'failed' AND next_run_at <= :now
-                                   ORDER BY priority DESC, seq LIMIT :limit))
+ WHERE seq IN (SELECT seq FROM (SELECT priority, seq, queue,
+                                       row_number() OVER (PARTITION BY queue
+                                                          ORDER BY priority DESC, seq) AS rn
+                                  FROM cand) AS k
+                WHERE rn <= coalesce((SELECT slots FROM queue_slots AS q
+                                       WHERE q.queue = k.queue), :limit)
                 ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
 -- name: claim_queues
+WITH RECURSIVE
+open (queue, slots) AS (
+    SELECT c.queue, coalesce((SELECT s.slots FROM queue_slots AS s WHERE s.queue = c.queue),
+                             :limit)
+      FROM job_counts AS c
+     WHERE c.state = 'pending' AND c.n > 0
+       AND c.queue IN (SELECT value FROM json_each(:queues))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+),
+walk (queue, slots, priority, seq, n) AS (
+    SELECT o.queue, o.slots, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending'
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+     WHERE o.slots > 0
+    UNION ALL
+    SELECT w.queue, w.slots, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < w.slots
+     ORDER BY 3 DESC, 4
+     LIMIT :limit
+),
+cand (priority, seq, queue) AS (
+    SELECT priority, seq, queue FROM walk
+    UNION ALL
+    SELECT * FROM (SELECT priority, seq, queue FROM jobs INDEXED BY jobs_retry_due
+                    WHERE state = 'failed' AND next_run_at <= :now
+                      AND queue IN (SELECT value FROM json_each(:queues))
+                      AND queue NOT IN queue_held
+                      AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+                    ORDER BY priority DESC, seq LIMIT :limit)
+)
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM (
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
-                                   WHERE state = 'pending' AND next_run_at <= :now
-                                     AND queue IN (SELECT value FROM json_each(:queues))
-                                   ORDER BY priority DESC, seq LIMIT :limit)
-                   UNION ALL
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
-                                   WHERE state = 'failed' AND next_run_at <= :now
-                                     AND queue IN (SELECT value FROM json_each(:queues))
-                                   ORDER BY priority DESC, seq LIMIT :limit))
+ WHERE seq IN (SELECT seq FROM (SELECT priority, seq, queue,
+                                       row_number() OVER (PARTITION BY queue
+                                                          ORDER BY priority DESC, seq) AS rn
+                                  FROM cand) AS k
+                WHERE rn <= coalesce((SELECT slots FROM queue_slots AS q
+                                       WHERE q.queue = k.queue), :limit)
                 ORDER BY priority DESC, seq
                 LIMIT :limit)
 RETURNING *;
 
 -- name: next_due_any
--- INDEXED BY (here and below): jobs_due answers in one step where jobs_by_state
--- would read every waiting job.
-SELECT min(next_run_at) FROM jobs INDEXED BY jobs_due WHERE state IN ('pending', 'failed');
+-- When the next job this worker may take falls due: per open queue, one seek of
+-- jobs_queue_waiting and of jobs_retry_due (held queues do not count: a worker
+-- must not keep waking up for jobs it may not take).
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT min(t) FROM (
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
+             WHERE queue = o.queue AND state = 'pending') AS t
+      FROM open AS o
+    UNION ALL
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_retry_due
+             WHERE state = 'failed' AND queue IN open));
 
 -- name: next_due_queues
-SELECT next_run_at FROM jobs INDEXED BY jobs_due
- WHERE state IN ('pending', 'failed') AND queue IN (SELECT value FROM json_each(:queues))
- ORDER BY next_run_at LIMIT 1;
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue IN (SELECT value FROM json_each(:queues))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT min(t) FROM (
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
+             WHERE queue = o.queue AND state = 'pending') AS t
+      FROM open AS o
+    UNION ALL
+    SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_retry_due
+             WHERE state = 'failed' AND queue IN open));
 
 -- name: record_start
 UPDATE attempts
@@ -145,7 +267,7 @@ UPDATE jobs SET lease_until = 0
 
 -- name: select_expired
 SELECT j.id, j.claims, j.attempts, j.max_retries, j.worker_id, a.host, a.pgid, a.proc_start,
-       a.started_at
+       a.started_at, a.log_path
   FROM jobs AS j
   LEFT JOIN attempts AS a ON a.job_id = j.id AND a.attempt = j.claims
  WHERE j.state = 'processing' AND j.lease_until IS NOT NULL AND j.lease_until <= :now;
@@ -171,6 +293,12 @@ SELECT a.job_id, a.attempt, j.attempts, j.max_retries, a.worker_id, a.host, a.pg
    AND (a.finished_at IS NULL OR a.outcome = 'lost')
    AND NOT (j.state = 'processing' AND j.claims = a.attempt AND j.lease_until > :now)
  ORDER BY a.job_id, a.attempt;
+
+-- name: keep_lost_output
+-- The tail of a lost attempt's output, read from its spool by a worker on its host.
+UPDATE attempts SET output = :output, output_size = :size
+ WHERE job_id = :id AND attempt = :attempt AND outcome = 'lost' AND output IS NULL
+RETURNING attempt;
 
 -- name: forget_stray
 UPDATE attempts SET pgid = NULL WHERE job_id = :id AND attempt = :token;
@@ -230,13 +358,48 @@ SELECT state, sum(n) AS n FROM job_counts
  WHERE queue IN (SELECT value FROM json_each(:queues)) GROUP BY state;
 
 -- name: due_any
-SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_due
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now);
+-- A worker's idle poll and --burst: jobs of held queues are not "due" for it.
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT EXISTS (SELECT 1 FROM open AS o
+                WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_queue_waiting
+                               WHERE queue = o.queue AND state = 'pending'
+                                 AND next_run_at <= :now))
+    OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_retry_due
+                WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
 
 -- name: due_queues
-SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_due
-                WHERE state IN ('pending', 'failed') AND next_run_at <= :now
-                  AND queue IN (SELECT value FROM json_each(:queues)));
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND c.queue IN (SELECT value FROM json_each(:queues))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT EXISTS (SELECT 1 FROM open AS o
+                WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_queue_waiting
+                               WHERE queue = o.queue AND state = 'pending'
+                                 AND next_run_at <= :now))
+    OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_retry_due
+                WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
+
+-- name: busy_any
+-- --burst does not wait for the jobs of a paused queue (SPEC 7).
+SELECT coalesce(sum(n), 0) FROM job_counts
+ WHERE state IN ('processing', 'failed')
+   AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
+
+-- name: busy_queues
+SELECT coalesce(sum(n), 0) FROM job_counts
+ WHERE state IN ('processing', 'failed')
+   AND queue IN (SELECT value FROM json_each(:queues))
+   AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
+   AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused);
 
 -- name: history
 SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, exit_code, signal,
@@ -295,6 +458,63 @@ SELECT id FROM (SELECT id, state FROM jobs WHERE id >= :lo AND id < :hi ORDER BY
  WHERE state = :state
  LIMIT :limit;
 
+-- name: queue_settings
+SELECT queue, paused, lim FROM queue_settings ORDER BY queue;
+
+-- name: queue_pause
+INSERT INTO queue_settings (queue, paused) VALUES (:queue, 1)
+ON CONFLICT (queue) DO UPDATE SET paused = 1;
+
+-- name: queue_resume
+UPDATE queue_settings SET paused = 0 WHERE queue = :queue;
+
+-- name: queue_resume_all
+UPDATE queue_settings SET paused = 0 WHERE paused;
+
+-- name: queue_limit
+INSERT INTO queue_settings (queue, lim) VALUES (:queue, :lim)
+ON CONFLICT (queue) DO UPDATE SET lim = excluded.lim;
+
+-- name: queue_prune
+-- A queue exists while it has jobs or settings: a row with none left goes.
+DELETE FROM queue_settings WHERE NOT paused AND lim IS NULL;
+
+-- name: queue_counts
+-- Jobs per queue and state, from the counters (one row per pair).
+SELECT queue, state, n FROM job_counts WHERE n <> 0;
+
+-- name: queue_exists
+SELECT EXISTS (SELECT 1 FROM job_counts WHERE queue = :queue AND n <> 0)
+    OR EXISTS (SELECT 1 FROM queue_settings WHERE queue = :queue);
+
+-- name: due_ahead
+-- `why`: is a due job of an open queue (among :queues) claimed before this one (a
+-- higher priority, or equal and older)? One seek per open queue of
+-- jobs_claim_pending, and a look at the due retries.
+WITH open (queue) AS (
+    SELECT c.queue FROM job_counts AS c
+     WHERE c.state IN ('pending', 'failed') AND c.n > 0
+       AND (:queues IS NULL OR c.queue IN (SELECT value FROM json_each(:queues)))
+       AND c.queue NOT IN queue_held
+       AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused)
+)
+SELECT EXISTS (
+    SELECT 1 FROM open AS o
+     WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
+                    WHERE queue = o.queue AND state = 'pending' AND priority > :priority
+                      AND next_run_at <= :now)
+        OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
+                    WHERE queue = o.queue AND state = 'pending' AND priority = :priority
+                      AND seq < :seq AND next_run_at <= :now))
+    OR EXISTS (
+    SELECT 1 FROM jobs INDEXED BY jobs_retry_due
+     WHERE state = 'failed' AND next_run_at <= :now
+       AND (priority > :priority OR (priority = :priority AND seq < :seq))
+       AND queue IN open);
+
+-- name: job_order
+SELECT priority, seq FROM jobs WHERE id = :id;
+
 -- Reads of the web dashboard and /metrics (backends/sqlite_web.py).
 
 -- name: web_page
@@ -331,9 +551,16 @@ SELECT queue, state, n FROM job_counts;
 SELECT minute, outcome, n FROM finished_minutes WHERE minute >= :since;
 
 -- name: web_oldest_due
--- Walks jobs_due in time order up to the first job of the queue.
-SELECT next_run_at FROM jobs INDEXED BY jobs_due
- WHERE state IN ('pending', 'failed') AND next_run_at <= :now AND queue = :queue
+-- One seek per state: jobs_queue_waiting for the pending jobs, jobs_retry_due for
+-- the retries (a queue's due backlog of another queue is never walked).
+SELECT next_run_at FROM (
+    SELECT * FROM (SELECT next_run_at FROM jobs INDEXED BY jobs_queue_waiting
+                    WHERE state = 'pending' AND queue = :queue AND next_run_at <= :now
+                    ORDER BY next_run_at LIMIT 1)
+    UNION ALL
+    SELECT * FROM (SELECT next_run_at FROM jobs INDEXED BY jobs_retry_due
+                    WHERE state = 'failed' AND next_run_at <= :now AND queue = :queue
+                    ORDER BY next_run_at LIMIT 1))
  ORDER BY next_run_at LIMIT 1;
 
 -- name: web_finished_totals
