@@ -1,4 +1,4 @@
-"""The HTML pages: overview, jobs, one job, dead-letter queue, workers, and the streams.
+"""The HTML pages: overview, jobs, one job, dead-letter queue, workers, schedules, streams.
 
 Each page has one live fragment (``_*.html``) that ``static/app.js`` fetches again
 when the poller's generation moves; the page and its fragment come from the same
@@ -111,6 +111,7 @@ async def _job_list(request: Request, *, dead: bool) -> dict[str, Any]:
         "exact": exact,
         "queue_names": list(await web.queue.queue_counts()),
         "columns": words.JOB_COLUMNS,
+        "self_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
 
 
@@ -176,6 +177,20 @@ async def workers(request: Request) -> Response:
         }
 
     return await web.page(request, "workers.html", "_workers.html", context, title="Workers")
+
+
+async def schedules(request: Request) -> Response:
+    web = web_of(request)
+
+    async def context() -> dict[str, Any]:
+        found = await web.queue.schedules.list()
+        now = web.queue.clock()
+        return {
+            "schedules": [words.schedule_row(s, now) for s in found],
+            "columns": words.SCHEDULE_COLUMNS,
+        }
+
+    return await web.page(request, "schedules.html", "_schedules.html", context, title="Schedules")
 
 
 def _sse(data: str, event: str | None = None) -> str:
@@ -273,5 +288,6 @@ def routes() -> list[Route]:
         Route("/jobs/{job_id:path}", job),
         Route("/dlq", dlq),
         Route("/workers", workers),
+        Route("/schedules", schedules),
         Route("/events", events),
     ]
