@@ -197,7 +197,13 @@ async def perform(request: Request) -> Response:
         if wants_json:
             return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
         response: Response = RedirectResponse(_back(form), status_code=303)
-        flash_cookie(response, f"Error: {exc}; nothing was changed.")
+        said = str(exc)
+        flash_cookie(
+            response,
+            f"Error: {said}."
+            if "nothing was changed" in said
+            else f"Error: {said}; nothing was changed.",
+        )
         return response
     log.info("web action %s: %s (client %s)", name, ",".join(ids) or "-", _client(request))
     if wants_json:

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import WorkerProcess, run_cli, run_worker, wait_for
+from tests.helpers import (
+    WorkerProcess,
+    pid_alive,
+    run_cli,
+    run_worker,
+    wait_for,
+    wait_for_file,
+)
 from tests.web.conftest import WebProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -108,6 +115,33 @@ def test_a_dead_job_is_retried_with_its_button(db: str, web_process: Any, page: 
     page.wait_for_selector("p.flash:has-text('1 job(s) moved back to pending.')")
     assert '"state": "pending"' in run_cli(db, "show", "doomed", "--json").stdout
     assert page.locator("tr[data-id='doomed']").count() == 0
+
+
+def test_a_running_job_is_cancelled_with_its_button(
+    db: str, web_process: Any, page: Any, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    command = f"echo $$ > {pid_file}; echo started; exec sleep 300"
+    enqueue(db, "-c", command, "--id", "stop-me")
+    web: WebProcess = web_process(db)
+    with WorkerProcess(db, "--count", "1"):
+        pid = int(wait_for_file(pid_file))
+        assert pid_alive(pid)
+        page.goto(f"{web.url}/jobs/stop-me")
+        page.wait_for_selector("#live-output:has-text('started')")
+        page.wait_for_selector("#live-state:has-text('●')")
+        page.evaluate("window.__stayed = true")
+        page.click("button[data-action='cancel']")
+        # The answer comes back within the short wait, in place; the job page shows
+        # the end live.
+        page.wait_for_selector("#action-message:has-text('cancel')", timeout=20_000)
+        page.wait_for_selector("span.state-cancelled", timeout=20_000)
+        wait_for(lambda: not pid_alive(pid), timeout=20)
+        assert '"state": "cancelled"' in run_cli(db, "show", "stop-me", "--json").stdout
+        page.wait_for_selector("span.result-cancelled", timeout=20_000)
+        assert page.locator("button[data-action='cancel']").count() == 0
+        assert page.locator("button[data-action='retry']").count() == 1
+        assert page.evaluate("window.__stayed") is True  # never reloaded
 
 
 def test_script_in_a_command_and_its_output_is_shown_as_text(
