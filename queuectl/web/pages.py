@@ -24,7 +24,7 @@ from queuectl.models import JobState
 from queuectl.queue import cut_notice
 from queuectl.web import chart, words
 from queuectl.web.app import BadRequest, web_of
-from queuectl.web.live import CLOSE, FOLLOW_POLL_S, read_snapshot
+from queuectl.web.live import CLOSE, FOLLOW_POLL_S, WATCHES, read_snapshot
 
 #: Jobs per page of the jobs and dead-letter lists.
 PAGE_SIZE = 50
@@ -188,6 +188,7 @@ async def schedules(request: Request) -> Response:
         return {
             "schedules": [words.schedule_row(s, now) for s in found],
             "columns": words.SCHEDULE_COLUMNS,
+            "watch": "schedules",
         }
 
     return await web.page(request, "schedules.html", "_schedules.html", context, title="Schedules")
@@ -199,11 +200,17 @@ def _sse(data: str, event: str | None = None) -> str:
 
 
 async def events(request: Request) -> Response:
-    """The page's event stream: one message per poller generation, keep-alives between."""
+    """The page's event stream: one message per poller generation, keep-alives between.
+
+    ``?watch=schedules`` (the schedules page) has the poller watch the schedules too.
+    """
     hub = web_of(request).hub
+    watch = request.query_params.get("watch") or None
+    if watch is not None and watch not in WATCHES:
+        raise BadRequest(f"unknown watch {watch!r}; choose one of {', '.join(sorted(WATCHES))}")
 
     async def stream() -> AsyncIterator[str]:
-        async with hub.subscribe() as inbox:
+        async with hub.subscribe(watch) as inbox:
             yield "retry: 2000\n\n"
             while True:
                 try:

@@ -144,6 +144,8 @@ async def test_schedules_page_and_its_actions(
     empty = await client.get("/schedules")
     assert empty.status_code == 200 and "no schedules" in empty.text
     assert 'href="/schedules" aria-current="page"' in empty.text
+    assert 'data-watch="schedules"' in empty.text  # its stream has the poller watch them
+    assert (await client.get("/events?watch=everything")).status_code == 400
     await queue.schedules.add("nightly", "0 3 * * *", {"command": "backup.sh --all"}, tz="UTC")
     page = (await client.get("/schedules")).text
     head = page.split("<thead>", 1)[1].split("</thead>", 1)[0]

@@ -53,7 +53,8 @@
 
   function connect() {
     if (!window.EventSource) { startPolling(); return; }
-    var source = new EventSource("/events");
+    var watch = document.body.getAttribute("data-watch");
+    var source = new EventSource("/events" + (watch ? "?watch=" + encodeURIComponent(watch) : ""));
     source.onopen = function () { setState("●", "live updates: connected"); };
     source.onmessage = function (event) {
       try { onSnapshot(JSON.parse(event.data)); } catch (e) { /* ignore a bad event */ }
