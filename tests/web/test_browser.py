@@ -189,6 +189,8 @@ def test_screenshots_for_the_readme(web_process: Any, page: Any) -> None:
     assert run_worker(db, "--count", "3").returncode == 0
     enqueue(db, "-c", "sleep 60", "--id", "nightly-backup", "--queue", "ops")
     enqueue(db, "-c", "echo later", "--delay", "3600", "--queue", "reports")
+    enqueue(db, "-c", "echo stale report", "--id", "old-report", "--queue", "reports")
+    assert run_cli(db, "cancel", "old-report").returncode == 0
     web: WebProcess = web_process(db)
     page.set_viewport_size({"width": 1100, "height": 760})
     page.goto(web.url + "/")
