@@ -205,6 +205,7 @@ async def perform(request: Request) -> Response:
             else f"Error: {said}; nothing was changed.",
         )
         return response
+    web.hub.forget()
     log.info("web action %s: %s (client %s)", name, ",".join(ids) or "-", _client(request))
     if wants_json:
         return JSONResponse({"action": name, "ids": ids, "message": message})

@@ -191,6 +191,11 @@ class Hub:
                 inbox.get_nowait()  # a slow page only needs the newest event
             inbox.put_nowait(event)
 
+    def forget(self) -> None:
+        """Drop the rendered fragments: a change was made here (an action), and the
+        page that made it fetches its fragment at once, before the poller sees it."""
+        self._cache.clear()
+
     async def cached(self, key: str, produce: Callable[[], Awaitable[bytes]]) -> bytes:
         """``produce()`` once per generation and key while the poller runs.
 

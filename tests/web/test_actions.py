@@ -182,6 +182,12 @@ async def test_cancel_of_a_running_job_stops_its_process(
     with WorkerProcess(db, "--count", "1"):
         pid = int(wait_for_file(pid_file))
         wait_for(lambda: pid_alive(pid))
+        # rm of a running job: refused with the way out, nothing changed.
+        refused = await client.post("/actions/rm", data={"id": "long"}, headers=JSON)
+        assert refused.status_code == 409
+        assert refused.json()["error"].startswith("job 'long' is running: cancel it first")
+        page = (await client.get("/jobs/long")).text
+        assert "is running: cancel it first" in page and 'data-action="rm-confirm"' not in page
         started = time.monotonic()
         answer = await client.post(
             "/actions/cancel", data={"id": "long", "state": "processing"}, headers=JSON

@@ -144,6 +144,18 @@ def test_a_running_job_is_cancelled_with_its_button(
         assert page.evaluate("window.__stayed") is True  # never reloaded
 
 
+def test_a_job_is_removed_after_the_page_asks_again(db: str, web_process: Any, page: Any) -> None:
+    enqueue(db, "-c", "true", "--id", "unwanted")
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/jobs/unwanted")
+    assert not page.is_visible("button[data-action='rm-confirm']")  # asked first
+    page.click("summary[data-action='rm']")
+    page.click("button[data-action='rm-confirm']")
+    page.wait_for_url(f"{web.url}/jobs")
+    page.wait_for_selector("p.flash:has-text('1 job(s) removed.')")
+    assert run_cli(db, "show", "unwanted").returncode == 1
+
+
 def test_script_in_a_command_and_its_output_is_shown_as_text(
     db: str, web_process: Any, page: Any
 ) -> None:
