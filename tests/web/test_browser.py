@@ -7,6 +7,7 @@ tests also save the README's pictures (docs/web-overview.png, docs/web-job.png).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -154,6 +155,31 @@ def test_a_job_is_removed_after_the_page_asks_again(db: str, web_process: Any, p
     page.wait_for_url(f"{web.url}/jobs")
     page.wait_for_selector("p.flash:has-text('1 job(s) removed.')")
     assert run_cli(db, "show", "unwanted").returncode == 1
+
+
+def test_schedules_are_paused_with_a_button_and_follow_the_cli_live(
+    db: str, web_process: Any, page: Any
+) -> None:
+    for name in ("nightly", "hourly"):
+        added = run_cli(db, "schedule", "add", name, "--cron", "0 3 * * *", "-c", "true")
+        assert added.returncode == 0, added.stderr
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/schedules")
+    page.wait_for_selector("#live-state:has-text('●')")
+    page.evaluate("window.__stayed = true")
+    page.click("tr[data-name='nightly'] button[data-action='pause']")
+    page.wait_for_selector("#action-message:has-text('paused schedule nightly')")
+    page.wait_for_selector("tr[data-name='nightly'] span.paused")
+    assert cli_json_paused(db) == {"nightly": True, "hourly": False}
+    # A change made elsewhere shows too, without a reload.
+    assert run_cli(db, "schedule", "pause", "hourly").returncode == 0
+    page.wait_for_selector("tr[data-name='hourly'] span.paused", timeout=5000)
+    assert page.evaluate("window.__stayed") is True
+
+
+def cli_json_paused(db: str) -> dict[str, bool]:
+    listed = json.loads(run_cli(db, "schedule", "list", "--json").stdout)
+    return {s["name"]: s["paused"] for s in listed}
 
 
 def test_script_in_a_command_and_its_output_is_shown_as_text(
