@@ -98,6 +98,12 @@ async def test_stale_unknown_and_refused_actions_change_nothing(
     )
     # The store's own rules: a pending job cannot be retried (409), nor a completed one
     # cancelled; an unknown id is 404, all or nothing.
+    await client.post("/actions/retry", data={"id": "j1", "next": "/jobs"})
+    said = (await client.get("/jobs")).text
+    assert (
+        "Error: job &#39;j1&#39; is pending: only dead, cancelled and failed jobs can be"
+        " retried; nothing was changed.</p>" in said
+    )
     refused = await client.post("/actions/retry", data={"id": "j1"}, headers=JSON)
     assert refused.status_code == 409 and "only dead, cancelled and failed" in refused.text
     unknown = await client.post("/actions/cancel", data={"id": ["j1", "nope"]},
