@@ -5,8 +5,12 @@ An action is a function from the form to ``(ids, message)`` registered in
 ids, client address), then redirects a browser back to where it came from with
 the message (or the error: a stale action changes nothing and says why), or
 answers a script with JSON. The gate (``security``) has already refused
-cross-site and read-only POSTs. cancel, retry, rm, queue pause/resume/limit and
-schedule actions register here the same way once the queue has them.
+cross-site and read-only POSTs.
+
+A job action may carry, per id, the state the page showed (``state``): when the
+job has moved on since (a stale page), nothing is done and the message says so
+(409 for a script). The store still decides each change itself, in one
+transaction, so the check only adds a clear word before the store's own rules.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from queuectl.exceptions import QueueCtlError
+from queuectl.clock import to_iso
+from queuectl.exceptions import InvalidTransition, QueueCtlError
 from queuectl.models import JobState
 from queuectl.queue import Queue
 from queuectl.web.app import BadRequest, flash_cookie, status_of, web_of
@@ -30,6 +35,9 @@ Form = list[tuple[str, str]]
 Action = Callable[[Queue, Form], Awaitable[tuple[list[str], str]]]
 #: Ids per ``dlq retry`` call when retrying every dead job of a filter.
 _RETRY_CHUNK = 500
+#: Seconds a cancel of a running job waits for its worker to confirm; the live
+#: page shows the end when it comes later.
+CANCEL_WAIT_S = 2.0
 
 
 def _ids(form: Form) -> list[str]:
@@ -41,6 +49,84 @@ def _ids(form: Form) -> list[str]:
 
 def _field(form: Form, name: str) -> str | None:
     return next((v for k, v in form if k == name and v), None)
+
+
+async def _fresh_ids(queue: Queue, form: Form) -> list[str]:
+    """The named ids, refused (nothing done) if one is no longer in the state shown."""
+    ids = _ids(form)
+    shown = [v for k, v in form if k == "state"]
+    if shown and len(shown) != len(ids):
+        raise BadRequest("give one state per id, or none")
+    for job_id, state in zip(ids, shown, strict=False):
+        now = (await queue.get(job_id)).state.value
+        if now != state:
+            raise InvalidTransition(
+                f"job {job_id!r} is {now} now, not {state} as the page showed;"
+                " look again before acting"
+            )
+    return ids
+
+
+def _name(form: Form) -> str:
+    name = _field(form, "name")
+    if name is None:
+        raise BadRequest("no schedule named: give its name")
+    return name
+
+
+async def cancel(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``cancel ID...``: waiting jobs at once; running ones once their worker confirms.
+
+    The request is written at once (``request_cancel`` inside ``Queue.cancel``); the
+    answer waits at most ``CANCEL_WAIT_S`` for the worker, and the live page shows
+    the end if it comes later.
+    """
+    ids = await _fresh_ids(queue, form)
+    report = await queue.cancel(ids, wait_s=CANCEL_WAIT_S)
+    parts = [f"{len(report.cancelled)} job(s) cancelled."]
+    if report.running:
+        parts.append(
+            f"Still stopping: {', '.join(report.running)} (the cancel stays requested;"
+            " this page shows when it ends)."
+        )
+    parts.extend(
+        f"Job {job_id!r} was {state.value} before the cancel reached it."
+        for job_id, state in report.not_cancelled.items()
+    )
+    return ids, " ".join(parts)
+
+
+async def retry(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``retry ID...``: dead and cancelled jobs start over, failed ones run now."""
+    plan = await queue.retry(await _fresh_ids(queue, form))
+    return plan.ids, f"{len(plan.ids)} job(s) moved back to pending."
+
+
+async def remove(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``rm ID...``: jobs with their attempts and output; a running job is refused."""
+    done = await queue.remove(await _fresh_ids(queue, form))
+    return done, f"{len(done)} job(s) removed."
+
+
+async def schedule_pause(queue: Queue, form: Form) -> tuple[list[str], str]:
+    name = _name(form)
+    await queue.schedules.pause(name)
+    return [name], f"paused schedule {name}"
+
+
+async def schedule_resume(queue: Queue, form: Form) -> tuple[list[str], str]:
+    name = _name(form)
+    await queue.schedules.resume(name)
+    resumed = await queue.schedules.get(name)
+    return [
+        name
+    ], f"resumed schedule {name}; next fire at {to_iso(resumed.next_fire_at) or 'never'}"
+
+
+async def schedule_run(queue: Queue, form: Form) -> tuple[list[str], str]:
+    name = _name(form)
+    job_id = await queue.schedules.run(name)
+    return [name, job_id], f"schedule {name} made job {job_id}"
 
 
 async def retry_dead(queue: Queue, form: Form) -> tuple[list[str], str]:
@@ -72,6 +158,12 @@ async def retry_dead_matching(queue: Queue, form: Form) -> tuple[list[str], str]
 
 
 ACTIONS: dict[str, Action] = {
+    "cancel": cancel,
+    "retry": retry,
+    "rm": remove,
+    "schedule-pause": schedule_pause,
+    "schedule-resume": schedule_resume,
+    "schedule-run": schedule_run,
     "retry-dead": retry_dead,
     "retry-dead-matching": retry_dead_matching,
 }
@@ -105,8 +197,15 @@ async def perform(request: Request) -> Response:
         if wants_json:
             return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
         response: Response = RedirectResponse(_back(form), status_code=303)
-        flash_cookie(response, f"Error: {exc}; nothing was changed.")
+        said = str(exc)
+        flash_cookie(
+            response,
+            f"Error: {said}."
+            if "nothing was changed" in said
+            else f"Error: {said}; nothing was changed.",
+        )
         return response
+    web.hub.forget()
     log.info("web action %s: %s (client %s)", name, ",".join(ids) or "-", _client(request))
     if wants_json:
         return JSONResponse({"action": name, "ids": ids, "message": message})

@@ -25,7 +25,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from queuectl.clock import now_ms
-from queuectl.exceptions import BackendError, InvalidTransition, JobNotFound, QueueCtlError
+from queuectl.exceptions import (
+    BackendError,
+    DuplicateJob,
+    InvalidTransition,
+    JobNotFound,
+    QueueCtlError,
+    ScheduleNotFound,
+)
 from queuectl.models import JobState
 from queuectl.queue import Queue
 from queuectl.web.live import Hub
@@ -36,6 +43,12 @@ log = logging.getLogger("queuectl.web")
 HERE = Path(__file__).parent
 FLASH = "queuectl_flash"
 FRAGMENT_HEADER = "x-queuectl-fragment"
+
+
+#: States whose jobs get a cancel button, and a retry button (the rules of
+#: ``backends.operations``; the store decides again when the button is pressed).
+CANCELLABLE = frozenset({"pending", "failed", "processing"})
+RETRYABLE = frozenset({"dead", "cancelled", "failed"})
 
 
 class BadRequest(QueueCtlError):
@@ -95,11 +108,11 @@ def flash_cookie(response: Response, message: str) -> None:
 def status_of(exc: BaseException) -> int:
     if isinstance(exc, HTTPException):
         return exc.status_code
-    if isinstance(exc, JobNotFound):
+    if isinstance(exc, JobNotFound | ScheduleNotFound):
         return 404
     if isinstance(exc, BackendError):
         return 503
-    if isinstance(exc, InvalidTransition):
+    if isinstance(exc, InvalidTransition | DuplicateJob):
         return 409
     if isinstance(exc, QueueCtlError):
         return 400
@@ -172,6 +185,8 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals["states"] = [s.value for s in JobState]
+    env.globals["cancellable"] = CANCELLABLE
+    env.globals["retryable"] = RETRYABLE
     return env
 
 

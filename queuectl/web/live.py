@@ -32,6 +32,9 @@ POLL_S = 1.0
 FOLLOW_POLL_S = 2.0
 #: The event that tells a page's stream to end (the server is stopping).
 CLOSE = "close"
+#: What a page may ask the poller to watch besides counts and workers (read only
+#: while such a page is open): the schedules page watches the schedules.
+WATCHES = frozenset({"schedules"})
 #: Rendered fragments kept for the current generation.
 _CACHE_SIZE = 64
 
@@ -71,6 +74,8 @@ class Hub:
         self.reads = 0
         self._key: object = None
         self._subscribers: set[asyncio.Queue[str]] = set()
+        #: Open streams per extra watch (``WATCHES``).
+        self._watching: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._cache: OrderedDict[tuple[int, str], asyncio.Future[bytes]] = OrderedDict()
         #: Set when the server stops: every open stream ends, so none holds it up.
@@ -85,10 +90,16 @@ class Hub:
         return self._task is not None and not self._task.done()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
-        """A stream's inbox of events; the poller runs while any inbox exists."""
+    async def subscribe(self, watch: str | None = None) -> AsyncIterator[asyncio.Queue[str]]:
+        """A stream's inbox of events; the poller runs while any inbox exists.
+
+        ``watch`` (one of ``WATCHES``) adds what that page shows to what the poller
+        reads and compares, while the stream is open.
+        """
         inbox: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
         self._subscribers.add(inbox)
+        if watch is not None:
+            self._watching[watch] = self._watching.get(watch, 0) + 1
         if not self.running:
             # A new poller speaks at its first read, changed or not: a page takes its
             # first event as where it starts from.
@@ -100,6 +111,8 @@ class Hub:
             yield inbox
         finally:
             self._subscribers.discard(inbox)
+            if watch is not None:
+                self._watching[watch] -= 1
             if not self._subscribers:
                 await self._stop_poller()
 
@@ -142,16 +155,18 @@ class Hub:
     async def _poll(self) -> None:
         while True:
             snap: Snapshot | None
+            extra: object = None
             try:
                 snap = await read_snapshot(self.queue)
                 self.reads += 1
+                extra = await self._extra()
                 error = None
             except QueueCtlError as exc:
                 snap, error = self.snapshot, str(exc)
             except Exception as exc:  # the poller must outlive any one bad read
                 log.warning("web poller: %s: %s", type(exc).__name__, exc)
                 snap, error = self.snapshot, "the store could not be read"
-            key = (snap.key() if snap is not None else None, error)
+            key = (snap.key() if snap is not None else None, extra, error)
             if key != self._key:
                 self._key = key
                 self.snapshot = snap
@@ -160,11 +175,26 @@ class Hub:
                 self._publish(self.message())
             await asyncio.sleep(self.poll_s)
 
+    async def _extra(self) -> object:
+        """What the open pages watch beyond the snapshot; nothing is read unwatched."""
+        if not self._watching.get("schedules"):
+            return None
+        self.reads += 1
+        return tuple(
+            (s.name, s.paused, s.next_fire_at, s.last_fire_at, s.skipped, s.updated_at)
+            for s in await self.queue.schedules.list()
+        )
+
     def _publish(self, event: str) -> None:
         for inbox in self._subscribers:
             if inbox.full():
                 inbox.get_nowait()  # a slow page only needs the newest event
             inbox.put_nowait(event)
+
+    def forget(self) -> None:
+        """Drop the rendered fragments: a change was made here (an action), and the
+        page that made it fetches its fragment at once, before the poller sees it."""
+        self._cache.clear()
 
     async def cached(self, key: str, produce: Callable[[], Awaitable[bytes]]) -> bytes:
         """``produce()`` once per generation and key while the poller runs.

@@ -1,4 +1,4 @@
-"""The HTML pages: overview, jobs, one job, dead-letter queue, workers, and the streams.
+"""The HTML pages: overview, jobs, one job, dead-letter queue, workers, schedules, streams.
 
 Each page has one live fragment (``_*.html``) that ``static/app.js`` fetches again
 when the poller's generation moves; the page and its fragment come from the same
@@ -24,7 +24,7 @@ from queuectl.models import JobState
 from queuectl.queue import cut_notice
 from queuectl.web import chart, words
 from queuectl.web.app import BadRequest, web_of
-from queuectl.web.live import CLOSE, FOLLOW_POLL_S, read_snapshot
+from queuectl.web.live import CLOSE, FOLLOW_POLL_S, WATCHES, read_snapshot
 
 #: Jobs per page of the jobs and dead-letter lists.
 PAGE_SIZE = 50
@@ -111,6 +111,7 @@ async def _job_list(request: Request, *, dead: bool) -> dict[str, Any]:
         "exact": exact,
         "queue_names": list(await web.queue.queue_counts()),
         "columns": words.JOB_COLUMNS,
+        "self_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
 
 
@@ -178,17 +179,38 @@ async def workers(request: Request) -> Response:
     return await web.page(request, "workers.html", "_workers.html", context, title="Workers")
 
 
+async def schedules(request: Request) -> Response:
+    web = web_of(request)
+
+    async def context() -> dict[str, Any]:
+        found = await web.queue.schedules.list()
+        now = web.queue.clock()
+        return {
+            "schedules": [words.schedule_row(s, now) for s in found],
+            "columns": words.SCHEDULE_COLUMNS,
+            "watch": "schedules",
+        }
+
+    return await web.page(request, "schedules.html", "_schedules.html", context, title="Schedules")
+
+
 def _sse(data: str, event: str | None = None) -> str:
     head = f"event: {event}\n" if event else ""
     return head + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n"
 
 
 async def events(request: Request) -> Response:
-    """The page's event stream: one message per poller generation, keep-alives between."""
+    """The page's event stream: one message per poller generation, keep-alives between.
+
+    ``?watch=schedules`` (the schedules page) has the poller watch the schedules too.
+    """
     hub = web_of(request).hub
+    watch = request.query_params.get("watch") or None
+    if watch is not None and watch not in WATCHES:
+        raise BadRequest(f"unknown watch {watch!r}; choose one of {', '.join(sorted(WATCHES))}")
 
     async def stream() -> AsyncIterator[str]:
-        async with hub.subscribe() as inbox:
+        async with hub.subscribe(watch) as inbox:
             yield "retry: 2000\n\n"
             while True:
                 try:
@@ -273,5 +295,6 @@ def routes() -> list[Route]:
         Route("/jobs/{job_id:path}", job),
         Route("/dlq", dlq),
         Route("/workers", workers),
+        Route("/schedules", schedules),
         Route("/events", events),
     ]

@@ -19,12 +19,15 @@ from queuectl.cli.render import (
     span_text,
 )
 from queuectl.clock import to_iso
-from queuectl.models import Attempt, Job, JobState, WorkerInfo
+from queuectl.models import Attempt, Job, JobState, Schedule, WorkerInfo
 from queuectl.records import JobRecord
 
 JOB_COLUMNS = ("ID", "STATE", "ATTEMPTS", "PRI", "QUEUE", "NEXT RUN", "UPDATED", "COMMAND")
 WORKER_COLUMNS = ("ID", "HOST", "PID", "STARTED", "HEARTBEAT", "SLOTS", "DONE", "QUEUES")
 ATTEMPT_COLUMNS = ("#", "STARTED", "DURATION", "RESULT", "ERROR", "WORKER", "OUTPUT")
+SCHEDULE_COLUMNS = (
+    "NAME", "CRON", "TZ", "NEXT FIRE", "LAST FIRE", "LAST JOB", "SKIPPED", "OVERLAP", "COMMAND"
+)  # fmt: skip
 STATES = tuple(s.value for s in JobState)
 HIDDEN = "(hidden)"
 
@@ -131,6 +134,22 @@ def worker_row(w: WorkerInfo, now: int) -> dict[str, object]:
         "slots": w.count,
         "done": w.jobs_done,
         "queues": ",".join(w.queues) or "*",
+    }
+
+
+def schedule_row(s: Schedule, now: int) -> dict[str, object]:
+    """A row of ``schedule list``: ``paused`` stands in the NEXT FIRE column while paused."""
+    return {
+        "name": s.name,
+        "cron": s.cron,
+        "tz": s.tz,
+        "paused": s.paused,
+        "next_fire": None if s.paused else when(s.next_fire_at, now),
+        "last_fire": when(s.last_fire_at, now),
+        "last_job": s.last_job_id,
+        "skipped": s.skipped,
+        "overlap": s.overlap.value,
+        "command": one_line(str(s.job.get("command", ""))),
     }
 
 

@@ -7,6 +7,7 @@ tests also save the README's pictures (docs/web-overview.png, docs/web-job.png).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -16,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import WorkerProcess, run_cli, run_worker, wait_for
+from tests.helpers import (
+    WorkerProcess,
+    pid_alive,
+    run_cli,
+    run_worker,
+    wait_for,
+    wait_for_file,
+)
 from tests.web.conftest import WebProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -110,6 +118,70 @@ def test_a_dead_job_is_retried_with_its_button(db: str, web_process: Any, page: 
     assert page.locator("tr[data-id='doomed']").count() == 0
 
 
+def test_a_running_job_is_cancelled_with_its_button(
+    db: str, web_process: Any, page: Any, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    command = f"echo $$ > {pid_file}; echo started; exec sleep 300"
+    enqueue(db, "-c", command, "--id", "stop-me")
+    web: WebProcess = web_process(db)
+    with WorkerProcess(db, "--count", "1"):
+        pid = int(wait_for_file(pid_file))
+        assert pid_alive(pid)
+        page.goto(f"{web.url}/jobs/stop-me")
+        page.wait_for_selector("#live-output:has-text('started')")
+        page.wait_for_selector("#live-state:has-text('●')")
+        page.evaluate("window.__stayed = true")
+        page.click("button[data-action='cancel']")
+        # The answer comes back within the short wait, in place; the job page shows
+        # the end live.
+        page.wait_for_selector("#action-message:has-text('cancel')", timeout=20_000)
+        page.wait_for_selector("span.state-cancelled", timeout=20_000)
+        wait_for(lambda: not pid_alive(pid), timeout=20)
+        assert '"state": "cancelled"' in run_cli(db, "show", "stop-me", "--json").stdout
+        page.wait_for_selector("span.result-cancelled", timeout=20_000)
+        assert page.locator("button[data-action='cancel']").count() == 0
+        assert page.locator("button[data-action='retry']").count() == 1
+        assert page.evaluate("window.__stayed") is True  # never reloaded
+
+
+def test_a_job_is_removed_after_the_page_asks_again(db: str, web_process: Any, page: Any) -> None:
+    enqueue(db, "-c", "true", "--id", "unwanted")
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/jobs/unwanted")
+    assert not page.is_visible("button[data-action='rm-confirm']")  # asked first
+    page.click("summary[data-action='rm']")
+    page.click("button[data-action='rm-confirm']")
+    page.wait_for_url(f"{web.url}/jobs")
+    page.wait_for_selector("p.flash:has-text('1 job(s) removed.')")
+    assert run_cli(db, "show", "unwanted").returncode == 1
+
+
+def test_schedules_are_paused_with_a_button_and_follow_the_cli_live(
+    db: str, web_process: Any, page: Any
+) -> None:
+    for name in ("nightly", "hourly"):
+        added = run_cli(db, "schedule", "add", name, "--cron", "0 3 * * *", "-c", "true")
+        assert added.returncode == 0, added.stderr
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/schedules")
+    page.wait_for_selector("#live-state:has-text('●')")
+    page.evaluate("window.__stayed = true")
+    page.click("tr[data-name='nightly'] button[data-action='pause']")
+    page.wait_for_selector("#action-message:has-text('paused schedule nightly')")
+    page.wait_for_selector("tr[data-name='nightly'] span.paused")
+    assert cli_json_paused(db) == {"nightly": True, "hourly": False}
+    # A change made elsewhere shows too, without a reload.
+    assert run_cli(db, "schedule", "pause", "hourly").returncode == 0
+    page.wait_for_selector("tr[data-name='hourly'] span.paused", timeout=5000)
+    assert page.evaluate("window.__stayed") is True
+
+
+def cli_json_paused(db: str) -> dict[str, bool]:
+    listed = json.loads(run_cli(db, "schedule", "list", "--json").stdout)
+    return {s["name"]: s["paused"] for s in listed}
+
+
 def test_script_in_a_command_and_its_output_is_shown_as_text(
     db: str, web_process: Any, page: Any
 ) -> None:
@@ -155,6 +227,8 @@ def test_screenshots_for_the_readme(web_process: Any, page: Any) -> None:
     assert run_worker(db, "--count", "3").returncode == 0
     enqueue(db, "-c", "sleep 60", "--id", "nightly-backup", "--queue", "ops")
     enqueue(db, "-c", "echo later", "--delay", "3600", "--queue", "reports")
+    enqueue(db, "-c", "echo stale report", "--id", "old-report", "--queue", "reports")
+    assert run_cli(db, "cancel", "old-report").returncode == 0
     web: WebProcess = web_process(db)
     page.set_viewport_size({"width": 1100, "height": 760})
     page.goto(web.url + "/")

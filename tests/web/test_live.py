@@ -226,3 +226,26 @@ async def test_a_page_opened_after_every_page_closed_hears_the_snapshot_at_once(
     async with hub.subscribe() as inbox:
         first = json.loads(await asyncio.wait_for(inbox.get(), 5))
     assert first["jobs"]["pending"] == 0 and first["generation"] >= 1
+
+
+async def test_a_schedules_page_has_the_poller_watch_schedules(queue: Queue) -> None:
+    await queue.schedules.add("nightly", "0 3 * * *", {"command": "true"}, tz="UTC")
+    hub = Hub(queue, poll_s=0.05)
+    async with hub.subscribe() as plain:
+        await asyncio.wait_for(plain.get(), 5)
+        first = hub.generation
+        await queue.schedules.pause("nightly")
+        await asyncio.sleep(0.5)
+        assert hub.generation == first  # nobody watches schedules: not read, no change
+        async with hub.subscribe("schedules") as watching:
+            # Watching starts: the schedules join what is compared (one new generation).
+            while hub.generation == first:
+                await asyncio.wait_for(watching.get(), 5)
+            seen = hub.generation
+            await asyncio.sleep(0.3)
+            assert hub.generation == seen  # stable while nothing changes
+            while not watching.empty():
+                watching.get_nowait()
+            await queue.schedules.resume("nightly")
+            await asyncio.wait_for(watching.get(), 5)
+            assert hub.generation > seen

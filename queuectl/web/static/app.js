@@ -53,7 +53,8 @@
 
   function connect() {
     if (!window.EventSource) { startPolling(); return; }
-    var source = new EventSource("/events");
+    var watch = document.body.getAttribute("data-watch");
+    var source = new EventSource("/events" + (watch ? "?watch=" + encodeURIComponent(watch) : ""));
     source.onopen = function () { setState("●", "live updates: connected"); };
     source.onmessage = function (event) {
       try { onSnapshot(JSON.parse(event.data)); } catch (e) { /* ignore a bad event */ }
@@ -62,6 +63,69 @@
       if (source.readyState === EventSource.CLOSED) { startPolling(); }
       else { setState("○", "live updates: reconnecting"); }
     };
+  }
+
+  // A page's main part again, from the server (already escaped there), without a
+  // reload: used when a running attempt ends, so the finished attempt shows.
+  function reloadMain() {
+    fetch(location.pathname + location.search, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("main");
+        var main = document.querySelector("main");
+        if (!fresh || !main) { return; }
+        var message = document.getElementById("action-message");
+        fresh = document.importNode(fresh, true);
+        if (message) { fresh.insertBefore(message, fresh.firstChild); }
+        main.replaceWith(fresh);
+        var pre = document.getElementById("live-output");
+        if (pre) { followOutput(pre); }
+      }).catch(function () {});
+  }
+
+  function say(message, isError) {
+    var main = document.querySelector("main");
+    var el = document.getElementById("action-message");
+    if (!main) { return; }
+    if (!el) {
+      el = document.createElement("p");
+      el.id = "action-message";
+      el.setAttribute("role", "status");
+      main.insertBefore(el, main.firstChild);
+    }
+    el.className = "flash" + (isError ? " error" : "");
+    el.textContent = message;
+  }
+
+  // An action button answers in place: the form is sent as a script would send it
+  // (JSON back), its message shown, the live part fetched again. A form that leads
+  // elsewhere afterwards (rm from a job's page) is left to the browser.
+  function onSubmit(event) {
+    var form = event.target;
+    if (!form || form.method !== "post" || !window.fetch) { return; }
+    var action = form.getAttribute("action") || "";
+    if (action.indexOf("/actions/") !== 0) { return; }
+    var next = form.elements.next ? form.elements.next.value : "";
+    if (next && next !== location.pathname + location.search) { return; }
+    event.preventDefault();
+    var buttons = form.querySelectorAll("button");
+    for (var i = 0; i < buttons.length; i++) { buttons[i].disabled = true; }
+    fetch(action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { "Accept": "application/json" },
+      credentials: "same-origin"
+    }).then(function (r) {
+      return r.json().catch(function () { return { error: "HTTP " + r.status }; });
+    }).then(function (answer) {
+      if (answer.error) { say("Error: " + answer.error, true); } else { say(answer.message, false); }
+      refresh();
+    }).catch(function () {
+      say("Error: the dashboard could not be reached; nothing was sent", true);
+    }).then(function () {
+      for (var i = 0; i < buttons.length; i++) { buttons[i].disabled = false; }
+    });
   }
 
   function followOutput(pre) {
@@ -74,7 +138,7 @@
           .then(function (out) {
             if (!out) { return; }
             pre.textContent = out.output;
-            if (out.finished) { clearInterval(timer); location.reload(); }
+            if (out.finished) { clearInterval(timer); reloadMain(); }
           }).catch(function () {});
       }, 2000);
     }
@@ -90,7 +154,7 @@
       ended = true;
       source.close();
       pre.setAttribute("data-ended", "1");
-      setTimeout(function () { location.reload(); }, 1500);
+      setTimeout(reloadMain, 500);
     });
     source.onerror = function () {
       if (!ended && source.readyState === EventSource.CLOSED) { pollOutput(); }
@@ -99,6 +163,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     connect();
+    document.addEventListener("submit", onSubmit);
     var pre = document.getElementById("live-output");
     if (pre) { followOutput(pre); }
   });
