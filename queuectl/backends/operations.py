@@ -10,11 +10,15 @@ statements. A refusal raises before anything is written, so nothing changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from queuectl.exceptions import InvalidTransition, JobNotFound
 from queuectl.models import JobState
+
+#: Called with the running total after each batch (``base.OnProgress``).
+_Progress = Callable[[int], None]
 
 #: States ``cancel`` stops at once; a ``processing`` job gets a request instead.
 CANCEL_AT_ONCE = frozenset({JobState.PENDING, JobState.FAILED})
@@ -136,3 +140,25 @@ def check_purge_states(states: Sequence[JobState]) -> tuple[JobState, ...]:
                 f"purge deletes finished jobs only (completed, dead, cancelled), not {state.value}"
             )
     return chosen
+
+
+async def in_batches(
+    batch: Callable[[int], Awaitable[Sequence[Mapping[str, Any]]]],
+    progress: _Progress | None = None,
+) -> list[str]:
+    """Run ``batch(after)`` until it moves nothing; the ids it moved, in order.
+
+    Each batch is one short transaction of the dialect's that moves up to ``BATCH``
+    jobs with ``seq`` above ``after`` and returns their ``(id, seq)`` rows, so a bulk
+    change never holds the store for long and every job moves atomically.
+    """
+    done: list[str] = []
+    after = 0
+    while True:
+        rows = await batch(after)
+        if not rows:
+            return done
+        done.extend(r["id"] for r in rows)
+        after = max(r["seq"] for r in rows)
+        if progress is not None:
+            progress(len(done))

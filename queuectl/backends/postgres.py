@@ -47,26 +47,9 @@ from typing import Any
 
 import asyncpg
 
-from queuectl import procs
+from queuectl import models, procs
+from queuectl.backends import bookkeeping
 from queuectl.backends.base import Enqueued, Exchanged, OnLost, OnProgress, QueueProbe
-from queuectl.backends.bookkeeping import (
-    BUCKETS_MS,
-    MINUTES_KEPT_MS,
-    RECOVERY_FIELDS,
-    counts_by_state,
-    decide_finishes,
-    duplicate_job,
-    finish_results,
-    fire_claim_values,
-    fire_done_values,
-    fire_makes,
-    heartbeat_answer,
-    not_requeued,
-    policy_from_stored,
-    recovery_records,
-    run_values,
-    schedule_gone,
-)
 from queuectl.backends.postgres_conn import (
     Listener,
     Target,
@@ -94,23 +77,13 @@ from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.clock import now_ms
 from queuectl.exceptions import BackendError, DuplicateJob, StoreUnreachable
-from queuectl.models import (
-    Claim,
-    Fire,
-    Fired,
-    Heartbeat,
-    Job,
-    JobState,
-    LostAttempt,
-    NewJob,
-    WorkerInfo,
-)
+from queuectl.models import Claim, Fire, Fired, Job, LostAttempt, NewJob, WorkerInfo
 from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
 
 SQL = {name: compile_query(text) for name, text in queries("postgres").items()}
 #: The duration histogram's buckets as the SQL takes them (``:buckets``).
-BUCKETS = list(BUCKETS_MS)
+BUCKETS = list(bookkeeping.BUCKETS_MS)
 #: How often ``exchange`` re-decides finishes because the stored config changed under it.
 _CONFIG_ATTEMPTS = 5
 #: Delta rows of ``job_counts`` above which a reader folds them together.
@@ -119,7 +92,7 @@ _COMPACT_ROWS = 1000
 _ENQUEUE_CHUNK = 2000
 
 
-class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgres):
+class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgres):
     """The shared store. Open it with ``PostgresBackend.open``; close with ``aclose``."""
 
     dialect = "postgres"
@@ -246,7 +219,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
             r["unique_key"]: (r["id"], r["state"])
             for r in (await self._fetch("key_holders", keys=keys) if keys else [])
         }
-        return duplicate_job(jobs, existing.__contains__, held.get)
+        return bookkeeping.duplicate_job(jobs, existing.__contains__, held.get)
 
     async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
         """One statement: ``ON CONFLICT DO NOTHING`` skips a taken id or a held key."""
@@ -278,7 +251,9 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
 
     def _policy(self) -> RetryPolicy:
         """The retry policy of the stored config as last seen."""
-        return policy_from_stored(json.loads(self._config_json) if self._config_json else {})
+        return bookkeeping.policy_from_stored(
+            json.loads(self._config_json) if self._config_json else {}
+        )
 
     async def _exchange(self, cycle: Cycle) -> Exchanged:
         finishes, now = cycle.finishes, cycle.now
@@ -293,7 +268,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
             **start_columns(cycle.starts, finishes),
         }
         for _ in range(_CONFIG_ATTEMPTS):
-            decisions = decide_finishes(finishes, self._policy)
+            decisions = bookkeeping.decide_finishes(finishes, self._policy)
             values.update(finish_columns(finishes, decisions))
             # Claims and starts alone do not depend on the config: skip the check.
             values["config"] = (self._config_json or "{}") if finishes else None
@@ -306,7 +281,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
             raise BackendError("the stored config kept changing during a transition; retrying")
         back = now - head["server_now"]
         held = dict(zip(head["held"], head["held_states"], strict=True))
-        finished = finish_results(finishes, decisions, held, now)
+        finished = bookkeeping.finish_results(finishes, decisions, held, now)
         claimed = sorted(
             (r for r in rows if r["id"] is not None), key=lambda r: (-r["priority"], r["seq"])
         )
@@ -316,7 +291,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
 
     async def heartbeat(
         self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
-    ) -> Heartbeat:
+    ) -> models.Heartbeat:
         query = SQL["heartbeat"]
         args = query.args({"clock": self._clock(now), "lease_ms": lease_ms, "worker": worker_id})
         # No timeout of its own: the worker bounds the call and fences itself on a
@@ -325,7 +300,7 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
             row = await conn.fetchrow(query.text, *args)
         held = frozenset(zip(row["ids"], row["tokens"], strict=True))
         cancel = zip(row["cancel_ids"], row["cancel_tokens"], strict=True)
-        return heartbeat_answer(running, held, row["stop"], cancel)
+        return bookkeeping.heartbeat_answer(running, held, row["stop"], cancel)
 
     async def recover(
         self, *, now: int, dead_workers: Sequence[str] = (), on_lost: OnLost | None = None
@@ -354,7 +329,9 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
                 await conn.execute(SQL["compact_counts"].text)
             if rows["finished"] > 64:
                 compact = SQL["compact_counters"]
-                await conn.execute(compact.text, *compact.args({"kept_ms": MINUTES_KEPT_MS}))
+                await conn.execute(
+                    compact.text, *compact.args({"kept_ms": bookkeeping.MINUTES_KEPT_MS})
+                )
             return lost
 
     async def _recover_rows(
@@ -365,13 +342,15 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
         on_lost: OnLost | None,
     ) -> None:
         stored = {r["key"]: r["value"] for r in await conn.fetch(SQL["config_all"].text)}
-        records = recovery_records(lost, policy_from_stored(stored), on_lost)
+        records = bookkeeping.recovery_records(
+            lost, bookkeeping.policy_from_stored(stored), on_lost
+        )
         query = SQL["recover"]
         values = {
             "clock": clock,
             "host": self.host,
             "buckets": BUCKETS,
-            **columns(records, RECOVERY_FIELDS, "r_"),
+            **columns(records, bookkeeping.RECOVERY_FIELDS, "r_"),
         }
         await conn.fetchrow(query.text, *query.args(values))
 
@@ -415,31 +394,31 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
         """The compare-and-set takes the schedule's row lock: a racing worker waits for
         it, then finds the fire time moved on and changes nothing."""
         async with self._conn() as conn, conn.transaction():
-            row = await self._one(conn, "fire_claim", fire_claim_values(fire, now))
+            row = await self._one(conn, "fire_claim", bookkeeping.fire_claim_values(fire, now))
             if row is None:
                 return Fired(handled=False)
             previous = None
             if row["last_job_id"] is not None:
                 previous = await conn.fetchval(SQL["job_state"].text, row["last_job_id"])
             made = None
-            if fire_makes(row["overlap"], previous):
+            if bookkeeping.fire_makes(row["overlap"], previous):
                 made = fire.job.id
                 try:
                     async with conn.transaction():  # a savepoint: a taken id is no failure
                         await self._insert(conn, [fire.job], now)
                 except asyncpg.UniqueViolationError:
                     pass  # made already (``schedule run`` in the same second)
-            await self._one(conn, "fire_done", fire_done_values(fire, made))
+            await self._one(conn, "fire_done", bookkeeping.fire_done_values(fire, made))
             return Fired(handled=True, job_id=made)
 
     async def run_schedule(
         self, name: str, created_at: int, job: NewJob, *, fire_at: int, now: int
     ) -> None:
-        values = run_values(name, created_at, job.id, fire_at, now)
+        values = bookkeeping.run_values(name, created_at, job.id, fire_at, now)
         try:
             async with self._conn() as conn, conn.transaction():
                 if await self._one(conn, "run_claim", values) is None:
-                    raise schedule_gone(name)
+                    raise bookkeeping.schedule_gone(name)
                 try:
                     await self._insert(conn, [job], now)
                 except asyncpg.UniqueViolationError as exc:
@@ -457,12 +436,12 @@ class PostgresBackend(SqlStore, WebReads, PostgresOperations, QueueControlPostgr
         """Insert a few jobs inside the caller's transaction (as ``enqueue`` does)."""
         await self._one(conn, "insert_jobs", job_columns(jobs, now, self._clock(now)))
 
-    async def counts(self, queues: Sequence[str] | None = None) -> dict[JobState, int]:
+    async def counts(self, queues: Sequence[str] | None = None) -> dict[models.JobState, int]:
         rows = await self._fetch("counts", queues=list(queues) if queues is not None else None)
         if sum(r["rows"] for r in rows) > _COMPACT_ROWS:
             async with self._conn() as conn:
                 await conn.execute(SQL["compact_counts"].text)
-        return counts_by_state(rows)
+        return bookkeeping.counts_by_state(rows)
 
     async def probe(self, *, queues: Sequence[str] | None, now: int) -> QueueProbe:
         if self._listener is not None:
@@ -529,4 +508,4 @@ async def _requeue_one(conn: asyncpg.Connection, job_id: str, clock: int | None)
     row = await conn.fetchrow(query.text, *query.args({"id": job_id, "clock": clock}))
     if row is not None:
         return str(row[0])
-    raise not_requeued(job_id, await conn.fetchval(SQL["job_state"].text, job_id))
+    raise bookkeeping.not_requeued(job_id, await conn.fetchval(SQL["job_state"].text, job_id))

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import asyncpg
 
 from queuectl.backends import operations
-from queuectl.backends.base import OnProgress
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.backends.postgres_conn import compile_query
 from queuectl.backends.rows import job_from_row
@@ -78,37 +77,14 @@ class PostgresOperations:
                 await conn.execute("SELECT nextval('queuectl_version')")
             return plan
 
-    async def retry_state(
-        self,
-        state: JobState,
-        *,
-        queue: str | None,
-        now: int,
-        progress: OnProgress | None = None,
-    ) -> list[str]:
-        operations.check_retry_state(state)
+    async def _retry_state_batch(
+        self, *, state: JobState, queue: str | None, after: int, upto: int, now: int
+    ) -> list[asyncpg.Record]:
+        values = {"state": state.value, "queue": queue, "after": after, "upto": upto}
         async with self._conn() as conn:
-            upto = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM jobs")
-        done: list[str] = []
-        after = 0
-        while True:
-            async with self._conn() as conn:
-                rows = await _run(
-                    conn,
-                    "retry_state_batch",
-                    state=state.value,
-                    queue=queue,
-                    clock=self._clock(now),
-                    after=after,
-                    upto=upto,
-                    limit=operations.BATCH,
-                )
-            if not rows:
-                return done
-            done.extend(r["id"] for r in rows)
-            after = rows[-1]["seq"]
-            if progress is not None:
-                progress(len(done))
+            return await _run(
+                conn, "retry_state_batch", clock=self._clock(now), limit=operations.BATCH, **values
+            )
 
     async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
         return await _again_on_deadlock(lambda: self._remove_jobs(job_ids))
@@ -119,34 +95,21 @@ class PostgresOperations:
             await _run(conn, "delete_jobs", ids=ids)
             return ids
 
-    async def purge(
-        self,
-        states: Sequence[JobState],
-        *,
-        before: int,
-        queue: str | None = None,
-        dry_run: bool = False,
-        limit: int | None = None,
+    async def _purge_count(
+        self, states: Sequence[JobState], *, before: int, queue: str | None
     ) -> int:
-        """Delete finished jobs last updated before ``before`` (the caller's clock)."""
-        values: dict[str, Any] = {
-            "states": [s.value for s in states],
-            "before": before,
-            "queue": queue,
-        }
-        if dry_run:
-            async with self._conn() as conn:
-                rows = await _run(conn, "purge_count", **values)
-            return int(rows[0]["n"])
-        deleted = 0
-        while limit is None or deleted < limit:
-            async with self._conn() as conn:
-                rows = await _run(conn, "purge_batch", limit=operations.BATCH, **values)
-            n = int(rows[0]["n"])
-            deleted += n
-            if n == 0:
-                return deleted
-        return deleted
+        values = {"states": [s.value for s in states], "before": before, "queue": queue}
+        async with self._conn() as conn:
+            rows = await _run(conn, "purge_count", **values)
+        return int(rows[0]["n"])
+
+    async def _purge_batch(
+        self, states: Sequence[JobState], *, before: int, queue: str | None
+    ) -> int:
+        values = {"states": [s.value for s in states], "before": before, "queue": queue}
+        async with self._conn() as conn:
+            rows = await _run(conn, "purge_batch", limit=operations.BATCH, **values)
+        return int(rows[0]["n"])
 
     async def update_job(self, job_id: str, changes: JobChanges, *, now: int) -> Job:
         async with self._locked([job_id]) as (conn, states):

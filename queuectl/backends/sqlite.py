@@ -95,7 +95,7 @@ SQL = queries("sqlite")
 _ENQUEUE_CHUNK = 2000
 
 
-class SqliteBackend(SqlStore, WebReads, OperatorWrites, QueueControlSqlite):
+class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
     """The embedded store. Open it with ``SqliteBackend.open``; close with ``aclose``."""
 
     dialect = "sqlite"

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from queuectl.backends import operations
-from queuectl.backends.base import OnProgress
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.backends.rows import job_from_row
 from queuectl.backends.sqlite_conn import transaction
@@ -67,37 +66,14 @@ class OperatorWrites:
 
         return await self._call(lambda c: transaction(c, body))
 
-    async def retry_state(
-        self,
-        state: JobState,
-        *,
-        queue: str | None,
-        now: int,
-        progress: OnProgress | None = None,
-    ) -> list[str]:
-        operations.check_retry_state(state)
-        upto = await self._call(
-            lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()[0])
+    async def _retry_state_batch(
+        self, *, state: JobState, queue: str | None, after: int, upto: int, now: int
+    ) -> list[Any]:
+        args = {"state": state.value, "queue": queue, "now": now, "after": after, "upto": upto}
+        # One autocommit statement per batch: atomic on its own, and short.
+        return await self._call(
+            functools.partial(_fetch, "retry_state_batch", {**args, "limit": operations.BATCH})
         )
-        done: list[str] = []
-        after = 0
-        while True:
-            args = {
-                "state": state.value,
-                "queue": queue,
-                "now": now,
-                "after": after,
-                "upto": upto,
-                "limit": operations.BATCH,
-            }
-            # One autocommit statement per batch: atomic on its own, and short.
-            rows = await self._call(functools.partial(_fetch, "retry_state_batch", args))
-            if not rows:
-                return done
-            done.extend(r[0] for r in rows)
-            after = max(r[1] for r in rows)
-            if progress is not None:
-                progress(len(done))
 
     async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
         def body(conn: sqlite3.Connection) -> list[str]:
@@ -108,41 +84,37 @@ class OperatorWrites:
 
         return await self._call(lambda c: transaction(c, body))
 
-    async def purge(
-        self,
-        states: Sequence[JobState],
-        *,
-        before: int,
-        queue: str | None = None,
-        dry_run: bool = False,
-        limit: int | None = None,
-    ) -> int:
-        """Delete finished jobs last updated before ``before``; returns how many.
-
-        Batches of ``operations.BATCH``, each its own transaction; ``limit`` stops
-        after about that many (retention takes one batch at a time).
-        """
+    def _purge_args(
+        self, states: Sequence[JobState], before: int, queue: str | None
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Which purge statements apply (finished and dead jobs sit in different
+        indexes), and their arguments."""
         finished = [s.value for s in states if s is not JobState.DEAD]
-        args: dict[str, Any] = {
-            "states": json.dumps(finished),
-            "before": before,
-            "queue": queue,
-            "limit": operations.BATCH,
-        }
+        args = {"states": json.dumps(finished), "before": before, "queue": queue}
         kinds = (["finished"] if finished else []) + (["dead"] if JobState.DEAD in states else [])
-        if dry_run:
-            total = 0
-            for kind in kinds:
-                rows = await self._call(functools.partial(_fetch, f"count_{kind}", args))
-                total += int(rows[0][0])
-            return total
+        return kinds, args
+
+    async def _purge_count(
+        self, states: Sequence[JobState], *, before: int, queue: str | None
+    ) -> int:
+        kinds, args = self._purge_args(states, before, queue)
+        total = 0
+        for kind in kinds:
+            rows = await self._call(functools.partial(_fetch, f"count_{kind}", args))
+            total += int(rows[0][0])
+        return total
+
+    async def _purge_batch(
+        self, states: Sequence[JobState], *, before: int, queue: str | None
+    ) -> int:
+        kinds, args = self._purge_args(states, before, queue)
         deleted = 0
         for kind in kinds:
-            while limit is None or deleted < limit:
-                n = await self._call(functools.partial(_purge_batch, kind, args))
-                deleted += n
-                if n < operations.BATCH:
-                    break
+            left = operations.BATCH - deleted
+            if left <= 0:
+                break
+            batch = {**args, "limit": left}
+            deleted += await self._call(functools.partial(_delete_batch, kind, batch))
         return deleted
 
     async def update_job(self, job_id: str, changes: JobChanges, *, now: int) -> Job:
@@ -171,7 +143,7 @@ def _fetch(name: str, args: dict[str, Any], conn: sqlite3.Connection) -> list[sq
     return conn.execute(SQL[name], args).fetchall()
 
 
-def _purge_batch(kind: str, args: dict[str, Any], conn: sqlite3.Connection) -> int:
+def _delete_batch(kind: str, args: dict[str, Any], conn: sqlite3.Connection) -> int:
     """One batch of a purge, with its attempts, in one short transaction."""
 
     def body(c: sqlite3.Connection) -> int:

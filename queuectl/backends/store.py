@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from queuectl.backends import bookkeeping
+from queuectl.backends import bookkeeping, operations
 from queuectl.backends.base import AttemptOutput, DueSchedules, Exchanged, OnProgress
 from queuectl.backends.rows import (
     attempt_from_row,
@@ -69,6 +69,26 @@ class SqlStore(ABC):
         """``requeue_dead`` of distinct ids in one transaction (``bookkeeping.not_requeued``)."""
 
     @abstractmethod
+    async def _retry_state_batch(
+        self, *, state: JobState, queue: str | None, after: int, upto: int, now: int
+    ) -> Sequence[Row]:
+        """Move up to ``operations.BATCH`` jobs in ``state`` after seq ``after`` back to
+        ``pending`` (``retry --state``); their ``id`` and ``seq`` in order."""
+
+    @abstractmethod
+    async def _purge_count(
+        self, states: Sequence[JobState], *, before: int, queue: str | None
+    ) -> int:
+        """How many jobs ``purge`` would delete."""
+
+    @abstractmethod
+    async def _purge_batch(
+        self, states: Sequence[JobState], *, before: int, queue: str | None
+    ) -> int:
+        """Delete up to ``operations.BATCH`` of them with their history, in one short
+        transaction; how many."""
+
+    @abstractmethod
     async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> Sequence[Row]:
         """Move up to ``limit`` dead jobs after seq ``after``; their ``id`` and ``seq`` in order."""
 
@@ -100,17 +120,46 @@ class SqlStore(ABC):
             # An id named twice is one request for that job, not a second retry of it.
             return await self._requeue_named(list(dict.fromkeys(job_ids)), now)
         upto = (await self._rows("max_seq", {}))[0]["upto"]
-        done: list[str] = []
-        after = 0
-        # One autocommit statement per batch: atomic on its own, and short.
-        while rows := await self._requeue_batch(
-            after=after, upto=upto, limit=REQUEUE_BATCH, now=now
-        ):
-            done.extend(r["id"] for r in rows)
-            after = max(r["seq"] for r in rows)
-            if progress is not None:
-                progress(len(done))
-        return done
+
+        async def batch(after: int) -> Sequence[Row]:
+            # One autocommit statement per batch: atomic on its own, and short.
+            return await self._requeue_batch(after=after, upto=upto, limit=REQUEUE_BATCH, now=now)
+
+        return await operations.in_batches(batch, progress)
+
+    async def retry_state(
+        self, state: JobState, *, queue: str | None, now: int, progress: OnProgress | None = None
+    ) -> list[str]:
+        operations.check_retry_state(state)
+        upto = (await self._rows("max_seq", {}))[0]["upto"]
+
+        async def batch(after: int) -> Sequence[Row]:
+            return await self._retry_state_batch(
+                state=state, queue=queue, after=after, upto=upto, now=now
+            )
+
+        return await operations.in_batches(batch, progress)
+
+    async def purge(
+        self,
+        states: Sequence[JobState],
+        *,
+        before: int,
+        queue: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> int:
+        """Batches of ``operations.BATCH``, each its own transaction; ``limit`` stops
+        after about that many (retention takes one batch at a time)."""
+        if dry_run:
+            return await self._purge_count(states, before=before, queue=queue)
+        deleted = 0
+        while limit is None or deleted < limit:
+            n = await self._purge_batch(states, before=before, queue=queue)
+            deleted += n
+            if n < operations.BATCH:
+                break
+        return deleted
 
     async def get_job(self, job_id: str) -> Job | None:
         rows = await self._rows("get_job", {"id": job_id})
