@@ -129,6 +129,54 @@ async def schedule_run(queue: Queue, form: Form) -> tuple[list[str], str]:
     return [name, job_id], f"schedule {name} made job {job_id}"
 
 
+def _queue_names(form: Form) -> list[str]:
+    names = [v for k, v in form if k == "queue" and v]
+    if not names:
+        raise BadRequest("no queue named: give at least one queue")
+    return names
+
+
+async def queue_pause(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``queue pause QUEUE...``: no worker claims their new jobs; running ones finish."""
+    names = _queue_names(form)
+    await queue.pause_queues(names)
+    return names, "; ".join(f"paused {n}" for n in dict.fromkeys(names))
+
+
+async def queue_resume(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``queue resume QUEUE...``: an unknown queue is an error and nothing changes."""
+    names = _queue_names(form)
+    done = await queue.resume_queues(names)
+    parts = [f"resumed {n}" for n in done.resumed]
+    parts += [f"{n} was not paused" for n in done.not_paused if n not in done.still_held]
+    parts += [f"{n} stays paused by pause all (resume all lifts it)" for n in done.still_held]
+    return names, "; ".join(parts)
+
+
+async def queue_limit(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``queue limit QUEUE N``: 0 removes the limit; the library refuses a negative one."""
+    name = _queue_names(form)[0]
+    text = (_field(form, "limit") or "").strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise BadRequest(f"a limit must be a whole number, not {text!r}") from None
+    cap = await queue.limit_queue(name, number)
+    return [name], f"{name}: at most {cap} running" if cap else f"{name}: no limit"
+
+
+async def queue_pause_all(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``queue pause --all``: every queue, also ones that appear later."""
+    await queue.pause_queues(all_queues=True)
+    return [], "paused every queue (until resume all)"
+
+
+async def queue_resume_all(queue: Queue, form: Form) -> tuple[list[str], str]:
+    """``queue resume --all``: lifts ``pause --all`` and every queue's own pause."""
+    await queue.resume_queues(all_queues=True)
+    return [], "resumed every queue"
+
+
 async def retry_dead(queue: Queue, form: Form) -> tuple[list[str], str]:
     """``dlq retry ID...``: all or nothing."""
     done = await queue.retry_dead(_ids(form))
@@ -164,6 +212,11 @@ ACTIONS: dict[str, Action] = {
     "schedule-pause": schedule_pause,
     "schedule-resume": schedule_resume,
     "schedule-run": schedule_run,
+    "queue-pause": queue_pause,
+    "queue-resume": queue_resume,
+    "queue-limit": queue_limit,
+    "queue-pause-all": queue_pause_all,
+    "queue-resume-all": queue_resume_all,
     "retry-dead": retry_dead,
     "retry-dead-matching": retry_dead_matching,
 }

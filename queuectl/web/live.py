@@ -1,11 +1,11 @@
 """One poller for every open page: the store is read once a second, whoever watches.
 
 Each page holds an event stream (``/events``). The ``Hub`` reads a small snapshot
-(counts per queue and state, live workers) while at least one stream is open, and
-when it changes it bumps a generation number and tells every stream. Pages then
-fetch their live fragment again; fragments are cached per generation, so twenty
-pages on the same view cost one render and one set of store reads per change, not
-twenty.
+(counts per queue and state, live workers, what is paused and limited) while at
+least one stream is open, and when it changes it bumps a generation number and
+tells every stream. Pages then fetch their live fragment again; fragments are
+cached per generation, so twenty pages on the same view cost one render and one
+set of store reads per change, not twenty.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from queuectl.exceptions import QueueCtlError
-from queuectl.models import JobState, WorkerInfo
+from queuectl.models import JobState, QueueSettings, WorkerInfo
 from queuectl.queue import Queue
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class Snapshot:
     counts: dict[JobState, int]
     queues: dict[str, dict[JobState, int]]
     workers: list[WorkerInfo]
+    #: What is paused and limited: the overview and the queues page show it.
+    settings: QueueSettings
 
     @property
     def coroutines(self) -> int:
@@ -54,13 +56,20 @@ class Snapshot:
         return (
             tuple(sorted((q, tuple(c.values())) for q, c in self.queues.items())),
             tuple((w.id, w.heartbeat_at, w.jobs_done, w.count) for w in self.workers),
+            self.settings.all_paused,
+            tuple(sorted((q, s.paused, s.limit) for q, s in self.settings.queues.items())),
         )
+
+    def paused(self) -> list[str]:
+        """The queues held now, by name: with ``pause --all``, every queue it knows."""
+        names = set(self.queues) | set(self.settings.queues)
+        return sorted(q for q in names if self.settings.paused(q))
 
 
 async def read_snapshot(queue: Queue) -> Snapshot:
     queues = await queue.queue_counts()
     counts = {s: sum(c[s] for c in queues.values()) for s in JobState}
-    return Snapshot(counts, queues, await queue.live_workers())
+    return Snapshot(counts, queues, await queue.live_workers(), await queue.queue_settings())
 
 
 class Hub:

@@ -44,12 +44,14 @@ async def read(queue: Queue) -> Reading:
     waiting = [q for q, c in queues.items() if c[JobState.PENDING] or c[JobState.FAILED]]
     ages = await queue.oldest_due(waiting)
     workers = sum(w.count for w in await queue.live_workers())
+    settings = await queue.queue_settings()
     return Reading(
         queues=queues,
         workers=workers,
         oldest_due_s={q: ages.get(q, 0.0) for q in queues},
-        # Queues cannot be paused yet (issue 11 brings `queue pause`): all 0 until then.
-        paused=dict.fromkeys(queues, False),
+        # Every queue with jobs or settings (as `queue list`): a paused queue without
+        # jobs yet still reads 1.
+        paused={q: settings.paused(q) for q in sorted({*queues, *settings.queues})},
         finished=await queue.finished_totals(),
     )
 

@@ -1,4 +1,5 @@
-"""The HTML pages: overview, jobs, one job, dead-letter queue, workers, schedules, streams.
+"""The HTML pages: overview, jobs, one job, dead-letter queue, queues, workers, schedules,
+streams.
 
 Each page has one live fragment (``_*.html``) that ``static/app.js`` fetches again
 when the poller's generation moves; the page and its fragment come from the same
@@ -78,6 +79,9 @@ async def overview(request: Request) -> Response:
         return {
             "counts": {s.value: snap.counts[s] for s in JobState},
             "queues": {q: {s.value: n for s, n in c.items()} for q, c in snap.queues.items()},
+            "paused_queues": snap.paused(),
+            "all_paused": snap.settings.all_paused,
+            "paused_by_name": {q for q, s in snap.settings.queues.items() if s.paused},
             "workers": [words.worker_row(w, web.queue.clock()) for w in snap.workers],
             "workers_line": words.workers_line(snap.workers),
             "chart": chart.svg(per_minute),
@@ -151,6 +155,9 @@ async def job(request: Request) -> Response:
             cut = cut_notice(out) if out.output_size > len(out.output) else None
             outputs.append((a.attempt, out.output.decode("utf-8", "replace"), cut))
         running = next((a.attempt for a in history if a.finished_at is None), None)
+        # ``why`` for a job that waits: what holds it, as ``queuectl why`` says it.
+        held = record.state in (JobState.PENDING, JobState.FAILED)
+        reasons = (await web.queue.why(job_id)).reasons if held else []
         return {
             "job": words.job_row(record, now),
             "fields": words.job_fields(record, now),
@@ -159,9 +166,27 @@ async def job(request: Request) -> Response:
             "outputs": list(reversed(outputs)),
             "running": running,
             "dead": record.state is JobState.DEAD,
+            "why": reasons,
         }
 
     return await web.page(request, "job.html", "_job.html", context, title=f"Job {job_id}")
+
+
+async def queues(request: Request) -> Response:
+    """``queue list``, with pause, resume and limit per queue and pause/resume all."""
+    web = web_of(request)
+
+    async def context() -> dict[str, Any]:
+        found = await web.queue.queues()
+        now = web.queue.clock()
+        settings = await web.queue.queue_settings()
+        return {
+            "queues": [words.queue_row(info, now) for info in found],
+            "columns": words.QUEUE_COLUMNS,
+            "all_paused": settings.all_paused,
+        }
+
+    return await web.page(request, "queues.html", "_queues.html", context, title="Queues")
 
 
 async def workers(request: Request) -> Response:
@@ -294,6 +319,7 @@ def routes() -> list[Route]:
         Route("/jobs/{job_id:path}/stream", output_stream),
         Route("/jobs/{job_id:path}", job),
         Route("/dlq", dlq),
+        Route("/queues", queues),
         Route("/workers", workers),
         Route("/schedules", schedules),
         Route("/events", events),

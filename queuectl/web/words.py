@@ -20,6 +20,7 @@ from queuectl.cli.render import (
 )
 from queuectl.clock import to_iso
 from queuectl.models import Attempt, Job, JobState, Schedule, WorkerInfo
+from queuectl.queues import QueueInfo
 from queuectl.records import JobRecord
 
 JOB_COLUMNS = ("ID", "STATE", "ATTEMPTS", "PRI", "QUEUE", "NEXT RUN", "UPDATED", "COMMAND")
@@ -27,6 +28,9 @@ WORKER_COLUMNS = ("ID", "HOST", "PID", "STARTED", "HEARTBEAT", "SLOTS", "DONE", 
 ATTEMPT_COLUMNS = ("#", "STARTED", "DURATION", "RESULT", "ERROR", "WORKER", "OUTPUT")
 SCHEDULE_COLUMNS = (
     "NAME", "CRON", "TZ", "NEXT FIRE", "LAST FIRE", "LAST JOB", "SKIPPED", "OVERLAP", "COMMAND"
+)  # fmt: skip
+QUEUE_COLUMNS = (
+    "QUEUE", "PAUSED", "LIMIT", *(s.value.upper() for s in JobState), "OLDEST DUE"
 )  # fmt: skip
 STATES = tuple(s.value for s in JobState)
 HIDDEN = "(hidden)"
@@ -151,6 +155,22 @@ def schedule_row(s: Schedule, now: int) -> dict[str, object]:
         "overlap": s.overlap.value,
         "command": one_line(str(s.job.get("command", ""))),
     }
+
+
+def queue_row(info: QueueInfo, now: int) -> dict[str, object]:
+    """A row of ``queue list``: PAUSED is ``all`` (held by ``pause --all``), ``yes`` or ``no``."""
+    return {
+        "name": info.name,
+        "paused": paused_word(info),
+        "paused_by_name": info.paused_by_name,
+        "limit": str(info.limit) if info.limit else "-",
+        "counts": {s.value: info.counts[s] for s in JobState},
+        "oldest_due": when(info.oldest_due_at, now),
+    }
+
+
+def paused_word(info: QueueInfo) -> str:
+    return "all" if info.paused_by_all else ("yes" if info.paused_by_name else "no")
 
 
 def workers_line(workers: list[WorkerInfo]) -> str:

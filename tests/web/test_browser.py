@@ -177,6 +177,48 @@ def test_schedules_are_paused_with_a_button_and_follow_the_cli_live(
     assert page.evaluate("window.__stayed") is True
 
 
+def state_of(db: str, job_id: str) -> str:
+    shown = run_cli(db, "show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    state: str = json.loads(shown.stdout)["state"]
+    return state
+
+
+def test_a_queue_paused_with_its_button_holds_its_jobs_until_resumed(
+    db: str, web_process: Any, page: Any
+) -> None:
+    enqueue(db, "-c", "true", "--queue", "mail", "--id", "m0")
+    enqueue(db, "-c", "true", "--id", "d0")
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/queues")
+    page.wait_for_selector("#live-state:has-text('●')")
+    page.evaluate("window.__stayed = true")
+    page.click("tr[data-queue='mail'] button[data-action='pause']")
+    page.wait_for_selector("#action-message:has-text('paused mail')")
+    page.wait_for_selector("tr[data-queue='mail'] span.paused:has-text('yes')")
+    listed = json.loads(run_cli(db, "queue", "list", "--json").stdout)
+    assert {q["queue"]: q["paused"] for q in listed} == {"mail": True, "default": False}
+    # A pause made from the CLI shows too, without a reload (the shared poller).
+    assert run_cli(db, "queue", "pause", "default").returncode == 0
+    page.wait_for_selector("tr[data-queue='default'] span.paused", timeout=5000)
+    assert run_cli(db, "queue", "resume", "default").returncode == 0
+    page.wait_for_selector("tr[data-queue='default'] td[data-paused='no']", timeout=5000)
+    with WorkerProcess(db, "--count", "1"):
+        # m1 is enqueued first; the worker takes the older jobs first, so once d1 (of
+        # another queue, enqueued after m1) has completed, m1 was passed over: held.
+        enqueue(db, "-c", "true", "--queue", "mail", "--id", "m1")
+        enqueue(db, "-c", "true", "--id", "d1")
+        wait_for(lambda: state_of(db, "d1") == "completed", timeout=30)
+        assert state_of(db, "m0") == "pending" and state_of(db, "m1") == "pending"
+        assert "[queue_paused]" in run_cli(db, "why", "m1").stdout
+        page.click("tr[data-queue='mail'] button[data-action='resume']")
+        page.wait_for_selector("#action-message:has-text('resumed mail')")
+        page.wait_for_selector("tr[data-queue='mail'] td[data-paused='no']")
+        wait_for(lambda: state_of(db, "m1") == "completed", timeout=30)
+        assert state_of(db, "m0") == "completed"
+    assert page.evaluate("window.__stayed") is True  # never reloaded
+
+
 def cli_json_paused(db: str) -> dict[str, bool]:
     listed = json.loads(run_cli(db, "schedule", "list", "--json").stdout)
     return {s["name"]: s["paused"] for s in listed}

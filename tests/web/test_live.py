@@ -249,3 +249,25 @@ async def test_a_schedules_page_has_the_poller_watch_schedules(queue: Queue) -> 
             await queue.schedules.resume("nightly")
             await asyncio.wait_for(watching.get(), 5)
             assert hub.generation > seen
+
+
+async def test_a_queue_paused_or_limited_anywhere_is_a_new_generation(queue: Queue) -> None:
+    """The overview and the queues page show pauses and limits: the poller compares them."""
+    await queue.enqueue({"id": "m1", "command": "true", "queue": "mail"})
+    hub = Hub(queue, poll_s=0.05)
+    async with hub.subscribe() as inbox:
+        await asyncio.wait_for(inbox.get(), 5)
+        for change in (
+            queue.pause_queues(["mail"]),
+            queue.limit_queue("mail", 2),
+            queue.pause_queues(all_queues=True),
+            queue.resume_queues(all_queues=True),
+        ):
+            seen = hub.generation
+            await change
+            while hub.generation == seen:
+                await asyncio.wait_for(inbox.get(), 5)
+        assert hub.snapshot is not None and hub.snapshot.paused() == []
+        await queue.pause_queues(["mail", "later"])
+        while hub.snapshot.paused() != ["later", "mail"]:
+            await asyncio.wait_for(inbox.get(), 5)
