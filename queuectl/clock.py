@@ -37,7 +37,7 @@ def seconds_to_ms(seconds: float) -> int:
 def parse_when(value: object) -> int:
     """Parse a ``run_at`` value: ISO-8601 text or Unix seconds (number or numeric text).
 
-    An ISO time without an offset is local time (SPEC §3). Raises ``ValueError``
+    An ISO time without an offset is local time (reference §4.3). Raises ``ValueError``
     with a message meant for users.
     """
     if isinstance(value, bool):

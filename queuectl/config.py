@@ -31,7 +31,7 @@ def default_db_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def resolve_target(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
-    """SPEC §2: ``--db`` beats ``QUEUECTL_DB``, which beats the XDG default."""
+    """Reference §3.1: ``--db`` beats ``QUEUECTL_DB``, which beats the XDG default."""
     env = os.environ if env is None else env
     if cli_value:
         return cli_value

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-#: The only ``@`` names SPEC §8 allows, as the five fields they stand for.
+#: The only ``@`` names reference §19.3 allows, as the five fields they stand for.
 NICKNAMES = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
@@ -162,7 +162,7 @@ class FirePlan:
 def plan(fields: str, tz: ZoneInfo, due_at: int, now: int) -> FirePlan:
     """Catch up from ``due_at`` (a fire time not yet handled, ``<= now``) to ``now``.
 
-    Only the latest fire time is made (SPEC §8); the ones before it are counted.
+    Only the latest fire time is made (reference §19.2); the ones before it are counted.
     Walks every fire time in between, so a long stop of a frequent schedule costs
     a few microseconds per missed time: callers run this off the event loop.
     """

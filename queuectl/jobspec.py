@@ -1,6 +1,6 @@
 """Turn what a user typed into validated ``NewJob`` values, or say exactly what is wrong.
 
-Input is an object, an array of objects, or JSON Lines (SPEC §5). Every error names
+Input is an object, an array of objects, or JSON Lines (reference §4.2). Every error names
 the job by its 1-based position in the input, so a 10,000-line batch with one bad
 line can be fixed without guessing.
 """
@@ -155,7 +155,7 @@ def _int(value: object, lo: int, hi: int) -> int:
 
 
 def _seconds(value: object, *, allow_zero: bool) -> float:
-    """A number of seconds or a duration string (``"15m"``), SPEC §7."""
+    """A number of seconds or a duration string (``"15m"``), reference §4.3."""
     return parse_seconds(value, allow_zero=allow_zero, hi=MAX_TIMEOUT_S)
 
 
@@ -198,7 +198,7 @@ def _env(value: object) -> dict[str, str]:
 
 
 def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJob:
-    """Validate one decoded job object against SPEC §3; ``ValueError`` names the field."""
+    """Validate one decoded job object against reference §4.1; ``ValueError`` names the field."""
     if not raw.keys() <= _KNOWN_FIELDS:
         unknown = sorted(set(raw) - _KNOWN_FIELDS)
         raise ValueError(f"unknown field {unknown[0]!r}")

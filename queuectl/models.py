@@ -1,7 +1,7 @@
 """Value types shared by every layer; no I/O happens here.
 
 Times are integers of milliseconds since the Unix epoch (UTC) everywhere inside
-queuectl: SPEC keeps times to the millisecond, integers compare exactly in SQL,
+queuectl: times are kept to the millisecond (reference §4.3), integers compare exactly in SQL,
 and only the rendering edge turns them into ISO-8601 strings.
 """
 
@@ -65,7 +65,7 @@ class NewJob:
     #: Set when the start was given as a delay (``run_at`` is then ``now + delay_ms``),
     #: so a store with a clock of its own can count the delay from that clock.
     delay_ms: int | None = None
-    #: At most one job per key is pending, failed or processing (SPEC 7).
+    #: At most one job per key is pending, failed or processing (reference §4.2).
     unique_key: str | None = None
 
 

@@ -1,4 +1,4 @@
-"""Operating the queue (SPEC §7): cancel, retry, rm, purge, update and wait, for ``Queue``.
+"""Operating the queue (reference §16): cancel, retry, rm, purge, update and wait, for ``Queue``.
 
 These are ``Queue`` methods (``Queue`` mixes this class in); the CLI and the web
 dashboard call them alike. Each returns what it changed, so a caller can say so.
@@ -131,7 +131,7 @@ class QueueOperations:
         return result
 
     async def cancel(self, job_ids: Sequence[str], *, wait_s: float = 30.0) -> CancelReport:
-        """SPEC §7 ``cancel``: all or nothing, then wait up to ``wait_s`` for running ones.
+        """Reference §16.1 ``cancel``: all or nothing, then wait up to ``wait_s`` for running ones.
 
         A ``pending`` or ``failed`` job is ``cancelled`` at once; a ``processing`` one
         once the worker holding its lease has killed its command's process group and
@@ -144,7 +144,7 @@ class QueueOperations:
         return CancelReport(request, ended, running)
 
     async def retry(self, job_ids: Sequence[str]) -> RetryPlan:
-        """SPEC §7 ``retry`` of named jobs: dead/cancelled start over, failed run now."""
+        """Reference §16.2 ``retry`` of named jobs: dead/cancelled start over, failed run now."""
         plan = await self.backend.retry_jobs(job_ids, now=self.clock())
         if plan.ids:
             await self.backend.notify(wakeup.JOB)
@@ -168,7 +168,7 @@ class QueueOperations:
         return done
 
     async def remove(self, job_ids: Sequence[str]) -> list[str]:
-        """SPEC §7 ``rm``: delete jobs, their attempts and output; running ones are refused."""
+        """Reference §16.3 ``rm``: delete jobs, their attempts and output; refuse running ones."""
         return await self.backend.remove_jobs(job_ids)
 
     async def purge(
@@ -179,7 +179,7 @@ class QueueOperations:
         queue: str | None = None,
         dry_run: bool = False,
     ) -> int:
-        """SPEC §7 ``purge``: delete finished jobs (default completed and cancelled)."""
+        """Reference §16.4 ``purge``: delete finished jobs (default completed and cancelled)."""
         chosen = check_purge_states(states)
         before = self.clock() - seconds_to_ms(older_than_s) + (0 if older_than_s else 1)
         return await self.backend.purge(chosen, before=before, queue=queue, dry_run=dry_run)
@@ -195,7 +195,7 @@ class QueueOperations:
         return await self.backend.purge(check_purge_states(()), before=before, limit=limit)
 
     async def update(self, job_id: str, **fields: Any) -> Job:
-        """SPEC §7 ``update`` of a waiting job.
+        """Reference §16.5 ``update`` of a waiting job.
 
         ``fields``: ``priority``, ``queue``, ``max_retries``, ``timeout`` (seconds),
         ``run_at`` (as in a job), ``delay`` (seconds) or ``now=True``; ``None`` leaves
@@ -217,7 +217,7 @@ class QueueOperations:
         return job
 
     async def wait(self, job_ids: Sequence[str], *, timeout_s: float | None = None) -> WaitReport:
-        """SPEC §7 ``wait``: until every named job is finished, or ``timeout_s`` has passed.
+        """Reference §16.6 ``wait``: until every named job is finished, or ``timeout_s`` has passed.
 
         Unknown ids raise ``JobNotFound`` (naming the first) before any waiting.
         """

@@ -138,7 +138,7 @@ class BurstProgress:
 
 
 class Queue(QueueOperations, QueueSettingsOperations):
-    """Every user-facing operation over one store; the mixins add SPEC §7's."""
+    """Every user-facing operation over one store; the mixins add reference §16, §17 and §18's."""
 
     def __init__(self, backend: Backend, *, clock: Clock = now_ms) -> None:
         self.backend = backend
@@ -210,7 +210,7 @@ class Queue(QueueOperations, QueueSettingsOperations):
 
     @property
     def schedules(self) -> Schedules:
-        """``schedule add/list/rm/pause/resume/run`` (SPEC §8), over the store as it is now."""
+        """``schedule add/list/rm/pause/resume/run`` (reference §19), over the store as it is."""
         # Imported here: cron arithmetic and zone data are not needed by `enqueue`.
         from queuectl.schedules import Schedules
 
@@ -628,7 +628,7 @@ class Queue(QueueOperations, QueueSettingsOperations):
 
     async def finished_totals(self) -> FinishedTotals:
         """Attempts finished per queue and outcome, and their durations, since the store
-        was created: the store's own counters, which never go down (SPEC §9)."""
+        was created: the store's own counters, which never go down (reference §20.5)."""
         return await self.backend.finished_totals()
 
     async def oldest_due(self, queues: Sequence[str]) -> dict[str, float]:

@@ -182,7 +182,7 @@ class QueueSettingsOperations:
         return cap
 
     async def why(self, job_id: str) -> Why:
-        """Why the job is where it is, and what would move it (SPEC 7 reason codes)."""
+        """Why the job is where it is, and what would move it (reference §18's codes)."""
         job = await self.get(job_id)
         workers = await self.live_workers()
         return await explain(self.backend, job, workers=workers, now=self.clock())

@@ -1,4 +1,4 @@
-"""The JSON shapes of SPEC §3 and §5, built from model objects.
+"""The JSON shapes of docs/reference.md §4.4, §4.5 and §8, built from model objects.
 
 Kept apart from ``render`` so that ``enqueue --json`` never imports rich.
 """
@@ -138,7 +138,7 @@ class ScheduleRecord(TypedDict):
 
 
 def schedule_record(schedule: Schedule) -> ScheduleRecord:
-    """SPEC §8's keys, exactly; ``next_fire_at`` is ``null`` while paused."""
+    """Reference §19.5's keys, exactly; ``next_fire_at`` is ``null`` while paused."""
     return {
         "name": schedule.name,
         "cron": schedule.cron,
@@ -164,7 +164,7 @@ class QueueRecord(TypedDict):
 
 
 def queue_record(info: QueueInfo) -> QueueRecord:
-    """One queue of ``queue list --json`` (SPEC 7: ``queue, paused, limit, jobs``)."""
+    """One queue of ``queue list --json`` (reference §17.1: ``queue, paused, limit, jobs``)."""
     return {
         "queue": info.name,
         "paused": info.paused,
@@ -176,7 +176,7 @@ def queue_record(info: QueueInfo) -> QueueRecord:
 
 
 def status_record(status: Status) -> dict[str, Any]:
-    """``status --json`` (SPEC 5, plus what is paused, SPEC 7); the web API's too."""
+    """``status --json`` (reference §12.1, with what is paused); the web API's too."""
     return {
         "jobs": {s.value: status.counts[s] for s in JobState},
         "workers": status.coroutines,
@@ -187,5 +187,5 @@ def status_record(status: Status) -> dict[str, Any]:
 
 
 def print_json(document: Any) -> None:
-    """Exactly one JSON document on stdout (SPEC §5)."""
+    """Exactly one JSON document on stdout (reference §2.3)."""
     sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """The retry policy: a pure function from one attempt's outcome to the job's next state.
 
-SPEC §4: after a failed attempt the job is ``failed`` and runs again
+Reference §5.4: after a failed attempt the job is ``failed`` and runs again
 ``min(backoff_base ** attempts, backoff_max)`` seconds later while
 ``attempts <= max_retries``; past that it is ``dead``.
 
@@ -63,7 +63,7 @@ def decide(
     """The next state after an attempt, and whether the attempt is refunded.
 
     An attempt cut short by a forced stop goes back to ``pending`` at once and does
-    not count against ``max_retries`` (SPEC §5); one killed by ``cancel`` ends the
+    not count against ``max_retries`` (reference §5.7); one killed by ``cancel`` ends the
     job ``cancelled``; success completes the job; any other end follows
     ``after_failure``.
     """

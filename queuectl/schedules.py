@@ -1,4 +1,4 @@
-"""Schedules (SPEC §8): jobs made by a clock, stored in the database.
+"""Schedules (reference §19.2): jobs made by a clock, stored in the database.
 
 ``Schedules`` is the part of the ``Queue`` facade that ``queuectl schedule …`` and
 the workers call. A schedule's job template is validated by the same code as
@@ -45,7 +45,7 @@ log = logging.getLogger("queuectl.worker")
 #: The scheduler never sleeps less than this, whatever two clocks say.
 _MIN_WAIT_S = 0.005
 
-#: SPEC §8: 1 to 64 characters among letters, digits, ``-``, ``_``, ``.``.
+#: Reference §19.4: 1 to 64 characters among letters, digits, ``-``, ``_``, ``.``.
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Template fields a schedule decides itself, and why a template may not set them.
 FORBIDDEN_FIELDS = {

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-#: SIGHUP is what closing the terminal sends: a stop, like SIGTERM (SPEC §5). A
+#: SIGHUP is what closing the terminal sends: a stop, like SIGTERM (reference §5.7). A
 #: SIGHUP that was ignored when we started (``nohup``) stays ignored.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -3,7 +3,7 @@
 Every reason is decided here, once, from a handful of indexed reads (the job by
 its id, the queue settings, the per-queue counters, the live workers, the running
 jobs, and one walk of the claim index that stops at the first due job ahead), so
-it costs the same with ten jobs or ten million. The codes are SPEC 7's.
+it costs the same with ten jobs or ten million. The codes are reference §18's.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Why:
     reasons: list[Reason]
 
 
-#: Finished states (``cancelled`` arrives with SPEC 7's cancel; its value is accepted here).
+#: Finished states (``cancelled`` arrives with cancel, §16.1; its value is accepted here).
 _FINISHED = {"completed", "dead", "cancelled"}
 
 
@@ -119,7 +119,7 @@ def _timing(job: Job, now: int) -> list[Reason]:
 
 
 def _dependencies(job: Job) -> list[Reason]:
-    """``waiting_for`` (SPEC 8): workflows are not built yet, so nothing waits on another job."""
+    """``waiting_for`` (reference §19.1): workflows are not built yet; nothing waits on a job."""
     del job
     return []
 

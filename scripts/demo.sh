@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The seed's three scenarios (SPEC §6), one after the other, on a throwaway database.
+# The seed's three scenarios (reference §10.1, §5.4, §13), one after the other, on a scratch
+# database.
 # Workers run with --burst here so the demo ends by itself; without it they run
 # until Ctrl-C or `queuectl worker stop`.
 set -euo pipefail

@@ -483,7 +483,7 @@ class DueSchedules:
 
 
 class ScheduleStore(Protocol):
-    """Schedules (SPEC §8): the rows, and the one transaction that makes a fire."""
+    """Schedules (reference §19.2): the rows, and the one transaction that makes a fire."""
 
     async def add_schedule(self, schedule: Schedule) -> None:
         """Store a new schedule; ``DuplicateSchedule`` if the name is taken (nothing changes)."""

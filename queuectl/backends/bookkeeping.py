@@ -64,7 +64,7 @@ FINISH_FIELDS = (
 )
 #: The fields of ``recovery_records``.
 RECOVERY_FIELDS = ("id", "token", "state", "delay_ms", "error", "cancel_state", "tally")
-#: How a finished attempt counts in ``queuectl_jobs_finished_total`` (SPEC §9): every
+#: How a finished attempt counts in ``queuectl_jobs_finished_total`` (reference §20.5): every
 #: finished attempt under exactly one of these. ``cancelled`` also counts a cancelled
 #: job that never started.
 TALLIES = ("completed", "failed", "dead", "cancelled", "lost", "interrupted")
@@ -112,7 +112,7 @@ def decide_finishes(
     """What each finished attempt makes of its job.
 
     ``load_policy`` reads the stored backoff settings; it is called only when a
-    retry is to be scheduled (SPEC §5), so a cycle of successes reads no config.
+    retry is to be scheduled (reference §5.4), so a cycle of successes reads no config.
     """
     failing = any(not (f.result.ok or f.result.interrupted or f.result.cancelled) for f in finishes)
     # Success and a forced stop do not consult the policy: the defaults stand in.
@@ -302,7 +302,7 @@ def duplicate_job(
 ) -> DuplicateJob:
     """The error naming the first job of ``jobs`` whose id ``exists`` already, or else
     the first whose ``unique_key`` a waiting or running job holds (``holder`` gives
-    that job's id and state, SPEC 7)."""
+    that job's id and state, reference §4.2)."""
     for position, job in enumerate(jobs, 1):
         if exists(job.id):
             return DuplicateJob(
@@ -402,7 +402,7 @@ def fire_claim_values(fire: Fire, now: int) -> dict[str, Any]:
 def fire_makes(overlap: str, previous_state: str | None) -> bool:
     """Whether a fire time makes its job, given the state of the schedule's previous job.
 
-    ``overlap: skip`` holds a fire time back while that job is unfinished (SPEC §8);
+    ``overlap: skip`` holds a fire time back while that job is unfinished (reference §19.2);
     a previous job that was removed holds nothing back.
     """
     return overlap == Overlap.ALLOW.value or previous_state not in UNFINISHED_STATES

@@ -70,7 +70,7 @@ def _state(states: Mapping[str, JobState], job_id: str) -> JobState:
 
 
 def plan_cancel(job_ids: Sequence[str], states: Mapping[str, JobState]) -> CancelResult:
-    """SPEC §7 ``cancel``: refuse the whole list if one job is unknown or finished."""
+    """Reference §16.1 ``cancel``: refuse the whole list if one job is unknown or finished."""
     result = CancelResult()
     for job_id in _unique(job_ids):
         state = _state(states, job_id)
@@ -89,7 +89,7 @@ def plan_cancel(job_ids: Sequence[str], states: Mapping[str, JobState]) -> Cance
 
 
 def plan_retry(job_ids: Sequence[str], states: Mapping[str, JobState]) -> RetryPlan:
-    """SPEC §7 ``retry``: dead and cancelled jobs start over; failed ones run now."""
+    """Reference §16.2 ``retry``: dead and cancelled jobs start over; failed ones run now."""
     plan = RetryPlan()
     for job_id in _unique(job_ids):
         state = _state(states, job_id)
@@ -104,7 +104,7 @@ def plan_retry(job_ids: Sequence[str], states: Mapping[str, JobState]) -> RetryP
 
 
 def plan_remove(job_ids: Sequence[str], states: Mapping[str, JobState]) -> list[str]:
-    """SPEC §7 ``rm``: any job but a running one, which must be cancelled first."""
+    """Reference §16.3 ``rm``: any job but a running one, which must be cancelled first."""
     ids = _unique(job_ids)
     for job_id in ids:
         if _state(states, job_id) is JobState.PROCESSING:
@@ -116,7 +116,7 @@ def plan_remove(job_ids: Sequence[str], states: Mapping[str, JobState]) -> list[
 
 
 def check_update(job_id: str, state: JobState | None) -> None:
-    """SPEC §7 ``update``: only a job that waits (``pending`` or ``failed``)."""
+    """Reference §16.5 ``update``: only a job that waits (``pending`` or ``failed``)."""
     if state is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     if state not in UPDATABLE:

@@ -30,7 +30,7 @@ class App:
     _queue: Queue | None = field(default=None)
 
     async def queue(self, *, create: bool = True) -> Queue:
-        """The store, opened once; read-only commands pass ``create=False`` (SPEC §5)."""
+        """The store, opened once; read-only commands pass ``create=False`` (reference §2.6)."""
         if self._queue is None:
             from queuectl.config import busy_timeout_s
             from queuectl.queue import Queue

@@ -1,4 +1,4 @@
-"""``cancel``, ``retry``, ``rm``, ``purge``, ``update`` and ``wait`` (SPEC §7): parse, call, print.
+"""The job commands of reference §16 (``cancel`` … ``wait``): parse, call, print.
 
 Every rule lives in the library (``Queue`` methods, ``backends.operations``); these
 commands only turn options into one call and its answer into lines. Ids that a

@@ -1,4 +1,4 @@
-"""``queuectl queue list | pause | resume | limit``: operate named queues (SPEC 7)."""
+"""``queuectl queue list | pause | resume | limit``: operate named queues (reference §17)."""
 
 from __future__ import annotations
 

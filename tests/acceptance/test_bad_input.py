@@ -1,4 +1,4 @@
-"""Every bad input of SPEC §3 and §5: exit 1, one ``Error:`` line, nothing changed.
+"""Every bad input of reference §4.1 and §4.2: exit 1, one ``Error:`` line, nothing changed.
 
 Each case runs the real executable against a database that already holds a job,
 and compares the job counts (and the config) before and after.

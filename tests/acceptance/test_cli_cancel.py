@@ -1,4 +1,4 @@
-"""``queuectl cancel`` of running jobs, through real workers, on both stores (SPEC §7).
+"""``queuectl cancel`` of running jobs, through real workers, on both stores (reference §16.1).
 
 The command traps TERM and leaves a grandchild that ignores it, so only the
 worker's SIGKILL of the whole process group after ``kill-grace`` ends it: the

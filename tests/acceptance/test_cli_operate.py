@@ -1,5 +1,5 @@
 """The words and exit codes of ``cancel``, ``retry``, ``rm``, ``purge``, ``update``, ``wait``
-and ``logs --follow`` (SPEC §7), through the real ``queuectl`` on both stores.
+and ``logs --follow`` (reference §16, §12.4), through the real ``queuectl`` on both stores.
 
 Bad input is one ``Error:`` line, exit 1, and nothing changed (checked by
 comparing every job's record before and after).

@@ -1,4 +1,4 @@
-"""``--json`` shapes of every read command (SPEC §3, §5) and the plain-text output."""
+"""``--json`` shapes of every read command (reference §8, §2.3) and the plain-text output."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def test_status_on_a_database_that_does_not_exist_yet(tmp_path: Path) -> None:
         "cancelled": 0,
     }
     assert status["workers"] == 0
-    # A read never creates it (SPEC §5): a mistyped path must not become an empty queue.
+    # A read never creates it (reference §2.6): a mistyped path must not become an empty queue.
     assert not fresh.parent.parent.exists()
 
 

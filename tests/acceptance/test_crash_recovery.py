@@ -1,6 +1,6 @@
 """Crash recovery with the real executable: ``kill -9``, SIGSTOP, poison pills.
 
-SPEC §4: a job whose worker died is recovered within a stated bound, counts as a
+Reference §5.6: a job whose worker died is recovered within a stated bound, counts as a
 failed attempt whose ``last_error`` says the worker was lost, follows the retry
 policy, and is never run by two workers at once. Commands record their pids and
 wrap their work in execution markers (``helpers.marked``) so the tests can check

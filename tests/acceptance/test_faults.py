@@ -1,6 +1,6 @@
 """SQLite faults: locks, read-only files and folders, full disks, foreign and corrupt files.
 
-SPEC §4/§5: nothing enqueued is lost and nothing half-written remains; a command
+Reference §5.8: nothing enqueued is lost and nothing half-written remains; a command
 that cannot use the database exits 1 with one ``Error:`` line, never a traceback;
 a file that is not ours (or is newer than this queuectl) is never modified.
 """
@@ -212,7 +212,7 @@ class TestReadOnly:
             assert "read-only" in line, line
         assert _all_files(folder) == before
         for missing in (folder / "new.db", folder / "sub" / "queue.db"):
-            # A writer must create it, and cannot (a read never tries: SPEC §5).
+            # A writer must create it, and cannot (a read never tries: reference §2.6).
             line = assert_one_error(run_cli(missing, "config", "set", "max-retries", "1"))
             assert "read-only" in line, line
 

@@ -1,4 +1,4 @@
-"""Forced stop (SPEC §5): the second signal or ``worker stop --now``.
+"""Forced stop (reference §5.7): the second signal or ``worker stop --now``.
 
 Every running command's process group gets SIGTERM, then SIGKILL after
 ``kill-grace``; the jobs go back to ``pending`` at once without using up an

@@ -1,6 +1,6 @@
 """Output faults with the real worker: huge, unterminated, binary, and held-open output.
 
-SPEC §5 keeps the last ``output-limit`` bytes of each attempt; the worker's
+Reference §4.7 keeps the last ``output-limit`` bytes of each attempt; the worker's
 memory must stay flat whatever a command prints, and a background grandchild
 that keeps stdout open must not hang the worker once the shell has exited.
 """

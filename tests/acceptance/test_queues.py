@@ -1,4 +1,4 @@
-"""Operating named queues from the command line (SPEC 7): words, exit codes, and
+"""Operating named queues from the command line (reference §17): words, exit codes, and
 workers in other processes obeying a pause or a limit."""
 
 from __future__ import annotations

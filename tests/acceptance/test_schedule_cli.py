@@ -1,4 +1,4 @@
-"""``queuectl schedule …`` through the real executable, on both stores (SPEC §8).
+"""``queuectl schedule …`` through the real executable, on both stores (reference §19).
 
 The words, the exit codes, and bad input: one ``Error:`` line, exit 1, nothing stored.
 """

@@ -1,4 +1,4 @@
-"""A ``* * * * *`` schedule under real worker processes makes one job per minute (SPEC §8).
+"""A ``* * * * *`` schedule under real worker processes makes one job per minute (reference §19.2).
 
 In real time (a minute is a minute): on PostgreSQL, three worker processes of one
 host (``--processes 3``) and a second simulated host (``QUEUECTL_HOST``) race for

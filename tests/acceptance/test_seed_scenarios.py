@@ -1,4 +1,4 @@
-"""SPEC §6: the seed's scenarios, run through the installed ``queuectl`` on Linux.
+"""The seed's scenarios (reference §10.1, §5.4, §13), run through the installed ``queuectl``.
 
 Each scenario gets a database of its own, so one scenario's leftovers (a retried
 S2-fail, the pending job1) cannot change what the next one observes.

@@ -50,7 +50,7 @@ KILL_EVERY_S = float(os.environ.get("QUEUECTL_SOAK_KILL_EVERY", "2"))
 CANCEL_EVERY_S = 0.5
 WORKERS, SLOTS = 3, 4
 QUEUES = ("a", "b")
-#: SPEC 7: workers on every process and host obey a pause within 1 s.
+#: Reference §17: workers on every process and host obey a pause within 1 s.
 PAUSE_OBEYED_S = 1.0
 DEADLINE_S = 480
 

@@ -171,7 +171,7 @@ class TestClaims:
             now=now,
         )
         order = [c.job.id for _ in range(6) for c in await claim(backend, now)]
-        # Ties run oldest first (SPEC §3), however long each has been due.
+        # Ties run oldest first (reference §5.3), however long each has been due.
         assert order == ["high-older", "high-newer", "old-low", "new-low", "negative"]
         clock.advance(1)
         assert [c.job.id for c in await claim(backend, clock())] == ["future-top"]
@@ -728,7 +728,7 @@ async def _invariants(backend: Any, clock: FrozenClock, ids: list[str], worker: 
 
 
 class TestCancelRaces:
-    """Cancel against a job's own end, a retry, a recovery and an rm (SPEC §7)."""
+    """Cancel against a job's own end, a retry, a recovery and an rm (reference §16.1)."""
 
     async def _running(self, backend: Any, clock: FrozenClock, prefix: str) -> list[Claim]:
         now = clock()

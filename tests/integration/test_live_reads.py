@@ -191,7 +191,7 @@ PLANS = {
     "ids_by_prefix": {"lo": "a", "hi": "b", "limit": 5},
     "ids_by_prefix_state": {"lo": "a", "hi": "b", "limit": 5, "state": "dead", "scan": 100},
     "requeue_dead_batch": {"now": 0, "after": 0, "upto": 10, "limit": 5},
-    # The claim and what an idle worker reads, with the queue settings in them (SPEC 7).
+    # The claim and what an idle worker reads, with the queue settings in them (reference §17).
     "claim_any": {"now": 0, "worker": "w", "lease_until": 0, "limit": 4},
     "claim_queues": {"now": 0, "worker": "w", "lease_until": 0, "limit": 4, "queues": '["a"]'},
     "next_due_any": {},

@@ -1,4 +1,4 @@
-"""SPEC §7 store rules (cancel, retry, rm, purge, update), one suite on both stores.
+"""Reference §16 store rules (cancel, retry, rm, purge, update), one suite on both stores.
 
 Each test runs on SQLite and on PostgreSQL (the ``backend`` fixture) with the
 store's clock pinned by ``FrozenClock``. The races between these operations and

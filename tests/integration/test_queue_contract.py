@@ -1,4 +1,4 @@
-"""Queue settings (pause, limit) as both stores keep them (SPEC 7).
+"""Queue settings (pause, limit) as both stores keep them (reference §17).
 
 Same fixtures and helpers as ``test_backend_contract``: every test runs on SQLite
 and on PostgreSQL, with time pinned by ``FrozenClock``.

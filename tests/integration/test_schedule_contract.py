@@ -1,4 +1,4 @@
-"""Schedules on both stores (SPEC §8): fire exactly once, catch up, overlap, survive kill -9.
+"""Schedules on both stores (reference §19.2): fire once, catch up, overlap, survive kill -9.
 
 Time is injected (``FrozenClock``): a worker started after a long stop is a clock
 moved on, never a sleep. Several "workers" are several connections to the same

@@ -1,4 +1,4 @@
-"""Running workers fire schedules on time, once, on both stores (SPEC §8).
+"""Running workers fire schedules on time, once, on both stores (reference §19.2).
 
 Three ``Worker`` objects, each with its own store connection, run in this loop with
 one injected clock: the real clock plus an offset that the test moves to just

@@ -1,4 +1,4 @@
-"""Unique jobs (SPEC 7): the store enforces ``unique_key`` among waiting and running
+"""Unique jobs (reference §4.2): the store enforces ``unique_key`` among waiting and running
 jobs with a partial unique index; ``enqueue_new`` skips instead of refusing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``why``: every reason code SPEC 7 names that exists yet, on both stores."""
+"""``why``: every reason code reference §18 names that exists yet, on both stores."""
 
 from __future__ import annotations
 

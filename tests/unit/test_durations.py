@@ -1,4 +1,4 @@
-"""The one duration parser (SPEC §7) and the places that use it: config keys and job fields."""
+"""The one duration parser (reference §4.3) and where it is used: config keys and job fields."""
 
 from __future__ import annotations
 

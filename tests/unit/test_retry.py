@@ -38,7 +38,7 @@ def test_defaults_are_base_two_capped_at_an_hour() -> None:
 
 @pytest.mark.parametrize("max_retries", [0, 1, 3, 7])
 def test_a_job_runs_max_retries_plus_one_times(max_retries: int) -> None:
-    """SPEC §4: failed while attempts <= max_retries, dead once attempts > max_retries."""
+    """Reference §5.4: failed while attempts <= max_retries, dead once attempts > max_retries."""
     policy = RetryPolicy(backoff_base=2, backoff_max_s=3600)
     states = [
         policy.after_failure(attempts=n, max_retries=max_retries).state

@@ -428,7 +428,7 @@ SELECT state, sum(n)::bigint AS n, count(*) AS rows FROM job_counts
 
 -- name: probe
 -- A worker's idle poll and --burst: the jobs of a paused queue are not waited for
--- (SPEC 7), and held queues (paused, or as busy as their limit) have nothing due.
+-- (reference §17.2), and held queues (paused, or as busy as their limit) have nothing due.
 -- Per queue with waiting jobs (a loose scan of jobs_runnable), one seek of
 -- jobs_queue_waiting: a paused backlog is never walked.
 WITH RECURSIVE all_paused AS (
@@ -662,7 +662,7 @@ SELECT queue, outcome, sum(n)::bigint AS n FROM finished_counts GROUP BY queue, 
 SELECT queue, le_ms, sum(n)::bigint AS n, sum(sum_ms)::bigint AS sum_ms FROM duration_buckets
  GROUP BY queue, le_ms;
 
--- Schedules (SPEC §8). Rules in backends/bookkeeping.py, flow in backends/postgres.py.
+-- Schedules (reference §19.2). Rules in backends/bookkeeping.py, flow in backends/postgres.py.
 -- Fire times are real times computed from cron by the caller; whether one is due
 -- is judged by the store's clock (due_schedules), like every lease.
 

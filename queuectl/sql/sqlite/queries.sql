@@ -29,7 +29,7 @@ SELECT 1 FROM jobs WHERE id = :id;
 
 -- name: claim_any
 -- One statement takes up to :limit due jobs, highest priority first and, among
--- equals, the oldest (SPEC: ties run oldest first); the jobs_claimed trigger opens
+-- equals, the oldest (reference §5.3: ties run oldest first); the jobs_claimed trigger opens
 -- each attempt row. Runnable means indexed (DESIGN 17): the claim walks only the
 -- queues it may take jobs from. `open` lists them from job_counts (a few rows): not
 -- paused, not at their limit, not held by `pause --all`, each with its free slots.
@@ -388,7 +388,7 @@ SELECT EXISTS (SELECT 1 FROM open AS o
                 WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
 
 -- name: busy_any
--- --burst does not wait for the jobs of a paused queue (SPEC 7).
+-- --burst does not wait for the jobs of a paused queue (reference §17.2).
 SELECT coalesce(sum(n), 0) FROM job_counts
  WHERE state IN ('processing', 'failed')
    AND queue NOT IN (SELECT queue FROM queue_settings WHERE paused)
@@ -570,7 +570,7 @@ SELECT queue, outcome, sum(n) AS n FROM finished_counts GROUP BY queue, outcome;
 SELECT queue, le_ms, sum(n) AS n, sum(sum_ms) AS sum_ms FROM duration_buckets
  GROUP BY queue, le_ms;
 
--- Schedules (SPEC §8). Rules in backends/bookkeeping.py, flow in backends/sqlite.py.
+-- Schedules (reference §19.2). Rules in backends/bookkeeping.py, flow in backends/sqlite.py.
 
 -- name: insert_schedule
 INSERT INTO schedules (name, cron, tz, overlap, paused, job, next_fire_at, created_at, updated_at)

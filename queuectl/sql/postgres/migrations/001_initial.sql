@@ -38,7 +38,7 @@ CREATE TABLE jobs (
     lease_until bigint
 );
 
--- Claims take the highest priority first and, among equals, the oldest job (SPEC:
+-- Claims take the highest priority first and, among equals, the oldest job (reference §5.3:
 -- ties run oldest first). The claim walks this index in order, skipping rows held
 -- by another transaction; finished jobs are not in it. next_run_at is a key
 -- column only so that "due yet?" is checked on the index entry (an Index Cond):

@@ -1,4 +1,4 @@
--- Version 3: the sixth state, `cancelled` (SPEC §7), and the cancel request of a
+-- Version 3: the sixth state, `cancelled` (reference §5.1), and the cancel request of a
 -- running job. PostgreSQL alters a CHECK constraint in place; the new one admits
 -- every row the old one did, and the whole migration is one transaction.
 

@@ -1,5 +1,5 @@
 -- Version 4: claims take the highest priority first and, among equals, the oldest
--- job (SPEC §3: "ties run oldest first"), no longer the one due longest. The claim
+-- job (reference §5.3: ties run oldest first), no longer the one due longest. The claim
 -- walks this index in order, skipping rows that are not due yet.
 
 DROP INDEX jobs_runnable;

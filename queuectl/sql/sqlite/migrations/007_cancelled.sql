@@ -1,4 +1,4 @@
--- Version 7: the sixth state, `cancelled` (SPEC §7), and the cancel request of a
+-- Version 7: the sixth state, `cancelled` (reference §5.1), and the cancel request of a
 -- running job.
 --
 -- The state's CHECK constraint is part of the table's definition, which SQLite

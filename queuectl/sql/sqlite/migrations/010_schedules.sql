@@ -1,4 +1,4 @@
--- Version 10: schedules (SPEC §8). A worker makes a schedule's job by moving
+-- Version 10: schedules (reference §19.2). A worker makes a schedule's job by moving
 -- next_fire_at on (a compare-and-set on the value it read) and inserting the job
 -- NAME@<fire time> in the same transaction: whoever loses the race changes nothing.
 -- Times are INTEGER milliseconds since the Unix epoch (UTC).
