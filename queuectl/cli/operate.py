@@ -193,7 +193,7 @@ async def wait(app: App, job_ids: tuple[str, ...], timeout_s: float | None) -> N
       queuectl wait job1 job2 && echo all done
       queuectl wait build --timeout 600
     """
-    report = await (await app.queue()).wait(job_ids, timeout_s=timeout_s)
+    report = await (await app.queue(create=False)).wait(job_ids, timeout_s=timeout_s)
     exit_as_wait(report.states, timeout_s)
 
 

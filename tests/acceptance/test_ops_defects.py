@@ -196,7 +196,11 @@ def test_status_of_a_missing_database_counts_zeros(tmp_path: Path) -> None:
 
 
 @pytest.mark.sqlite_only
-@pytest.mark.parametrize("args", [["show", "job1"], ["logs", "job1"]], ids=["show", "logs"])
+@pytest.mark.parametrize(
+    "args",
+    [["show", "job1"], ["logs", "job1"], ["why", "job1"], ["wait", "job1"]],
+    ids=["show", "logs", "why", "wait"],
+)
 def test_an_unknown_job_stays_an_error_where_no_database_exists(
     tmp_path: Path, args: list[str]
 ) -> None:
