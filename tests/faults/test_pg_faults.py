@@ -201,11 +201,15 @@ def _ids(n: int) -> list[str]:
 
 
 def _through_restarts(
-    server: PrivateServer, command: Callable[[int, int], Outcome | None]
+    server: PrivateServer,
+    command: Callable[[int, int], Outcome | None],
+    aim: Callable[[], bool] | None = None,
 ) -> dict[int, Outcome]:
     """Commands run by 6 clients at once through 3 restarts.
 
     ``command(client, n)`` runs command number ``n`` (``None``: nothing left to do).
+    ``aim``: after a second, stop the server as soon as it says a command is in the
+    middle of its work (for at most 2 s more), rather than at a random moment.
     """
     outcomes: dict[int, Outcome] = {}
     numbers = itertools.count()
@@ -213,7 +217,13 @@ def _through_restarts(
 
     def restart() -> None:
         # The clients take most of a second to start: restart while they connect.
-        time.sleep(rng.uniform(1.0, 2.0))
+        if aim is None:
+            time.sleep(rng.uniform(1.0, 2.0))
+        else:
+            time.sleep(1.0)
+            deadline = time.monotonic() + 2.0
+            while not aim() and time.monotonic() < deadline:
+                pass
         server.restart(down_s=1.0)
 
     def run_while(restarter: threading.Thread, client: int) -> None:
@@ -278,6 +288,22 @@ def _queue_names(n: int) -> list[str]:
     return [f"p{n}-{k}" for k in range(BATCH)]
 
 
+def _args(kind: str, batch: int) -> tuple[str, ...]:
+    if kind == "cancel":
+        return ("cancel", *_cancel_ids(batch), "--wait", "0")
+    return ("queue", "pause", *_queue_names(batch))
+
+
+def _assert_said(result: Outcome, kind: str, batch: int) -> None:
+    """Exit 0 naming the whole batch, or one ``Error:`` line and no traceback."""
+    if result.returncode != 0:
+        assert_one_error(result)
+    elif kind == "cancel":
+        assert sorted(result.stdout.split()) == sorted(_cancel_ids(batch))
+    else:
+        assert result.stdout.splitlines() == [f"paused {q}" for q in _queue_names(batch)]
+
+
 def test_cancel_and_queue_pause_during_a_restart_succeed_once_or_change_nothing(
     cluster: Cluster, pg_server: PrivateServer
 ) -> None:
@@ -287,11 +313,6 @@ def test_cancel_and_queue_pause_during_a_restart_succeed_once_or_change_nothing(
     batches = {"cancel": itertools.count(), "pause": itertools.count()}
     commands: dict[int, tuple[str, int]] = {}
 
-    def args(kind: str, batch: int) -> tuple[str, ...]:
-        if kind == "cancel":
-            return ("cancel", *_cancel_ids(batch), "--wait", "0")
-        return ("queue", "pause", *_queue_names(batch))
-
     def command(client: int, n: int) -> Outcome | None:
         # Half the clients cancel, half pause, staggered against each other.
         kind = "cancel" if client % 2 else "pause"
@@ -299,9 +320,16 @@ def test_cancel_and_queue_pause_during_a_restart_succeed_once_or_change_nothing(
         if kind == "cancel" and batch >= CANCELS:
             return None
         commands[n] = (kind, batch)
-        return cluster.cli(*args(kind, batch), timeout=120)
+        return cluster.cli(*_args(kind, batch), timeout=120)
 
-    outcomes = _through_restarts(pg_server, command)
+    def writing() -> bool:
+        # A command's session between its first write and its commit.
+        return pg_server.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queuectl'"
+            " AND state <> 'idle' AND query ~ 'UPDATE jobs|queue_settings'"
+        ) not in ("", "0")
+
+    outcomes = _through_restarts(pg_server, command, aim=writing)
 
     def cancelled() -> set[str]:
         return set(cluster.fetch("SELECT id FROM jobs WHERE state = 'cancelled'"))
@@ -321,14 +349,7 @@ def test_cancel_and_queue_pause_during_a_restart_succeed_once_or_change_nothing(
     failed = {n for n, r in outcomes.items() if r.returncode != 0}
     assert {commands[n][0] for n in failed} == {"cancel", "pause"}, "not both ran into a restart"
     for n, result in outcomes.items():
-        kind, batch = commands[n]
-        if result.returncode == 0:
-            if kind == "cancel":
-                assert sorted(result.stdout.split()) == sorted(_cancel_ids(batch))
-            else:
-                assert result.stdout.splitlines() == [f"paused {q}" for q in _queue_names(batch)]
-        else:
-            assert_one_error(result)
+        _assert_said(result, *commands[n])
     # Each that succeeded took effect whole, once; each that failed changed nothing.
     assert cancelled() == expected("cancel", ok=True)
     assert paused() == expected("pause", ok=True)
@@ -337,7 +358,7 @@ def test_cancel_and_queue_pause_during_a_restart_succeed_once_or_change_nothing(
     assert expected("cancel", ok=False) <= pending
     # Retried, each failed command succeeds.
     for n in sorted(failed):
-        again = cluster.cli(*args(*commands[n]))
+        again = cluster.cli(*_args(*commands[n]))
         assert again.returncode == 0, again.stderr
     assert cancelled() == expected("cancel", ok=True) | expected("cancel", ok=False)
     assert paused() == expected("pause", ok=True) | expected("pause", ok=False)
