@@ -383,8 +383,9 @@ def test_a_job_cancelled_while_the_server_restarts_is_killed_once_it_is_back(
     # Host a is cut off until the server is back: the wake-ups of the cancels are lost
     # with its connections, so only its heartbeat after the restart can carry them.
     proxy.set_mode("drop")
-    early = cluster.cli("cancel", ids[0], "--wait", "0")
-    assert "(the cancel stays requested)" in assert_one_error(early)
+    # The first cancel waits for a's confirmation right through the restart.
+    early = cluster.start_cli("cancel", ids[0], "--wait", "100")
+    wait_for(lambda: _cancel_requested(cluster) == {ids[0]}, timeout=60)
     outcomes: dict[str, Outcome] = {}
 
     def cancel(job_id: str, offset: float) -> None:
@@ -414,6 +415,8 @@ def test_a_job_cancelled_while_the_server_restarts_is_killed_once_it_is_back(
     # Back on the network, a kills every command once and ends each job cancelled.
     proxy.set_mode("pass")
     assert a.wait(timeout=120) == 0, a.log()
+    out, err = early.communicate(timeout=60)
+    assert (early.returncode, out, err) == (0, f"{ids[0]}\n", "1 job(s) cancelled.\n")
     assert cluster.counts() == {"cancelled": len(ids)}
     record = cluster.record()
     assert record.overlaps == []
