@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from queuectl.backends import wakeup
 from queuectl.backends.operations import CancelResult, RetryPlan, check_purge_states
 from queuectl.clock import Clock, seconds_to_ms
-from queuectl.exceptions import InvalidJob, JobNotFound
+from queuectl.exceptions import InvalidJob, JobNotFound, StoreUnreachable
 from queuectl.jobspec import to_changes
 from queuectl.models import TERMINAL_STATES, Job, JobState
 
@@ -140,7 +140,9 @@ class QueueOperations:
         ``completed`` or ``dead`` job.
         """
         request = await self.request_cancel(job_ids)
-        ended, running = await self._wait_states(request.requested, wait_s)
+        # The requests are committed: losing the store now must not read as a
+        # failure that changed nothing, so the wait rides out an outage.
+        ended, running = await self._wait_states(request.requested, wait_s, through_outages=True)
         return CancelReport(request, ended, running)
 
     async def retry(self, job_ids: Sequence[str]) -> RetryPlan:
@@ -238,11 +240,14 @@ class QueueOperations:
         timeout_s: float | None,
         *,
         until: frozenset[JobState] | None = None,
+        through_outages: bool = False,
     ) -> tuple[dict[str, JobState], list[str]]:
         """Poll until each job leaves ``processing`` (or reaches a state in ``until``).
 
         Returns the jobs that got there with their state, and those that did not by
         ``timeout_s`` (``None``: no limit). A job deleted meanwhile counts as gone.
+        ``through_outages``: an unreachable store (a server restarting) is asked
+        again at the next poll instead of ending the wait.
         """
         left = list(job_ids)
         ended: dict[str, JobState] = {}
@@ -250,7 +255,12 @@ class QueueOperations:
         deadline = None if timeout_s is None else loop.time() + timeout_s
         pause = _POLL_FIRST_S
         while left:
-            states = await self.backend.job_states(left)
+            try:
+                states = await self.backend.job_states(left)
+            except StoreUnreachable:
+                if not through_outages:
+                    raise
+                states = {job_id: JobState.PROCESSING for job_id in left}  # not known yet
             for job_id in list(left):
                 state = states.get(job_id)
                 arrived = state is None or (

@@ -166,6 +166,17 @@ class Cluster:
             stdin=None if input is not None else subprocess.DEVNULL,
         )
 
+    def start_cli(self, *args: str) -> subprocess.Popen[str]:
+        """A command left running (``communicate`` collects it)."""
+        return subprocess.Popen(
+            [QUEUECTL, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(self.url, {"XDG_DATA_HOME": str(self.folder / "xdg")}),
+        )
+
     def json(self, *args: str) -> Any:
         result = self.cli(*args, "--json")
         assert result.returncode == 0, result.stderr

@@ -6,10 +6,10 @@ and judges the outcome from the jobs' own record of their executions
 (``tests/faults/cluster.py``): start and end stamps with host and pid, and a per-job
 ``flock`` that catches two executions alive at once.
 
-TODO (issue 14): ``cancel`` and ``queue pause`` during a restart (each succeeds once
-or fails with one ``Error:`` line and changes nothing) join
-``test_enqueue_during_a_restart_succeeds_once_or_changes_nothing`` once those
-commands exist; the soak (``test_pg_soak.py``) then also cancels and pauses at random.
+``enqueue``, ``cancel`` and ``queue pause`` run by clients through restarts each
+either succeed once or fail with one ``Error:`` line and change nothing; a running
+job cancelled while its host cannot hear it and the server restarts is killed by
+its worker once the store is back, and ends ``cancelled`` without running again.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -36,6 +37,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(360)]
 #: The lease of the cut-off tests (seconds): short, so they are quick, but long
 #: enough for heartbeats on a loaded machine.
 LEASE = 4.0
+
+
+Outcome = subprocess.CompletedProcess[str]
 
 
 def _short_jobs(prefix: str, n: int) -> list[dict[str, object]]:
@@ -196,31 +200,45 @@ def _ids(n: int) -> list[str]:
     return [f"e{n}-{k}" for k in range(BATCH)]
 
 
-def _enqueue_through_restarts(
-    cluster: Cluster, server: PrivateServer
-) -> dict[int, subprocess.CompletedProcess[str]]:
-    """Batches enqueued by 6 clients at once through 3 restarts."""
-    outcomes: dict[int, subprocess.CompletedProcess[str]] = {}
+def _through_restarts(
+    server: PrivateServer,
+    command: Callable[[int, int], Outcome | None],
+    aim: Callable[[], bool] | None = None,
+) -> dict[int, Outcome]:
+    """Commands run by 6 clients at once through 3 restarts.
+
+    ``command(client, n)`` runs command number ``n`` (``None``: nothing left to do).
+    ``aim``: after a second, stop the server as soon as it says a command is in the
+    middle of its work (for at most 2 s more), rather than at a random moment.
+    """
+    outcomes: dict[int, Outcome] = {}
     numbers = itertools.count()
     rng = random.Random(5)
 
     def restart() -> None:
         # The clients take most of a second to start: restart while they connect.
-        time.sleep(rng.uniform(1.0, 2.0))
+        if aim is None:
+            time.sleep(rng.uniform(1.0, 2.0))
+        else:
+            time.sleep(1.0)
+            deadline = time.monotonic() + 2.0
+            while not aim() and time.monotonic() < deadline:
+                pass
         server.restart(down_s=1.0)
 
-    def enqueue_while(restarter: threading.Thread, offset: float) -> None:
+    def run_while(restarter: threading.Thread, client: int) -> None:
         # Staggered, so some client is in the middle of its transaction at the stop.
-        time.sleep(offset)
+        time.sleep(client * 0.2)
         while restarter.is_alive():
             n = next(numbers)
-            outcomes[n] = cluster.cli("enqueue", input=_batch(n), timeout=120)
+            outcome = command(client, n)
+            if outcome is None:
+                return
+            outcomes[n] = outcome
 
     for _round in range(3):
         restarter = threading.Thread(target=restart)
-        clients = [
-            threading.Thread(target=enqueue_while, args=(restarter, i * 0.2)) for i in range(6)
-        ]
+        clients = [threading.Thread(target=run_while, args=(restarter, i)) for i in range(6)]
         for thread in (restarter, *clients):
             thread.start()
         for thread in (restarter, *clients):
@@ -232,7 +250,9 @@ def test_enqueue_during_a_restart_succeeds_once_or_changes_nothing(
     cluster: Cluster, pg_server: PrivateServer
 ) -> None:
     assert cluster.cli("status").returncode == 0  # the schema exists before the restart
-    outcomes = _enqueue_through_restarts(cluster, pg_server)
+    outcomes = _through_restarts(
+        pg_server, lambda _client, n: cluster.cli("enqueue", input=_batch(n), timeout=120)
+    )
     failed = [n for n, r in outcomes.items() if r.returncode != 0]
     assert failed, "no enqueue ran into the restart"
     stored = set(cluster.fetch("SELECT id FROM jobs"))
@@ -254,6 +274,167 @@ def test_enqueue_during_a_restart_succeeds_once_or_changes_nothing(
     assert cluster.fetch("SELECT id FROM jobs GROUP BY id HAVING count(*) > 1") == []
     assert len(cluster.fetch("SELECT id FROM jobs")) == BATCH * len(outcomes)
     print(f"\nenqueues during restarts: {len(outcomes) - len(failed)} ok, {len(failed)} failed")
+
+
+#: Cancel commands the clients may run at most (their jobs are enqueued first).
+CANCELS = 40
+
+
+def _cancel_ids(n: int) -> list[str]:
+    return [f"c{n}-{k}" for k in range(BATCH)]
+
+
+def _queue_names(n: int) -> list[str]:
+    return [f"p{n}-{k}" for k in range(BATCH)]
+
+
+def _args(kind: str, batch: int) -> tuple[str, ...]:
+    if kind == "cancel":
+        return ("cancel", *_cancel_ids(batch), "--wait", "0")
+    return ("queue", "pause", *_queue_names(batch))
+
+
+def _assert_said(result: Outcome, kind: str, batch: int) -> None:
+    """Exit 0 naming the whole batch, or one ``Error:`` line and no traceback."""
+    if result.returncode != 0:
+        assert_one_error(result)
+    elif kind == "cancel":
+        assert sorted(result.stdout.split()) == sorted(_cancel_ids(batch))
+    else:
+        assert result.stdout.splitlines() == [f"paused {q}" for q in _queue_names(batch)]
+
+
+def test_cancel_and_queue_pause_during_a_restart_succeed_once_or_change_nothing(
+    cluster: Cluster, pg_server: PrivateServer
+) -> None:
+    # No worker: the jobs stay `pending`, where a cancel of many is one transaction.
+    jobs = [{"id": i, "command": "true"} for n in range(CANCELS) for i in _cancel_ids(n)]
+    assert cluster.enqueue(jobs).returncode == 0
+    batches = {"cancel": itertools.count(), "pause": itertools.count()}
+    commands: dict[int, tuple[str, int]] = {}
+
+    def command(client: int, n: int) -> Outcome | None:
+        # Half the clients cancel, half pause, staggered against each other.
+        kind = "cancel" if client % 2 else "pause"
+        batch = next(batches[kind])
+        if kind == "cancel" and batch >= CANCELS:
+            return None
+        commands[n] = (kind, batch)
+        return cluster.cli(*_args(kind, batch), timeout=120)
+
+    def writing() -> bool:
+        # A command's session between its first write and its commit.
+        return pg_server.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queuectl'"
+            " AND state <> 'idle' AND query ~ 'UPDATE jobs|queue_settings'"
+        ) not in ("", "0")
+
+    outcomes = _through_restarts(pg_server, command, aim=writing)
+
+    def cancelled() -> set[str]:
+        return set(cluster.fetch("SELECT id FROM jobs WHERE state = 'cancelled'"))
+
+    def paused() -> set[str]:
+        return set(cluster.fetch("SELECT queue FROM queue_settings WHERE paused"))
+
+    def expected(kind: str, ok: bool) -> set[str]:
+        made = _cancel_ids if kind == "cancel" else _queue_names
+        return {
+            name
+            for n, (k, batch) in commands.items()
+            if k == kind and (outcomes[n].returncode == 0) == ok
+            for name in made(batch)
+        }
+
+    failed = {n for n, r in outcomes.items() if r.returncode != 0}
+    assert {commands[n][0] for n in failed} == {"cancel", "pause"}, "not both ran into a restart"
+    for n, result in outcomes.items():
+        _assert_said(result, *commands[n])
+    # Each that succeeded took effect whole, once; each that failed changed nothing.
+    assert cancelled() == expected("cancel", ok=True)
+    assert paused() == expected("pause", ok=True)
+    assert not set(cluster.fetch("SELECT queue FROM queue_settings")) & expected("pause", ok=False)
+    pending = set(cluster.fetch("SELECT id FROM jobs WHERE state = 'pending'"))
+    assert expected("cancel", ok=False) <= pending
+    # Retried, each failed command succeeds.
+    for n in sorted(failed):
+        again = cluster.cli(*_args(*commands[n]))
+        assert again.returncode == 0, again.stderr
+    assert cancelled() == expected("cancel", ok=True) | expected("cancel", ok=False)
+    assert paused() == expected("pause", ok=True) | expected("pause", ok=False)
+    print(f"\ncancel/pause during restarts: {len(outcomes) - len(failed)} ok, {len(failed)} failed")
+
+
+def _cancel_requested(cluster: Cluster) -> set[str]:
+    return set(cluster.fetch("SELECT id FROM jobs WHERE cancel_requested_at IS NOT NULL"))
+
+
+def test_a_job_cancelled_while_the_server_restarts_is_killed_once_it_is_back(
+    cluster: Cluster, pg_server: PrivateServer, proxy: FaultProxy
+) -> None:
+    # A lease long enough that the cut-off below never reaches the worker's "store
+    # unreachable for most of a lease: kill what runs" rule: every kill is a cancel's.
+    cluster.configure(lease=20, kill_grace=1)
+    ids = [f"run-{i}" for i in range(8)]
+    jobs = [{"id": i, "command": stamped("sleep 120")} for i in ids]
+    assert cluster.enqueue(jobs).returncode == 0
+    a = cluster.host("a", "--count", str(len(ids)), "--burst", port=proxy.port)
+    wait_for(lambda: len(cluster.record().runs) == len(ids), timeout=60)
+    # Host a is cut off until the server is back: the wake-ups of the cancels made
+    # meanwhile are lost with its connections, so only its heartbeats after the
+    # restart can carry those requests to it.
+    proxy.set_mode("drop")
+    cut_at = time.monotonic()
+    # The first cancel waits for a's confirmation right through the restart.
+    early = cluster.start_cli("cancel", ids[0], "--wait", "100")
+    wait_for(lambda: _cancel_requested(cluster) == {ids[0]}, timeout=60)
+    outcomes: dict[str, Outcome] = {}
+
+    def cancel(job_id: str, offset: float) -> None:
+        time.sleep(offset)
+        outcomes[job_id] = cluster.cli("cancel", job_id, "--wait", "0")
+
+    restarter = threading.Thread(target=pg_server.restart, kwargs={"down_s": 1.0})
+    clients = [
+        threading.Thread(target=cancel, args=(job_id, i * 0.4)) for i, job_id in enumerate(ids[1:])
+    ]
+    for thread in (restarter, *clients):
+        thread.start()
+    for thread in (restarter, *clients):
+        thread.join()
+    # Each cancel either put its request in (exit 1: still running, as nothing can
+    # reach a yet) or failed with one Error: line and left its job as it was.
+    requested = {job for job, r in outcomes.items() if "cancel stays requested" in r.stderr}
+    failed = set(outcomes) - requested
+    assert failed, "no cancel ran into the restart"
+    for result in outcomes.values():
+        assert_one_error(result)
+    assert _cancel_requested(cluster) == {ids[0], *requested}
+    assert cluster.counts() == {"processing": len(ids)}
+    # Back on the network, a kills every command once and ends each job cancelled;
+    # each failed cancel, retried, gets its job cancelled.
+    proxy.set_mode("pass")
+    cut_off_s = time.monotonic() - cut_at
+    for job_id in sorted(failed):
+        again = cluster.cli("cancel", job_id, "--wait", "60", timeout=90)
+        assert (again.returncode, again.stdout) == (0, f"{job_id}\n"), again.stderr
+    assert a.wait(timeout=120) == 0, a.log()
+    out, err = early.communicate(timeout=60)
+    assert (early.returncode, out, err) == (0, f"{ids[0]}\n", "1 job(s) cancelled.\n")
+    assert cluster.counts() == {"cancelled": len(ids)}
+    record = cluster.record()
+    assert record.overlaps == []
+    assert sorted(r.job_id for r in record.runs) == ids  # nothing ran twice
+    assert all(r.killed for r in record.runs), record.runs
+    for job_id in ids:
+        [attempt] = cluster.json("show", job_id)["history"]
+        assert (attempt["outcome"], attempt["error"]) == ("cancelled", "cancelled while running")
+    assert a.log().count("cancel requested; killing its command") == len(ids)
+    assert "store unreachable for most of a lease" not in a.log()
+    print(
+        f"\ncancels during a restart: {len(requested)} in, {len(failed)} failed and retried;"
+        f" a cut off for {cut_off_s:.1f} s"
+    )
 
 
 def test_a_host_whose_clock_is_off_neither_steals_nor_loses_jobs(cluster: Cluster) -> None:
