@@ -447,6 +447,22 @@ def attempt_result(out: Output, a: Attempt) -> Text:
     return out.styled(text, style)
 
 
+def attempt_cells(a: Attempt, now: int) -> tuple[str, str, str]:
+    """An attempt's DURATION, WORKER and OUTPUT cells, in the words ``show`` and the
+    dashboard share."""
+    if a.finished_at is None:
+        duration = f"{span_text((now - a.started_at) / 1000)}…"
+    else:
+        duration = f"{(a.finished_at - a.started_at) / 1000:.2f}s"
+    worker = a.worker_id or "-"
+    if a.host:
+        worker = f"{worker}@{a.host}"
+    output = size_text(a.output_size)
+    if a.output_truncated:
+        output += " (cut)"
+    return duration, worker, output
+
+
 def size_text(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -468,16 +484,7 @@ def attempts_table(out: Output, history: Sequence[Attempt]) -> RenderableType:
     ]
     rows: list[list[str | Text]] = []
     for a in history:
-        if a.finished_at is None:
-            duration = f"{span_text((out.now - a.started_at) / 1000)}…"
-        else:
-            duration = f"{(a.finished_at - a.started_at) / 1000:.2f}s"
-        worker = a.worker_id or "-"
-        if a.host:
-            worker = f"{worker}@{a.host}"
-        output = size_text(a.output_size)
-        if a.output_truncated:
-            output += " (cut)"
+        duration, worker, output = attempt_cells(a, out.now)
         rows.append(
             [
                 str(a.attempt),

@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from queuectl.cli.render import (
+    attempt_cells,
     attempts_text,
     one_line,
     relative,
     signal_name,
-    size_text,
-    span_text,
 )
 from queuectl.clock import to_iso
 from queuectl.models import Attempt, Job, JobState, Schedule, WorkerInfo
@@ -104,16 +103,7 @@ def attempt_result(a: Attempt) -> tuple[str, str]:
 
 
 def attempt_row(a: Attempt, now: int) -> dict[str, object]:
-    if a.finished_at is None:
-        duration = f"{span_text((now - a.started_at) / 1000)}…"
-    else:
-        duration = f"{(a.finished_at - a.started_at) / 1000:.2f}s"
-    worker = a.worker_id or "-"
-    if a.host:
-        worker = f"{worker}@{a.host}"
-    output = size_text(a.output_size)
-    if a.output_truncated:
-        output += " (cut)"
+    duration, worker, output = attempt_cells(a, now)
     result, kind = attempt_result(a)
     return {
         "attempt": a.attempt,
