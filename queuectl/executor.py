@@ -256,5 +256,11 @@ def fast_child_watcher() -> Iterator[None]:
     try:
         yield
     finally:
-        asyncio.set_child_watcher(previous)
+        # Workers of one process (tests run several) may end in any order: only the
+        # one whose watcher is current puts one back, and never a closed one, which
+        # would refuse every later subprocess in this process.
+        if asyncio.get_child_watcher() is watcher:
+            asyncio.set_child_watcher(
+                previous if previous.is_active() else asyncio.ThreadedChildWatcher()
+            )
         watcher.close()

@@ -21,7 +21,7 @@ async def queue_group() -> None:
     """
 
 
-@queue_group.command("list")
+@queue_group.command("list", short_help="Each queue: paused, limit, jobs per state.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 async def queue_list(app: App, as_json: bool) -> None:

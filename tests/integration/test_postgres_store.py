@@ -455,6 +455,7 @@ async def test_a_paused_backlog_is_never_walked_by_the_claim(pgstore: PostgresBa
         "lease_ms": 1000,
         "channel": pgstore.channel,
         "config": None,
+        "buckets": BUCKETS,
         **start_columns([], []),
         **finish_columns([], []),
     }

@@ -241,13 +241,16 @@ from queuectl.clock import to_iso
 from queuectl.config import QueueConfig
 from queuectl.schedules import Schedules
 import queuectl.backends.{module} as store
+import queuectl.backends.bookkeeping as bookkeeping
 
 def die(*args, **kwargs):
     # The job is inserted, the schedule moved on, nothing committed yet.
     sys.stdout.write("inserted\\n"); sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
+# The SQLite store imports the rule by name, PostgreSQL calls it through its module.
 store.fire_done_values = die
+bookkeeping.fire_done_values = die
 
 async def main():
     {open}

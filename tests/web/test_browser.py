@@ -7,9 +7,11 @@ tests also save the README's pictures (docs/web-overview.png, docs/web-job.png).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +43,11 @@ def browser() -> Iterator[Any]:
         pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    if sys.version_info < (3, 12):
+        # Playwright starts its driver with asyncio subprocesses on a loop of its own:
+        # give it 3.11's default watcher whatever in-process workers of earlier tests
+        # installed (they put theirs back, but this suite runs hundreds of them).
+        asyncio.set_child_watcher(asyncio.ThreadedChildWatcher())
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
