@@ -457,7 +457,7 @@ def build_sqlite_history(db: Path, history: int, pending: int = 1000) -> None:
             conn.executemany(
                 "INSERT INTO jobs (id, command, state, max_retries, next_run_at, created_at,"
                 " updated_at) VALUES (?, 'true', 'pending', 3, ?, ?, ?)",
-                [(f"later-{i}", later, now, now) for i in range(pending)],
+                [(f"later-{i}", later, now, now) for i in range(1, pending + 1)],
             )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -465,19 +465,26 @@ def build_sqlite_history(db: Path, history: int, pending: int = 1000) -> None:
 def w6_measure(
     target: str, samples: int, latency: Callable[[int], Sequence[tuple[float, float]]]
 ) -> dict[str, float]:
-    """W6's figures on the store at ``target``: ``status``, ``list --state pending``, one
-    claim, and W4 through ``latency(n)`` (which returns :func:`latency_samples`)."""
+    """W6's figures on the store at ``target``: ``status``, ``list --state pending``,
+    ``queue list`` and ``why`` of a pending job (the reads that must stay flat, issue 11),
+    one claim, and W4 through ``latency(n)`` (which returns :func:`latency_samples`)."""
     env = queuectl_env(target)
     reps = max(3, samples // 4)
     status = [timed(lambda: run([QUEUECTL, "status", "--json"], env=env)) for _ in range(reps)]
     listing = [
         timed(lambda: run([QUEUECTL, "list", "--state", "pending"], env=env)) for _ in range(reps)
     ]
+    queues = [
+        timed(lambda: run([QUEUECTL, "queue", "list", "--json"], env=env)) for _ in range(reps)
+    ]
+    why = [timed(lambda: run([QUEUECTL, "why", "later-1"], env=env)) for _ in range(reps)]
     claims = asyncio.run(time_claims(target, samples))
     lat = latency_summary(latency(samples))
     return {
         "status_ms": round(1000 * median(status), 1),
         "list_pending_ms": round(1000 * median(listing), 1),
+        "queue_list_ms": round(1000 * median(queues), 1),
+        "why_ms": round(1000 * median(why), 1),
         "claim_ms": round(1000 * median(claims), 3),
         "w4_p50_ms": lat["after_return_ms"]["p50"],
         "w4_p99_ms": lat["after_return_ms"]["p99"],
