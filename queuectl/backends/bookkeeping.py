@@ -510,9 +510,7 @@ def plan_after(
     return unmet, edges
 
 
-def check_retry_blockers(
-    job_ids: Sequence[str], blockers: Iterable[tuple[str, str, str]]
-) -> None:
+def check_retry_blockers(job_ids: Sequence[str], blockers: Iterable[tuple[str, str, str]]) -> None:
     """``retry`` of a job that waits to complete on a dependency that is ``dead`` or
     ``cancelled`` (and not retried in the same call) is an error naming it: it would
     only be cancelled again. ``blockers``: (job, dependency, its state) rows."""

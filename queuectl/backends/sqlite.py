@@ -215,9 +215,9 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
         def body(conn: sqlite3.Connection) -> list[tuple[int, str]]:
             skipped: list[tuple[int, str]] = []
             per_queue: Counter[str] = Counter()
-            chained = [j for j in jobs if not _exists(conn, j.id)] if any(
-                j.after for j in jobs
-            ) else []
+            chained = (
+                [j for j in jobs if not _exists(conn, j.id)] if any(j.after for j in jobs) else []
+            )
             # A dependency on a skipped job is one on the job that exists already.
             waits = dict(zip((j.id for j in chained), sqlite_deps.plan(conn, chained), strict=True))
             unmet.extend(waits.get(j.id, 0) for j in jobs)
@@ -496,7 +496,7 @@ def _job_rows(
             j.after_mode,
             n,
         )
-        for j, n in zip(jobs, waits)
+        for j, n in zip(jobs, waits, strict=False)
     ]
 
 

@@ -57,9 +57,7 @@ class TestWaiting:
         assert await states(backend, "build", "test", "deploy") == [C, C, C]
         await counts_match_rows(backend)
 
-    async def test_a_job_waits_for_every_dependency(
-        self, backend: Any, clock: FrozenClock
-    ) -> None:
+    async def test_a_job_waits_for_every_dependency(self, backend: Any, clock: FrozenClock) -> None:
         now = clock()
         await backend.enqueue([job("a", now), job("b", now)], now=now)
         await backend.enqueue([job("j", now, after=("a", "b"))], now=now)

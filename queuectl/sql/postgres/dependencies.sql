@@ -70,17 +70,3 @@ SELECT d.depends_on, d.job_id, j.state
 
 -- name: delete_deps
 DELETE FROM job_deps WHERE job_id = ANY (:ids::text[]);
-
--- name: deps_of
-SELECT d.depends_on AS id, p.state, d.met
-  FROM job_deps AS d LEFT JOIN jobs AS p ON p.id = d.depends_on
- WHERE d.job_id = :id;
-
--- name: dependents_of
-SELECT d.job_id AS id, j.state, d.met
-  FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id
- WHERE d.depends_on = :id
- ORDER BY j.seq;
-
--- name: blocked_counts
-SELECT queue, count(*) AS n FROM jobs WHERE state = 'pending' AND unmet > 0 GROUP BY queue;

@@ -745,3 +745,19 @@ UPDATE schedules
 UPDATE schedules SET last_fire_at = :fire_at::bigint, last_job_id = :job_id, updated_at = :now::bigint
  WHERE name = :name AND created_at = :created_at::bigint
 RETURNING name;
+
+-- Dependencies (reference §19.1): what `show`, `why` and `status` read.
+
+-- name: deps_of
+SELECT d.depends_on AS id, p.state, d.met
+  FROM job_deps AS d LEFT JOIN jobs AS p ON p.id = d.depends_on
+ WHERE d.job_id = :id;
+
+-- name: dependents_of
+SELECT d.job_id AS id, j.state, d.met
+  FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id
+ WHERE d.depends_on = :id
+ ORDER BY j.seq;
+
+-- name: blocked_counts
+SELECT queue, count(*) AS n FROM jobs WHERE state = 'pending' AND unmet > 0 GROUP BY queue;

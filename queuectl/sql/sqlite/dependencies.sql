@@ -110,22 +110,3 @@ SELECT d.depends_on, d.job_id, j.state
 
 -- name: delete_deps
 DELETE FROM job_deps WHERE job_id IN (SELECT value FROM json_each(:ids));
-
--- name: deps_of
--- `show`: each dependency with its state (NULL: removed since).
-SELECT d.depends_on AS id, p.state, d.met
-  FROM job_deps AS d LEFT JOIN jobs AS p ON p.id = d.depends_on
- WHERE d.job_id = :id;
-
--- name: dependents_of
--- `show`: the jobs that wait (or waited) on this one.
-SELECT d.job_id AS id, j.state, d.met
-  FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id
- WHERE d.depends_on = :id
- ORDER BY j.seq;
-
--- name: blocked_counts
--- Pending jobs held by dependencies, per queue (jobs_blocked).
-SELECT queue, count(*) AS n FROM jobs INDEXED BY jobs_blocked
- WHERE state = 'pending' AND unmet > 0
- GROUP BY queue;

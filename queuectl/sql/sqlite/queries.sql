@@ -628,3 +628,24 @@ UPDATE schedules
 UPDATE schedules SET last_fire_at = :fire_at, last_job_id = :job_id, updated_at = :now
  WHERE name = :name AND created_at = :created_at
 RETURNING name;
+
+-- Dependencies (reference §19.1): what `show`, `why` and `status` read.
+
+-- name: deps_of
+-- `show`: each dependency with its state (NULL: removed since).
+SELECT d.depends_on AS id, p.state, d.met
+  FROM job_deps AS d LEFT JOIN jobs AS p ON p.id = d.depends_on
+ WHERE d.job_id = :id;
+
+-- name: dependents_of
+-- `show`: the jobs that wait (or waited) on this one.
+SELECT d.job_id AS id, j.state, d.met
+  FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id
+ WHERE d.depends_on = :id
+ ORDER BY j.seq;
+
+-- name: blocked_counts
+-- Pending jobs held by dependencies, per queue (jobs_blocked).
+SELECT queue, count(*) AS n FROM jobs INDEXED BY jobs_blocked
+ WHERE state = 'pending' AND unmet > 0
+ GROUP BY queue;
