@@ -20,6 +20,10 @@ from queuectl.models import Job, JobState, QueueSettings, WorkerInfo
 class Reason:
     code: str
     message: str
+    #: The jobs the reason is about, for scripts (``why --json``'s ``jobs``): the
+    #: unfinished dependencies of ``waiting_for``, the dependency of
+    #: ``cancelled_by_dependency``; empty for the other codes.
+    jobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ def _finished(job: Job) -> Reason:
             "cancelled_by_dependency",
             f"it was cancelled because its dependency {job.cancelled_by} did not complete;"
             f" `queuectl retry {job.cancelled_by}` brings both back",
+            (job.cancelled_by,),
         )
     else:
         text = f"it was cancelled; `queuectl retry {job.id}` brings it back"
@@ -144,6 +149,7 @@ async def _dependencies(backend: Backend, job: Job) -> list[Reason]:
             "waiting_for",
             f"it waits until {ids} {'has' if len(open_) == 1 else 'have'} {end} ({states}):"
             f" `queuectl why {first}` says what holds {first}",
+            tuple(link.id for link in open_),
         )
     ]
 

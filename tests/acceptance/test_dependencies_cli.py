@@ -18,6 +18,12 @@ def test_after_flags_records_and_words(db: str) -> None:
     why = cli_json(db, "why", "test", "--json")
     assert why["reasons"][0]["code"] == "waiting_for"
     assert "build" in why["reasons"][0]["message"]
+    assert why["reasons"][0]["jobs"] == ["build"]
+    # Only the codes about other jobs carry ``jobs``.
+    assert all("jobs" not in r for r in why["reasons"][1:])
+    assert all("jobs" not in r for r in cli_json(db, "why", "build", "--json")["reasons"])
+    run_cli(db, "enqueue", "-c", "true", "--id", "ship", "--after", "test", "--after", "build")
+    assert cli_json(db, "why", "ship", "--json")["reasons"][0]["jobs"] == ["test", "build"]
     shown = run_cli(db, "show", "test").stdout
     assert "pending (waiting)" in shown and "build (pending)" in shown
     assert "test (pending)" in run_cli(db, "show", "build").stdout
@@ -49,7 +55,8 @@ def test_rm_and_retry_refusals_name_the_jobs(db: str) -> None:
     assert_error(run_cli(db, "rm", "a"), 1, "'a' is a dependency of 'b'")
     run_cli(db, "cancel", "a")
     assert cli_json(db, "show", "b")["state"] == "cancelled"
-    assert cli_json(db, "why", "b", "--json")["reasons"][0]["code"] == "cancelled_by_dependency"
+    [reason] = cli_json(db, "why", "b", "--json")["reasons"]
+    assert (reason["code"], reason["jobs"]) == ("cancelled_by_dependency", ["a"])
     assert_error(run_cli(db, "retry", "b"), 1, "'b' waits on 'a', which is cancelled")
     assert run_cli(db, "retry", "a").returncode == 0
     assert [cli_json(db, "show", i)["state"] for i in ("a", "b")] == ["pending", "pending"]
