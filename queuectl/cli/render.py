@@ -565,11 +565,20 @@ def _link_fields(out: Output, job: Job, links: Links | None) -> list[tuple[str, 
         return []
     rows: list[tuple[str, str | Text]] = []
     if links.after:
-        label = "after" if job.after_mode == "completed" else "after (any end)"
-        rows.append((label, _link_text(out, links.after)))
+        rows.append((after_label(job), _link_text(out, links.after)))
     if links.dependents:
-        rows.append(("waited on by", _link_text(out, links.dependents)))
+        rows.append((DEPENDENTS_LABEL, _link_text(out, links.dependents)))
     return rows
+
+
+#: ``show``'s field for the jobs waiting on this one (the dashboard says the same).
+DEPENDENTS_LABEL = "waited on by"
+
+
+def after_label(job: Job) -> str:
+    """``show``'s field for the dependencies: ``after``, or ``after (any end)`` with
+    ``after_mode: finished`` (reference §19.1)."""
+    return "after" if job.after_mode == "completed" else "after (any end)"
 
 
 def job_detail(
