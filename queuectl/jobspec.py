@@ -20,7 +20,7 @@ from queuectl.clock import MAX_MS, parse_when, seconds_to_ms
 from queuectl.config import MAX_INT, QueueConfig
 from queuectl.durations import parse_seconds
 from queuectl.exceptions import InvalidJob
-from queuectl.models import JobChanges, NewJob
+from queuectl.models import AFTER_MODES, JobChanges, NewJob
 
 #: Fields a user sets. ``null`` for any of them means "not given".
 INPUT_FIELDS = frozenset(
@@ -36,6 +36,8 @@ INPUT_FIELDS = frozenset(
         "env",
         "cwd",
         "unique_key",
+        "after",
+        "after_mode",
     }
 )
 #: Fields the queue manages: accepted and ignored, so ``list --json`` output re-enqueues.
@@ -235,7 +237,29 @@ def to_new_job(raw: Mapping[str, Any], *, config: QueueConfig, now: int) -> NewJ
         cwd=checks.get("cwd"),
         delay_ms=delay_ms,
         unique_key=checks.get("unique_key"),
+        after=checks.get("after", ()),
+        after_mode=checks.get("after_mode", AFTER_MODES[0]),
     )
+
+
+def _after(value: object) -> tuple[str, ...]:
+    """One id or an array of ids (reference §19.1); a repeated id counts once."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"must be a job id or an array of job ids, got {json.dumps(value)}")
+    ids: list[str] = []
+    for item in items:
+        try:
+            ids.append(validate_id(item))
+        except ValueError as exc:
+            raise ValueError(f"holds a bad job id {json.dumps(item)}: it {exc}") from None
+    return tuple(dict.fromkeys(ids))
+
+
+def _after_mode(value: object) -> str:
+    if value not in AFTER_MODES:
+        raise ValueError(f"must be completed or finished, got {json.dumps(value)}")
+    return str(value)
 
 
 def _raise_first_error(raw: Mapping[str, Any]) -> None:
@@ -265,6 +289,8 @@ _FIELD_CHECKS: dict[str, Any] = {
     "env": _env,
     "cwd": lambda v: _text(v, "path"),
     "unique_key": lambda v: _text(v, "string", max_len=MAX_UNIQUE_KEY_LEN),
+    "after": _after,
+    "after_mode": _after_mode,
 }
 _KNOWN_FIELDS = INPUT_FIELDS | MANAGED_FIELDS | {"timeout_s"}
 
@@ -319,7 +345,25 @@ def build_jobs(
         if job.unique_key is not None:
             keys[job.unique_key] = (raw, job.id)
         jobs.append(job)
+    _check_order(jobs, ids)
     return jobs
+
+
+def _check_order(jobs: list[NewJob], ids: Mapping[str, RawJob]) -> None:
+    """A dependency in the same input must come earlier (reference §19.1), so no cycle can
+    be made; ids from outside the input are checked by the store."""
+    seen: set[str] = set()
+    for job in jobs:
+        raw = ids[job.id]
+        for dep in job.after:
+            if dep == job.id:
+                raise InvalidJob(f"{raw.label}: after names the job itself ({dep!r})")
+            if dep in ids and dep not in seen:
+                raise InvalidJob(
+                    f"{raw.label}: after names {dep!r}, which comes later in this input"
+                    f" ({ids[dep].label}); a dependency must exist or come earlier"
+                )
+        seen.add(job.id)
 
 
 def _json_kind(python_kind: str) -> str:

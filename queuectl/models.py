@@ -25,6 +25,9 @@ class JobState(StrEnum):
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
 #: States from which a worker may claim a job once ``next_run_at`` has passed.
 RUNNABLE_STATES = frozenset({JobState.PENDING, JobState.FAILED})
+#: ``after_mode`` values (reference §19.1): wait for dependencies to complete, or to
+#: finish in any way. The first is the default.
+AFTER_MODES = ("completed", "finished")
 
 
 class Outcome(StrEnum):
@@ -67,6 +70,12 @@ class NewJob:
     delay_ms: int | None = None
     #: At most one job per key is pending, failed or processing (reference §4.2).
     unique_key: str | None = None
+    #: The jobs it waits for (reference §19.1), in the order given; each exists already
+    #: or comes earlier in the same enqueue.
+    after: tuple[str, ...] = ()
+    #: ``completed`` (wait for every dependency to complete) or ``finished`` (to end
+    #: in any way).
+    after_mode: str = "completed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,19 @@ class Job:
     #: The request stays on the row until the job is retried, so a recovery sees it too.
     cancel_requested_at: int | None = None
     unique_key: str | None = None
+    #: Its dependencies (reference §19.1) and how it waits for them.
+    after: tuple[str, ...] = ()
+    after_mode: str = "completed"
+    #: How many dependencies it still waits for: a ``pending`` job with some is not
+    #: runnable (not in the claim's index) until the last one finishes.
+    unmet: int = 0
+    #: The dependency whose end (``dead`` or ``cancelled``) cancelled this job.
+    cancelled_by: str | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Pending, but held by dependencies that have not finished yet."""
+        return self.state is JobState.PENDING and self.unmet > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
-from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, OnProgress
+from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, Links, OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -73,6 +73,8 @@ class Status:
     paused: list[str] = field(default_factory=list)
     #: ``queue pause --all`` holds every queue.
     all_paused: bool = False
+    #: Pending jobs held by dependencies (reference §19.1): counted in ``pending``.
+    waiting: int = 0
 
     @property
     def coroutines(self) -> int:
@@ -102,6 +104,8 @@ class Overview:
     next_retry: Job | None
     #: The jobs that died most recently, newest first.
     dead: list[Job] = field(default_factory=list)
+    #: Pending jobs held by dependencies (reference §19.1): counted in ``pending``.
+    waiting: int = 0
 
     @property
     def coroutines(self) -> int:
@@ -317,6 +321,10 @@ class Queue(QueueOperations, QueueSettingsOperations):
         job = await self.get(job_id)
         return job, await self.backend.history(job_id)
 
+    async def links(self, job_id: str) -> Links:
+        """The jobs ``job_id`` waits on, and those waiting on it (reference §19.1)."""
+        return await self.backend.dependencies(job_id)
+
     async def list_jobs(
         self, *, state: JobState | None = None, queue: str | None = None, limit: int = 50
     ) -> list[Job]:
@@ -360,8 +368,13 @@ class Queue(QueueOperations, QueueSettingsOperations):
     async def status(self) -> Status:
         settings = await self.backend.queue_settings()
         paused = sorted(q for q, s in settings.queues.items() if s.paused)
+        waiting = sum((await self.backend.blocked_counts()).values())
         return Status(
-            await self.backend.counts(), await self.live_workers(), paused, settings.all_paused
+            await self.backend.counts(),
+            await self.live_workers(),
+            paused,
+            settings.all_paused,
+            waiting,
         )
 
     async def overview(
@@ -384,6 +397,7 @@ class Queue(QueueOperations, QueueSettingsOperations):
             window_s=window_s,
             next_retry=await backend.next_retry(),
             dead=await backend.recent_dead(limit=dead_limit),
+            waiting=sum((await backend.blocked_counts()).values()),
         )
 
     async def burst_progress(

@@ -36,6 +36,8 @@ class JobRecord(TypedDict):
     cwd: str | None
     worker: str | None
     unique_key: str | None
+    after: list[str]
+    after_mode: str
 
 
 class AttemptRecord(TypedDict):
@@ -91,6 +93,8 @@ def job_record(job: Job) -> JobRecord:
         "cwd": job.cwd,
         "worker": job.worker_id,
         "unique_key": job.unique_key,
+        "after": list(job.after),
+        "after_mode": job.after_mode,
     }
 
 

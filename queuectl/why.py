@@ -20,6 +20,10 @@ from queuectl.models import Job, JobState, QueueSettings, WorkerInfo
 class Reason:
     code: str
     message: str
+    #: The jobs the reason is about, for scripts (``why --json``'s ``jobs``): the
+    #: unfinished dependencies of ``waiting_for``, the dependency of
+    #: ``cancelled_by_dependency``; empty for the other codes.
+    jobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ async def explain(backend: Backend, job: Job, *, workers: Sequence[WorkerInfo], 
     if job.state is JobState.PROCESSING:
         return Why(job, [await _running(backend, job, now)])
     reasons = _timing(job, now)
-    reasons += _dependencies(job)
+    reasons += await _dependencies(backend, job)
     settings = await backend.queue_settings()
     reasons += await _held(backend, job, settings)
     serving = [w for w in workers if not w.queues or job.queue in w.queues]
@@ -72,6 +76,13 @@ def _finished(job: Job) -> Reason:
         text = (
             f"it is dead after {job.attempts} attempt(s): {job.last_error or 'failed'}; "
             f"`queuectl dlq retry {job.id}` runs it again"
+        )
+    elif job.cancelled_by is not None:
+        return Reason(
+            "cancelled_by_dependency",
+            f"it was cancelled because its dependency {job.cancelled_by} did not complete;"
+            f" `queuectl retry {job.cancelled_by}` brings both back",
+            (job.cancelled_by,),
         )
     else:
         text = f"it was cancelled; `queuectl retry {job.id}` brings it back"
@@ -118,10 +129,29 @@ def _timing(job: Job, now: int) -> list[Reason]:
     ]
 
 
-def _dependencies(job: Job) -> list[Reason]:
-    """``waiting_for`` (reference §19.1): workflows are not built yet; nothing waits on a job."""
-    del job
-    return []
+async def _dependencies(backend: Backend, job: Job) -> list[Reason]:
+    """``waiting_for`` (reference §19.1): the dependencies it still waits on, and what
+    would move each."""
+    if not job.waiting:
+        return []
+    links = await backend.dependencies(job.id)
+    open_ = [link for link in links.after if not link.met]
+    if not open_:
+        return []
+    ids = ", ".join(link.id for link in open_)
+    states = "; ".join(
+        f"{link.id} is {link.state.value if link.state else 'removed'}" for link in open_
+    )
+    end = "completed" if job.after_mode == "completed" else "finished"
+    first = open_[0].id
+    return [
+        Reason(
+            "waiting_for",
+            f"it waits until {ids} {'has' if len(open_) == 1 else 'have'} {end} ({states}):"
+            f" `queuectl why {first}` says what holds {first}",
+            tuple(link.id for link in open_),
+        )
+    ]
 
 
 async def _held(backend: Backend, job: Job, settings: QueueSettings) -> list[Reason]:

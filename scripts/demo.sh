@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The seed's three scenarios (reference §10.1, §5.4, §13), one after the other, on a scratch
+# The seed's three scenarios (reference §10.1, §5.4, §13), the terminal's tables, a chain
+# of dependent jobs (§19.1) and a schedule (§19.2), one after the other, on a scratch
 # database.
 # Workers run with --burst here so the demo ends by itself; without it they run
 # until Ctrl-C or `queuectl worker stop`.
@@ -45,7 +46,20 @@ run "queuectl list"
 run "queuectl enqueue -c 'sleep 1; echo built' --id build && queuectl enqueue -c 'exit 3' --id lint --max-retries 0"
 run "queuectl worker start --count 2 --burst --log-format rich   # the coloured log"
 run "queuectl status"
-echo; echo "== 5. A schedule: a job every night at 03:00 Berlin time, made once by a running worker"
+echo; echo "== 5. A chain: build, then test, then deploy; the test fails once and is retried"
+work="$(mktemp -d)"   # app-test's marker file is made here: it fails the first time only
+run "queuectl config set backoff-base 1    # retry after 1 s, to keep the demo short"
+run "queuectl enqueue -c 'echo compiled' --id app-build"
+run "queuectl enqueue -c 'test -e tried || { touch tried; echo flaky test failed; exit 1; }; echo tests passed' --id app-test --after app-build --cwd $work"
+run "queuectl enqueue -c 'echo deployed' --id app-deploy --after app-test"
+run "queuectl list --state pending"
+run "queuectl why app-deploy"
+run "queuectl worker start --burst"
+run "queuectl show app-test"
+run "queuectl show app-deploy"
+rm -rf "$work"
+
+echo; echo "== 6. A schedule: a job every night at 03:00 Berlin time, made once by a running worker"
 run "queuectl schedule add nightly --cron '0 3 * * *' --tz Europe/Berlin -c 'echo backing up' --timeout 600"
 run "queuectl schedule run nightly    # make its job now, once, rather than wait for 03:00"
 run "queuectl worker start --burst"

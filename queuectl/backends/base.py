@@ -397,6 +397,32 @@ class QueueControl(Protocol):
         claimed before ``job_id``: a higher priority, or the same and older. Indexed."""
         ...
 
+    async def dependencies(self, job_id: str) -> Links:
+        """The jobs ``job_id`` waits on and the jobs that wait on it, with their states."""
+        ...
+
+    async def blocked_counts(self) -> dict[str, int]:
+        """Pending jobs held by dependencies, per queue (an index of them only)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A job on the other end of a dependency: its id, its state (``None``: removed since),
+    and whether that edge is met."""
+
+    id: str
+    state: JobState | None
+    met: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """``show``: a job's dependencies (in the order given) and the jobs waiting on it."""
+
+    after: list[Link]
+    dependents: list[Link]
+
 
 @dataclass(frozen=True, slots=True)
 class JobsPage:

@@ -24,6 +24,7 @@ from queuectl.config import from_stored
 from queuectl.exceptions import (
     DuplicateJob,
     DuplicateSchedule,
+    InvalidJob,
     InvalidTransition,
     JobNotFound,
     ScheduleNotFound,
@@ -440,3 +441,100 @@ def schedule_gone(name: str) -> ScheduleNotFound:
 
 def duplicate_schedule(name: str) -> DuplicateSchedule:
     return DuplicateSchedule(f"a schedule named {name!r} already exists")
+
+
+# Dependencies (reference §19.1). The stores run the statements of dependencies.sql in
+# the transaction that finished, cancelled or retried the jobs; what they decide is here.
+
+#: States in which a job has finished: its dependents stop waiting on it (or are cancelled).
+ENDED_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+#: Ends that cancel the dependents of ``after_mode: completed``.
+GONE_STATES = frozenset({JobState.DEAD, JobState.CANCELLED})
+#: ``last_error`` of a job cancelled by a dependency; ``{id}`` is that job's id.
+DEPENDENCY_ERROR = "cancelled: dependency {id} did not complete (it ended dead or cancelled)"
+
+
+def outside_deps(jobs: Sequence[NewJob]) -> list[str]:
+    """The dependencies named by ``jobs`` that are not in the batch: they must exist."""
+    batch = {j.id for j in jobs}
+    return list(dict.fromkeys(d for j in jobs for d in j.after if d not in batch))
+
+
+def dependency_met(state: JobState | None, mode: str) -> bool:
+    """Whether a dependency in ``state`` no longer holds a job waiting in ``mode``.
+
+    A dependency removed since (``None``) holds nothing back.
+    """
+    if state is None or state is JobState.COMPLETED:
+        return True
+    return mode == "finished" and state in GONE_STATES
+
+
+def plan_after(
+    jobs: Sequence[NewJob], states: Mapping[str, JobState]
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """How many dependencies each new job waits for, and its ``job_deps`` rows.
+
+    ``states`` are those of ``outside_deps`` as the store read them under its lock.
+    A dependency that is neither there nor earlier in the batch, or one already
+    ``dead`` or ``cancelled`` under ``after_mode: completed``, is an error naming
+    the job by its position, and nothing is enqueued.
+    """
+    unmet: list[int] = []
+    edges: list[dict[str, Any]] = []
+    earlier: set[str] = set()
+    for position, job in enumerate(jobs, 1):
+        waits = 0
+        for dep in job.after:
+            if dep in earlier:
+                met = False
+            else:
+                state = states.get(dep)
+                if state is None:
+                    raise InvalidJob(
+                        f"job {position}: after names {dep!r}, which is not a job (a dependency"
+                        " must exist already or come earlier in the same enqueue);"
+                        " nothing was enqueued"
+                    )
+                if job.after_mode == "completed" and state in GONE_STATES:
+                    raise InvalidJob(
+                        f"job {position}: after names {dep!r}, which is {state.value} and will"
+                        f" never complete (retry it first, or use after_mode finished);"
+                        " nothing was enqueued"
+                    )
+                met = dependency_met(state, job.after_mode)
+            waits += 0 if met else 1
+            edges.append({"job_id": job.id, "depends_on": dep, "met": 1 if met else 0})
+        unmet.append(waits)
+        earlier.add(job.id)
+    return unmet, edges
+
+
+def check_retry_blockers(job_ids: Sequence[str], blockers: Iterable[tuple[str, str, str]]) -> None:
+    """``retry`` of a job that waits to complete on a dependency that is ``dead`` or
+    ``cancelled`` (and not retried in the same call) is an error naming it: it would
+    only be cancelled again. ``blockers``: (job, dependency, its state) rows."""
+    retried = set(job_ids)
+    for job_id, dep, state in blockers:
+        if dep not in retried:
+            raise InvalidTransition(
+                f"job {job_id!r} waits on {dep!r}, which is {state}: retry {dep} instead (it"
+                f" brings {job_id} back with it); nothing was changed"
+            )
+
+
+def refuse_removal(job_ids: Sequence[str], waiting: Iterable[tuple[str, str, str]]) -> None:
+    """``rm`` of a job that an unfinished job (not removed in the same call) depends on
+    is an error naming both. ``waiting``: (dependency, dependent, its state) rows."""
+    removed = set(job_ids)
+    for dep, job_id, state in waiting:
+        if job_id not in removed:
+            raise InvalidTransition(
+                f"job {dep!r} is a dependency of {job_id!r} ({state}), which has not"
+                f" finished: cancel or remove {job_id} first; nothing was changed"
+            )
+
+
+def lowered(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The met edges (``job_id`` rows) as how much each job's ``unmet`` goes down."""
+    return [{"id": i, "n": n} for i, n in Counter(r["job_id"] for r in rows).items()]

@@ -48,7 +48,7 @@ from typing import Any
 import asyncpg
 
 from queuectl import models, procs
-from queuectl.backends import bookkeeping
+from queuectl.backends import bookkeeping, postgres_deps
 from queuectl.backends.base import Enqueued, Exchanged, OnLost, OnProgress, QueueProbe
 from queuectl.backends.postgres_conn import (
     Listener,
@@ -194,11 +194,16 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
             return []
         query = SQL["insert_jobs"]
         server_now = now
+        unmet: list[int] = [0] * len(jobs)
         try:
             async with self._conn() as conn, conn.transaction():
+                edges: list[dict[str, Any]] = []
+                if any(j.after for j in jobs):
+                    unmet, edges = await postgres_deps.plan(conn, jobs)
                 for begin in range(0, len(jobs), _ENQUEUE_CHUNK):
                     chunk = jobs[begin : begin + _ENQUEUE_CHUNK]
-                    columns = job_columns(chunk, now, self._clock(now))
+                    waits = unmet[begin : begin + _ENQUEUE_CHUNK]
+                    columns = job_columns(chunk, now, self._clock(now), waits)
                     try:
                         row = await conn.fetchrow(query.text, *query.args(columns))
                     except asyncpg.UniqueViolationError as exc:
@@ -208,9 +213,10 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
                     server_now = row["now"]
                     if progress is not None:
                         progress(begin + len(chunk))
+                await postgres_deps.insert(conn, edges)
         except _Collision as exc:
             raise await self._duplicate(jobs) from exc.__cause__
-        return [inserted(j, server_now, now) for j in jobs]
+        return [inserted(j, server_now, now, n) for j, n in zip(jobs, unmet, strict=True)]
 
     async def _duplicate(self, jobs: Sequence[NewJob]) -> DuplicateJob:
         existing = {r["id"] for r in await self._fetch("existing_ids", ids=[j.id for j in jobs])}
@@ -226,14 +232,29 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
         if not jobs:
             return Enqueued([], [])
         query = SQL["insert_jobs_new"]
+        unmet = [0] * len(jobs)
         async with self._conn() as conn, conn.transaction():
+            chained: list[NewJob] = []
+            if any(j.after for j in jobs):
+                # A dependency on a skipped job is one on the job that exists already.
+                taken = {
+                    r["id"]
+                    for r in await conn.fetch(SQL["existing_ids"].text, [j.id for j in jobs])
+                }
+                chained = [j for j in jobs if j.id not in taken]
+                waits, _ = await postgres_deps.plan(conn, chained)
+                by_id = dict(zip((j.id for j in chained), waits, strict=True))
+                unmet = [by_id.get(j.id, 0) for j in jobs]
             try:
                 row = await conn.fetchrow(
-                    query.text, *query.args(job_columns(jobs, now, self._clock(now)))
+                    query.text, *query.args(job_columns(jobs, now, self._clock(now), unmet))
                 )
             except asyncpg.DataError as exc:
                 raise unstorable(jobs, exc) from exc
             done = set(row["ids"])
+            if chained:
+                _, edges = await postgres_deps.plan(conn, [j for j in jobs if j.id in done])
+                await postgres_deps.insert(conn, [e for e in edges if e["job_id"] in done])
             left = [(i, j) for i, j in enumerate(jobs, 1) if j.id not in done]
             taken = {
                 r["id"] for r in await conn.fetch(SQL["existing_ids"].text, [j.id for _, j in left])
@@ -247,7 +268,14 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
             for i, j in left
         ]
         server_now = row["now"]
-        return Enqueued([inserted(j, server_now, now) for j in jobs if j.id in done], skipped)
+        return Enqueued(
+            [
+                inserted(j, server_now, now, n)
+                for j, n in zip(jobs, unmet, strict=True)
+                if j.id in done
+            ],
+            skipped,
+        )
 
     def _policy(self) -> RetryPolicy:
         """The retry policy of the stored config as last seen."""
@@ -265,6 +293,7 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
             "lease_ms": cycle.lease_ms,
             "channel": self.channel,
             "buckets": BUCKETS,
+            "why": bookkeeping.DEPENDENCY_ERROR,
             **start_columns(cycle.starts, finishes),
         }
         for _ in range(_CONFIG_ATTEMPTS):
@@ -350,6 +379,8 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
             "clock": clock,
             "host": self.host,
             "buckets": BUCKETS,
+            "why": bookkeeping.DEPENDENCY_ERROR,
+            "channel": self.channel,
             **columns(records, bookkeeping.RECOVERY_FIELDS, "r_"),
         }
         await conn.fetchrow(query.text, *query.args(values))
@@ -380,15 +411,20 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
             done = [await _requeue_one(conn, job_id, clock) for job_id in job_ids]
             if done:
                 await conn.execute(SQL["bump_version"].text)
+                await postgres_deps.revive(conn, done, clock=clock, channel=self.channel)
             return done
 
     async def _requeue_batch(
         self, *, after: int, upto: int, limit: int, now: int
     ) -> list[asyncpg.Record]:
         clock = self._clock(now)
-        return await self._fetch(
-            "requeue_dead_batch", clock=clock, after=after, upto=upto, limit=limit
-        )
+        query = SQL["requeue_dead_batch"]
+        values = {"clock": clock, "after": after, "upto": upto, "limit": limit}
+        async with self._conn() as conn, conn.transaction():
+            rows: list[asyncpg.Record] = await conn.fetch(query.text, *query.args(values))
+            ids = [r["id"] for r in rows]
+            await postgres_deps.revive(conn, ids, clock=clock, channel=self.channel)
+            return rows
 
     async def fire(self, fire: Fire, *, now: int) -> Fired:
         """The compare-and-set takes the schedule's row lock: a racing worker waits for

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from queuectl.backends import operations
+from queuectl.backends import operations, postgres_deps
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.backends.postgres_conn import compile_query
 from queuectl.backends.rows import job_from_row
@@ -37,6 +37,9 @@ class PostgresOperations:
 
     def _clock(self, now: int) -> int | None:
         raise NotImplementedError
+
+    #: The schema's NOTIFY channel (``PostgresBackend`` sets it).
+    channel: str
 
     @contextlib.asynccontextmanager
     async def _locked(
@@ -60,6 +63,8 @@ class PostgresOperations:
             plan = operations.plan_cancel(job_ids, states)
             if plan.cancelled:
                 await _run(conn, "cancel_waiting", ids=plan.cancelled, clock=clock)
+                cancelled = [(i, JobState.CANCELLED.value) for i in plan.cancelled]
+                await postgres_deps.settle(conn, cancelled, clock=clock, channel=self.channel)
             if plan.requested:
                 await _run(conn, "request_cancel", ids=plan.requested, clock=clock)
             return plan
@@ -71,9 +76,10 @@ class PostgresOperations:
         async with self._locked(job_ids) as (conn, states):
             plan = operations.plan_retry(job_ids, states)
             if plan.ids:
-                await _run(
-                    conn, "retry_jobs", ids=plan.ids, reset=plan.reset, clock=self._clock(now)
-                )
+                clock = self._clock(now)
+                await postgres_deps.check_retry(conn, plan.ids)
+                await _run(conn, "retry_jobs", ids=plan.ids, reset=plan.reset, clock=clock)
+                await postgres_deps.revive(conn, plan.ids, clock=clock, channel=self.channel)
                 await conn.execute("SELECT nextval('queuectl_version')")
             return plan
 
@@ -81,10 +87,15 @@ class PostgresOperations:
         self, *, state: JobState, queue: str | None, after: int, upto: int, now: int
     ) -> list[asyncpg.Record]:
         values = {"state": state.value, "queue": queue, "after": after, "upto": upto}
-        async with self._conn() as conn:
-            return await _run(
-                conn, "retry_state_batch", clock=self._clock(now), limit=operations.BATCH, **values
+        clock = self._clock(now)
+        async with self._conn() as conn, conn.transaction():
+            rows = await _run(
+                conn, "retry_state_batch", clock=clock, limit=operations.BATCH, **values
             )
+            # The jobs their end cancelled come back with them (reference §19.1).
+            ids = [r["id"] for r in rows]
+            await postgres_deps.revive(conn, ids, clock=clock, channel=self.channel)
+            return rows
 
     async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
         return await _again_on_deadlock(lambda: self._remove_jobs(job_ids))
@@ -92,7 +103,9 @@ class PostgresOperations:
     async def _remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
         async with self._locked(job_ids) as (conn, states):
             ids = operations.plan_remove(job_ids, states)
+            await postgres_deps.check_remove(conn, ids)
             await _run(conn, "delete_jobs", ids=ids)
+            await postgres_deps.forget(conn, ids)
             return ids
 
     async def _purge_count(

@@ -29,17 +29,22 @@ def columns(
     return {prefix + name: [r[name] for r in records] for name in fields}
 
 
-def inserted(job: NewJob, server_now: int, now: int) -> Job:
+def inserted(job: NewJob, server_now: int, now: int, unmet: int = 0) -> Job:
     """The job as ``insert_jobs`` stored it (the same rules, in Python)."""
     run_at, next_run_at = job.run_at, job.next_run_at
     if job.delay_ms is not None:
         run_at = next_run_at = server_now + job.delay_ms
     elif next_run_at <= now:
         next_run_at = server_now - (now - next_run_at)
-    return stored_job(job, created_at=server_now, run_at=run_at, next_run_at=next_run_at)
+    return stored_job(
+        job, created_at=server_now, run_at=run_at, next_run_at=next_run_at, unmet=unmet
+    )
 
 
-def job_columns(jobs: Sequence[NewJob], now: int, clock: int | None) -> dict[str, Any]:
+def job_columns(
+    jobs: Sequence[NewJob], now: int, clock: int | None, unmet: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """``unmet``: how many dependencies each job waits for (none when not given)."""
     return {
         "clock": clock,
         "now": now,
@@ -55,6 +60,9 @@ def job_columns(jobs: Sequence[NewJob], now: int, clock: int | None) -> dict[str
         "next_run_ats": [j.next_run_at for j in jobs],
         "delays": [j.delay_ms for j in jobs],
         "unique_keys": [j.unique_key for j in jobs],
+        "after_ids": [json.dumps(list(j.after)) if j.after else None for j in jobs],
+        "after_modes": [j.after_mode for j in jobs],
+        "unmets": list(unmet) if unmet is not None else [0] * len(jobs),
     }
 
 

@@ -51,6 +51,10 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         lease_until=row["lease_until"],
         cancel_requested_at=row["cancel_requested_at"],
         unique_key=row["unique_key"],
+        after=tuple(json.loads(row["after_ids"])) if row["after_ids"] else (),
+        after_mode=row["after_mode"],
+        unmet=row["unmet"],
+        cancelled_by=row["cancelled_by"],
     )
 
 
@@ -126,7 +130,9 @@ def running_from_row(r: Mapping[str, Any]) -> RunningJob:
     )
 
 
-def stored_job(job: NewJob, *, created_at: int, run_at: int | None, next_run_at: int) -> Job:
+def stored_job(
+    job: NewJob, *, created_at: int, run_at: int | None, next_run_at: int, unmet: int = 0
+) -> Job:
     """A just-enqueued job as its store now holds it, without reading it back."""
     return Job(
         id=job.id,
@@ -146,6 +152,9 @@ def stored_job(job: NewJob, *, created_at: int, run_at: int | None, next_run_at:
         env=job.env,
         cwd=job.cwd,
         unique_key=job.unique_key,
+        after=job.after,
+        after_mode=job.after_mode,
+        unmet=unmet,
     )
 
 

@@ -14,7 +14,9 @@ coroutine's statements, and the worker's hot path is one hop per cycle.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import itertools
 import json
 import random
 import socket
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from queuectl import procs
-from queuectl.backends import wakeup
+from queuectl.backends import sqlite_deps, wakeup
 from queuectl.backends.base import (
     Enqueued,
     Exchanged,
@@ -169,11 +171,16 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
     async def enqueue(
         self, jobs: Sequence[NewJob], *, now: int, progress: OnProgress | None = None
     ) -> list[Job]:
-        rows = _job_rows(jobs, now)
+        chained = any(j.after for j in jobs)
+        rows = [] if chained else _job_rows(jobs, now)
+        unmet: list[int] = []
 
         def run(conn: sqlite3.Connection) -> None:
             begin(conn)
             try:
+                if chained:
+                    unmet.extend(sqlite_deps.plan(conn, jobs))
+                    rows.extend(_job_rows(jobs, now, unmet))
                 _insert_jobs(conn, jobs, rows, progress)
             except sqlite3.IntegrityError as exc:
                 conn.rollback()
@@ -196,31 +203,46 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
             ]
         finally:
             await insert
+        if chained:
+            inserted = [
+                dataclasses.replace(j, unmet=n) for j, n in zip(inserted, unmet, strict=True)
+            ]
         return inserted
 
     async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
-        rows = _job_rows(jobs, now)
+        unmet: list[int] = []
 
         def body(conn: sqlite3.Connection) -> list[tuple[int, str]]:
             skipped: list[tuple[int, str]] = []
             per_queue: Counter[str] = Counter()
+            chained = (
+                [j for j in jobs if not _exists(conn, j.id)] if any(j.after for j in jobs) else []
+            )
+            # A dependency on a skipped job is one on the job that exists already.
+            waits = dict(zip((j.id for j in chained), sqlite_deps.plan(conn, chained), strict=True))
+            unmet.extend(waits.get(j.id, 0) for j in jobs)
+            inserted: list[NewJob] = []
+            rows = _job_rows(jobs, now, unmet)
             for position, (job, row) in enumerate(zip(jobs, rows, strict=True), 1):
                 if conn.execute(SQL["insert_job_new"], row).rowcount:
                     per_queue[job.queue] += 1
+                    inserted.append(job)
                     continue
                 found = None if _exists(conn, job.id) else _holder(conn, job.unique_key)
                 skipped.append((position, job.id if found is None else found[0]))
             conn.executemany(
                 SQL["add_pending_counts"], [{"queue": q, "n": n} for q, n in per_queue.items()]
             )
+            if chained:
+                sqlite_deps.insert(conn, [j for j in inserted if j.after])
             return skipped
 
         skipped = await self._call(lambda c: transaction(c, body))
         left = {p for p, _ in skipped}
         return Enqueued(
             [
-                stored_job(j, created_at=now, run_at=j.run_at, next_run_at=j.next_run_at)
-                for i, j in enumerate(jobs, 1)
+                stored_job(j, created_at=now, run_at=j.run_at, next_run_at=j.next_run_at, unmet=n)
+                for i, (j, n) in enumerate(zip(jobs, unmet, strict=True), 1)
                 if i not in left
             ],
             skipped,
@@ -284,14 +306,20 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                 return []
             lost = [lost_from_row(r) for r in rows]
             tallies = Tallies()
+            settled: list[tuple[str, str]] = []
             for args in recovery_records(lost, _policy(conn), on_lost):
                 args.update(host=host, now=now)
                 ended = conn.execute(SQL["recover_attempt"], args).fetchone()
-                conn.execute(SQL["recover_job"], args)
+                job = conn.execute(SQL["recover_job"], args).fetchone()
+                if job is not None:
+                    settled.append((job[0], job[1]))
                 if ended is not None:
                     duration = now - ended["started_at"]
                     tallies.add(ended["queue"], args["tally"], duration, outcome="lost", now=now)
             _write_tallies(conn, tallies)
+            # A lost attempt that made its job dead (or cancelled) ends it: its
+            # dependents are settled in this same transaction.
+            sqlite_deps.settle(conn, settled, now)
             return lost
 
         return await self._call(lambda c: transaction(c, body))
@@ -316,13 +344,20 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                     state = conn.execute(SQL["job_state"], {"id": job_id}).fetchone()
                     raise not_requeued(job_id, None if state is None else state[0])
                 done.append(row[0])
+            sqlite_deps.revive(conn, done, now)
             return done
 
         return await self._call(lambda c: transaction(c, body))
 
     async def _requeue_batch(self, *, after: int, upto: int, limit: int, now: int) -> list[Any]:
         args = {"now": now, "after": after, "upto": upto, "limit": limit}
-        return await self._rows("requeue_dead_batch", args)
+
+        def body(conn: sqlite3.Connection) -> list[Any]:
+            rows = conn.execute(SQL["requeue_dead_batch"], args).fetchall()
+            sqlite_deps.revive(conn, [r["id"] for r in rows], now)
+            return rows
+
+        return await self._call(lambda c: transaction(c, body))
 
     async def fire(self, fire: Fire, *, now: int) -> Fired:
         return await self._call(lambda c: transaction(c, lambda t: _fire(t, fire, now)))
@@ -436,8 +471,12 @@ async def _thread_stopped(connection: aiosqlite.Connection) -> None:
         await asyncio.sleep(0.002)
 
 
-def _job_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
-    """The positional values of ``insert_job``, one tuple per job."""
+def _job_rows(
+    jobs: Sequence[NewJob], now: int, unmet: Sequence[int] | None = None
+) -> list[tuple[Any, ...]]:
+    """The positional values of ``insert_job``, one tuple per job (``unmet``: how many
+    dependencies each waits for, ``sqlite_deps.plan``)."""
+    waits = unmet if unmet is not None else itertools.repeat(0)
     return [
         (
             j.id,
@@ -453,8 +492,11 @@ def _job_rows(jobs: Sequence[NewJob], now: int) -> list[tuple[Any, ...]]:
             now,
             now,
             j.unique_key,
+            json.dumps(list(j.after)) if j.after else None,
+            j.after_mode,
+            n,
         )
-        for j in jobs
+        for j, n in zip(jobs, waits, strict=False)
     ]
 
 
@@ -476,6 +518,8 @@ def _insert_jobs(
     conn.executemany(
         SQL["add_pending_counts"], [{"queue": q, "n": n} for q, n in per_queue.items()]
     )
+    if any(j.after for j in jobs):
+        sqlite_deps.insert(conn, jobs)
 
 
 def _fire(conn: sqlite3.Connection, fire: Fire, now: int) -> Fired:
@@ -529,6 +573,7 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
     decisions = decide_finishes(finishes, lambda: _policy(conn))
     held: dict[str, str] = {}
+    settled: list[tuple[str, str]] = []
     tallies = Tallies()
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
@@ -536,6 +581,7 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
         row = conn.execute(SQL["finish_job"], args).fetchone()
         if row is not None:
             held[row["id"]] = row["state"]
+            settled.append((row["id"], row["state"]))
             if ended is not None:
                 duration = now - ended["started_at"]
                 # A state other than the one decided: a cancel request was in force.
@@ -544,6 +590,8 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
     _write_tallies(conn, tallies)
+    # The dependents of jobs that just ended, in the transaction that ended them.
+    sqlite_deps.settle(conn, settled, now)
     return finish_results(finishes, decisions, held, now)
 
 

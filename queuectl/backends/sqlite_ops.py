@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from queuectl.backends import operations
+from queuectl.backends import operations, sqlite_deps
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.backends.rows import job_from_row
 from queuectl.backends.sqlite_conn import transaction
@@ -52,6 +52,7 @@ class OperatorWrites:
                 SQL["count_cancelled_waiting"], [{"queue": q, "n": n} for q, n in queues.items()]
             )
             conn.executemany(SQL["request_cancel"], [{"id": i, "now": now} for i in plan.requested])
+            sqlite_deps.settle(conn, [(i, "cancelled") for i in plan.cancelled], now)
             return plan
 
         return await self._call(lambda c: transaction(c, body))
@@ -59,9 +60,11 @@ class OperatorWrites:
     async def retry_jobs(self, job_ids: Sequence[str], *, now: int) -> RetryPlan:
         def body(conn: sqlite3.Connection) -> RetryPlan:
             plan = operations.plan_retry(job_ids, _states(conn, job_ids))
+            sqlite_deps.check_retry(conn, plan.ids)
             rows = [{"id": i, "reset": 1, "now": now} for i in plan.reset]
             rows += [{"id": i, "reset": 0, "now": now} for i in plan.keep]
             conn.executemany(SQL["retry_job"], rows)
+            sqlite_deps.revive(conn, plan.ids, now)
             return plan
 
         return await self._call(lambda c: transaction(c, body))
@@ -70,16 +73,24 @@ class OperatorWrites:
         self, *, state: JobState, queue: str | None, after: int, upto: int, now: int
     ) -> list[Any]:
         args = {"state": state.value, "queue": queue, "now": now, "after": after, "upto": upto}
-        # One autocommit statement per batch: atomic on its own, and short.
-        return await self._call(
-            functools.partial(_fetch, "retry_state_batch", {**args, "limit": operations.BATCH})
-        )
+
+        def body(conn: sqlite3.Connection) -> list[Any]:
+            rows = conn.execute(SQL["retry_state_batch"], {**args, "limit": operations.BATCH})
+            moved = rows.fetchall()
+            # The jobs their end cancelled come back with them (reference §19.1).
+            sqlite_deps.revive(conn, [r["id"] for r in moved], now)
+            return moved
+
+        # One short transaction per batch.
+        return await self._call(lambda c: transaction(c, body))
 
     async def remove_jobs(self, job_ids: Sequence[str]) -> list[str]:
         def body(conn: sqlite3.Connection) -> list[str]:
             ids = operations.plan_remove(job_ids, _states(conn, job_ids))
+            sqlite_deps.check_remove(conn, ids)
             conn.executemany(SQL["delete_job"], [{"id": i} for i in ids])
             conn.execute(SQL["delete_attempts"], {"ids": json.dumps(ids)})
+            sqlite_deps.forget(conn, ids)
             return ids
 
         return await self._call(lambda c: transaction(c, body))
@@ -150,6 +161,7 @@ def _delete_batch(kind: str, args: dict[str, Any], conn: sqlite3.Connection) -> 
         ids = [r[0] for r in c.execute(SQL[f"purge_{kind}_batch"], args).fetchall()]
         if ids:
             c.execute(SQL["delete_attempts"], {"ids": json.dumps(ids)})
+            sqlite_deps.forget(c, ids)
         return len(ids)
 
     return transaction(conn, body)

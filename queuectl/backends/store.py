@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from queuectl.backends import bookkeeping, operations
-from queuectl.backends.base import AttemptOutput, DueSchedules, Exchanged, OnProgress
+from queuectl.backends.base import (
+    AttemptOutput,
+    DueSchedules,
+    Exchanged,
+    Link,
+    Links,
+    OnProgress,
+)
 from queuectl.backends.rows import (
     attempt_from_row,
     job_from_row,
@@ -160,6 +167,23 @@ class SqlStore(ABC):
             if n < operations.BATCH:
                 break
         return deleted
+
+    async def dependencies(self, job_id: str) -> Links:
+        def link(row: Row) -> Link:
+            state = row["state"]
+            return Link(row["id"], None if state is None else JobState(state), bool(row["met"]))
+
+        after = {r["id"]: link(r) for r in await self._rows("deps_of", {"id": job_id})}
+        job = await self.get_job(job_id)
+        order = list(job.after) if job is not None else []
+        return Links(
+            after=[after[i] for i in order if i in after]
+            + [v for k, v in after.items() if k not in order],
+            dependents=[link(r) for r in await self._rows("dependents_of", {"id": job_id})],
+        )
+
+    async def blocked_counts(self) -> dict[str, int]:
+        return {r["queue"]: int(r["n"]) for r in await self._rows("blocked_counts", {})}
 
     async def get_job(self, job_id: str) -> Job | None:
         rows = await self._rows("get_job", {"id": job_id})

@@ -97,6 +97,18 @@ async def cli(ctx: click.Context, db: str | None) -> None:
     "--unique-key", metavar="K", help="At most one waiting or running job with key K (with -c)."
 )
 @click.option(
+    "--after",
+    "after",
+    multiple=True,
+    metavar="ID",
+    help="Wait until job ID completed; repeatable (with -c).",
+)
+@click.option(
+    "--after-mode",
+    metavar="MODE",
+    help="completed (default) or finished: wait for any end (with -c).",
+)
+@click.option(
     "--skip-duplicates",
     is_flag=True,
     help="Skip jobs whose id exists or whose unique_key is held, instead of failing.",
@@ -123,6 +135,7 @@ async def enqueue(
       queuectl enqueue -c 'make test' --priority 5 --delay 30
       queuectl enqueue -c './backup.sh' --delay 2h --timeout 15m
       queuectl enqueue -c 'sync' --unique-key sync --skip-duplicates
+      queuectl enqueue -c 'make deploy' --after test
     """
     text = _job_input(job_json, command, flags)
     queue = await app.queue()
@@ -168,6 +181,8 @@ def _job_input(
             spec[_FIELDS.get(key, key)] = value
         if "env" in spec:
             spec["env"] = dict(_split_env(item) for item in spec["env"])
+        if "after" in spec:
+            spec["after"] = list(spec["after"])
         return spec
     if given:
         field = _FIELDS.get(next(iter(given)), next(iter(given)))
@@ -290,7 +305,8 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
       queuectl show job1
       queuectl show job1 --json
     """
-    job, history = await (await app.queue(create=False)).show(job_id)
+    queue = await app.queue(create=False)
+    job, history = await queue.show(job_id)
     if as_json:
         from queuectl.records import attempt_record, job_record
 
@@ -301,7 +317,7 @@ async def show(app: App, job_id: str, as_json: bool) -> None:
     from queuectl.cli.render import job_detail
 
     out = output()
-    out.show(job_detail(out, job, history))
+    out.show(job_detail(out, job, history, await queue.links(job_id)))
 
 
 @cli.command(short_help="Print the output of a job's attempt; --follow: live.")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncclick as click
 
 from queuectl.cli import completion
 from queuectl.cli.app import App, echo_json, output, pass_app
+
+if TYPE_CHECKING:
+    from queuectl.why import Reason
 
 
 @click.group("queue")
@@ -153,10 +158,19 @@ async def why(app: App, job_id: str, as_json: bool) -> None:
             {
                 "id": found.job.id,
                 "state": found.job.state.value,
-                "reasons": [{"code": r.code, "message": r.message} for r in found.reasons],
+                "reasons": [_reason_record(r) for r in found.reasons],
             }
         )
         return
     click.echo(f"{found.job.id} is {found.job.state.value}:")
     for reason in found.reasons:
         click.echo(f"  - {reason.message}  [{reason.code}]")
+
+
+def _reason_record(reason: Reason) -> dict[str, object]:
+    """A reason of ``why --json`` (reference §18): ``jobs`` only on the codes about
+    other jobs, so a script reads the ids without parsing the message."""
+    record: dict[str, object] = {"code": reason.code, "message": reason.message}
+    if reason.jobs:
+        record["jobs"] = list(reason.jobs)
+    return record

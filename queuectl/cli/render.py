@@ -33,6 +33,7 @@ from queuectl.transitions import BY_OUTCOME, STATE_STYLES
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
+    from queuectl.backends.base import Link, Links
     from queuectl.queue import Status
 
 #: The colours of states and attempt outcomes are those of the worker log's
@@ -130,6 +131,14 @@ class Output:
 
     def state(self, state: JobState) -> Text:
         return Text(state.value, style=STATE_STYLES[state] if self.tty else "")
+
+    def job_state(self, job: Job) -> Text:
+        """The state, marked ``(waiting)`` while dependencies hold a pending job, so a
+        backlog behind a running chain never looks stuck."""
+        text = self.state(job.state)
+        if job.waiting:
+            text.append(" (waiting)", style="dim" if self.tty else "")
+        return text
 
     def styled(self, text: str, style: str) -> Text:
         return Text(text, style=style if self.tty else "")
@@ -354,7 +363,7 @@ def jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) ->
     rows: list[list[str | Text]] = [
         [
             job.id,
-            out.state(job.state),
+            out.job_state(job),
             attempts_text(job.attempts, job.max_retries),
             str(job.priority),
             job.queue,
@@ -371,6 +380,10 @@ def status_view(out: Output, status: Status) -> RenderableType:
     rows: list[list[str | Text]] = [
         [out.state(state), str(status.counts[state])] for state in JobState
     ]
+    if status.waiting:
+        # Pending jobs held by dependencies (reference §19.1), so a backlog behind a
+        # running chain with idle workers does not look stuck.
+        rows.insert(1, [out.styled("  waiting", "dim"), str(status.waiting)])
     table = out.table([Column("STATE"), Column("JOBS", justify="right")], rows)
     workers = status.coroutines
     processes = len(status.workers)
@@ -504,7 +517,7 @@ def _job_fields(out: Output, job: Job) -> list[tuple[str, str | Text]]:
     rows: list[tuple[str, str | Text]] = [
         ("id", job.id),
         ("command", job.command if out.tty else one_line(job.command)),
-        ("state", out.state(job.state)),
+        ("state", out.job_state(job)),
         ("attempts", _attempts_field(job)),
         ("priority", str(job.priority)),
         ("queue", job.queue),
@@ -535,9 +548,45 @@ def _attempts_field(job: Job) -> str:
     return text
 
 
-def job_detail(out: Output, job: Job, history: Sequence[Attempt]) -> RenderableType:
-    """``show JOB``: a panel of the job's fields, then its attempts."""
-    fields = _job_fields(out, job)
+def _link_text(out: Output, links: Sequence[Link]) -> Text:
+    """Each job with its state: ``build (completed), lint (removed)``."""
+    text = Text()
+    for n, link in enumerate(links):
+        if n:
+            text.append(", ")
+        text.append(link.id + " (")
+        text.append_text(out.state(link.state) if link.state else Text("removed"))
+        text.append(")")
+    return text
+
+
+def _link_fields(out: Output, job: Job, links: Links | None) -> list[tuple[str, str | Text]]:
+    if links is None:
+        return []
+    rows: list[tuple[str, str | Text]] = []
+    if links.after:
+        rows.append((after_label(job), _link_text(out, links.after)))
+    if links.dependents:
+        rows.append((DEPENDENTS_LABEL, _link_text(out, links.dependents)))
+    return rows
+
+
+#: ``show``'s field for the jobs waiting on this one (the dashboard says the same).
+DEPENDENTS_LABEL = "waited on by"
+
+
+def after_label(job: Job) -> str:
+    """``show``'s field for the dependencies: ``after``, or ``after (any end)`` with
+    ``after_mode: finished`` (reference §19.1)."""
+    return "after" if job.after_mode == "completed" else "after (any end)"
+
+
+def job_detail(
+    out: Output, job: Job, history: Sequence[Attempt], links: Links | None = None
+) -> RenderableType:
+    """``show JOB``: a panel of the job's fields (its dependencies and dependents with
+    their states), then its attempts."""
+    fields = _job_fields(out, job) + _link_fields(out, job, links)
     attempts = attempts_table(out, history) if history else out.styled("no attempts yet", "dim")
     if not out.tty:
         table = _build([Column("FIELD"), Column("VALUE")], fields, tty=False, title=None)

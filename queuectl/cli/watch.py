@@ -141,6 +141,9 @@ def _counts(out: Output, view: Overview, *, bars: bool = True) -> Table:
         if bars:
             cells.append(Bar(size=total, begin=0, end=n, width=20, color=style.split()[-1]))
         grid.add_row(*cells)
+        if state is JobState.PENDING and view.waiting:
+            # Held by dependencies, so "pending 40, idle worker" does not look stuck.
+            grid.add_row(out.styled("  waiting", "dim"), out.styled(f"{view.waiting:,}", "dim"))
     return grid
 
 

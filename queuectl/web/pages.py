@@ -161,6 +161,7 @@ async def job(request: Request) -> Response:
         return {
             "job": words.job_row(record, now),
             "fields": words.job_fields(record, now),
+            "links": words.link_fields(record, await web.queue.links(job_id)),
             "attempts": [words.attempt_row(a, now) for a in history],
             "columns": words.ATTEMPT_COLUMNS,
             "outputs": list(reversed(outputs)),

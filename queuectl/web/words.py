@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from queuectl.backends.base import Link, Links
 from queuectl.cli.render import (
+    DEPENDENTS_LABEL,
+    after_label,
     attempt_cells,
     attempts_text,
     one_line,
@@ -54,6 +57,8 @@ def job_row(job: Job, now: int) -> dict[str, object]:
     return {
         "id": job.id,
         "state": job.state.value,
+        # ``pending (waiting)`` as ``queuectl list`` says it (reference §19.1).
+        "waiting": job.waiting,
         "attempts": attempts_text(job.attempts, job.max_retries),
         "priority": job.priority,
         "queue": job.queue,
@@ -88,6 +93,29 @@ def job_fields(job: Job, now: int) -> list[tuple[str, object]]:
     if job.env:
         fields.append(("env", " ".join(f"{k}={HIDDEN}" for k in job.env)))
     return fields
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    """A job at the other end of a dependency: its id and state (``None``: removed)."""
+
+    id: str
+    state: str | None
+
+
+def link_fields(job: Job, links: Links) -> list[tuple[str, list[LinkView]]]:
+    """The rows ``queuectl show`` adds for dependencies (reference §19.1), in its words:
+    ``after`` (``after (any end)`` with ``after_mode: finished``) and ``waited on by``."""
+    rows: list[tuple[str, list[LinkView]]] = []
+    if links.after:
+        rows.append((after_label(job), [_link(link) for link in links.after]))
+    if links.dependents:
+        rows.append((DEPENDENTS_LABEL, [_link(link) for link in links.dependents]))
+    return rows
+
+
+def _link(link: Link) -> LinkView:
+    return LinkView(link.id, link.state.value if link.state else None)
 
 
 def attempt_result(a: Attempt) -> tuple[str, str]:

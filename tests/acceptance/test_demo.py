@@ -42,7 +42,7 @@ def run_demo(db: Path | str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow_on_postgres
-def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str) -> None:
+def test_demo_walks_scenarios_a_chain_and_a_schedule_then_status(db_path: Path | str) -> None:
     demo = run_demo(db_path)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Traceback" not in demo.stdout + demo.stderr
@@ -63,6 +63,17 @@ def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str
     assert iso_ms(a["started_at"]) < iso_ms(b["finished_at"])
     assert iso_ms(b["started_at"]) < iso_ms(a["finished_at"])
     assert (show("build")["state"], show("lint")["state"]) == ("completed", "dead")
+    # The chain: app-test failed once and passed on its retry, and app-deploy ran only
+    # after app-test had completed (and app-test after app-build).
+    build, test, deploy = (show(j) for j in ("app-build", "app-test", "app-deploy"))
+    assert (build["state"], test["state"], deploy["state"]) == ("completed",) * 3
+    assert [h["exit_code"] for h in test["history"]] == [1, 0]
+    assert test["attempts"] == 2 and deploy["attempts"] == 1
+    assert (test["after"], deploy["after"]) == (["app-build"], ["app-test"])
+    [deployed] = deploy["history"]
+    assert iso_ms(test["history"][-1]["finished_at"]) <= iso_ms(deployed["started_at"])
+    assert iso_ms(build["history"][0]["finished_at"]) <= iso_ms(test["history"][0]["started_at"])
+    assert "pending (waiting)" in out and "[waiting_for]" in out
     # The schedule fired once, by `schedule run`, and a worker ran its job.
     [nightly] = cli_json(db_path, "schedule", "list")
     assert nightly["last_job_id"].startswith("nightly@")
@@ -74,7 +85,7 @@ def test_demo_walks_the_three_scenarios_and_ends_with_status(db_path: Path | str
     assert counts == {
         "pending": 0,
         "processing": 0,
-        "completed": 6,
+        "completed": 9,
         "failed": 0,
         "dead": 2,
         "cancelled": 0,

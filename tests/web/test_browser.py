@@ -114,6 +114,29 @@ def test_a_running_jobs_output_follows_live(
         page.wait_for_selector("span.state-completed")
 
 
+def test_a_waiting_jobs_page_follows_its_chain_live_and_links_each_job(
+    db: str, web_process: Any, page: Any
+) -> None:
+    enqueue(db, "-c", "true", "--id", "build")
+    enqueue(db, "-c", "true", "--id", "test", "--after", "build")
+    enqueue(db, "-c", "true", "--id", "deploy", "--after", "test")
+    web: WebProcess = web_process(db)
+    page.goto(f"{web.url}/jobs/deploy")
+    page.wait_for_selector("#live-state:has-text('●')")
+    page.evaluate("window.__stayed = true")
+    assert " ".join(page.inner_text("tr[data-field='after']").split()) == "after test (pending)"
+    assert "pending (waiting)" in page.inner_text("table.fields")
+    assert run_worker(db).returncode == 0
+    # The chain ran: the same page shows it without a reload.
+    page.wait_for_selector("tr[data-field='after'] span.state-completed", timeout=5000)
+    assert page.evaluate("window.__stayed") is True
+    assert "(waiting)" not in page.inner_text("table.fields")
+    page.click("tr[data-field='after'] a:has-text('test')")
+    page.wait_for_url(f"{web.url}/jobs/test")
+    waited = " ".join(page.inner_text("tr[data-field='waited on by']").split())
+    assert waited == "waited on by deploy (completed)"
+
+
 def test_a_dead_job_is_retried_with_its_button(db: str, web_process: Any, page: Any) -> None:
     enqueue(db, "-c", "exit 1", "--id", "doomed", "--max-retries", "0")
     assert run_worker(db).returncode == 0

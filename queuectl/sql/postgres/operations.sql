@@ -43,6 +43,11 @@ WITH moved AS (
      WHERE seq IN (SELECT seq FROM jobs
                     WHERE state = :state AND seq > :after::bigint AND seq <= :upto::bigint
                       AND (:queue::text IS NULL OR queue = :queue::text)
+                      -- A job that would wait to complete on a dependency that is
+                      -- dead or cancelled stays (retrying that one brings it back).
+                      AND NOT (after_mode = 'completed' AND EXISTS (
+                          SELECT 1 FROM job_deps AS d JOIN jobs AS p ON p.id = d.depends_on
+                           WHERE d.job_id = jobs.id AND p.state IN ('dead', 'cancelled')))
                     ORDER BY seq LIMIT :limit::int
                       FOR UPDATE SKIP LOCKED)
     RETURNING id, seq
@@ -64,10 +69,16 @@ WITH victims AS (
     SELECT seq FROM jobs
      WHERE state IN ('completed', 'cancelled') AND state = ANY (:states::text[])
        AND updated_at < :before::bigint AND (:queue::text IS NULL OR queue = :queue::text)
+       AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                        WHERE d.depends_on = jobs.id
+                          AND w.state IN ('pending', 'failed', 'processing'))
     UNION ALL
     SELECT seq FROM jobs
      WHERE state = 'dead' AND 'dead' = ANY (:states::text[])
        AND updated_at < :before::bigint AND (:queue::text IS NULL OR queue = :queue::text)
+       AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                        WHERE d.depends_on = jobs.id
+                          AND w.state IN ('pending', 'failed', 'processing'))
 ),
 picked AS (
     SELECT seq FROM jobs WHERE seq IN (SELECT seq FROM victims)
@@ -78,16 +89,25 @@ gone AS (
 ),
 attempts_gone AS (
     DELETE FROM attempts WHERE job_id IN (SELECT id FROM gone)
+),
+deps_gone AS (
+    DELETE FROM job_deps WHERE job_id IN (SELECT id FROM gone)
 )
 SELECT count(*) AS n FROM gone;
 
 -- name: purge_count
 SELECT (SELECT count(*) FROM jobs
          WHERE state IN ('completed', 'cancelled') AND state = ANY (:states::text[])
-           AND updated_at < :before::bigint AND (:queue::text IS NULL OR queue = :queue::text))
+           AND updated_at < :before::bigint AND (:queue::text IS NULL OR queue = :queue::text)
+           AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                                    WHERE d.depends_on = jobs.id
+                                      AND w.state IN ('pending', 'failed', 'processing')))
      + (SELECT count(*) FROM jobs
          WHERE state = 'dead' AND 'dead' = ANY (:states::text[])
-           AND updated_at < :before::bigint AND (:queue::text IS NULL OR queue = :queue::text))
+           AND updated_at < :before::bigint AND (:queue::text IS NULL OR queue = :queue::text)
+           AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                                    WHERE d.depends_on = jobs.id
+                                      AND w.state IN ('pending', 'failed', 'processing')))
        AS n;
 
 -- name: update_job

@@ -13,20 +13,23 @@
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 ins AS (
     INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                      run_at, next_run_at, created_at, updated_at, unique_key)
+                      run_at, next_run_at, created_at, updated_at, unique_key, after_ids,
+                      after_mode, unmet)
     SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
            j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
            coalesce(c.now + j.delay_ms,
                     CASE WHEN j.next_run_at <= :now::bigint
                          THEN c.now - (:now::bigint - j.next_run_at)
                          ELSE j.next_run_at END),
-           c.now, c.now, j.unique_key
+           c.now, c.now, j.unique_key, j.after_ids, j.after_mode, j.unmet
       FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
                   :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
                   :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[],
-                  :unique_keys::text[])
+                  :unique_keys::text[], :after_ids::text[], :after_modes::text[],
+                  :unmets::int[])
            WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
-                                 run_at, next_run_at, delay_ms, unique_key, ord)
+                                 run_at, next_run_at, delay_ms, unique_key, after_ids,
+                                 after_mode, unmet, ord)
            CROSS JOIN c
      ORDER BY j.ord
     RETURNING 1
@@ -42,20 +45,23 @@ SELECT c.now, (SELECT count(*) FROM ins) AS n, nextval('queuectl_version') AS ve
 WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
 ins AS (
     INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                      run_at, next_run_at, created_at, updated_at, unique_key)
+                      run_at, next_run_at, created_at, updated_at, unique_key, after_ids,
+                      after_mode, unmet)
     SELECT j.id, j.command, 'pending', j.queue, j.priority, j.max_retries, j.timeout_s, j.env,
            j.cwd, coalesce(c.now + j.delay_ms, j.run_at),
            coalesce(c.now + j.delay_ms,
                     CASE WHEN j.next_run_at <= :now::bigint
                          THEN c.now - (:now::bigint - j.next_run_at)
                          ELSE j.next_run_at END),
-           c.now, c.now, j.unique_key
+           c.now, c.now, j.unique_key, j.after_ids, j.after_mode, j.unmet
       FROM unnest(:ids::text[], :commands::text[], :queues::text[], :priorities::int[],
                   :max_retries::int[], :timeouts::float8[], :envs::text[], :cwds::text[],
                   :run_ats::bigint[], :next_run_ats::bigint[], :delays::bigint[],
-                  :unique_keys::text[])
+                  :unique_keys::text[], :after_ids::text[], :after_modes::text[],
+                  :unmets::int[])
            WITH ORDINALITY AS j (id, command, queue, priority, max_retries, timeout_s, env, cwd,
-                                 run_at, next_run_at, delay_ms, unique_key, ord)
+                                 run_at, next_run_at, delay_ms, unique_key, after_ids,
+                                 after_mode, unmet, ord)
            CROSS JOIN c
      ORDER BY j.ord
     ON CONFLICT DO NOTHING
@@ -152,6 +158,14 @@ counted AS (
     UPDATE workers SET jobs_done = jobs_done + (SELECT count(*) FROM finished)
      WHERE id = :worker AND EXISTS (SELECT 1 FROM finished)
 ),
+-- The dependents of the jobs that just ended, in this same transaction (reference
+-- §19.1): cancelled down the chain, or closer to runnable (queuectl_settle).
+settled AS (
+    SELECT queuectl_settle(ARRAY (SELECT id FROM finished), ARRAY (SELECT state FROM finished),
+                           (SELECT now FROM c), :why, :channel) AS freed
+     WHERE EXISTS (SELECT 1 FROM finished
+                    WHERE state IN ('completed', 'dead', 'cancelled'))
+),
 -- Runnable means indexed (DESIGN 17): the claim walks only the queues it may take
 -- jobs from. `waiting` lists the queues that have waiting jobs by a loose scan of
 -- jobs_runnable (queue, priority DESC, seq, next_run_at): one seek per queue.
@@ -166,10 +180,10 @@ all_paused AS (
     SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
 ),
 waiting AS (
-    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') AND unmet = 0 ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM jobs AS j
-             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             WHERE j.state IN ('pending', 'failed') AND j.unmet = 0 AND j.queue > w.queue
              ORDER BY j.queue LIMIT 1)
       FROM waiting AS w
      WHERE w.queue IS NOT NULL
@@ -192,7 +206,7 @@ candidates AS (
       LEFT JOIN limited AS l ON l.queue = o.queue
      CROSS JOIN LATERAL (
         SELECT j.seq, j.priority FROM jobs AS j
-         WHERE j.queue = o.queue AND j.state IN ('pending', 'failed')
+         WHERE j.queue = o.queue AND j.state IN ('pending', 'failed') AND j.unmet = 0
            AND j.next_run_at <= (SELECT now FROM c)
          ORDER BY j.priority DESC, j.seq
          LIMIT greatest(least(coalesce(l.slots, :limit::int), :limit::int), 0)
@@ -219,6 +233,7 @@ s AS (
            (SELECT now FROM c) AS server_now,
            ARRAY (SELECT id FROM finished) AS held,
            ARRAY (SELECT state FROM finished) AS held_states,
+           (SELECT freed FROM settled) AS freed,
            -- An attempt interrupted by a forced stop is claimable again at once, and
            -- a finished job of a limited queue frees a slot: tell the other workers.
            (SELECT count(pg_notify(:channel, 'j')) + count(nextval('queuectl_version'))
@@ -232,7 +247,7 @@ s AS (
            CASE WHEN (SELECT count(*) FROM claimed) < :limit::int
                      AND NOT (SELECT held FROM all_paused) THEN
                (SELECT min((SELECT min(j.next_run_at) FROM jobs AS j
-                             WHERE j.queue = o.queue AND j.state IN ('pending', 'failed')
+                             WHERE j.queue = o.queue AND j.state IN ('pending', 'failed') AND j.unmet = 0
                                AND j.next_run_at > (SELECT now FROM c)
                                AND j.next_run_at > 0))  -- jobs_queue_waiting
                   FROM open AS o
@@ -332,9 +347,16 @@ upd AS (
            exit_code = NULL, worker_id = NULL, lease_until = NULL, updated_at = c.now
       FROM r, c
      WHERE j.id = r.id AND j.claims = r.token AND j.state = 'processing'
-    RETURNING j.id
+    RETURNING j.id, j.state
+),
+-- A lost attempt that ended its job settles the dependents in this transaction.
+settled AS (
+    SELECT queuectl_settle(ARRAY (SELECT id FROM upd), ARRAY (SELECT state FROM upd),
+                           (SELECT now FROM c), :why, :channel) AS freed
 )
-SELECT count(*) AS n, nextval('queuectl_version') AS version FROM upd;
+SELECT count(*) AS n, nextval('queuectl_version') AS version,
+       (SELECT freed FROM settled) AS freed
+  FROM upd;
 
 -- name: deregister_workers
 DELETE FROM workers WHERE id = ANY (:workers::text[]);
@@ -435,10 +457,10 @@ WITH RECURSIVE all_paused AS (
     SELECT EXISTS (SELECT 1 FROM queue_settings WHERE queue = '' AND paused) AS held
 ),
 waiting AS (
-    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') AND unmet = 0 ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM jobs AS j
-             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             WHERE j.state IN ('pending', 'failed') AND j.unmet = 0 AND j.queue > w.queue
              ORDER BY j.queue LIMIT 1)
       FROM waiting AS w
      WHERE w.queue IS NOT NULL
@@ -453,7 +475,7 @@ SELECT (SELECT coalesce(sum(n), 0) FROM job_counts
                   AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
                   AND w.queue NOT IN (SELECT queue FROM queue_held)
                   AND EXISTS (SELECT 1 FROM jobs AS j
-                               WHERE j.queue = w.queue AND j.state IN ('pending', 'failed')
+                               WHERE j.queue = w.queue AND j.state IN ('pending', 'failed') AND j.unmet = 0
                                  AND j.next_run_at <= queuectl_now_ms(:clock)
                                  AND j.next_run_at > 0))  -- jobs_queue_waiting
            AND NOT (SELECT held FROM all_paused) AS due,
@@ -590,10 +612,10 @@ SELECT queue, state, sum(n)::bigint AS n FROM job_counts GROUP BY queue, state;
 -- or equal and older)? Per queue with waiting jobs, a seek of jobs_runnable.
 WITH RECURSIVE me AS (SELECT priority, seq FROM jobs WHERE id = :id),
 waiting AS (
-    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+    (SELECT queue FROM jobs WHERE state IN ('pending', 'failed') AND unmet = 0 ORDER BY queue LIMIT 1)
     UNION ALL
     SELECT (SELECT j.queue FROM jobs AS j
-             WHERE j.state IN ('pending', 'failed') AND j.queue > w.queue
+             WHERE j.state IN ('pending', 'failed') AND j.unmet = 0 AND j.queue > w.queue
              ORDER BY j.queue LIMIT 1)
       FROM waiting AS w
      WHERE w.queue IS NOT NULL
@@ -604,7 +626,7 @@ SELECT EXISTS (
        AND (:queues::text[] IS NULL OR w.queue = ANY (:queues::text[]))
        AND w.queue NOT IN (SELECT queue FROM queue_held)
        AND EXISTS (SELECT 1 FROM jobs AS j
-                    WHERE j.queue = w.queue AND j.state IN ('pending', 'failed')
+                    WHERE j.queue = w.queue AND j.state IN ('pending', 'failed') AND j.unmet = 0
                       AND j.next_run_at <= queuectl_now_ms(:clock)
                       AND (j.priority > me.priority
                            OR (j.priority = me.priority AND j.seq < me.seq)))) AS ahead;
@@ -650,7 +672,7 @@ SELECT minute, outcome, sum(n)::bigint AS n FROM finished_minutes
 
 -- name: web_oldest_due
 SELECT next_run_at FROM jobs
- WHERE state IN ('pending', 'failed') AND next_run_at > 0 AND next_run_at <= :now::bigint
+ WHERE state IN ('pending', 'failed') AND unmet = 0 AND next_run_at > 0 AND next_run_at <= :now::bigint
    AND queue = :queue
  ORDER BY next_run_at LIMIT 1;
 
@@ -723,3 +745,19 @@ UPDATE schedules
 UPDATE schedules SET last_fire_at = :fire_at::bigint, last_job_id = :job_id, updated_at = :now::bigint
  WHERE name = :name AND created_at = :created_at::bigint
 RETURNING name;
+
+-- Dependencies (reference §19.1): what `show`, `why` and `status` read.
+
+-- name: deps_of
+SELECT d.depends_on AS id, p.state, d.met
+  FROM job_deps AS d LEFT JOIN jobs AS p ON p.id = d.depends_on
+ WHERE d.job_id = :id;
+
+-- name: dependents_of
+SELECT d.job_id AS id, j.state, d.met
+  FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id
+ WHERE d.depends_on = :id
+ ORDER BY j.seq;
+
+-- name: blocked_counts
+SELECT queue, count(*) AS n FROM jobs WHERE state = 'pending' AND unmet > 0 GROUP BY queue;

@@ -35,6 +35,11 @@ UPDATE jobs
  WHERE seq IN (SELECT seq FROM jobs
                 WHERE state = :state AND seq > :after AND seq <= :upto
                   AND (:queue IS NULL OR queue = :queue)
+                  -- A job that would wait to complete on a dependency that is dead
+                  -- or cancelled stays (retrying that one brings it back).
+                  AND NOT (after_mode = 'completed' AND EXISTS (
+                      SELECT 1 FROM job_deps AS d JOIN jobs AS p ON p.id = d.depends_on
+                       WHERE d.job_id = jobs.id AND p.state IN ('dead', 'cancelled')))
                 ORDER BY seq LIMIT :limit)
 RETURNING id, seq;
 
@@ -54,6 +59,10 @@ DELETE FROM jobs
                 WHERE state IN ('completed', 'cancelled')
                   AND state IN (SELECT value FROM json_each(:states))
                   AND updated_at < :before AND (:queue IS NULL OR queue = :queue)
+                  -- Never a job that an unfinished job depends on (reference §16.4).
+                  AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                                   WHERE d.depends_on = jobs.id
+                                     AND w.state IN ('pending', 'failed', 'processing'))
                 LIMIT :limit)
 RETURNING id;
 
@@ -62,17 +71,29 @@ DELETE FROM jobs
  WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_dead_recent
                 WHERE state = 'dead' AND updated_at < :before
                   AND (:queue IS NULL OR queue = :queue)
+                  -- Never a job that an unfinished job depends on (reference §16.4).
+                  AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                                   WHERE d.depends_on = jobs.id
+                                     AND w.state IN ('pending', 'failed', 'processing'))
                 LIMIT :limit)
 RETURNING id;
 
 -- name: count_finished
 SELECT count(*) FROM jobs INDEXED BY jobs_finished
  WHERE state IN ('completed', 'cancelled') AND state IN (SELECT value FROM json_each(:states))
-   AND updated_at < :before AND (:queue IS NULL OR queue = :queue);
+   AND updated_at < :before AND (:queue IS NULL OR queue = :queue)
+   -- Never a job that an unfinished job depends on (reference §16.4).
+   AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                    WHERE d.depends_on = jobs.id
+                      AND w.state IN ('pending', 'failed', 'processing'));
 
 -- name: count_dead
 SELECT count(*) FROM jobs INDEXED BY jobs_dead_recent
- WHERE state = 'dead' AND updated_at < :before AND (:queue IS NULL OR queue = :queue);
+ WHERE state = 'dead' AND updated_at < :before AND (:queue IS NULL OR queue = :queue)
+   -- Never a job that an unfinished job depends on (reference §16.4).
+   AND NOT EXISTS (SELECT 1 FROM job_deps AS d JOIN jobs AS w ON w.id = d.job_id
+                    WHERE d.depends_on = jobs.id
+                      AND w.state IN ('pending', 'failed', 'processing'));
 
 -- name: update_job
 -- NULL keeps a field as it is. The job must still wait (pending or failed).

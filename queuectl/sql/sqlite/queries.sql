@@ -3,17 +3,19 @@
 -- state = 'processing'), so a worker that lost its lease cannot touch a newer attempt.
 
 -- name: insert_job
--- Positional, in this order: binding eleven names per row costs more than the insert.
+-- Positional, in this order: binding sixteen names per row costs more than the insert.
 -- Every insert is counted by add_pending_counts in the same transaction (no trigger).
 INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                  run_at, next_run_at, created_at, updated_at, unique_key)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                  run_at, next_run_at, created_at, updated_at, unique_key, after_ids,
+                  after_mode, unmet)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_job_new
 -- enqueue --skip-duplicates: a taken id or a held unique_key inserts nothing.
 INSERT INTO jobs (id, command, state, queue, priority, max_retries, timeout_s, env, cwd,
-                  run_at, next_run_at, created_at, updated_at, unique_key)
-VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  run_at, next_run_at, created_at, updated_at, unique_key, after_ids,
+                  after_mode, unmet)
+VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
 -- name: key_holder
@@ -54,7 +56,7 @@ walk (queue, slots, priority, seq, n) AS (
     SELECT o.queue, o.slots, j.priority, j.seq, 1
       FROM open AS o
       JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                                  WHERE queue = o.queue AND state = 'pending'
+                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
                                     AND next_run_at <= :now
                                   ORDER BY priority DESC, seq LIMIT 1)
      WHERE o.slots > 0
@@ -63,11 +65,11 @@ walk (queue, slots, priority, seq, n) AS (
       FROM walk AS w
       JOIN jobs AS j ON j.seq = coalesce(
                (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND priority = w.priority
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
                    AND seq > w.seq AND next_run_at <= :now
                  ORDER BY priority DESC, seq LIMIT 1),
                (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND priority < w.priority
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
                    AND next_run_at <= :now
                  ORDER BY priority DESC, seq LIMIT 1))
      WHERE w.n < w.slots
@@ -111,7 +113,7 @@ walk (queue, slots, priority, seq, n) AS (
     SELECT o.queue, o.slots, j.priority, j.seq, 1
       FROM open AS o
       JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                                  WHERE queue = o.queue AND state = 'pending'
+                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
                                     AND next_run_at <= :now
                                   ORDER BY priority DESC, seq LIMIT 1)
      WHERE o.slots > 0
@@ -120,11 +122,11 @@ walk (queue, slots, priority, seq, n) AS (
       FROM walk AS w
       JOIN jobs AS j ON j.seq = coalesce(
                (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND priority = w.priority
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
                    AND seq > w.seq AND next_run_at <= :now
                  ORDER BY priority DESC, seq LIMIT 1),
                (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND priority < w.priority
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
                    AND next_run_at <= :now
                  ORDER BY priority DESC, seq LIMIT 1))
      WHERE w.n < w.slots
@@ -166,7 +168,7 @@ WITH open (queue) AS (
 )
 SELECT min(t) FROM (
     SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
-             WHERE queue = o.queue AND state = 'pending') AS t
+             WHERE queue = o.queue AND state = 'pending' AND unmet = 0) AS t
       FROM open AS o
     UNION ALL
     SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_retry_due
@@ -182,7 +184,7 @@ WITH open (queue) AS (
 )
 SELECT min(t) FROM (
     SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_queue_waiting
-             WHERE queue = o.queue AND state = 'pending') AS t
+             WHERE queue = o.queue AND state = 'pending' AND unmet = 0) AS t
       FROM open AS o
     UNION ALL
     SELECT (SELECT min(next_run_at) FROM jobs INDEXED BY jobs_retry_due
@@ -310,7 +312,8 @@ UPDATE jobs
        next_run_at = CASE WHEN cancel_requested_at IS NULL THEN :now + :delay_ms END,
        last_error = :error, exit_code = NULL,
        worker_id = NULL, lease_until = NULL, updated_at = :now
- WHERE id = :id AND claims = :token AND state = 'processing' AND lease_until <= :now;
+ WHERE id = :id AND claims = :token AND state = 'processing' AND lease_until <= :now
+RETURNING id, state;
 
 -- name: requeue_dead
 UPDATE jobs
@@ -367,7 +370,7 @@ WITH open (queue) AS (
 )
 SELECT EXISTS (SELECT 1 FROM open AS o
                 WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_queue_waiting
-                               WHERE queue = o.queue AND state = 'pending'
+                               WHERE queue = o.queue AND state = 'pending' AND unmet = 0
                                  AND next_run_at <= :now))
     OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_retry_due
                 WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
@@ -382,7 +385,7 @@ WITH open (queue) AS (
 )
 SELECT EXISTS (SELECT 1 FROM open AS o
                 WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_queue_waiting
-                               WHERE queue = o.queue AND state = 'pending'
+                               WHERE queue = o.queue AND state = 'pending' AND unmet = 0
                                  AND next_run_at <= :now))
     OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_retry_due
                 WHERE state = 'failed' AND next_run_at <= :now AND queue IN open);
@@ -501,10 +504,10 @@ WITH open (queue) AS (
 SELECT EXISTS (
     SELECT 1 FROM open AS o
      WHERE EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
-                    WHERE queue = o.queue AND state = 'pending' AND priority > :priority
+                    WHERE queue = o.queue AND state = 'pending' AND unmet = 0 AND priority > :priority
                       AND next_run_at <= :now)
         OR EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_claim_pending
-                    WHERE queue = o.queue AND state = 'pending' AND priority = :priority
+                    WHERE queue = o.queue AND state = 'pending' AND unmet = 0 AND priority = :priority
                       AND seq < :seq AND next_run_at <= :now))
     OR EXISTS (
     SELECT 1 FROM jobs INDEXED BY jobs_retry_due
@@ -555,7 +558,7 @@ SELECT minute, outcome, n FROM finished_minutes WHERE minute >= :since;
 -- the retries (a queue's due backlog of another queue is never walked).
 SELECT next_run_at FROM (
     SELECT * FROM (SELECT next_run_at FROM jobs INDEXED BY jobs_queue_waiting
-                    WHERE state = 'pending' AND queue = :queue AND next_run_at <= :now
+                    WHERE state = 'pending' AND unmet = 0 AND queue = :queue AND next_run_at <= :now
                     ORDER BY next_run_at LIMIT 1)
     UNION ALL
     SELECT * FROM (SELECT next_run_at FROM jobs INDEXED BY jobs_retry_due
@@ -625,3 +628,24 @@ UPDATE schedules
 UPDATE schedules SET last_fire_at = :fire_at, last_job_id = :job_id, updated_at = :now
  WHERE name = :name AND created_at = :created_at
 RETURNING name;
+
+-- Dependencies (reference §19.1): what `show`, `why` and `status` read.
+
+-- name: deps_of
+-- `show`: each dependency with its state (NULL: removed since).
+SELECT d.depends_on AS id, p.state, d.met
+  FROM job_deps AS d LEFT JOIN jobs AS p ON p.id = d.depends_on
+ WHERE d.job_id = :id;
+
+-- name: dependents_of
+-- `show`: the jobs that wait (or waited) on this one.
+SELECT d.job_id AS id, j.state, d.met
+  FROM job_deps AS d JOIN jobs AS j ON j.id = d.job_id
+ WHERE d.depends_on = :id
+ ORDER BY j.seq;
+
+-- name: blocked_counts
+-- Pending jobs held by dependencies, per queue (jobs_blocked).
+SELECT queue, count(*) AS n FROM jobs INDEXED BY jobs_blocked
+ WHERE state = 'pending' AND unmet > 0
+ GROUP BY queue;
