@@ -26,12 +26,7 @@ from queuectl.cli.app import (
     pass_app,
     stderr_is_terminal,
 )
-from queuectl.cli.config import config
-from queuectl.cli.operate import COMMANDS
-from queuectl.cli.queues import queue_group, why
-from queuectl.cli.schedule import schedule, take_job_flags
-from queuectl.cli.web import web
-from queuectl.cli.worker import worker
+from queuectl.cli.lazy import LazyGroup
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState
@@ -42,7 +37,24 @@ BIG_BATCH_LINES = 1000
 BIG_BATCH_BYTES = 1 << 20
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands whose modules are imported only when one of them runs (or for --help).
+LAZY = {
+    "worker": "queuectl.cli.worker:worker",
+    "config": "queuectl.cli.config:config",
+    "cancel": "queuectl.cli.operate:cancel",
+    "retry": "queuectl.cli.operate:retry",
+    "rm": "queuectl.cli.operate:remove",
+    "purge": "queuectl.cli.operate:purge",
+    "update": "queuectl.cli.operate:update",
+    "wait": "queuectl.cli.operate:wait",
+    "queue": "queuectl.cli.queues:queue_group",
+    "why": "queuectl.cli.queues:why",
+    "web": "queuectl.cli.web:web",
+    "schedule": "queuectl.cli.schedule:schedule",
+}
+
+
+@click.group(cls=LazyGroup, lazy=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     metavar="TARGET",
@@ -429,17 +441,6 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
     sys.stdout.write("".join(f"{job_id}\n" for job_id in done))
     if retry_all:
         click.echo(f"{len(done)} job(s) moved back to pending.", err=True)
-
-
-cli.add_command(worker)
-cli.add_command(config)
-for _command in COMMANDS:
-    cli.add_command(_command)
-cli.add_command(queue_group)
-cli.add_command(why)
-cli.add_command(web)
-take_job_flags(enqueue)
-cli.add_command(schedule)
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
