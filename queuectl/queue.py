@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, BinaryIO
@@ -54,6 +53,8 @@ FOLLOW_POLL_S = 0.1
 _SPOOL_READ_S = 0.1
 
 if TYPE_CHECKING:
+    from tempfile import TemporaryDirectory
+
     from queuectl.schedules import Schedules
 _STOP_POLL_S = 0.1
 #: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).
@@ -165,12 +166,14 @@ class Queue(QueueOperations, QueueSettingsOperations):
         with ``missing`` saying so, so every read behaves as on an empty database and
         an unknown job is still an unknown job.
         """
-        empty: tempfile.TemporaryDirectory[str] | None = None
+        empty: TemporaryDirectory[str] | None = None
         try:
             backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=create)
             missing = None
         except NoDatabase as exc:
-            empty = tempfile.TemporaryDirectory(prefix="queuectl-empty-")
+            from tempfile import TemporaryDirectory  # not on every command's start
+
+            empty = TemporaryDirectory(prefix="queuectl-empty-")
             try:
                 backend = await open_backend(os.path.join(empty.name, "empty.db"))
             except BaseException:

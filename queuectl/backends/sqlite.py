@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import random
 import socket
 import sqlite3
 import time
@@ -158,6 +157,8 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                         f"database {self.path} stayed locked by another process for "
                         f"{self._busy_deadline_s:g}s; nothing was changed"
                     ) from exc
+                import random  # only on a locked database: not on every command's start
+
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.25)
             except sqlite3.Error as exc:
