@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import asyncclick as click
 
@@ -30,6 +30,9 @@ from queuectl.cli.lazy import LazyGroup
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState
+
+if TYPE_CHECKING:
+    from queuectl.queue import Queue
 
 STATES = [s.value for s in JobState]
 #: Input from stdin at least this big gets a progress bar (when stderr is a terminal).
@@ -137,7 +140,14 @@ async def enqueue(
       queuectl enqueue -c './backup.sh' --delay 2h --timeout 15m
       queuectl enqueue -c 'sync' --unique-key sync --skip-duplicates
     """
-    text = _job_input(job_json, command, flags)
+    streamed: str | None = None
+    if not (skip_duplicates or as_json):
+        found = _stdin_stream(job_json, command, flags)
+        if isinstance(found, tuple):
+            await _enqueue_stream(await app.queue(), *found)
+            return
+        streamed = found
+    text = _job_input(job_json, command, flags, streamed=streamed)
     queue = await app.queue()
     if skip_duplicates:
         if isinstance(text, dict):
@@ -161,6 +171,48 @@ async def enqueue(
         sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
 
 
+async def _enqueue_stream(queue: Queue, head: list[str], rest: TextIO) -> None:
+    """JSON Lines from stdin, streamed (``Queue.enqueue_lines``); ids printed after the commit."""
+    import io
+    import itertools
+
+    ids = io.StringIO()
+    await queue.enqueue_lines(
+        itertools.chain(head, rest), on_ids=lambda chunk: ids.write("\n".join(chunk) + "\n")
+    )
+    sys.stdout.write(ids.getvalue())
+
+
+def _stdin_stream(
+    job_json: str | None, command: str | None, flags: dict[str, Any]
+) -> tuple[list[str], TextIO] | str | None:
+    """Where stdin is JSON Lines, the lines read so far and the rest, to stream.
+
+    Only for plain ``enqueue < file`` (not a terminal, no bar on stderr): the first
+    line that is not blank must be a whole JSON object. Otherwise (an array, an
+    object over several lines) the input read so far as text, for ``enqueue_text``;
+    ``None`` where stdin is not the input at all.
+    """
+    if job_json is not None or command is not None or sys.stdin.isatty():
+        return None
+    if any(v not in (None, ()) for v in flags.values()) or stderr_is_terminal():
+        return None
+    head: list[str] = []
+    for line in sys.stdin:
+        head.append(line)
+        if line.strip():
+            break
+    import json
+
+    try:
+        first = json.loads(head[-1]) if head else None
+    except ValueError:
+        first = None
+    if isinstance(first, dict):
+        return head, sys.stdin
+    return "".join(head)
+
+
 def _skipped(label: str, other: str) -> None:
     click.echo(f"skipped {label} (exists as {other})", err=True)
 
@@ -170,7 +222,7 @@ _FIELDS = {"job_id": "id"}
 
 
 def _job_input(
-    job_json: str | None, command: str | None, flags: dict[str, Any]
+    job_json: str | None, command: str | None, flags: dict[str, Any], *, streamed: str | None = None
 ) -> str | dict[str, Any]:
     given = {k: v for k, v in flags.items() if v not in (None, ())}
     if command is not None:
@@ -190,7 +242,7 @@ def _job_input(
         return job_json
     if sys.stdin.isatty():
         raise click.UsageError("no job given: pass JOB_JSON, -c CMD, or JSON on stdin")
-    return sys.stdin.read()
+    return (streamed or "") + sys.stdin.read()
 
 
 def _is_big(text: str) -> bool:
