@@ -7,11 +7,13 @@ job and asks for the next costs one transaction, and N idle slots are filled by 
 claim statement. While a cycle is in flight, new requests pile up for the next one:
 batching grows with load without any added delay.
 
-A start record alone waits a moment (``START_HOLD_S``) before it is sent: a short
-job's finish, and its slot's next claim, usually come within it and carry the start
-in their transaction, so a short job costs one transaction rather than two. A start
-only says which process runs the attempt (for recovery and ``status``); the claim
-already holds the job, so writing it a few milliseconds later changes nothing else.
+While the jobs are short (the last one finished within ``START_HOLD_S``), a start
+record alone waits that long before it is sent: the job's finish, and its slot's
+next claim, usually come within it and carry the start in their transaction, so a
+short job costs one transaction rather than two. A start only says which process
+runs the attempt (for recovery and ``status``); the claim already holds the job.
+After a long job (and for the first) starts go at once, so a crash while a long
+command runs still leaves its process group on record for the recovery.
 
 When no job is due, the pump sleeps until one of: a wake-up from ``enqueue`` (the
 ``arm`` call), the time the next waiting job falls due, or the slow fallback poll
@@ -99,6 +101,8 @@ class Pump:
         self._retry_s = _RETRY_MIN_S
         #: Loop time until which start records alone are held (see the module docstring).
         self._hold_until: float | None = None
+        #: Whether the last finished job was short: only then are starts held.
+        self._short = False
 
     def want_job(self) -> asyncio.Future[Claim | None]:
         """A future for the next claimed job; ``None`` once the worker stops claiming."""
@@ -116,6 +120,7 @@ class Pump:
 
     def finished(self, finish: Finish) -> asyncio.Future[FinishResult]:
         future: asyncio.Future[FinishResult] = asyncio.get_running_loop().create_future()
+        self._short = finish.result.duration_s < START_HOLD_S
         self._finishes.append(_PendingFinish(finish, future))
         self._kick.set()
         return future
@@ -159,7 +164,8 @@ class Pump:
                     return
                 await self._sleep()
                 continue
-            if not (self._finishes or want or self._closing) and await self._hold_starts():
+            alone = not (self._finishes or want or self._closing)
+            if alone and self._short and await self._hold_starts():
                 continue
             await self._cycle(want)
 
