@@ -9,7 +9,6 @@ Two kinds of configuration live here:
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -65,6 +64,8 @@ def spool_dir(target: str, env: Mapping[str, str] | None = None) -> Path:
     if "://" in target:
         # One folder per store: a starting worker removes the spool files of workers
         # its store does not know (``spool.sweep``), never those of another store.
+        import hashlib  # only for a PostgreSQL target
+
         store = hashlib.sha256(target.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         return default_db_path(env).parent / "spool" / store
     return Path(target).expanduser().with_name(Path(target).name + ".d") / "spool"

@@ -42,6 +42,7 @@ class DuplicateJob(QueueCtlError):
         position: int | None = None,
         key: str | None = None,
         holder: str | None = None,
+        earlier: int | None = None,
     ) -> None:
         super().__init__(message)
         self.job_id = job_id
@@ -51,6 +52,9 @@ class DuplicateJob(QueueCtlError):
         #: the id of the job that holds it.
         self.key = key
         self.holder = holder
+        #: Set when the job that has the id (or key) came earlier in the same stream
+        #: (``enqueue_stream``): its 1-based position there.
+        self.earlier = earlier
 
 
 class InvalidTransition(QueueCtlError):

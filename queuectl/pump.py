@@ -7,6 +7,14 @@ job and asks for the next costs one transaction, and N idle slots are filled by 
 claim statement. While a cycle is in flight, new requests pile up for the next one:
 batching grows with load without any added delay.
 
+While the jobs are short (the last one finished within ``START_HOLD_S``), a start
+record alone waits that long before it is sent: the job's finish, and its slot's
+next claim, usually come within it and carry the start in their transaction, so a
+short job costs one transaction rather than two. A start only says which process
+runs the attempt (for recovery and ``status``); the claim already holds the job.
+After a long job (and for the first) starts go at once, so a crash while a long
+command runs still leaves its process group on record for the recovery.
+
 When no job is due, the pump sleeps until one of: a wake-up from ``enqueue`` (the
 ``arm`` call), the time the next waiting job falls due, or the slow fallback poll
 of the database's change counter.
@@ -43,6 +51,8 @@ POLL_S = 1.0
 _BURST_RECHECK_S = 0.02
 _RETRY_MIN_S = 0.05
 _RETRY_MAX_S = 2.0
+#: How long a start record may wait for a finish or a claim to travel with.
+START_HOLD_S = 0.05
 
 
 @dataclass(slots=True)
@@ -89,6 +99,10 @@ class Pump:
         #: An exchange that claimed failed: it may have committed claims nobody runs.
         self._unsure = False
         self._retry_s = _RETRY_MIN_S
+        #: Loop time until which start records alone are held (see the module docstring).
+        self._hold_until: float | None = None
+        #: Whether the last finished job was short: only then are starts held.
+        self._short = False
 
     def want_job(self) -> asyncio.Future[Claim | None]:
         """A future for the next claimed job; ``None`` once the worker stops claiming."""
@@ -106,6 +120,7 @@ class Pump:
 
     def finished(self, finish: Finish) -> asyncio.Future[FinishResult]:
         future: asyncio.Future[FinishResult] = asyncio.get_running_loop().create_future()
+        self._short = finish.result.duration_s < START_HOLD_S
         self._finishes.append(_PendingFinish(finish, future))
         self._kick.set()
         return future
@@ -149,11 +164,35 @@ class Pump:
                     return
                 await self._sleep()
                 continue
+            alone = not (self._finishes or want or self._closing)
+            if alone and self._short and await self._hold_starts():
+                continue
             await self._cycle(want)
+
+    async def _hold_starts(self) -> bool:
+        """Hold start records alone for up to ``START_HOLD_S``; True if woken before that.
+
+        Woken early (a finish, a claim wanted, another start), the caller looks again
+        at what there is; the hold counts from the first start held.
+        """
+        loop = asyncio.get_running_loop()
+        if self._hold_until is None:
+            self._hold_until = loop.time() + START_HOLD_S
+        left = self._hold_until - loop.time()
+        if left <= 0:
+            return False
+        self._kick.clear()
+        try:
+            async with asyncio.timeout(left):
+                await self._kick.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _cycle(self, want: int) -> None:
         starts, self._starts = self._starts, []
         finishes, self._finishes = self._finishes, []
+        self._hold_until = None
         try:
             result = await self._backend.exchange(
                 worker_id=self._worker_id,

@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import gc
 import os
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -31,14 +31,15 @@ from queuectl.config import (
     normalize_key,
     parse_value,
 )
-from queuectl.exceptions import DuplicateJob, JobNotFound, NoDatabase, QueueCtlError
-from queuectl.jobspec import RawJob, Repeat, build_jobs, parse_input
+from queuectl.exceptions import DuplicateJob, InvalidJob, JobNotFound, NoDatabase, QueueCtlError
+from queuectl.jobspec import RawJob, Repeat, build_jobs, json_line_chunks, parse_input
 from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
 from queuectl.models import (
     TERMINAL_STATES,
     Attempt,
     Job,
     JobState,
+    NewJob,
     Outcome,
     RunningJob,
     StopMode,
@@ -54,10 +55,15 @@ FOLLOW_POLL_S = 0.1
 _SPOOL_READ_S = 0.1
 
 if TYPE_CHECKING:
+    from tempfile import TemporaryDirectory
+
     from queuectl.schedules import Schedules
 _STOP_POLL_S = 0.1
 #: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).
 WEB_SCAN = 5000
+#: Jobs per chunk of ``enqueue_lines``: big enough that a hop costs nothing, small
+#: enough that two chunks in flight are a few MiB.
+STREAM_CHUNK = 5000
 
 
 #: Long operations report here: ``(stage, done, total)``, where ``total`` is ``None``
@@ -169,12 +175,14 @@ class Queue(QueueOperations, QueueSettingsOperations):
         with ``missing`` saying so, so every read behaves as on an empty database and
         an unknown job is still an unknown job.
         """
-        empty: tempfile.TemporaryDirectory[str] | None = None
+        empty: TemporaryDirectory[str] | None = None
         try:
             backend = await open_backend(target, busy_deadline_s=busy_timeout_s, create=create)
             missing = None
         except NoDatabase as exc:
-            empty = tempfile.TemporaryDirectory(prefix="queuectl-empty-")
+            from tempfile import TemporaryDirectory  # not on every command's start
+
+            empty = TemporaryDirectory(prefix="queuectl-empty-")
             try:
                 backend = await open_backend(os.path.join(empty.name, "empty.db"))
             except BaseException:
@@ -240,6 +248,48 @@ class Queue(QueueOperations, QueueSettingsOperations):
             if skip_duplicates:
                 return await self.enqueue_skipping(raws, on_skip=on_skip)
             return await self.enqueue_raw(raws, progress=progress)
+
+    async def enqueue_lines(
+        self, lines: Iterable[str], *, on_ids: Callable[[list[str]], object], first_line: int = 1
+    ) -> int:
+        """Enqueue JSON Lines as they are read: all or none, in one transaction.
+
+        For inputs too big to hold (issue 15: 10^6 lines in well under 100 MiB):
+        lines are decoded and validated ``STREAM_CHUNK`` at a time, each chunk
+        written while the next is validated. The first bad line stops it, named
+        as ``enqueue_text`` names it, and nothing is enqueued. ``on_ids`` hears the
+        ids of each chunk as it is validated, before the commit: the caller keeps
+        them until this returns (the count of jobs). ``first_line`` numbers the
+        first of ``lines`` (a caller that read ahead).
+        """
+        config = await self.config()
+        now = self.clock()
+        #: The input line of each job, by position: the labels of a duplicate.
+        where = array("L")
+
+        async def chunks() -> AsyncIterator[list[NewJob]]:
+            for raws in json_line_chunks(lines, STREAM_CHUNK, first_line=first_line):
+                jobs = build_jobs(raws, config=config, now=now)
+                where.extend(r.line or r.position for r in raws)
+                on_ids([j.id for j in jobs])
+                yield jobs
+            if not where:
+                raise InvalidJob(
+                    "no job given: expected a JSON object, an array of objects or JSON Lines"
+                )
+
+        def label(position: int) -> str:
+            return RawJob(position, where[position - 1], None).label
+
+        with _gc_paused():  # chunks hold no cycles: reference counting frees each
+            try:
+                count = await self.backend.enqueue_stream(chunks(), now=now)
+            except DuplicateJob as exc:
+                if exc.position is None or not 1 <= exc.position <= len(where):
+                    raise
+                raise _named_duplicate(exc, label) from exc
+        await self.backend.notify(wakeup.JOB)
+        return count
 
     async def enqueue(
         self,
@@ -653,6 +703,31 @@ class Queue(QueueOperations, QueueSettingsOperations):
             due = await self.backend.oldest_due(name, now=now)
             ages[name] = 0.0 if due is None else max(now - due, 0) / 1000
         return ages
+
+
+def _named_duplicate(exc: DuplicateJob, label: Callable[[int], str]) -> DuplicateJob:
+    """``exc`` (from ``enqueue_stream``) in the words ``build_jobs`` and ``enqueue_raw`` use."""
+    assert exc.position is not None
+    at = label(exc.position)
+    if exc.earlier is not None and exc.key is None:
+        text = f"{at}: id {exc.job_id!r} is used twice in this input ({label(exc.earlier)})"
+    elif exc.earlier is not None:
+        text = (
+            f"{at}: unique_key {exc.key!r} is used twice in this input "
+            f"({label(exc.earlier)} has it too)"
+        )
+    elif exc.key is not None:
+        text = f"{at}: {str(exc).split(': ', 1)[1]}"
+    else:
+        text = f"{at}: a job with id {exc.job_id!r} already exists"
+    return DuplicateJob(
+        text,
+        job_id=exc.job_id,
+        position=exc.position,
+        key=exc.key,
+        holder=exc.holder,
+        earlier=exc.earlier,
+    )
 
 
 @contextlib.contextmanager

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from queuectl.backends import Backend
 from queuectl.clock import Clock
 from queuectl.exceptions import QueueCtlError
 from queuectl.jobspec import validate_queue
 from queuectl.models import ALL_QUEUES, Job, JobState, QueueSettings, WorkerInfo
-from queuectl.why import Why, explain
+
+if TYPE_CHECKING:
+    from queuectl.why import Why
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,8 @@ class QueueSettingsOperations:
 
     async def why(self, job_id: str) -> Why:
         """Why the job is where it is, and what would move it (reference §18's codes)."""
+        from queuectl.why import explain
+
         job = await self.get(job_id)
         workers = await self.live_workers()
         return await explain(self.backend, job, workers=workers, now=self.clock())

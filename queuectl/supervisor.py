@@ -1,8 +1,11 @@
 """``worker start --processes P``: spread N slot coroutines over P worker processes.
 
-Children are started with the ``spawn`` method and receive nothing but a picklable
-``WorkerOptions``; each opens its own connection and runs its own event loop, and
-they coordinate only through the store. The parent:
+Children are fresh interpreters started with ``subprocess`` at a worker-only entry
+point (``queuectl.child``) and receive nothing but ``WorkerOptions`` as JSON; each
+opens its own connection and runs its own event loop, and they coordinate only
+through the store. Not ``multiprocessing``: its ``spawn`` re-imports the parent's
+main module (the whole CLI) in every child and starts a resource-tracker process,
+half a second and a dozen MiB that buy nothing here (issue 15). The parent:
 
 * forwards stop signals: Ctrl-C reaches every process of the terminal's foreground
   group, so children ignore SIGINT and obey the parent's SIGTERMs instead (first:
@@ -18,21 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
+import subprocess
 import time
-from dataclasses import replace
-from multiprocessing.process import BaseProcess
+from dataclasses import asdict, replace
 
 from queuectl import procs
 from queuectl.backends import open_backend
 from queuectl.clock import now_ms
 from queuectl.hangup import mute_hung_up
 from queuectl.models import WorkerInfo
+from queuectl.options import WorkerOptions
 from queuectl.signals import on_signals
-from queuectl.worker import WorkerOptions
 
 log = logging.getLogger("queuectl.supervisor")
 
@@ -45,19 +47,32 @@ def split_count(total: int, processes: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(processes)]
 
 
-def _child_main(options: WorkerOptions, log_setup: tuple[int, str]) -> None:
-    import sys
+class Child:
+    """One child process and the pipe that tells the parent's loop it has exited.
 
-    from queuectl.logs import setup_logging
-    from queuectl.worker import run_worker
+    The child inherits the write end of a pipe and never writes to it; when it
+    exits, for whatever reason, the kernel closes that end and the read end turns
+    readable (end of file): the parent learns of the exit in its own event loop,
+    without a thread or a SIGCHLD handler (the way ``multiprocessing`` does it too).
+    The commands the child runs do not inherit the pipe (``close_fds``).
+    """
 
-    setup_logging(*log_setup)
-    try:
-        code = asyncio.run(run_worker(options))
-    except Exception as exc:
-        logging.getLogger("queuectl.worker").error("worker failed: %s", exc)
-        code = 1
-    sys.exit(code)
+    def __init__(self, argv: list[str]) -> None:
+        sentinel, keep = os.pipe()
+        try:
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(keep,))
+        except BaseException:
+            os.close(sentinel)
+            raise
+        finally:
+            os.close(keep)
+        self.sentinel = sentinel
+        self.pid = self.process.pid
+
+    def exit_code(self) -> int:
+        """The child's exit status, once the sentinel said it exited (< 0: a signal)."""
+        os.close(self.sentinel)
+        return self.process.wait()
 
 
 class Supervisor:
@@ -65,8 +80,7 @@ class Supervisor:
         self.options = options
         self.counts = split_count(options.count, processes)
         self.log_setup = log_setup
-        self._ctx = multiprocessing.get_context("spawn")
-        self._children: dict[int, BaseProcess] = {}
+        self._children: dict[int, Child] = {}
         self._restarts: dict[int, int] = {}
         self._scheduled: set[int] = set()
         self._signals = 0
@@ -74,11 +88,10 @@ class Supervisor:
         self._all_exited = asyncio.Event()
 
     def _start(self, index: int) -> None:
+        from queuectl.child import command
+
         opts = replace(self.options, count=self.counts[index], ignore_sigint=True)
-        child = self._ctx.Process(
-            target=_child_main, args=(opts, self.log_setup), name=f"queuectl-worker-{index}"
-        )
-        child.start()
+        child = Child(command(asdict(opts), self.log_setup))
         self._children[index] = child
         loop = asyncio.get_running_loop()
         loop.add_reader(child.sentinel, self._on_exit, index, time.monotonic())
@@ -86,8 +99,7 @@ class Supervisor:
     def _on_exit(self, index: int, started: float) -> None:
         child = self._children.pop(index)
         asyncio.get_running_loop().remove_reader(child.sentinel)
-        child.join()
-        code = child.exitcode
+        code = child.exit_code()
         if code is not None and code < 0 and self._signals == 0:
             # A child that crashes again right after a restart backs off.
             n = 0 if time.monotonic() - started > 30 else self._restarts.get(index, 0)
@@ -127,9 +139,8 @@ class Supervisor:
         log.info("received %s; forwarding to %d worker process(es)", sig.name, len(self._children))
         self._scheduled.clear()
         for child in self._children.values():
-            if child.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
         self._check_done()
 
     async def run(self) -> int:

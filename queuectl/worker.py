@@ -34,7 +34,7 @@ import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from queuectl import procs, spool
 from queuectl.backends import Backend, open_backend, wakeup
@@ -63,6 +63,7 @@ from queuectl.models import (
     StopMode,
     WorkerInfo,
 )
+from queuectl.options import WorkerOptions
 from queuectl.private import make_dirs
 from queuectl.pump import Pump
 from queuectl.schedules import Schedules, run_scheduler
@@ -86,20 +87,6 @@ log = logging.getLogger("queuectl.worker")
 RETENTION_EVERY_S = 60.0
 #: The pause between two full batches while a backlog of old jobs is deleted.
 RETENTION_CATCH_UP_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """Everything a worker needs, picklable so ``--processes`` can spawn it."""
-
-    target: str
-    count: int = 1
-    queues: tuple[str, ...] = ()
-    burst: bool = False
-    install_signal_handlers: bool = True
-    #: In ``--processes`` mode the parent owns SIGINT (Ctrl-C reaches the whole
-    #: process group); children obey only the SIGTERMs it forwards.
-    ignore_sigint: bool = False
 
 
 class Worker:

@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -161,7 +162,40 @@ class SqliteBench(Bench):
             runs.append(timed(lambda e=env: run([QUEUECTL, "enqueue"], input=lines, env=e)))
             self.clean(path)
         seconds = median(runs)
-        return {"jobs": n, "seconds": [round(s, 3) for s in runs], "jobs_per_s": round(n / seconds)}
+        big = self._w1b_memory(10 * n)
+        return {
+            "jobs": n,
+            "seconds": [round(s, 3) for s in runs],
+            "jobs_per_s": round(n / seconds),
+            "big": big,
+        }
+
+    def _w1b_memory(self, n: int) -> dict[str, Any]:
+        """One ``enqueue`` of ``n`` JSON Lines from a file: wall time and peak RSS (issue 15)."""
+        path = self.fresh("w1b-big")
+        env = Queuectl.env(path / "q.db")
+        create_store(env)
+        lines = path / "jobs.jsonl"
+        with lines.open("w") as f:
+            for i in range(n):
+                f.write(f'{{"id":"big-{i}","command":"echo {i}","priority":{i % 3}}}\n')
+        with lines.open("rb") as stdin:
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [str(QUEUECTL), "enqueue"], stdin=stdin, stdout=subprocess.DEVNULL, env=env
+            )
+            # wait4: the peak RSS of this one child, not of every child so far.
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        self.clean(path)
+        if proc.returncode != 0:
+            raise BenchError(f"enqueue of {n:,} lines exited {proc.returncode}")
+        return {
+            "jobs": n,
+            "seconds": round(seconds, 2),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        }
 
     # W2 / W3 ---------------------------------------------------------------
 
@@ -383,6 +417,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     w1b = results.get("W1b", {}).get("jobs_per_s")
     if w1b is not None:
         found.append(_goal("W1b jobs/s", w1b, 50_000, higher=True))
+    big = results.get("W1b", {}).get("big")
+    if big is not None and big["jobs"] >= 1_000_000:
+        found.append(_goal("W1b 10^6 lines peak MiB", big["peak_rss_mib"], 100, higher=False))
     for key, value in results.get("W6", {}).get("ratio", {}).items():
         found.append(_goal(f"W6 {key} full/empty", value, 2, higher=False))
     if "web" in results:
@@ -437,6 +474,17 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append(
             ("W1b", "queuectl", f"{r['jobs']:,} JSONL jobs", f"{r['jobs_per_s']:,} jobs/s", "")
         )
+        if "big" in r:
+            b = r["big"]
+            rows.append(
+                (
+                    "W1b",
+                    "queuectl",
+                    f"{b['jobs']:,} JSONL jobs, one run",
+                    f"{b['seconds']:g} s, peak {b['peak_rss_mib']:g} MiB",
+                    "",
+                )
+            )
     for work in ("W2", "W3"):
         rows.extend(_drain_rows(results, work))
     for name, lat in results.get("W4", {}).items():

@@ -14,7 +14,7 @@ Conventions shared by all methods:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -118,6 +118,17 @@ class JobStore(Protocol):
         ``progress``, if given, is called with the number of jobs written so far
         (inside the still-open transaction) every few thousand jobs; a store may
         call it less often or never. It says nothing about the commit.
+        """
+        ...
+
+    async def enqueue_stream(self, chunks: AsyncIterator[Sequence[NewJob]], *, now: int) -> int:
+        """Insert every job of ``chunks`` in one transaction, or none; the count.
+
+        For a batch too big to hold (``enqueue`` of millions of JSON Lines): a store
+        may write each chunk as it comes, the next being validated meanwhile. An
+        exception from ``chunks`` rolls everything back. ``DuplicateJob`` is as for
+        ``enqueue``, ``position`` counting across chunks, and ``earlier`` set when
+        the other job is an earlier one of this stream.
         """
         ...
 

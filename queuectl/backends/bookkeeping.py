@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from queuectl.backends.base import FinishResult, OnLost
@@ -294,6 +294,33 @@ def recovery_records(
         )
         records.append(dict(zip(RECOVERY_FIELDS, values, strict=True)))
     return records
+
+
+async def gather_stream(chunks: AsyncIterator[Sequence[NewJob]]) -> list[NewJob]:
+    """Every job of an ``enqueue_stream``, for a store that writes them in one go.
+
+    A job whose id or ``unique_key`` an earlier job of the stream has is refused
+    here, as a streaming store's constraint would refuse it (``earlier`` set).
+    """
+    jobs: list[NewJob] = []
+    ids: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    async for chunk in chunks:
+        for job in chunk:
+            position = len(jobs) + 1
+            first = ids.get(job.id)
+            if first is not None:
+                raise DuplicateJob(job_id=job.id, position=position, earlier=first)
+            if job.unique_key is not None:
+                first = keys.get(job.unique_key)
+                if first is not None:
+                    raise DuplicateJob(
+                        job_id=job.id, position=position, key=job.unique_key, earlier=first
+                    )
+                keys[job.unique_key] = position
+            ids[job.id] = position
+            jobs.append(job)
+    return jobs
 
 
 def duplicate_job(

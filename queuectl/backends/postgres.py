@@ -227,6 +227,12 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
         }
         return bookkeeping.duplicate_job(jobs, existing.__contains__, held.get)
 
+    async def enqueue_stream(self, chunks: AsyncIterator[Sequence[NewJob]], *, now: int) -> int:
+        """Gathered, then one ``enqueue``: not streamed on this store (yet)."""
+        jobs = await bookkeeping.gather_stream(chunks)
+        await self.enqueue(jobs, now=now)
+        return len(jobs)
+
     async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
         """One statement: ``ON CONFLICT DO NOTHING`` skips a taken id or a held key."""
         if not jobs:

@@ -14,16 +14,16 @@ coroutine's statements, and the worker's hot path is one hop per cycle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import itertools
 import json
-import random
 import socket
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,7 +75,7 @@ from queuectl.backends.sqlite_ops import OperatorWrites
 from queuectl.backends.sqlite_queues import QueueControlSqlite
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
-from queuectl.exceptions import BackendError, DatabaseBusy
+from queuectl.exceptions import BackendError, DatabaseBusy, DuplicateJob
 from queuectl.models import (
     Claim,
     Fire,
@@ -160,6 +160,8 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                         f"database {self.path} stayed locked by another process for "
                         f"{self._busy_deadline_s:g}s; nothing was changed"
                     ) from exc
+                import random  # only on a locked database: not on every command's start
+
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.25)
             except sqlite3.Error as exc:
@@ -208,6 +210,49 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                 dataclasses.replace(j, unmet=n) for j, n in zip(inserted, unmet, strict=True)
             ]
         return inserted
+
+    async def enqueue_stream(self, chunks: AsyncIterator[Sequence[NewJob]], *, now: int) -> int:
+        """One transaction over many hops: each chunk is inserted while the next is
+        validated, so neither the input nor its jobs are ever held whole.
+
+        A chunk goes in under a savepoint: a taken id or key rolls back that chunk
+        only, so the rows of earlier chunks can still tell whether the other job is
+        one of this stream (its ``seq`` is past the one the stream started from).
+        """
+        start: int = await self._call(_begin_stream)
+        per_queue: Counter[str] = Counter()
+        count = 0
+        inflight: asyncio.Future[None] | None = None
+        try:
+            async for chunk in chunks:
+                if inflight is not None:
+                    await inflight
+                rows = _job_rows(chunk, now)
+                inflight = asyncio.ensure_future(
+                    self._call(functools.partial(_insert_chunk, chunk, rows, count, start))
+                )
+                per_queue.update(j.queue for j in chunk)
+                count += len(chunk)
+            if inflight is not None:
+                await inflight
+        except BaseException:
+            if inflight is not None and not inflight.done():
+                with contextlib.suppress(BaseException):
+                    await inflight
+            await self._call(lambda c: c.rollback())
+            raise
+        counts = [{"queue": q, "n": n} for q, n in per_queue.items()]
+
+        def commit(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(SQL["add_pending_counts"], counts)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+        await self._call(commit)
+        return count
 
     async def enqueue_new(self, jobs: Sequence[NewJob], *, now: int) -> Enqueued:
         unmet: list[int] = []
@@ -541,6 +586,63 @@ def _fire(conn: sqlite3.Connection, fire: Fire, now: int) -> Fired:
                 raise
     conn.execute(SQL["fire_done"], fire_done_values(fire, made))
     return Fired(handled=True, job_id=made)
+
+
+def _begin_stream(conn: sqlite3.Connection) -> int:
+    """``BEGIN IMMEDIATE``; the ``seq`` after which this transaction's jobs are numbered."""
+    begin(conn)
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0),"
+        " coalesce((SELECT max(seq) FROM jobs), 0))"
+    ).fetchone()
+    return int(row[0])
+
+
+def _insert_chunk(
+    jobs: Sequence[NewJob],
+    rows: Sequence[tuple[Any, ...]],
+    before: int,
+    start: int,
+    conn: sqlite3.Connection,
+) -> None:
+    """Insert one chunk of a stream (``before`` jobs came earlier) inside its transaction."""
+    chained = any(j.after for j in jobs)
+    if chained:
+        # Dependencies on jobs of earlier chunks: those rows are in, in this same
+        # transaction, so the store's check finds them (a later one is an error).
+        unmet = sqlite_deps.plan(conn, jobs)
+        rows = [(*row[:-1], n) for row, n in zip(rows, unmet, strict=True)]  # unmet is last
+    conn.execute("SAVEPOINT chunk")
+    try:
+        conn.executemany(SQL["insert_job"], rows)
+        if chained:
+            sqlite_deps.insert(conn, jobs)
+    except sqlite3.IntegrityError as exc:
+        conn.execute("ROLLBACK TO chunk")
+        raise _stream_duplicate(conn, jobs, before, start) from exc
+    conn.execute("RELEASE chunk")
+
+
+def _stream_duplicate(
+    conn: sqlite3.Connection, jobs: Sequence[NewJob], before: int, start: int
+) -> DuplicateJob:
+    """Which job of the chunk is refused, and whether the other is of this stream.
+
+    Jobs take ``seq`` one after another in the stream's transaction (AUTOINCREMENT
+    after ``start``), so the other job's position in the stream is ``seq - start``.
+    """
+
+    def earlier(job_id: str) -> int | None:
+        row = conn.execute("SELECT seq FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None or row[0] <= start else int(row[0]) - start
+
+    found = duplicate_job(jobs, functools.partial(_exists, conn), functools.partial(_holder, conn))
+    if found.position is None:
+        return found
+    found.position += before
+    other = found.holder if found.key is not None else found.job_id
+    found.earlier = None if other is None else earlier(other)
+    return found
 
 
 def _exists(conn: sqlite3.Connection, job_id: str) -> bool:

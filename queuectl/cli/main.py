@@ -7,10 +7,11 @@ one place where errors become an ``Error:`` line and an exit code.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import asyncclick as click
 
@@ -25,15 +26,13 @@ from queuectl.cli.app import (
     pass_app,
     stderr_is_terminal,
 )
-from queuectl.cli.config import config
-from queuectl.cli.operate import COMMANDS
-from queuectl.cli.queues import queue_group, why
-from queuectl.cli.schedule import schedule, take_job_flags
-from queuectl.cli.web import web
-from queuectl.cli.worker import worker
+from queuectl.cli.lazy import LazyGroup
 from queuectl.config import resolve_target
 from queuectl.exceptions import QueueCtlError
 from queuectl.models import JobState
+
+if TYPE_CHECKING:
+    from queuectl.queue import Queue
 
 STATES = [s.value for s in JobState]
 #: Input from stdin at least this big gets a progress bar (when stderr is a terminal).
@@ -41,7 +40,24 @@ BIG_BATCH_LINES = 1000
 BIG_BATCH_BYTES = 1 << 20
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands whose modules are imported only when one of them runs (or for --help).
+LAZY = {
+    "worker": "queuectl.cli.worker:worker",
+    "config": "queuectl.cli.config:config",
+    "cancel": "queuectl.cli.operate:cancel",
+    "retry": "queuectl.cli.operate:retry",
+    "rm": "queuectl.cli.operate:remove",
+    "purge": "queuectl.cli.operate:purge",
+    "update": "queuectl.cli.operate:update",
+    "wait": "queuectl.cli.operate:wait",
+    "queue": "queuectl.cli.queues:queue_group",
+    "why": "queuectl.cli.queues:why",
+    "web": "queuectl.cli.web:web",
+    "schedule": "queuectl.cli.schedule:schedule",
+}
+
+
+@click.group(cls=LazyGroup, lazy=LAZY, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     metavar="TARGET",
@@ -137,7 +153,14 @@ async def enqueue(
       queuectl enqueue -c 'sync' --unique-key sync --skip-duplicates
       queuectl enqueue -c 'make deploy' --after test
     """
-    text = _job_input(job_json, command, flags)
+    streamed: str | None = None
+    if not (skip_duplicates or as_json):
+        found = _stdin_stream(job_json, command, flags)
+        if isinstance(found, tuple):
+            await _enqueue_stream(await app.queue(), *found)
+            return
+        streamed = found
+    text = _job_input(job_json, command, flags, streamed=streamed)
     queue = await app.queue()
     if skip_duplicates:
         if isinstance(text, dict):
@@ -161,6 +184,48 @@ async def enqueue(
         sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
 
 
+async def _enqueue_stream(queue: Queue, head: list[str], rest: TextIO) -> None:
+    """JSON Lines from stdin, streamed (``Queue.enqueue_lines``); ids printed after the commit."""
+    import io
+    import itertools
+
+    ids = io.StringIO()
+    await queue.enqueue_lines(
+        itertools.chain(head, rest), on_ids=lambda chunk: ids.write("\n".join(chunk) + "\n")
+    )
+    sys.stdout.write(ids.getvalue())
+
+
+def _stdin_stream(
+    job_json: str | None, command: str | None, flags: dict[str, Any]
+) -> tuple[list[str], TextIO] | str | None:
+    """Where stdin is JSON Lines, the lines read so far and the rest, to stream.
+
+    Only for plain ``enqueue < file`` (not a terminal, no bar on stderr): the first
+    line that is not blank must be a whole JSON object. Otherwise (an array, an
+    object over several lines) the input read so far as text, for ``enqueue_text``;
+    ``None`` where stdin is not the input at all.
+    """
+    if job_json is not None or command is not None or sys.stdin.isatty():
+        return None
+    if any(v not in (None, ()) for v in flags.values()) or stderr_is_terminal():
+        return None
+    head: list[str] = []
+    for line in sys.stdin:
+        head.append(line)
+        if line.strip():
+            break
+    import json
+
+    try:
+        first = json.loads(head[-1]) if head else None
+    except ValueError:
+        first = None
+    if isinstance(first, dict):
+        return head, sys.stdin
+    return "".join(head)
+
+
 def _skipped(label: str, other: str) -> None:
     click.echo(f"skipped {label} (exists as {other})", err=True)
 
@@ -170,7 +235,7 @@ _FIELDS = {"job_id": "id"}
 
 
 def _job_input(
-    job_json: str | None, command: str | None, flags: dict[str, Any]
+    job_json: str | None, command: str | None, flags: dict[str, Any], *, streamed: str | None = None
 ) -> str | dict[str, Any]:
     given = {k: v for k, v in flags.items() if v not in (None, ())}
     if command is not None:
@@ -192,7 +257,7 @@ def _job_input(
         return job_json
     if sys.stdin.isatty():
         raise click.UsageError("no job given: pass JOB_JSON, -c CMD, or JSON on stdin")
-    return sys.stdin.read()
+    return (streamed or "") + sys.stdin.read()
 
 
 def _is_big(text: str) -> bool:
@@ -446,17 +511,6 @@ async def dlq_retry(app: App, job_ids: tuple[str, ...], retry_all: bool) -> None
         click.echo(f"{len(done)} job(s) moved back to pending.", err=True)
 
 
-cli.add_command(worker)
-cli.add_command(config)
-for _command in COMMANDS:
-    cli.add_command(_command)
-cli.add_command(queue_group)
-cli.add_command(why)
-cli.add_command(web)
-take_job_flags(enqueue)
-cli.add_command(schedule)
-
-
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
     sys.stderr.write(f"Error: {message}\n")
     sys.stderr.flush()
@@ -466,7 +520,9 @@ def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; the single place where failures become an exit code."""
     try:
-        cli(args=argv, prog_name="queuectl", _anyio_backend="asyncio")
+        # asyncio.run, not asyncclick's anyio.run: the same loop without importing
+        # anyio and its backend (a fifth of an enqueue's start-up, issue 15).
+        asyncio.run(cli.main(args=argv, prog_name="queuectl"))
     except QueueCtlError as exc:
         fail(str(exc))
     except BrokenPipeError:

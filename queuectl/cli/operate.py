@@ -214,6 +214,3 @@ def exit_as_wait(states: dict[str, JobState | None], timeout_s: float | None = N
         sys.stdout.flush()
         click.echo("\n".join(lines), err=True)
         sys.exit(ExitCode.FAILED)
-
-
-COMMANDS = (cancel, retry, remove, purge, update, wait)

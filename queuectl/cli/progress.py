@@ -29,9 +29,9 @@ from rich.progress import (
 
 from queuectl.exceptions import BackendError
 from queuectl.models import JobState
+from queuectl.options import WorkerOptions
 from queuectl.queue import BurstProgress, Queue
 from queuectl.queue import Progress as ProgressCallback
-from queuectl.worker import WorkerOptions
 
 #: Seconds between two reads of the counters while a burst worker drains.
 BURST_REFRESH_S = 0.5

@@ -99,6 +99,16 @@ def take_job_flags(enqueue: click.Command) -> None:
             schedule_add.params.append(param)
 
 
+def _take_enqueue_flags() -> None:
+    # Here, not in cli.main: this module is imported only when `schedule` runs (cli.lazy).
+    from queuectl.cli.main import enqueue
+
+    take_job_flags(enqueue)
+
+
+_take_enqueue_flags()
+
+
 @schedule.command("list", short_help="List schedules: next and last fire, skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app

@@ -88,7 +88,7 @@ async def worker_start(
       queuectl worker start --log-format json 2>> worker.jsonl
     """
     from queuectl.logs import level_for, setup_logging
-    from queuectl.worker import WorkerOptions
+    from queuectl.options import WorkerOptions
 
     if processes > count:
         raise click.UsageError(f"--processes ({processes}) cannot exceed --count ({count})")
