@@ -60,3 +60,21 @@ def test_rm_and_retry_refusals_name_the_jobs(db: str) -> None:
     assert_error(run_cli(db, "retry", "b"), 1, "'b' waits on 'a', which is cancelled")
     assert run_cli(db, "retry", "a").returncode == 0
     assert [cli_json(db, "show", i)["state"] for i in ("a", "b")] == ["pending", "pending"]
+
+
+def test_streamed_json_lines_keep_dependencies_across_chunks(db: str) -> None:
+    """JSON Lines on stdin are streamed in chunks (``Queue.enqueue_lines``): a job may
+    wait on one of an earlier chunk, and one naming a later line is refused whole."""
+    from queuectl.queue import STREAM_CHUNK
+
+    lines = [{"id": f"j{i}", "command": "true"} for i in range(STREAM_CHUNK + 1)]
+    lines[-1]["after"] = ["j0"]  # in the second chunk, on a job of the first
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    assert run_cli(db, "enqueue", input=text).returncode == 0
+    last = cli_json(db, "show", f"j{STREAM_CHUNK}")
+    assert (last["after"], last["state"]) == (["j0"], "pending")
+    assert cli_json(db, "why", f"j{STREAM_CHUNK}", "--json")["reasons"][0]["jobs"] == ["j0"]
+    forward = [{"id": "k0", "command": "true", "after": ["k1"]}, {"id": "k1", "command": "true"}]
+    text = "".join(json.dumps(line) + "\n" for line in forward)
+    assert_error(run_cli(db, "enqueue", input=text), 1, "'k1'")
+    assert run_cli(db, "show", "k1").returncode == 1
