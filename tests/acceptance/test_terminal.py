@@ -427,10 +427,15 @@ def test_every_command_has_a_summary_and_an_example() -> None:
 
     from queuectl.cli import cli
 
+    ctx = click.Context(cli)
+
     def walk(command: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
         yield path, command
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            # list_commands/get_command, not .commands: some load on first use (cli.lazy).
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, f"{path} {name}"
                 yield from walk(sub, f"{path} {name}")
 
     commands = list(walk(cli, "queuectl"))

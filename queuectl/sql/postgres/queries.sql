@@ -95,8 +95,7 @@ started AS (
                   :s_pgid::int[], :s_proc_start::text[], :s_log_path::text[],
                   :s_slot::int[])
            AS s (id, token, host, pid, pgid, proc_start, log_path, slot)
-     WHERE a.job_id = s.id AND a.attempt = s.token AND a.finished_at IS NULL
-       AND (SELECT fresh FROM ok)
+     WHERE a.job_id = s.id AND a.attempt = s.token AND (SELECT fresh FROM ok)
 ),
 f AS (
     SELECT * FROM unnest(:f_id::text[], :f_token::int[], :f_outcome::text[],

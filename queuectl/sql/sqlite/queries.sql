@@ -191,12 +191,10 @@ SELECT min(t) FROM (
              WHERE state = 'failed' AND queue IN open));
 
 -- name: record_start
--- A start that arrives after its attempt ended (its worker was paused past its lease,
--- and the attempt was recovered as lost) is stale: it never rewrites the history.
 UPDATE attempts
    SET host = :host, pid = :pid, pgid = :pgid, proc_start = :proc_start, log_path = :log_path,
        slot = :slot
- WHERE job_id = :id AND attempt = :token AND finished_at IS NULL;
+ WHERE job_id = :id AND attempt = :token;
 
 -- name: finish_attempt
 -- Runs before finish_job in the same transaction, with the same fence.
