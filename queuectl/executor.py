@@ -224,10 +224,16 @@ def _describe_os_error(exc: OSError, cwd: str | None) -> str:
 
 
 def job_environment(
-    base: Mapping[str, str], extra: Mapping[str, str], job_id: str, attempt: int
+    base: Mapping[str, str], extra: Mapping[str, str], job_id: str, attempt: int, store: str
 ) -> dict[str, str]:
+    """The worker's environment, then the job's ``env``, then queuectl's own variables.
+
+    ``store`` is the ``procs.store_tag`` of the job's store: with the job id and the
+    attempt it marks every process of the attempt, for ``procs.attempt_processes``.
+    """
     env = dict(base)
     env.update(extra)
+    env[procs.STORE_ENV] = store
     env["QUEUECTL_JOB_ID"] = job_id
     env["QUEUECTL_ATTEMPT"] = str(attempt)
     return env
