@@ -76,6 +76,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("store", stores, indirect=True)
 
 
+#: Session- and module-scoped fixtures that are costly to start (a private PostgreSQL
+#: server: initdb; Chromium): the tests using one run in one xdist worker, which
+#: starts it once, instead of each worker starting its own (``--dist loadgroup``).
+SHARED_STARTS = {"pg_server": "private-postgresql", "browser": "chromium"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, group in SHARED_STARTS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def store(request: pytest.FixtureRequest) -> str:
     """The name of the store a store-agnostic test runs on."""
