@@ -14,9 +14,8 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 
 #: pytest-xdist workers for the default run: twice the cores (at least 3, at most 8),
 #: since most tests spend their time waiting on subprocesses and timers. The
-#: tests that share a costly start (a private PostgreSQL server, Chromium) stay in
-#: one worker (``--dist loadgroup``; tests/conftest.py). ``nox -s tests -- -n 0``
-#: runs them in one process.
+#: browser tests, which share one Chromium, stay in one worker (``--dist loadgroup``;
+#: tests/conftest.py). ``nox -s tests -- -n 0`` runs them in one process.
 PARALLEL = ["-n", str(min(8, max(3, 2 * (os.cpu_count() or 1)))), "--dist", "loadgroup"]
 
 

@@ -76,10 +76,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("store", stores, indirect=True)
 
 
-#: Session- and module-scoped fixtures that are costly to start (a private PostgreSQL
-#: server: initdb; Chromium): the tests using one run in one xdist worker, which
-#: starts it once, instead of each worker starting its own (``--dist loadgroup``).
-SHARED_STARTS = {"pg_server": "private-postgresql", "browser": "chromium"}
+#: Fixtures costly to start once per xdist worker: Chromium (memory and a few seconds
+#: of CPU for each) keeps its tests in one worker (``--dist loadgroup``). The private
+#: PostgreSQL server of tests/faults is not among them: it starts in about two seconds,
+#: and its tests are the longest of the run, so they spread over the workers, each
+#: worker restarting and cutting off only a server of its own.
+SHARED_STARTS = {"browser": "chromium"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
