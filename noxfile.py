@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -9,6 +11,12 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 PYTHONS = ["3.11", "3.12", "3.13"]
+
+#: pytest-xdist workers for the default run: twice the cores (at least 3, at most 8),
+#: since most tests spend their time waiting on subprocesses and timers. The
+#: browser tests, which share one Chromium, stay in one worker (``--dist loadgroup``;
+#: tests/conftest.py). ``nox -s tests -- -n 0`` runs them in one process.
+PARALLEL = ["-n", str(min(8, max(3, 2 * (os.cpu_count() or 1)))), "--dist", "loadgroup"]
 
 
 @nox.session
@@ -31,12 +39,12 @@ def tests(session: nox.Session) -> None:
     """Unit, integration and acceptance tests on SQLite and, when reachable, PostgreSQL.
 
     Everything but the tests marked ``slow`` (the soak and the slowest fault and
-    benchmark checks; ``nox -s slow``). The PostgreSQL server is $QUEUECTL_TEST_PG
-    (default: 127.0.0.1:5432, database test); PostgreSQL tests are skipped with the
-    reason when it cannot be reached.
+    benchmark checks; ``nox -s slow``), in parallel (``PARALLEL``). The PostgreSQL
+    server is $QUEUECTL_TEST_PG (default: 127.0.0.1:5432, database test); PostgreSQL
+    tests are skipped with the reason when it cannot be reached.
     """
     session.install(".[test,postgres]")
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run("pytest", "-m", "not slow", *PARALLEL, *session.posargs)
 
 
 @nox.session
@@ -63,4 +71,4 @@ def tests_postgres(session: nox.Session) -> None:
 def tests_matrix(session: nox.Session) -> None:
     """The tests on every supported Python that is installed."""
     session.install(".[test,postgres]")
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run("pytest", "-m", "not slow", *PARALLEL, *session.posargs)

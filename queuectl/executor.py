@@ -224,13 +224,26 @@ def _describe_os_error(exc: OSError, cwd: str | None) -> str:
 
 
 def job_environment(
-    base: Mapping[str, str], extra: Mapping[str, str], job_id: str, attempt: int
+    base: Mapping[str, str], extra: Mapping[str, str], job_id: str, attempt: int, store: str
 ) -> dict[str, str]:
+    """The worker's environment, then the job's ``env``, then queuectl's own variables.
+
+    ``store`` is the ``procs.store_tag`` of the job's store: with the job id and the
+    attempt it marks every process of the attempt, for ``procs.attempt_processes``.
+    """
     env = dict(base)
     env.update(extra)
+    env[procs.STORE_ENV] = store
     env["QUEUECTL_JOB_ID"] = job_id
     env["QUEUECTL_ATTEMPT"] = str(attempt)
     return env
+
+
+#: The pidfd watchers installed by workers of this process: how many workers use each
+#: (tests run several workers in one event loop; a CLI process runs one), and the
+#: watcher each replaced.
+_users: dict[asyncio.AbstractChildWatcher, int] = {}
+_replaced: dict[asyncio.AbstractChildWatcher, asyncio.AbstractChildWatcher] = {}
 
 
 @contextlib.contextmanager
@@ -238,8 +251,8 @@ def fast_child_watcher() -> Iterator[None]:
     """Use pidfds to learn of child exits on Python 3.11 (3.12+ does so by default).
 
     3.11's default watcher starts one thread per child; pidfds are about 20% faster
-    on this path. Restores the previous watcher on exit, so other event loops (tests)
-    are unaffected.
+    on this path. Restores the previous watcher when the last worker that uses it
+    leaves, so other event loops (tests) are unaffected.
     """
     if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
         yield
@@ -249,18 +262,27 @@ def fast_child_watcher() -> Iterator[None]:
     except OSError:
         yield
         return
-    previous = asyncio.get_child_watcher()
-    watcher = asyncio.PidfdChildWatcher()
-    asyncio.set_child_watcher(watcher)
-    watcher.attach_loop(asyncio.get_running_loop())
+    watcher = asyncio.get_child_watcher()
+    if watcher not in _users or not watcher.is_active():
+        # Else another worker of this loop installed it: share it. Replacing it would
+        # close it, and with it the pidfds of that worker's running commands.
+        previous, watcher = watcher, asyncio.PidfdChildWatcher()
+        asyncio.set_child_watcher(watcher)
+        watcher.attach_loop(asyncio.get_running_loop())
+        _users[watcher], _replaced[watcher] = 0, previous
+    _users[watcher] += 1
     try:
         yield
     finally:
-        # Workers of one process (tests run several) may end in any order: only the
-        # one whose watcher is current puts one back, and never a closed one, which
-        # would refuse every later subprocess in this process.
-        if asyncio.get_child_watcher() is watcher:
-            asyncio.set_child_watcher(
-                previous if previous.is_active() else asyncio.ThreadedChildWatcher()
-            )
-        watcher.close()
+        _users[watcher] -= 1
+        # Workers of one process may end in any order: the watcher goes with its last
+        # user, and a closed one is never left behind, which would refuse every later
+        # subprocess in this process.
+        if _users[watcher] == 0:
+            del _users[watcher]
+            previous = _replaced.pop(watcher)
+            if asyncio.get_child_watcher() is watcher:
+                asyncio.set_child_watcher(
+                    previous if previous.is_active() else asyncio.ThreadedChildWatcher()
+                )
+            watcher.close()

@@ -10,6 +10,7 @@ never hit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -20,6 +21,18 @@ from functools import cache
 #: run several "hosts" on one machine; pid checks then apply only to workers that
 #: carry the same name.
 HOST = os.environ.get("QUEUECTL_HOST") or socket.gethostname()
+
+
+#: The variable that names, in every job's environment, the store the job came from
+#: (``store_tag`` of the store's identity; reference §4.6). The orphan search matches
+#: it too: two stores on one host may each have a job ``build`` at attempt 1, and a
+#: worker of one must never kill the other's.
+STORE_ENV = "QUEUECTL_STORE"
+
+
+def store_tag(identity: str) -> str:
+    """A short, stable name for a store (``Backend.identity``): 16 hex digits of its hash."""
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @cache
@@ -121,17 +134,23 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rindex(b")") + 2 :].split()
 
 
-def attempt_processes(job_id: str, attempt: int, since_ms: int | None) -> list[tuple[int, int]]:
+def attempt_processes(
+    store: str, job_id: str, attempt: int, since_ms: int | None
+) -> list[tuple[int, int]]:
     """``(pid, pgid)`` of the live processes of this host that one attempt started.
 
-    Every command and its descendants inherit ``QUEUECTL_JOB_ID`` and
-    ``QUEUECTL_ATTEMPT``, so they are found even when the attempt's pid never
-    reached the database (the worker died between spawning and recording it) or
-    when they left the command's process group. Processes started before the claim
-    (``since_ms``, with a second of slack) are skipped: an earlier attempt of that
-    number (before a ``dlq retry``) is not this one.
+    Every command and its descendants inherit ``QUEUECTL_STORE`` (``store``, see
+    ``STORE_ENV``), ``QUEUECTL_JOB_ID`` and ``QUEUECTL_ATTEMPT``, so they are found
+    even when the attempt's pid never reached the database (the worker died between
+    spawning and recording it) or when they left the command's process group.
+    Processes started before the claim (``since_ms``, with a second of slack) are
+    skipped: an earlier attempt of that number (before a ``dlq retry``) is not this one.
     """
-    wanted = {f"QUEUECTL_JOB_ID={job_id}".encode(), f"QUEUECTL_ATTEMPT={attempt}".encode()}
+    wanted = {
+        f"{STORE_ENV}={store}".encode(),
+        f"QUEUECTL_JOB_ID={job_id}".encode(),
+        f"QUEUECTL_ATTEMPT={attempt}".encode(),
+    }
     ticks = os.sysconf("SC_CLK_TCK")
     booted_ms = (time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)) * 1000
     found: list[tuple[int, int]] = []
@@ -156,7 +175,12 @@ def attempt_processes(job_id: str, attempt: int, since_ms: int | None) -> list[t
 
 
 def kill_attempt(
-    job_id: str, attempt: int, since_ms: int | None, *, killed_group: int | None = None
+    store: str,
+    job_id: str,
+    attempt: int,
+    since_ms: int | None,
+    *,
+    killed_group: int | None = None,
 ) -> int:
     """SIGKILL what is left of one attempt on this host (see ``attempt_processes``).
 
@@ -164,7 +188,8 @@ def kill_attempt(
     the scan goes too. Members of ``killed_group`` (already sent SIGKILL, maybe not
     yet dead) are left alone. Returns how many processes were killed.
     """
-    found = [p for p in attempt_processes(job_id, attempt, since_ms) if p[1] != killed_group]
+    found = attempt_processes(store, job_id, attempt, since_ms)
+    found = [p for p in found if p[1] != killed_group]
     pids = {pid for pid, _ in found}
     for pgid in {pgid for _, pgid in found if pgid in pids}:
         with contextlib.suppress(ProcessLookupError, PermissionError):

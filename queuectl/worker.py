@@ -101,6 +101,9 @@ class Worker:
         self._stop = StopMode.NONE
         self._pump: Pump | None = None
         self._base_env = dict(os.environ)
+        #: Marks this store's job processes (reference §4.6), so that the orphan search
+        #: never takes another store's job of the same id and attempt for one of ours.
+        self._store = procs.store_tag(backend.identity)
         self._spool = spool_dir(options.target)
         self._spool_seq = 0
         self._last_heartbeat = time.monotonic()
@@ -168,7 +171,7 @@ class Worker:
             with contextlib.suppress(BackendError):
                 await asyncio.shield(
                     self.backend.recover(
-                        now=self.clock(), dead_workers=[self.id], on_lost=_kill_orphan
+                        now=self.clock(), dead_workers=[self.id], on_lost=self._kill_orphan
                     )
                 )
         log.info(
@@ -293,7 +296,7 @@ class Worker:
         spool_path = self._spool / spool.spool_name(self.id, slot, self._spool_seq)
         cmd = Command(
             command=job.command,
-            env=job_environment(self._base_env, job.env, job.id, claim.token),
+            env=job_environment(self._base_env, job.env, job.id, claim.token, self._store),
             cwd=job.cwd,
             timeout_s=job.timeout_s,
             output_limit=self.config.output_limit,
@@ -552,7 +555,7 @@ class Worker:
             if w.id != self.id
             and not worker_is_live(w, now=now, lease_ms=lease_ms, leases=REMOVED_AFTER_LEASES)
         ]
-        lost = await self.backend.recover(now=now, dead_workers=dead, on_lost=_kill_orphan)
+        lost = await self.backend.recover(now=now, dead_workers=dead, on_lost=self._kill_orphan)
         for item in lost:
             _say(
                 RECOVERED,
@@ -575,6 +578,24 @@ class Worker:
         if lost and self._pump is not None:
             self._pump.arm()
         return lost
+
+    def _kill_orphan(self, lost: LostAttempt) -> None:
+        """Kill what is left of a lost attempt on this host before the job can run again.
+
+        An attempt without a host never had its start recorded (its worker died right
+        after spawning it): it may have run here, so it is looked for here too.
+        """
+        if lost.host not in (None, procs.HOST):
+            return
+        group = None
+        if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
+            log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
+            group = lost.pgid
+        left = procs.kill_attempt(
+            self._store, lost.job_id, lost.token, lost.started_at, killed_group=group
+        )
+        if left:
+            log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
 
     async def _sweep_spool(self) -> None:
         """Remove the spool files of workers that are gone (after ``_recover`` kept
@@ -632,23 +653,6 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             return first
         matched = first
     return group
-
-
-def _kill_orphan(lost: LostAttempt) -> None:
-    """Kill what is left of a lost attempt on this host before the job can run again.
-
-    An attempt without a host never had its start recorded (its worker died right
-    after spawning it): it may have run here, so it is looked for here too.
-    """
-    if lost.host not in (None, procs.HOST):
-        return
-    group = None
-    if lost.pgid and procs.kill_group(lost.pgid, lost.proc_start, signal.SIGKILL):
-        log.warning("%s: killed the orphaned process group %d", lost.job_id, lost.pgid)
-        group = lost.pgid
-    left = procs.kill_attempt(lost.job_id, lost.token, lost.started_at, killed_group=group)
-    if left:
-        log.warning("%s: killed %d leftover process(es) of the lost attempt", lost.job_id, left)
 
 
 def _kill_stray(stray: LostAttempt) -> None:

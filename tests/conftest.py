@@ -76,6 +76,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("store", stores, indirect=True)
 
 
+#: Fixtures costly to start once per xdist worker: Chromium (memory and a few seconds
+#: of CPU for each) keeps its tests in one worker (``--dist loadgroup``). The private
+#: PostgreSQL server of tests/faults is not among them: it starts in about two seconds,
+#: and its tests are the longest of the run, so they spread over the workers, each
+#: worker restarting and cutting off only a server of its own.
+SHARED_STARTS = {"browser": "chromium"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, group in SHARED_STARTS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def store(request: pytest.FixtureRequest) -> str:
     """The name of the store a store-agnostic test runs on."""

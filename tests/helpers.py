@@ -2,6 +2,13 @@
 
 Every process a test starts leads its own session and is stopped by its process
 group id, never by name, so a failing test cannot leave workers or jobs behind.
+
+``run_cli`` is the real executable. A test's own set-up and read-back through the
+CLI (``enqueue_lines``, ``set_config``, ``cli_json`` and what is built on it:
+``job_record``, ``job_counts``, ``worker_ids``) go through the same entry point
+in-process (``tests.clirun``), unless they need an environment of their own: they
+are polled and repeated hundreds of times, and an interpreter per call bought
+nothing the commands under test do not already show.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from queuectl.models import JobState
+from tests.clirun import run_cli_inproc
 
 T = TypeVar("T")
 
@@ -57,9 +65,22 @@ def run_cli(
     )
 
 
+def _setup_cli(
+    db: Path | str, *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """A set-up or read-back command: in-process unless it needs an environment."""
+    if env is not None:
+        return run_cli(db, *args, env=env, **kwargs)
+    kwargs.pop("timeout", None)
+    return run_cli_inproc(db, *args, **kwargs)
+
+
 def cli_json(db: Path | str, *args: str, **kwargs: Any) -> Any:
-    """Run a read command with ``--json``; assert it succeeded; return the document."""
-    result = run_cli(db, *args, "--json", **kwargs)
+    """Run a read command with ``--json``; assert it succeeded; return the document.
+
+    In-process, unless ``env`` asks for an environment of its own.
+    """
+    result = _setup_cli(db, *args, "--json", **kwargs)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -209,7 +230,7 @@ def run_worker(
 
 def enqueue_lines(db: Path | str, jobs: Sequence[dict[str, Any]]) -> list[str]:
     text = "\n".join(json.dumps(j) for j in jobs) + "\n"
-    result = run_cli(db, "enqueue", input=text)
+    result = _setup_cli(db, "enqueue", input=text)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
@@ -229,7 +250,7 @@ def total_jobs(db: Path | str) -> int:
 
 def set_config(db: Path | str, **values: object) -> None:
     for key, value in values.items():
-        result = run_cli(db, "config", "set", key.replace("_", "-"), str(value))
+        result = _setup_cli(db, "config", "set", key.replace("_", "-"), str(value))
         assert result.returncode == 0, result.stderr
 
 

@@ -591,5 +591,10 @@ class Backend(
 
     #: The target it was opened with (a path or URL), for messages.
     target: str
+    #: Where the store lives, the same however the target was spelt and never holding a
+    #: password: the resolved file path, or the server, database and schema. Workers
+    #: mark their jobs' processes with a hash of it (``procs.store_tag``), so that two
+    #: stores on one host never take each other's processes for their own orphans.
+    identity: str
 
     async def aclose(self) -> None: ...

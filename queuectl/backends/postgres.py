@@ -99,6 +99,7 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
 
     def __init__(self, target: Target, pool: asyncpg.Pool, *, caller_clock: bool) -> None:
         self.target = target.shown
+        self.identity = target.identity
         #: The URL it was opened with, to open it again (it may hold a password).
         self.url = target.url
         self.schema = target.schema

@@ -25,7 +25,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -63,6 +63,9 @@ class Target:
     shown: str
     #: ``host:port`` for messages about reaching the server.
     address: str
+    #: Server, database and schema: the store whichever user, password or options
+    #: reach it (``Backend.identity``).
+    identity: str
 
 
 def parse_target(url: str) -> Target:
@@ -91,7 +94,10 @@ def parse_target(url: str) -> Target:
     except ValueError as exc:
         raise BackendError(f"invalid port in the database URL {shown}") from exc
     address = f"{parts.hostname or 'localhost'}:{port}"
-    return Target(url=url, dsn=dsn, schema=schema, shown=shown, address=address)
+    # libpq's default database is the user's name.
+    database = unquote(parts.path.lstrip("/")) or unquote(parts.username or "")
+    identity = f"postgresql://{address}/{database}?schema={schema}"
+    return Target(url=url, dsn=dsn, schema=schema, shown=shown, address=address, identity=identity)
 
 
 def shown_url(parts: SplitResult) -> str:

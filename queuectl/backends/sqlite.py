@@ -105,6 +105,7 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
     def __init__(self, path: Path, db: aiosqlite.Connection, *, busy_deadline_s: float) -> None:
         self.path = path
         self.target = str(path)
+        self.identity = str(path.resolve())
         self._db = db
         self._busy_deadline_s = busy_deadline_s
         self._wake_socket: socket.socket | None = None

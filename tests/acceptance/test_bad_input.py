@@ -1,7 +1,10 @@
 """Every bad input of reference §4.1 and §4.2: exit 1, one ``Error:`` line, nothing changed.
 
-Each case runs the real executable against a database that already holds a job,
-and compares the job counts (and the config) before and after.
+Each case runs against a database that already holds a job, and compares the job
+counts (and the config) before and after. The tables of cases run the CLI in-process
+(``tests.clirun``: the same entry point, words and exit code, without an interpreter
+to start per case); the few cases of other requests, empty stdin and the error's
+wording run the real executable, as test_cli_errors does on both stores.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clirun import run_cli_inproc
 from tests.conftest import SLOW_ON_POSTGRES, store_target
 from tests.helpers import (
     assert_one_error,
@@ -170,7 +174,7 @@ def _snapshot(db: Path | str) -> list[list[tuple[object, ...]]]:
 @pytest.mark.parametrize("text", BAD_JOBS.values(), ids=BAD_JOBS.keys())
 def test_a_bad_job_on_stdin_is_refused_whole(db: Path, text: str):
     before = _snapshot(db)
-    result = run_cli(db, "enqueue", input=text)
+    result = run_cli_inproc(db, "enqueue", input=text)
     line = assert_one_error(result)
     assert result.stdout == ""
     assert "internal error" not in line
@@ -186,7 +190,7 @@ AS_ARGUMENT += ["retries-nan", "env-null-value", "delay-and-run-at", "lines-seco
 @pytest.mark.parametrize("name", AS_ARGUMENT)
 def test_a_bad_job_as_argument_is_refused_whole(db: Path, name: str):
     before = _snapshot(db)
-    result = run_cli(db, "enqueue", BAD_JOBS[name])
+    result = run_cli_inproc(db, "enqueue", BAD_JOBS[name])
     assert "internal error" not in assert_one_error(result)
     assert _snapshot(db) == before
 
@@ -235,7 +239,7 @@ BAD_FLAGS = {
 @pytest.mark.parametrize("args", BAD_FLAGS.values(), ids=BAD_FLAGS.keys())
 def test_a_bad_flag_value_is_refused(db: Path, args: list[str]):
     before = _snapshot(db)
-    assert_one_error(run_cli(db, "enqueue", *args))
+    assert_one_error(run_cli_inproc(db, "enqueue", *args))
     assert _snapshot(db) == before
 
 
@@ -261,7 +265,7 @@ BAD_CONFIG = {
 @pytest.mark.parametrize(("key", "value", "says"), BAD_CONFIG.values(), ids=BAD_CONFIG.keys())
 def test_a_bad_config_key_or_value_is_refused(db: Path, key: str, value: str, says: str):
     before = _snapshot(db)
-    line = assert_one_error(run_cli(db, "config", "set", key, value))
+    line = assert_one_error(run_cli_inproc(db, "config", "set", key, value))
     assert says in line, line
     assert _snapshot(db) == before
 

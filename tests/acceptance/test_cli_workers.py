@@ -7,11 +7,14 @@ What a worker does with jobs (queues, heartbeats, wake-ups) is tested in-process
 from __future__ import annotations
 
 import re
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 from tests.helpers import (
+    QUEUECTL,
     WorkerProcess,
+    cli_env,
     cli_json,
     db_rows,
     enqueue_lines,
@@ -31,18 +34,39 @@ def test_worker_stop_with_none_running(db_path: Path) -> None:
 
 
 def test_worker_stop_lets_the_running_job_finish(db_path: Path, tmp_path: Path) -> None:
-    started = tmp_path / "started"
+    started, release = tmp_path / "started", tmp_path / "release"
+    # The running job ends only once the worker has taken the stop request, so the
+    # waiting job is due (and would be claimed) however slowly the stop arrives.
     enqueue_lines(
         db_path,
         [
-            {"id": "long", "command": f"touch {started}; sleep 1; echo finished"},
-            {"id": "queued", "command": "true", "delay": 1},
+            {
+                "id": "long",
+                "command": f"touch {started}; until [ -e {release} ]; do sleep 0.05; done;"
+                " echo finished",
+            },
+            {"id": "queued", "command": "true"},
         ],
     )
-    with WorkerProcess(db_path, "--count", "1") as worker:
+    log = tmp_path / "worker.log"
+    with WorkerProcess(db_path, "--count", "1", log=log) as worker:
         wait_for(started.exists, timeout=30)
-        stop = run_cli(db_path, "worker", "stop", timeout=30)
-        assert (stop.returncode, stop.stdout) == (0, "Stopped 1 worker process.\n"), stop.stderr
+        stop = subprocess.Popen(
+            [QUEUECTL, "worker", "stop"],
+            env=cli_env(db_path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: "stopping: no new jobs" in worker.output(), timeout=30)
+            release.touch()
+            out, err = stop.communicate(timeout=30)
+        finally:
+            stop.kill()
+            stop.wait()
+        assert (stop.returncode, out) == (0, "Stopped 1 worker process.\n"), err
         # `worker stop` returns once the worker has exited.
         assert worker.wait(timeout=5) == 0
     long = cli_json(db_path, "show", "long")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from queuectl import procs
 from queuectl.executor import job_environment
 from tests.helpers import (
     WorkerProcess,
@@ -259,14 +260,16 @@ def test_poison_pill_with_a_restarted_worker_ends_dead(db_path: Path, marks: Pat
     _check_poisoned(db_path, marks, 1)
 
 
-async def _claim_for_a_dead_worker(db: Path, job_id: str) -> int:
-    """Claim ``job_id`` in the name of a worker whose process is gone; returns the attempt.
+async def _claim_for_a_dead_worker(db: Path, job_id: str) -> tuple[int, str]:
+    """Claim ``job_id`` in the name of a worker whose process is gone.
+
+    Returns the attempt and the store's tag, as the command would see them in
+    ``$QUEUECTL_ATTEMPT`` and ``$QUEUECTL_STORE``.
 
     This is the state a ``kill -9`` leaves when it lands after the command was
     spawned but before its pid was written (the start is recorded in the next
     transaction).
     """
-    from queuectl import procs
     from queuectl.backends import open_backend
     from queuectl.clock import now_ms
     from queuectl.models import WorkerInfo
@@ -285,16 +288,16 @@ async def _claim_for_a_dead_worker(db: Path, job_id: str) -> int:
         await backend.aclose()
     (claim,) = claimed.claims
     assert claim.job.id == job_id
-    return claim.token  # the attempt number its command sees as $QUEUECTL_ATTEMPT
+    return claim.token, procs.store_tag(backend.identity)
 
 
 async def test_a_kill_before_the_start_was_recorded_leaves_no_orphan(db_path: Path, marks: Path):
     set_config(db_path, backoff_base=1)
     enqueue_lines(db_path, [{"id": "early", "command": LONG_FIRST}])
-    attempt = await _claim_for_a_dead_worker(db_path, "early")
+    attempt, store = await _claim_for_a_dead_worker(db_path, "early")
     # The command runs as the dead worker would have started it: its own session,
     # the job's environment, but no pid in the database.
-    env = job_environment({**os.environ, "MARKS": str(marks)}, {}, "early", attempt)
+    env = job_environment({**os.environ, "MARKS": str(marks)}, {}, "early", attempt, store)
     orphan = subprocess.Popen(["/bin/sh", "-c", LONG_FIRST], env=env, start_new_session=True)
     try:
         wait_for_file(marks / "grandchildren")

@@ -139,6 +139,9 @@ class Cluster:
         #: sessions never hits the test's commands.
         self.url = server.url(schema, user="postgres")
         self.hosts: list[Host] = []
+        #: Commands left running (``start_cli``): killed and collected by ``close``,
+        #: so a failed test leaves no process (nor an unclosed pipe) to a later one.
+        self.started: list[subprocess.Popen[str]] = []
 
     def worker_url(self, port: int | None = None) -> str:
         return self.server.url(self.schema, port=port)
@@ -168,7 +171,7 @@ class Cluster:
 
     def start_cli(self, *args: str) -> subprocess.Popen[str]:
         """A command left running (``communicate`` collects it)."""
-        return subprocess.Popen(
+        started = subprocess.Popen(
             [QUEUECTL, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -176,6 +179,8 @@ class Cluster:
             text=True,
             env=cli_env(self.url, {"XDG_DATA_HOME": str(self.folder / "xdg")}),
         )
+        self.started.append(started)
+        return started
 
     def json(self, *args: str) -> Any:
         result = self.cli(*args, "--json")
@@ -219,6 +224,10 @@ class Cluster:
         return Record(list(runs.values()), found)
 
     def close(self) -> None:
+        for command in self.started:
+            if command.poll() is None:
+                command.kill()
+            command.communicate()
         for host in self.hosts:
             host.stop()
         with contextlib.suppress(AssertionError):

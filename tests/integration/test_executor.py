@@ -87,24 +87,32 @@ async def test_the_command_runs_under_sh_in_its_own_session(tmp_path: Path) -> N
 
 
 async def test_environment_is_the_given_one(tmp_path: Path) -> None:
-    env = job_environment({"PATH": os.environ["PATH"], "KEEP": "base"}, {"EXTRA": "x y"}, "j-1", 3)
+    base = {"PATH": os.environ["PATH"], "KEEP": "base"}
+    env = job_environment(base, {"EXTRA": "x y"}, "j-1", 3, "5t0re")
     result = await run(
         tmp_path,
-        'printf "%s|%s|%s|%s|%s" "$KEEP" "$EXTRA" "$QUEUECTL_JOB_ID" "$QUEUECTL_ATTEMPT" '
-        '"${HOME-unset}"',
+        'printf "%s|%s|%s|%s|%s|%s" "$KEEP" "$EXTRA" "$QUEUECTL_JOB_ID" "$QUEUECTL_ATTEMPT" '
+        '"$QUEUECTL_STORE" "${HOME-unset}"',
         env=env,
     )
-    assert result.output_tail == b"base|x y|j-1|3|unset"
+    assert result.output_tail == b"base|x y|j-1|3|5t0re|unset"
 
 
 def test_job_environment_layers_worker_then_job_then_queuectl() -> None:
     env = job_environment(
-        {"A": "worker", "B": "worker", "QUEUECTL_JOB_ID": "stale"},
+        {"A": "worker", "B": "worker", "QUEUECTL_JOB_ID": "stale", "QUEUECTL_STORE": "outer"},
         {"B": "job", "QUEUECTL_ATTEMPT": "forged"},
         "real-id",
         2,
+        "inner",
     )
-    assert env == {"A": "worker", "B": "job", "QUEUECTL_JOB_ID": "real-id", "QUEUECTL_ATTEMPT": "2"}
+    assert env == {
+        "A": "worker",
+        "B": "job",
+        "QUEUECTL_STORE": "inner",
+        "QUEUECTL_JOB_ID": "real-id",
+        "QUEUECTL_ATTEMPT": "2",
+    }
 
 
 async def test_cwd(tmp_path: Path) -> None:

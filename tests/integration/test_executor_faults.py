@@ -11,6 +11,9 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from queuectl.executor import Command, Execution, KillReason
 from tests.helpers import pid_alive, read_pids, wait_for
@@ -35,8 +38,18 @@ async def _until(predicate, timeout: float = 20) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_a_cancelled_execution_kills_its_command(tmp_path: Path):
+async def test_a_cancelled_execution_kills_its_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     pids = tmp_path / "pids"
+    started: list[asyncio.subprocess.Process] = []
+    spawn = asyncio.create_subprocess_shell
+
+    async def recorded(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        started.append(await spawn(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(asyncio, "create_subprocess_shell", recorded)
     execution = Execution(_command(tmp_path, f"echo $$ > {pids}; exec sleep 300"))
     task = asyncio.create_task(execution.run())
     await _until(lambda: pids.exists() and pids.read_text().strip())
@@ -46,6 +59,11 @@ async def test_a_cancelled_execution_kills_its_command(tmp_path: Path):
         await task
     await _until(lambda: not pid_alive(pid))
     assert not (tmp_path / "spool.out").exists()
+    # The cancelled run leaves collecting the killed shell to its loop: do it before
+    # this test's loop closes, or its transport is reported (as a ResourceWarning,
+    # an error here) in whichever later test the garbage collector runs.
+    (proc,) = started
+    assert await asyncio.wait_for(proc.wait(), 10) == -signal.SIGKILL
 
 
 async def test_a_lost_lease_kills_the_whole_group(tmp_path: Path):

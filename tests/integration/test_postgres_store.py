@@ -476,3 +476,23 @@ async def test_a_paused_backlog_is_never_walked_by_the_claim(pgstore: PostgresBa
         assert a <= 2 * b + 30, (before, after)
     got = await pgstore.exchange(worker_id="w", claim=2, now=now)
     assert [c.job.id for c in got.claims] == ["q0", "q1"]
+
+
+def test_the_identity_names_the_store_not_the_way_to_reach_it() -> None:
+    """``QUEUECTL_STORE`` (reference §4.6): one value whichever user, password or
+    options reach a schema; another schema, database or server is another store."""
+    same = [
+        "postgresql://app:secret@db.example:5432/jobs?schema=q1",
+        "postgresql://admin@db.example/jobs?schema=q1&sslmode=require",
+        "postgresql://db.example/jobs?password=other&schema=q1",
+    ]
+    assert {parse_target(url).identity for url in same} == {
+        "postgresql://db.example:5432/jobs?schema=q1"
+    }
+    assert all("secret" not in parse_target(url).identity for url in same)
+    others = [
+        "postgresql://db.example/jobs?schema=q2",
+        "postgresql://db.example/other?schema=q1",
+        "postgresql://db.example:5433/jobs?schema=q1",
+    ]
+    assert len({parse_target(url).identity for url in [same[0], *others]}) == 4

@@ -205,3 +205,15 @@ def test_the_file_is_in_wal_mode_with_the_queuectl_header(db_path: Path) -> None
 async def _open_close(db_path: Path) -> None:
     backend = await SqliteBackend.open(str(db_path))
     await backend.aclose()
+
+
+async def test_the_identity_is_the_resolved_file(tmp_path: Path) -> None:
+    """``QUEUECTL_STORE`` (reference §4.6): the same file through a symlink is one store."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    identities = set()
+    for target in (tmp_path / "real" / "q.db", tmp_path / "link" / "q.db"):
+        store = await SqliteBackend.open(str(target))
+        identities.add(store.identity)
+        await store.aclose()
+    assert identities == {str((tmp_path / "real" / "q.db").resolve())}

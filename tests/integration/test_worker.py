@@ -269,6 +269,22 @@ async def test_heartbeats_keep_a_job_longer_than_the_lease(
     assert "job_lost" not in actions
 
 
+async def test_a_worker_started_beside_a_busy_one_leaves_it_its_child_watcher(
+    db: str, tmp_path: Path
+) -> None:
+    """Two workers in one process (as here): the second one starting while the first
+    runs a command must not take away how the first learns that it ended."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    command = f"touch {started}; until [ -e {release} ]; do sleep 0.05; done"
+    await enqueue(db, {"id": "long", "command": command})
+    async with started_worker(db) as (_, one):
+        await wait_until(lambda: _exists(started))
+        async with started_worker(db, queues=["elsewhere"]) as (_, two), open_queue(db) as queue:
+            release.touch()
+            await wait_until(lambda: _is(queue, "long", JobState.COMPLETED), timeout_s=10)
+            assert not (one.done() or two.done())
+
+
 # Queue operations on a running worker: stop requests and following output.
 
 
