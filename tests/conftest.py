@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -9,6 +10,13 @@ import pytest
 
 from queuectl.backends.sqlite import SqliteBackend
 from tests import pg
+
+# Started under ``nohup`` (a CI runner, a detached shell), this process and every
+# worker the tests start would inherit SIGHUP ignored, and a worker keeps ignoring a
+# SIGHUP that was ignored when it started (reference §5: nohup works). The SIGHUP
+# tests check the default disposition, so the tests always start from it.
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 #: The stores every store-agnostic test runs on.
 STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
