@@ -62,7 +62,8 @@ def test_workers_on_two_hosts_make_one_job_per_minute(
         for db in (url, lite):
             wait_for(
                 lambda db=db: (
-                    len(_jobs(db)) == len(fires) and all(j["state"] == "completed" for j in _jobs(db))
+                    len(_jobs(db)) == len(fires)
+                    and all(j["state"] == "completed" for j in _jobs(db))
                 ),
                 timeout=20,
             )
