@@ -347,17 +347,7 @@ class Queue(QueueOperations, QueueSettingsOperations):
             if exc.position is None or not 1 <= exc.position <= len(raws):
                 raise
             # The store numbers jobs; the input's labels also know their lines.
-            label = raws[exc.position - 1].label
-            text = f"{label}: a job with id {exc.job_id!r} already exists"
-            if exc.key is not None:
-                text = f"{label}: {str(exc).split(': ', 1)[1]}"
-            raise DuplicateJob(
-                text,
-                job_id=exc.job_id,
-                position=exc.position,
-                key=exc.key,
-                holder=exc.holder,
-            ) from exc
+            raise _named_duplicate(exc, lambda position: raws[position - 1].label) from exc
         await self.backend.notify(wakeup.JOB)
         return inserted
 
@@ -706,7 +696,8 @@ class Queue(QueueOperations, QueueSettingsOperations):
 
 
 def _named_duplicate(exc: DuplicateJob, label: Callable[[int], str]) -> DuplicateJob:
-    """``exc`` (from ``enqueue_stream``) in the words ``build_jobs`` and ``enqueue_raw`` use."""
+    """``exc`` from the store, its job named by ``label(position)`` (the input's own
+    labels: an id, a line, a position), in the words ``build_jobs`` uses."""
     assert exc.position is not None
     at = label(exc.position)
     if exc.earlier is not None and exc.key is None:

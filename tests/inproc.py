@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from queuectl import procs
 from queuectl.backends import open_backend
 from queuectl.clock import Clock, now_ms
-from queuectl.models import Attempt, Job, JobState, StopMode
+from queuectl.models import Attempt, Job, JobState, StopMode, WorkerInfo
 from queuectl.queue import Queue
 from queuectl.worker import Worker, WorkerOptions
 
@@ -130,3 +132,28 @@ async def state_of(target: Path | str, job_id: str) -> JobState:
 def burst(target: Path | str, *, count: int = 1, queues: Sequence[str] = ()) -> int:
     """``run_burst`` for a synchronous test (a CLI test whose worker is not the subject)."""
     return asyncio.run(run_burst(target, count=count, queues=queues))
+
+
+async def claim_for_a_gone_worker(db: Path | str, job_id: str) -> tuple[int, str]:
+    """Claim ``job_id`` (the only due job) in the name of a worker of this host whose
+    process is gone, its command's pid never recorded: the state a ``kill -9`` leaves
+    right after the spawn (the start is recorded in the next transaction).
+
+    Returns the attempt and the store's tag, as the command sees them in
+    ``$QUEUECTL_ATTEMPT`` and ``$QUEUECTL_STORE``.
+    """
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    backend = await open_backend(str(db))
+    try:
+        now = now_ms()
+        # A start time of this boot: the worker ran on this machine (and is gone).
+        started = f"{procs.boot_id()}:1"
+        info = WorkerInfo("deadbeef", procs.HOST, gone.pid, now, now, 1, 0, proc_start=started)
+        await backend.register_worker(info, now=now)
+        claimed = await backend.exchange(worker_id="deadbeef", claim=1, lease_ms=600_000, now=now)
+    finally:
+        await backend.aclose()
+    (claim,) = claimed.claims
+    assert claim.job.id == job_id
+    return claim.token, procs.store_tag(backend.identity)

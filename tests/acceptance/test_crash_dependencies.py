@@ -14,19 +14,18 @@ test fast on both stores.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.acceptance.test_crash_recovery import marks  # noqa: F401 - the fixture
 from tests.helpers import (
     WorkerProcess,
     assert_no_overlap,
     db_rows,
     enqueue_lines,
     job_record,
-    kill_pids,
     marked,
     pid_alive,
     read_executions,
@@ -50,15 +49,7 @@ QUICK = marked("true")
 FINISHED = ("completed", "dead", "cancelled")
 
 
-@pytest.fixture
-def marks(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    yield folder
-    kill_pids(read_pids(folder / "shells") + read_pids(folder / "grandchildren"))
-
-
-def _worker(db: Path | str, marks: Path, *args: str, name: str) -> WorkerProcess:
+def _worker(db: Path | str, marks: Path, *args: str, name: str) -> WorkerProcess:  # noqa: F811
     return WorkerProcess(db, *args, env={"MARKS": str(marks)}, log=marks.parent / f"{name}.log")
 
 
@@ -76,7 +67,8 @@ def _dep_rows(db: Path | str) -> tuple[dict[str, int], list[Any]]:
 
 
 def test_kill9_mid_dependency_releases_or_cancels_each_dependent_once(
-    db_path: Path | str, marks: Path
+    db_path: Path | str,
+    marks: Path,  # noqa: F811 - the fixture imported above
 ) -> None:
     set_config(db_path, lease=60, reap_interval=0.5, backoff_base=1)
     enqueue_lines(

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from queuectl import procs
 from queuectl.executor import job_environment
 from tests.helpers import (
     WorkerProcess,
@@ -38,6 +37,7 @@ from tests.helpers import (
     wait_for_file,
     worker_ids,
 )
+from tests.inproc import claim_for_a_gone_worker
 
 #: The lease-bound waits make these the longest process tests: they run on SQLite in the
 #: default session and on PostgreSQL in the ``slow`` one (``test_many_hosts`` covers
@@ -260,41 +260,10 @@ def test_poison_pill_with_a_restarted_worker_ends_dead(db_path: Path, marks: Pat
     _check_poisoned(db_path, marks, 1)
 
 
-async def _claim_for_a_dead_worker(db: Path, job_id: str) -> tuple[int, str]:
-    """Claim ``job_id`` in the name of a worker whose process is gone.
-
-    Returns the attempt and the store's tag, as the command would see them in
-    ``$QUEUECTL_ATTEMPT`` and ``$QUEUECTL_STORE``.
-
-    This is the state a ``kill -9`` leaves when it lands after the command was
-    spawned but before its pid was written (the start is recorded in the next
-    transaction).
-    """
-    from queuectl.backends import open_backend
-    from queuectl.clock import now_ms
-    from queuectl.models import WorkerInfo
-
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    backend = await open_backend(str(db))
-    try:
-        now = now_ms()
-        # A start time of this boot: the worker ran on this machine (and is gone).
-        started = f"{procs.boot_id()}:1"
-        info = WorkerInfo("deadbeef", procs.HOST, gone.pid, now, now, 1, 0, proc_start=started)
-        await backend.register_worker(info, now=now)
-        claimed = await backend.exchange(worker_id="deadbeef", claim=1, lease_ms=600_000, now=now)
-    finally:
-        await backend.aclose()
-    (claim,) = claimed.claims
-    assert claim.job.id == job_id
-    return claim.token, procs.store_tag(backend.identity)
-
-
 async def test_a_kill_before_the_start_was_recorded_leaves_no_orphan(db_path: Path, marks: Path):
     set_config(db_path, backoff_base=1)
     enqueue_lines(db_path, [{"id": "early", "command": LONG_FIRST}])
-    attempt, store = await _claim_for_a_dead_worker(db_path, "early")
+    attempt, store = await claim_for_a_gone_worker(db_path, "early")
     # The command runs as the dead worker would have started it: its own session,
     # the job's environment, but no pid in the database.
     env = job_environment({**os.environ, "MARKS": str(marks)}, {}, "early", attempt, store)

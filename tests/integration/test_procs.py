@@ -9,12 +9,9 @@ import time
 from pathlib import Path
 
 from queuectl import procs
-from queuectl.backends import open_backend
-from queuectl.clock import now_ms
 from queuectl.executor import job_environment
-from queuectl.models import WorkerInfo
 from tests.helpers import kill_pids, pid_alive, wait_for
-from tests.inproc import open_queue, run_burst, shown
+from tests.inproc import claim_for_a_gone_worker, open_queue, run_burst, shown
 
 
 def _spawn(job_id: str, attempt: int, store: str = "s1") -> subprocess.Popen[bytes]:
@@ -47,26 +44,10 @@ def test_an_attempts_processes_are_found_by_their_environment():
 
 
 async def _lost_on_this_host(db: Path, job_id: str) -> tuple[int, str]:
-    """Enqueue ``job_id`` and claim it for a worker of this host whose process is gone,
-    its command's pid never recorded (a ``kill -9`` right after the spawn).
-
-    Returns the attempt and the store's tag, as that command saw them.
-    """
+    """Enqueue ``job_id`` and claim it for a worker of this host whose process is gone."""
     async with open_queue(db) as queue:
         await queue.enqueue({"id": job_id, "command": "true"})
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    backend = await open_backend(str(db))
-    try:
-        now = now_ms()
-        started = f"{procs.boot_id()}:1"
-        info = WorkerInfo("deadbeef", procs.HOST, gone.pid, now, now, 1, 0, proc_start=started)
-        await backend.register_worker(info, now=now)
-        got = await backend.exchange(worker_id="deadbeef", claim=1, lease_ms=600_000, now=now)
-    finally:
-        await backend.aclose()
-    (claim,) = got.claims
-    return claim.token, procs.store_tag(backend.identity)
+    return await claim_for_a_gone_worker(db, job_id)
 
 
 async def test_a_worker_kills_the_orphans_of_its_own_store_only(tmp_path: Path) -> None:
