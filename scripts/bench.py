@@ -58,13 +58,16 @@ from bench_peers import (
     ensure_tsp,
     redis_server,
 )
+from bench_targets import baseline_pairs, holds, issue15_targets
 from benchlib import (
     FULL,
     PY,
     QUEUECTL,
     QUICK,
+    THIS,
     Bench,
     BenchError,
+    Build,
     Sizes,
     build_sqlite_history,
     create_store,
@@ -100,6 +103,11 @@ class SqliteBench(Bench):
         super().__init__(sizes, work)
         self.args = args
         self.peers = PeerSetup()
+        self.baseline: Build | None = getattr(args, "baseline_build", None)
+
+    def builds(self) -> list[Build]:
+        """The build under test, then the ``--baseline`` one if given."""
+        return [THIS] + ([self.baseline] if self.baseline else [])
 
     def systems(self) -> list[Any]:
         """The peers that could be set up, in the order they run in each round."""
@@ -123,6 +131,16 @@ class SqliteBench(Bench):
             "python -c pass": [PY, "-c", "pass"],
             "python -c 'import asyncio'": [PY, "-c", "import asyncio"],
         }
+        if self.baseline:
+            # Its own store: the two builds' schemas may differ.
+            base_db = self.fresh("w1a-baseline") / "q.db"
+            create_store(Queuectl.env(base_db), python=self.baseline.python)
+            probes["queuectl enqueue (baseline)"] = [
+                self.baseline.queuectl,
+                "enqueue",
+                "-c",
+                "true",
+            ]
         if self.peers.tsp and self.args.peers:
             probes["tsp true"] = [self.peers.tsp, "true"]
         samples: dict[str, list[float]] = {k: [] for k in probes}
@@ -130,6 +148,8 @@ class SqliteBench(Bench):
             for _ in range(self.sizes.w1a_runs):
                 for name, argv in probes.items():
                     e = tsp_env if name.startswith("tsp") else env
+                    if name.endswith("(baseline)"):
+                        e = Queuectl.env(base_db)
                     samples[name].append(1000 * timed(lambda a=argv, e=e: run(a, env=e)))
         profile = import_profile(env)
         return {
@@ -154,27 +174,34 @@ class SqliteBench(Bench):
         lines = "".join(
             f'{{"id":"w1b-{i}","command":"echo {i}","priority":{i % 3}}}\n' for i in range(n)
         ).encode()
-        runs = []
+        runs: dict[str, list[float]] = {b.label: [] for b in self.builds()}
         for _ in range(self.sizes.rounds):
-            path = self.fresh("w1b")
-            env = Queuectl.env(path / "q.db")
-            create_store(env)
-            runs.append(timed(lambda e=env: run([QUEUECTL, "enqueue"], input=lines, env=e)))
-            self.clean(path)
-        seconds = median(runs)
-        big = self._w1b_memory(10 * n)
-        return {
-            "jobs": n,
-            "seconds": [round(s, 3) for s in runs],
-            "jobs_per_s": round(n / seconds),
-            "big": big,
-        }
+            for build in self.builds():
+                path = self.fresh(f"w1b-{build.label}")
+                env = Queuectl.env(path / "q.db")
+                create_store(env, python=build.python)
+                argv = [build.queuectl, "enqueue"]
+                runs[build.label].append(timed(lambda a=argv, e=env: run(a, input=lines, env=e)))
+                self.clean(path)
+        found = {}
+        for build in self.builds():
+            seconds = runs[build.label]
+            found[build.label] = {
+                "jobs": n,
+                "seconds": [round(s, 3) for s in seconds],
+                "jobs_per_s": round(n / median(seconds)),
+                "big": self._w1b_memory(10 * n, build),
+            }
+        result = found[THIS.label]
+        if self.baseline:
+            result["baseline"] = found[self.baseline.label]
+        return result
 
-    def _w1b_memory(self, n: int) -> dict[str, Any]:
+    def _w1b_memory(self, n: int, build: Build = THIS) -> dict[str, Any]:
         """One ``enqueue`` of ``n`` JSON Lines from a file: wall time and peak RSS (issue 15)."""
         path = self.fresh("w1b-big")
         env = Queuectl.env(path / "q.db")
-        create_store(env)
+        create_store(env, python=build.python)
         lines = path / "jobs.jsonl"
         with lines.open("w") as f:
             for i in range(n):
@@ -182,7 +209,7 @@ class SqliteBench(Bench):
         with lines.open("rb") as stdin:
             start = time.perf_counter()
             proc = subprocess.Popen(
-                [str(QUEUECTL), "enqueue"], stdin=stdin, stdout=subprocess.DEVNULL, env=env
+                [str(build.queuectl), "enqueue"], stdin=stdin, stdout=subprocess.DEVNULL, env=env
             )
             # wait4: the peak RSS of this one child, not of every child so far.
             _, status, usage = os.wait4(proc.pid, 0)
@@ -206,9 +233,10 @@ class SqliteBench(Bench):
         cells: dict[tuple[str, int], list[Drain]] = {}
         order: list[tuple[Any, int]] = []
         for count in counts:
-            order.append((Queuectl(), count))
-            if count >= 2:
-                order.append((Queuectl(processes=2), count))
+            for build in self.builds():
+                order.append((Queuectl(build=build), count))
+                if count >= 2:
+                    order.append((Queuectl(processes=2, build=build), count))
             order.extend((system, count) for system in self.systems())
         for round_no in range(self.sizes.rounds):
             for system, count in order:
@@ -265,7 +293,9 @@ class SqliteBench(Bench):
     # W4 --------------------------------------------------------------------
 
     def w4(self) -> dict[str, Any]:
-        systems: list[Any] = [Queuectl(), QueuectlCli()]
+        systems: list[Any] = []
+        for build in self.builds():
+            systems += [Queuectl(build=build), QueuectlCli(build)]
         systems += [s for s in self.systems() if hasattr(s, "latency")]
         samples: dict[str, list[tuple[float, float]]] = {}
         per_round = max(1, -(-self.sizes.w4_samples // self.sizes.rounds))
@@ -286,7 +316,10 @@ class SqliteBench(Bench):
     # W5 --------------------------------------------------------------------
 
     def w5(self) -> dict[str, Any]:
-        systems: list[Any] = [Queuectl()]
+        # One process, and --processes 2 (issue 15: the pair against two single workers).
+        systems: list[Any] = []
+        for build in self.builds():
+            systems += [Queuectl(build=build), Queuectl(processes=2, build=build)]
         systems += [s for s in self.systems() if hasattr(s, "idle")]
         found: dict[str, Any] = {}
         for system in systems:
@@ -456,11 +489,72 @@ def report(results: dict[str, Any]) -> None:
     for t in results.get("targets", []):
         targets.add_row(t["target"], str(t["value"]), t["goal"], "yes" if t["ok"] else "[red]NO[/]")
     console.print(targets)
+    console.print(issue15_table(results, Table))
+    pairs = baseline_pairs(results)
+    if pairs:
+        versus = Table(title="after vs baseline (" + str(results["meta"].get("baseline")) + ")")
+        for column in ("workload", "what", "after", "baseline", "after / baseline"):
+            versus.add_column(column, justify="left" if column in ("workload", "what") else "right")
+        for p in pairs:
+            versus.add_row(
+                p["workload"], p["what"], f"{p['after']:g}", f"{p['baseline']:g}", _ratio_text(p)
+            )
+        console.print(versus)
     meta = results["meta"]
     console.print(
         f"load average before {meta['loadavg_before']}, after {meta['loadavg_after']}; "
         f"{meta['machine']['cores']} cores, {meta['machine']['cpu']}"
     )
+
+
+def issue15_table(results: dict[str, Any], table_type: Any) -> Any:
+    """The issue-15 targets as a rich table (``table_type`` is ``rich.table.Table``)."""
+    rows = results.get("issue15", [])
+    baseline = any("baseline" in row for row in rows)
+    table = table_type(title="targets (issue 15)")
+    columns = ["#", "target", "goal", "value", "holds"]
+    columns += ["baseline value", "baseline holds"] if baseline else []
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        cells = [str(row["id"]), row["target"], row["goal"], row["value"], _holds(row["ok"])]
+        if baseline:
+            cells += [row.get("baseline", ""), _holds(row.get("baseline_ok"))]
+        table.add_row(*cells)
+    return table
+
+
+def _holds(ok: bool | None) -> str:
+    return "[red]NO[/]" if ok is False else holds(ok)
+
+
+def _ratio_text(pair: dict[str, Any]) -> str:
+    better = (pair["ratio"] >= 1) == pair["higher_is_better"]
+    return f"{pair['ratio']:.2f}x ({'better' if better else 'worse'})"
+
+
+def _w1b_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    if "W1b" not in results:
+        return rows
+    w1b = results["W1b"]
+    builds = [("queuectl", w1b)]
+    if "baseline" in w1b:
+        builds.append(("queuectl (baseline)", w1b["baseline"]))
+    for name, r in builds:
+        rows.append(("W1b", name, f"{r['jobs']:,} JSONL jobs", f"{r['jobs_per_s']:,} jobs/s", ""))
+        if "big" in r:
+            b = r["big"]
+            rows.append(
+                (
+                    "W1b",
+                    name,
+                    f"{b['jobs']:,} JSONL jobs, one run",
+                    f"{b['seconds']:g} s, peak {b['peak_rss_mib']:g} MiB",
+                    "",
+                )
+            )
+    return rows
 
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -469,34 +563,24 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         base = results["W1a"]["ms"].get("queuectl enqueue")
         for name, ms in results["W1a"]["ms"].items():
             rows.append(("W1a", name, "one process", f"{ms:.1f} ms", _x(base, ms)))
-    if "W1b" in results:
-        r = results["W1b"]
-        rows.append(
-            ("W1b", "queuectl", f"{r['jobs']:,} JSONL jobs", f"{r['jobs_per_s']:,} jobs/s", "")
-        )
-        if "big" in r:
-            b = r["big"]
-            rows.append(
-                (
-                    "W1b",
-                    "queuectl",
-                    f"{b['jobs']:,} JSONL jobs, one run",
-                    f"{b['seconds']:g} s, peak {b['peak_rss_mib']:g} MiB",
-                    "",
-                )
-            )
+    rows.extend(_w1b_rows(results))
     for work in ("W2", "W3"):
         rows.extend(_drain_rows(results, work))
     for name, lat in results.get("W4", {}).items():
-        base = results["W4"].get("queuectl", {}).get("after_return_ms", {}).get("p50")
-        a = lat["after_return_ms"]
+        # The CLI's figure is from spawning `queuectl enqueue` (its "after return" is < 0).
+        cli = "(CLI)" in name
+        key, setting = (
+            ("from_call_ms", "from spawn") if cli else ("after_return_ms", "after return")
+        )
+        base = results["W4"].get("queuectl", {}).get(key, {}).get("p50")
+        a = lat[key]
         rows.append(
             (
                 "W4",
                 name,
-                "p50 / p99 after return",
+                f"p50 / p99 {setting}",
                 f"{a['p50']:.1f} / {a['p99']:.1f} ms",
-                _x(base, a["p50"]),
+                "" if cli else _x(base, a["p50"]),
             )
         )
     for name, use in results.get("W5", {}).get("systems", {}).items():
@@ -571,7 +655,38 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {t['target']} | {t['value']} | {t['goal']} | {'yes' if t['ok'] else '**no**'} |"
         for t in results.get("targets", [])
     ]
+    rows = results.get("issue15", [])
+    if rows:
+        baseline = any("baseline" in row for row in rows)
+        lines += ["", "Issue 15's targets:", ""]
+        head = "| # | target | goal | value | holds |" + (
+            " baseline | baseline holds |" if baseline else ""
+        )
+        lines += [head, "|---" * head.count(" | ") + "|---|"]
+        for row in rows:
+            cells = [str(row["id"]), row["target"], row["goal"], row["value"], _md_holds(row["ok"])]
+            if baseline:
+                cells += [row.get("baseline", ""), _md_holds(row.get("baseline_ok"))]
+            lines.append(f"| {' | '.join(cells)} |")
+    pairs = baseline_pairs(results)
+    if pairs:
+        lines += [
+            "",
+            f"After against the baseline (`{meta.get('baseline')}`), same rounds:",
+            "",
+            "| workload | what | after | baseline | after ÷ baseline |",
+            "|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {p['workload']} | {p['what']} | {p['after']:g} | {p['baseline']:g} | "
+            f"{_ratio_text(p)} |"
+            for p in pairs
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _md_holds(ok: bool | None) -> str:
+    return "**no**" if ok is False else holds(ok)
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
@@ -653,6 +768,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run W2, W4 and W6 on this PostgreSQL server (postgresql://...), beside "
         "the SQLite store and Procrastinate, in schemas of their own (bench_postgres.py)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="VENV",
+        help="another queuectl build's virtualenv (its bin/python and bin/queuectl): its "
+        "queuectl rows run interleaved in the same rounds, as 'queuectl (baseline)' "
+        "(W1a, W1b, W2, W3, W4, W5 and PostgreSQL W2/W4; W6 only for the build under test)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="with py-spy installed: profile one extra W2 drain at --count 1 and 4 (and "
+        "W1a's enqueue) into DIR, untimed: flame graphs, collapsed stacks and a summary",
+    )
     args = parser.parse_args(argv)
     only = [w.strip() for w in (args.only or ",".join(WORKLOADS)).split(",") if w.strip()]
     unknown = [w for w in only if w not in WORKLOADS]
@@ -661,6 +791,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}"
         )
     args.only = only
+    args.baseline_build = None
+    if args.baseline is not None:
+        try:
+            args.baseline_build = Build.from_venv(args.baseline.absolute())
+        except BenchError as exc:
+            parser.error(str(exc))
     return args
 
 
@@ -681,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         results = json.loads(args.from_json.read_text())
         results["targets"] = evaluate(results)
+        results["issue15"] = issue15_targets(results)
         return finish(args, results)
     sizes = sizes_for(args)
     if not QUEUECTL.exists():
@@ -691,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir or Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="queuectl-bench-", dir=base))
-    for name in ("json", "plot", "markdown"):
+    for name in ("json", "plot", "markdown", "profile"):
         if getattr(args, name) is not None:
             setattr(args, name, getattr(args, name).resolve())
     # Helpers run `python -c`, which imports from the current folder first: from a
@@ -710,6 +847,11 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": loadavg(),
         }
     }
+    if args.baseline_build is not None:
+        results["meta"]["baseline"] = str(args.baseline_build.python.parent.parent)
+        if "W6" in args.only:
+            # W6 builds its 10^6-job store with this build's schema and claims in-process.
+            results["meta"]["baseline_notes"] = ["W6 runs for the build under test only"]
     bench = SqliteBench(args, sizes, work)
     try:
         with contextlib.ExitStack() as stack:
@@ -719,10 +861,15 @@ def main(argv: list[str] | None = None) -> int:
             results.update(bench.measure(args.only, results["meta"]["load"]))
             if args.db:
                 results["postgres"] = run_postgres(args, sizes)
+            if args.profile:
+                from bench_profile import profile_all
+
+                results["meta"]["profile"] = profile_all(args.profile, bench)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["meta"]["loadavg_after"] = loadavg()
     results["targets"] = evaluate(results)
+    results["issue15"] = issue15_targets(results)
     return finish(args, results)
 
 
@@ -736,6 +883,7 @@ def run_postgres(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         replace(sizes, w2_counts=tuple(c for c in sizes.w2_counts if c <= 4)),
         only=[w for w in args.only if w in ("W2", "W4", "W6")],
         procrastinate=args.peers,
+        baseline=args.baseline_build,
     )
 
 

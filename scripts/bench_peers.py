@@ -34,9 +34,10 @@ from pathlib import Path
 
 from benchlib import (
     PY,
-    QUEUECTL,
     QUEUECTL_ENQUEUE,
+    THIS,
     BenchError,
+    Build,
     Enqueue,
     create_store,
     line_enqueuer,
@@ -153,10 +154,12 @@ def timed_ns(fn: Callable[[], object]) -> tuple[int, int]:
 class Queuectl:
     name = "queuectl"
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, processes: int = 1, build: Build = THIS) -> None:
         self.processes = processes
+        self.build = build
         if processes > 1:
             self.name = f"queuectl -p{processes}"
+        self.name += build.suffix
 
     @staticmethod
     def env(db: Path) -> dict[str, str]:
@@ -164,10 +167,15 @@ class Queuectl:
 
     def enqueue_many(self, db: Path, command: str, n: int) -> None:
         line = json.dumps({"command": command}) + "\n"
-        run([QUEUECTL, "enqueue"], input=(line * n).encode(), env=self.env(db), timeout=600)
+        run(
+            [self.build.queuectl, "enqueue"],
+            input=(line * n).encode(),
+            env=self.env(db),
+            timeout=600,
+        )
 
     def worker_args(self, count: int, *, burst: bool) -> list[str | Path]:
-        args: list[str | Path] = [QUEUECTL, "worker", "start", "--count", str(count)]
+        args: list[str | Path] = [self.build.queuectl, "worker", "start", "--count", str(count)]
         if self.processes > 1:
             args += ["--processes", str(self.processes)]
         return [*args, "--burst"] if burst else args
@@ -191,7 +199,7 @@ class Queuectl:
     @contextlib.contextmanager
     def idle(self, work: Path, count: int, db: Path | None = None) -> Iterator[list[int]]:
         db = db or work / "q.db"
-        create_store(self.env(db), timeout=60)
+        create_store(self.env(db), timeout=60, python=self.build.python)
         with (
             (work / "idle-worker.log").open("wb") as log,
             running(
@@ -205,7 +213,8 @@ class Queuectl:
     def latency(self, work: Path, db: Path | None = None) -> Iterator[Enqueue]:
         """Enqueue through the library (``Queue.enqueue``) in a helper process."""
         db = db or work / "q.db"
-        with self.idle(work, 1, db), line_enqueuer([PY, "-c", QUEUECTL_ENQUEUE, db]) as enqueue:
+        helper = [self.build.python, "-c", QUEUECTL_ENQUEUE, db]
+        with self.idle(work, 1, db), line_enqueuer(helper) as enqueue:
             yield enqueue
 
 
@@ -214,13 +223,18 @@ class QueuectlCli(Queuectl):
 
     name = "queuectl (CLI)"
 
+    def __init__(self, build: Build = THIS) -> None:
+        super().__init__(1, build)
+        self.name = "queuectl (CLI)" + build.suffix
+
     @contextlib.contextmanager
     def latency(self, work: Path, db: Path | None = None) -> Iterator[Enqueue]:
         db = db or work / "q.db"
         env = self.env(db)
 
         def enqueue(command: str) -> tuple[int, int]:
-            return timed_ns(lambda: run([QUEUECTL, "enqueue", "-c", command], env=env, timeout=60))
+            argv = [self.build.queuectl, "enqueue", "-c", command]
+            return timed_ns(lambda: run(argv, env=env, timeout=60))
 
         with self.idle(work, 1, db):
             yield enqueue

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
-    PY,
-    QUEUECTL,
     QUEUECTL_ENQUEUE,
+    THIS,
+    Build,
     create_store,
     latency_samples,
     line_enqueuer,
@@ -119,20 +119,24 @@ class PostgresStore(Store):
 
 
 def make_store(kind: str, work: Path, url: str) -> Store:
-    return SqliteStore(work) if kind == "sqlite" else PostgresStore(url)
+    """A fresh store of ``kind`` (``sqlite`` or ``postgres``, maybe with a build's suffix):
+    a file in ``work`` or a schema of its own, so no two builds share one."""
+    return SqliteStore(work) if kind.startswith("sqlite") else PostgresStore(url)
 
 
 # queuectl --------------------------------------------------------------------------------
 
 
-def queuectl_drain(store: Store, work: Path, n: int, count: int) -> tuple[float, bool]:
+def queuectl_drain(
+    store: Store, work: Path, n: int, count: int, build: Build = THIS
+) -> tuple[float, bool]:
     env = store.env()
     line = json.dumps({"command": "true"}) + "\n"
-    run([QUEUECTL, "enqueue"], input=(line * n).encode(), env=env)
+    run([build.queuectl, "enqueue"], input=(line * n).encode(), env=env)
     with (work / "worker.log").open("wb") as log:
         seconds = timed(
             lambda: run(
-                [QUEUECTL, "worker", "start", "--count", str(count), "--burst"],
+                [build.queuectl, "worker", "start", "--count", str(count), "--burst"],
                 env=env,
                 stdout=log,
                 stderr=log,
@@ -142,14 +146,18 @@ def queuectl_drain(store: Store, work: Path, n: int, count: int) -> tuple[float,
     return seconds, store.exactly_once(n)
 
 
-def queuectl_latency(store: Store, work: Path, n: int) -> list[tuple[float, float]]:
+def queuectl_latency(
+    store: Store, work: Path, n: int, build: Build = THIS
+) -> list[tuple[float, float]]:
     """W4's samples (see ``benchlib.latency_samples``) with one idle worker on ``store``."""
     env = store.env()
-    create_store(env)
+    create_store(env, python=build.python)
+    worker = [build.queuectl, "worker", "start", "--count", "1"]
     with (
         (work / "idle.log").open("wb") as log,
-        running([QUEUECTL, "worker", "start", "--count", "1"], env=env, stdout=log, stderr=log),
+        running(worker, env=env, stdout=log, stderr=log),
     ):
         wait_for(lambda: store.workers() >= 1, 60, "the worker to register", 0.05)
-        with line_enqueuer([PY, "-c", QUEUECTL_ENQUEUE, store.target()], env=env) as enqueue:
+        helper = [build.python, "-c", QUEUECTL_ENQUEUE, store.target()]
+        with line_enqueuer(helper, env=env) as enqueue:
             return latency_samples(enqueue, work, n)

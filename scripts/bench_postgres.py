@@ -57,7 +57,9 @@ from benchlib import (
     FULL,
     PY,
     QUICK,
+    THIS,
     Bench,
+    Build,
     Sizes,
     build_sqlite_history,
     create_store,
@@ -83,7 +85,7 @@ PROCRASTINATE_VENV = Path(
 # Procrastinate ----------------------------------------------------------------------------
 
 PROCRASTINATE_TASKS = """
-import os, subprocess
+import asyncio, os, subprocess
 import procrastinate
 
 app = procrastinate.App(
@@ -93,19 +95,28 @@ app = procrastinate.App(
 @app.task(name="run")
 def run(command: str) -> int:
     return subprocess.run(command, shell=True).returncode
+
+
+@app.task(name="run_async")
+async def run_async(command: str) -> int:
+    # The faster shape (issue 15): the worker's own event loop waits for the child.
+    proc = await asyncio.create_subprocess_shell(command)
+    return await proc.wait()
 """
 
 PROCRASTINATE_ENQUEUE = """
 import sys
-from benchtasks import app, run
+import benchtasks
+run = getattr(benchtasks, sys.argv[3])
 n, command = int(sys.argv[1]), sys.argv[2]
-with app.open():
+with benchtasks.app.open():
     run.batch_defer(*[{"command": command}] * n)
 """
 
 PROCRASTINATE_LINES = """
 import sys, time
-from benchtasks import app, run
+import benchtasks
+app, run = benchtasks.app, getattr(benchtasks, sys.argv[1])
 with app.open():
     for line in sys.stdin:
         before = time.time_ns()
@@ -126,11 +137,15 @@ def ensure_procrastinate() -> Path:
 
 
 class Procrastinate:
+    """Procrastinate with a task that runs the command: ``run`` (sync, ``subprocess.run`` in
+    a worker thread) or ``run_async`` (``asyncio.create_subprocess_shell``, issue 15's peer)."""
+
     name = "procrastinate"
 
-    def __init__(self, python: Path, url: str, work: Path) -> None:
+    def __init__(self, python: Path, url: str, work: Path, task: str = "run") -> None:
         from urllib.parse import urlsplit
 
+        self.task = task
         self.python = python
         self.url = url
         self.work = work
@@ -172,7 +187,8 @@ class Procrastinate:
 
     def drain(self, n: int, count: int) -> tuple[float, bool]:
         env = self.env()
-        run([str(self.python), "-c", PROCRASTINATE_ENQUEUE, str(n), "true"], env=env, cwd=self.work)
+        enqueue = [str(self.python), "-c", PROCRASTINATE_ENQUEUE, str(n), "true", self.task]
+        run(enqueue, env=env, cwd=self.work)
         args = [self.bin(), "--app=benchtasks.app", "worker", "--concurrency", str(count)]
         with (self.work / "worker.log").open("wb") as log:
             seconds = timed(
@@ -196,9 +212,13 @@ class Procrastinate:
         ):
             rows = "SELECT count(*) FROM procrastinate_workers"
             wait_for(lambda: pg(self.url, rows, schema=self.schema)[0][0] >= 1, 60, "a worker")
-            lines = [str(self.python), "-c", PROCRASTINATE_LINES]
+            lines = [str(self.python), "-c", PROCRASTINATE_LINES, self.task]
             with line_enqueuer(lines, env=env, cwd=self.work) as enqueue:
                 return latency_samples(enqueue, self.work, n)
+
+
+#: Procrastinate's two rows and the task each runs.
+PROCRASTINATE_TASKS_BY_SYSTEM = {"procrastinate": "run", "procrastinate (async)": "run_async"}
 
 
 # The workloads -----------------------------------------------------------------------------
@@ -207,27 +227,53 @@ class Procrastinate:
 class PostgresBench(Bench):
     """W2, W4 and W6 on queuectl's two stores (and Procrastinate) against one server."""
 
-    def __init__(self, url: str, sizes: Sizes, work: Path, *, procrastinate: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        sizes: Sizes,
+        work: Path,
+        *,
+        procrastinate: bool,
+        baseline: Build | None = None,
+    ) -> None:
         super().__init__(sizes, work)
         self.url = url
         self.procrastinate = ensure_procrastinate() if procrastinate else None
+        self.baseline = baseline
 
     def systems(self) -> list[str]:
-        return ["sqlite", "postgres"] + (["procrastinate"] if self.procrastinate else [])
+        """queuectl's two stores (and the baseline build's), then Procrastinate with its
+        sync and its async task (the targets compare with the faster of the two)."""
+        found = ["sqlite", "postgres"]
+        if self.baseline is not None:
+            found += [f"sqlite{self.baseline.suffix}", f"postgres{self.baseline.suffix}"]
+        if self.procrastinate:
+            found += list(PROCRASTINATE_TASKS_BY_SYSTEM)
+        return found
+
+    def build(self, system: str) -> Build:
+        """The queuectl build a system name stands for."""
+        if self.baseline is not None and system.endswith(self.baseline.suffix):
+            return self.baseline
+        return THIS
+
+    def peer(self, system: str, work: Path) -> Procrastinate:
+        assert self.procrastinate is not None
+        task = PROCRASTINATE_TASKS_BY_SYSTEM[system]
+        return Procrastinate(self.procrastinate, self.url, work, task)
 
     def drain_once(self, system: str, count: int) -> tuple[float, bool]:
         work = self.fresh(f"w2-{system}-{count}")
         try:
-            if system == "procrastinate":
-                assert self.procrastinate is not None
-                peer = Procrastinate(self.procrastinate, self.url, work)
+            if system in PROCRASTINATE_TASKS_BY_SYSTEM:
+                peer = self.peer(system, work)
                 try:
                     return peer.drain(self.sizes.w2_jobs, count)
                 finally:
                     peer.close()
             store = make_store(system, work, self.url)
             try:
-                return queuectl_drain(store, work, self.sizes.w2_jobs, count)
+                return queuectl_drain(store, work, self.sizes.w2_jobs, count, self.build(system))
             finally:
                 store.close()
         finally:
@@ -271,16 +317,15 @@ class PostgresBench(Bench):
         return {name: latency_summary(values) for name, values in samples.items()}
 
     def _latency(self, system: str, work: Path, n: int) -> list[tuple[float, float]]:
-        if system == "procrastinate":
-            assert self.procrastinate is not None
-            peer = Procrastinate(self.procrastinate, self.url, work)
+        if system in PROCRASTINATE_TASKS_BY_SYSTEM:
+            peer = self.peer(system, work)
             try:
                 return peer.latency(n)
             finally:
                 peer.close()
         store = make_store(system, work, self.url)
         try:
-            return queuectl_latency(store, work, n)
+            return queuectl_latency(store, work, n, self.build(system))
         finally:
             store.close()
 
@@ -374,11 +419,11 @@ def report(results: dict[str, Any]) -> str:
                 lines.append(
                     f"  postgres/sqlite at count {count}: {rate['postgres'] / rate['sqlite']:.2f}"
                 )
-            if "postgres" in rate and "procrastinate" in rate:
-                lines.append(
-                    f"  postgres/procrastinate at count {count}: "
-                    f"{rate['postgres'] / rate['procrastinate']:.2f}"
-                )
+            for peer in PROCRASTINATE_TASKS_BY_SYSTEM:
+                if "postgres" in rate and peer in rate:
+                    lines.append(
+                        f"  postgres/{peer} at count {count}: {rate['postgres'] / rate[peer]:.2f}"
+                    )
     w4 = results.get("W4")
     if w4:
         lines.append("W4: enqueue return -> command start, ms")
@@ -405,6 +450,7 @@ def run_all(
     *,
     only: list[str] | None = None,
     procrastinate: bool = True,
+    baseline: Build | None = None,
 ) -> dict[str, Any]:
     """Run the workloads; what ``scripts/bench.py --db URL`` calls, too."""
     here = Path.cwd()
@@ -412,7 +458,9 @@ def run_all(
         # Helpers run `python -c`, which imports from the current folder first.
         os.chdir(tmp)
         try:
-            bench = PostgresBench(url, sizes, Path(tmp), procrastinate=procrastinate)
+            bench = PostgresBench(
+                url, sizes, Path(tmp), procrastinate=procrastinate, baseline=baseline
+            )
             results: dict[str, Any] = {
                 "server": pg(url, "SELECT version()")[0][0],
                 "loadavg_before": os.getloadavg(),
@@ -433,6 +481,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick 1)")
     parser.add_argument("--w6-jobs", type=int, help="W6 history size (default 1,000,000)")
     parser.add_argument("--no-procrastinate", action="store_true")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="VENV", help="also run another build's queuectl"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     sizes = replace(
@@ -447,6 +498,7 @@ def main() -> int:
         sizes,
         only=[w.strip() for w in args.only.split(",") if w.strip()],
         procrastinate=not args.no_procrastinate,
+        baseline=Build.from_venv(args.baseline.absolute()) if args.baseline else None,
     )
     if args.json:
         args.json.resolve().write_text(json.dumps(results, indent=2) + "\n")

@@ -33,6 +33,38 @@ QUEUECTL = PY.with_name("queuectl")
 DEVNULL = subprocess.DEVNULL
 
 
+@dataclass(frozen=True)
+class Build:
+    """One queuectl build: the interpreter of its venv and the ``queuectl`` beside it.
+
+    ``bench.py --baseline VENV`` runs a second build next to the one under test, so
+    each workload's queuectl rows come twice, interleaved in the same rounds; every
+    system name of the baseline carries :attr:`suffix` so the two never share a cell.
+    """
+
+    label: str
+    python: Path
+    queuectl: Path
+
+    @property
+    def suffix(self) -> str:
+        return f" ({self.label})" if self.label else ""
+
+    @classmethod
+    def from_venv(cls, venv: Path, label: str = "baseline") -> Build:
+        """The build installed in the virtualenv ``venv`` (its ``bin/python``)."""
+        python = Path(venv) / "bin" / "python"
+        queuectl = python.with_name("queuectl")
+        for path in (python, queuectl):
+            if not path.exists():
+                raise BenchError(f"{path} not found: --baseline wants a venv with queuectl")
+        return cls(label, python, queuectl)
+
+
+#: The build under test: the one installed beside the interpreter running the bench.
+THIS = Build("", PY, QUEUECTL)
+
+
 class BenchError(RuntimeError):
     """A run failed in a way that makes its number meaningless."""
 
@@ -425,9 +457,10 @@ asyncio.run(main())
 """
 
 
-def create_store(env: dict[str, str], timeout: float = 60.0) -> None:
-    """An empty store at ``env["QUEUECTL_DB"]``, so that what is timed next does not create it."""
-    run([PY, "-c", CREATE_STORE], env=env, timeout=timeout)
+def create_store(env: dict[str, str], timeout: float = 60.0, python: Path = PY) -> None:
+    """An empty store at ``env["QUEUECTL_DB"]``, so that what is timed next does not create it
+    (with the schema of the build whose interpreter is ``python``)."""
+    run([python, "-c", CREATE_STORE], env=env, timeout=timeout)
 
 
 def queuectl_env(target: str | os.PathLike[str]) -> dict[str, str]:
