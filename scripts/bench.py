@@ -85,6 +85,7 @@ from benchlib import (
     timed,
     w6_measure,
     w6_ratio,
+    warm_bytecode,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -853,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
             # W6 builds its 10^6-job store with this build's schema and claims in-process.
             results["meta"]["baseline_notes"] = ["W6 runs for the build under test only"]
     bench = SqliteBench(args, sizes, work)
+    results["meta"]["packages"] = {b.label or "queuectl": warm_bytecode(b) for b in bench.builds()}
     try:
         with contextlib.ExitStack() as stack:
             setup_peers(bench, stack)

@@ -74,6 +74,7 @@ from benchlib import (
     w6_measure,
     w6_ratio,
     wait_for,
+    warm_bytecode,
 )
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -493,12 +494,15 @@ def main() -> int:
         sizes = replace(sizes, rounds=args.rounds)
     if args.w6_jobs:
         sizes = replace(sizes, w6_jobs=args.w6_jobs)
+    baseline = Build.from_venv(args.baseline.absolute()) if args.baseline else None
+    for build in [THIS] + ([baseline] if baseline else []):
+        warm_bytecode(build)
     results = run_all(
         args.db,
         sizes,
         only=[w.strip() for w in args.only.split(",") if w.strip()],
         procrastinate=not args.no_procrastinate,
-        baseline=Build.from_venv(args.baseline.absolute()) if args.baseline else None,
+        baseline=baseline,
     )
     if args.json:
         args.json.resolve().write_text(json.dumps(results, indent=2) + "\n")

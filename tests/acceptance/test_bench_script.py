@@ -149,3 +149,46 @@ def test_quick_web_bench_runs_alone_and_writes_its_figures(tmp_path: Path) -> No
     assert set(workers["w4_ms"]["dashboard"]) == {"p50", "p99", "max"}
     assert any(t["target"] == "web idle RSS MiB" for t in data["targets"])
     assert "GET /metrics" in result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_quick_bench_with_a_baseline_runs_both_builds_in_the_same_rounds(tmp_path: Path) -> None:
+    """``--baseline VENV`` (here this very venv): W2 has a baseline twin of every queuectl
+    row, each drained exactly once in its own store, and the report pairs them."""
+    out, md = tmp_path / "bench.json", tmp_path / "tables.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--quick",
+            "--no-peers",
+            "--only",
+            "W2",
+            "--jobs",
+            "20",
+            "--baseline",
+            sys.prefix,
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+            "--markdown",
+            str(md),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    cells = {(c["system"], c["count"]): c for c in data["W2"]["runs"]}
+    assert set(cells) == {
+        (system, count) for system in ("queuectl", "queuectl (baseline)") for count in (1, 4)
+    } | {("queuectl -p2", 4), ("queuectl -p2 (baseline)", 4)}
+    assert all(c["exactly_once"] and c["jobs_per_s"] > 0 for c in cells.values())
+    assert data["meta"]["baseline"] == sys.prefix
+    assert [t["id"] for t in data["issue15"]] == list(range(1, 9))
+    assert all("baseline" in t for t in data["issue15"])
+    assert "queuectl (baseline)" in result.stdout and "targets (issue 15)" in result.stdout
+    table = md.read_text()
+    assert "| W2 | queuectl c4 jobs/s |" in table and "Issue 15's targets" in table
