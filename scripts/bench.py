@@ -645,7 +645,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"Run `{meta['command']}` at {meta['started']} on {m['cores']} x {m['cpu']}, "
         f"{m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
         f"SQLite {m['sqlite']}; queuectl {meta['queuectl']}. Load average before "
-        f"{meta['loadavg_before']}, after {meta['loadavg_after']}.",
+        f"{meta['loadavg_before']}, after {meta['loadavg_after']}."
+        + (
+            f" Baseline: the build in `{meta['baseline']}` (revision "
+            f"{meta.get('baseline_revision', 'unknown')}), rows `(baseline)`."
+            if meta.get("baseline")
+            else ""
+        ),
         "",
         "| workload | system | setting | result | vs queuectl |",
         "|---|---|---|---:|---:|",
@@ -849,7 +855,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     if args.baseline_build is not None:
-        results["meta"]["baseline"] = str(args.baseline_build.python.parent.parent)
+        venv = args.baseline_build.python.parent.parent
+        results["meta"]["baseline"] = str(venv)
+        results["meta"]["baseline_revision"] = git_revision(venv.parent)
         if "W6" in args.only:
             # W6 builds its 10^6-job store with this build's schema and claims in-process.
             results["meta"]["baseline_notes"] = ["W6 runs for the build under test only"]
