@@ -1,6 +1,6 @@
 """One worker process of ``worker start --processes P``: the child's own entry point.
 
-The parent (``queuectl.reaper``, see ``queuectl.supervisor``) spawns ``python -P
+The parent (``queuectl.parent``, see ``queuectl.supervisor``) spawns ``python -P
 -c 'from queuectl.child import main; main()' OPTIONS LOG``, not
 ``multiprocessing``: no re-import of the parent's main module (the CLI), no
 pickling machinery and no resource-tracker process (issue 15: children that start

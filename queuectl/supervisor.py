@@ -8,7 +8,7 @@ module (the whole CLI) in every child and starts a resource-tracker process, hal
 a second and a dozen MiB that buy nothing here (issue 15).
 
 The CLI process checks the store, then becomes the supervisor: it replaces itself
-(``os.execv``, same pid) with ``queuectl.reaper``, a script that imports almost
+(``os.execv``, same pid) with ``queuectl.parent``, a script that imports almost
 nothing and only waits for signals, instead of keeping the CLI, asyncio and the
 store loaded for as long as the workers run (issue 15: ~9 MiB instead of ~29).
 The supervisor:
@@ -35,7 +35,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import NoReturn
 
-from queuectl import procs, reaper
+from queuectl import parent, procs
 from queuectl.backends import open_backend
 from queuectl.clock import now_ms
 from queuectl.models import WorkerInfo
@@ -52,13 +52,13 @@ async def run_supervisor(
     options: WorkerOptions, processes: int, log_setup: tuple[int, str]
 ) -> NoReturn:
     await _check_store(options.target)
-    become_reaper(reaper_argv(options, processes, log_setup))
+    become_parent(parent_argv(options, processes, log_setup))
 
 
-def reaper_argv(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> list[str]:
-    """``python -S -P .../reaper.py ARGS`` for these children (see ``queuectl.reaper``).
+def parent_argv(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> list[str]:
+    """``python -S -P .../parent.py ARGS`` for these children (see ``queuectl.parent``).
 
-    ``-S``: no ``site``, the reaper needs nothing of site-packages until it logs,
+    ``-S``: no ``site``, the parent needs nothing of site-packages until it logs,
     and then it gets this process's ``sys.path``; ``-P``: no script folder on it.
     """
     from queuectl.child import command
@@ -67,18 +67,20 @@ def reaper_argv(options: WorkerOptions, processes: int, log_setup: tuple[int, st
         command(asdict(replace(options, count=count, ignore_sigint=True)), log_setup)
         for count in split_count(options.count, processes)
     ]
-    script = Path(reaper.__file__).resolve()
+    script = Path(parent.__file__).resolve()
     # Without -P, sys.path[0] is this process's script folder or working folder.
     path = [p for p in sys.path[0 if sys.flags.safe_path else 1 :] if p]
     level, fmt = log_setup
-    lists = [[str(level), fmt], [*path, str(script.parent.parent)], *argvs]
-    return [sys.executable, "-S", "-P", str(script), *reaper.encode(lists)]
+    # The command line it replaces comes first: ``ps`` and ``pgrep -f 'worker start'``
+    # still show and find the supervisor.
+    lists = [sys.argv, [str(level), fmt], [*path, str(script.parent.parent)], *argvs]
+    return [sys.executable, "-S", "-P", str(script), *parent.encode(lists)]
 
 
-def become_reaper(argv: list[str]) -> NoReturn:
+def become_parent(argv: list[str]) -> NoReturn:
     """Replace this process with ``argv``; stop signals arriving meanwhile wait for it.
 
-    They stay blocked through ``execve`` (pending, not lost) until the reaper takes
+    They stay blocked through ``execve`` (pending, not lost) until the parent script takes
     them. A SIGHUP that is ignored (``nohup``) stays ignored and is not blocked.
     """
     blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}

@@ -7,9 +7,12 @@ What a worker does with jobs (queues, heartbeats, wake-ups) is tested in-process
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import (
     QUEUECTL,
@@ -182,3 +185,34 @@ def test_three_processes_of_four_slots_run_300_jobs_exactly_once(
     assert tuple(row) == (300, 1)
     started = re.findall(r"worker \w+ started: (\d+) slot\(s\)", result.stderr)
     assert started == ["4", "4", "4"]
+
+
+def _mapped(pid: int) -> set[str]:
+    """The file names of the shared objects mapped into ``pid`` (``/proc/<pid>/maps``)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[-1].rsplit("/", 1)[-1] for line in lines if ".so" in line}
+
+
+def _loaded(mapped: set[str], *prefixes: str) -> list[str]:
+    return sorted(name for name in mapped if name.startswith(prefixes))
+
+
+@pytest.mark.sqlite_only
+def test_the_processes_parent_is_a_small_supervisor(db_path: Path) -> None:
+    """Issue 15: once the children run, the parent keeps neither asyncio nor the store
+    loaded (it replaced itself with ``queuectl/parent.py``, same pid), and children of
+    a SQLite store load nothing of OpenSSL; ``pgrep -f 'worker start'`` still finds it."""
+    with WorkerProcess(db_path, "--processes", "2", "--count", "2") as supervisor:
+        assert supervisor.proc is not None
+        wait_for(lambda: len(cli_json(db_path, "worker", "list")) == 2)
+        children = [int(w["pid"]) for w in cli_json(db_path, "worker", "list")]
+        argv = Path(f"/proc/{supervisor.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[3].endswith(b"/queuectl/parent.py"), argv[:4]
+        assert b"worker start " in b" ".join(argv), argv
+        parent_libs = _mapped(supervisor.pid)
+        assert _loaded(parent_libs, "_asyncio", "_sqlite3", "libsqlite3", "_ssl", "libssl") == []
+        assert "_sqlite3" in " ".join(_mapped(children[0]))  # the same check sees a worker's
+        for pid in children:
+            assert _loaded(_mapped(pid), "_ssl", "_hashlib", "libssl", "libcrypto") == [], pid
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0

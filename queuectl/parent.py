@@ -2,9 +2,9 @@
 
 ``queuectl.supervisor`` checks the store in the CLI process, then replaces that
 process (``os.execv``: same pid, so a service manager, ``nohup`` or a pid file
-still see the worker) with ``python -S -P .../queuectl/reaper.py ARGS``: an
+still see the worker) with ``python -S -P .../queuectl/parent.py ARGS``: an
 interpreter that imports ``os``, ``signal``, ``sys`` and ``time`` and nothing of the
-package, not asyncio, not logging. Idle, it costs about 9 MiB instead of the
+package, not asyncio, not logging. Idle, it costs about 10 MiB instead of the
 ~29 MiB of the CLI process that asyncio, the store and the CLI had grown (issue
 15). It runs as a script, so not even ``queuectl/__init__`` is imported.
 
@@ -18,8 +18,9 @@ Its few log lines (a stop signal, a restart) use the worker log's level and
 format: ``logging`` and ``queuectl.logs`` are imported for the first line that
 passes the level, through the parent's ``sys.path``.
 
-``ARGS`` are lists of strings, each as its length then its items: ``[level,
-format]``, the parent's ``sys.path``, then one argv per child.
+``ARGS`` are lists of strings, each as its length then its items: the command
+line it replaced (only for ``ps``), ``[level, format]``, the parent's ``sys.path``,
+then one argv per child.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def decode(args: Sequence[str]) -> list[list[str]]:
     return lists
 
 
-class Reaper:
+class Parent:
     def __init__(self, argvs: list[list[str]], level: int, fmt: str, path: list[str]) -> None:
         self.argvs = argvs
         self.level = level
@@ -225,8 +226,8 @@ def _keep_inherited_fds() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    (level, fmt), path, *argvs = decode(sys.argv[1:] if argv is None else argv)
-    sys.exit(Reaper(argvs, int(level), fmt, path).run())
+    _command, (level, fmt), path, *argvs = decode(sys.argv[1:] if argv is None else argv)
+    sys.exit(Parent(argvs, int(level), fmt, path).run())
 
 
 if __name__ == "__main__":
