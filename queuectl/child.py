@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run one worker until it stops; exit with its code (1 on an error it logged)."""
     args = sys.argv[1:] if argv is None else list(argv)
     fields = json.loads(args[0])
+    if fields.get("ignore_sigint"):
+        # The parent starts us with SIGINT and SIGHUP blocked: a ^C or a hang-up
+        # while we import is discarded here, not a KeyboardInterrupt mid-import.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP})
     if "://" not in fields["target"]:
         # A worker of a SQLite file speaks no TLS and needs no OpenSSL hash, but
         # asyncio imports ssl and secrets imports hmac, which load libssl and

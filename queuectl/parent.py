@@ -9,10 +9,11 @@ package, not asyncio, not logging. Idle, it costs about 10 MiB instead of the
 15). It runs as a script, so not even ``queuectl/__init__`` is imported.
 
 It starts the children (``os.posix_spawn`` of the argv lists it was given, stdin
-``/dev/null``, an empty signal mask) and then sleeps in ``sigwaitinfo``: the stop
+``/dev/null``, SIGINT and SIGHUP blocked) and then sleeps in ``sigwaitinfo``: the stop
 signals and ``SIGCHLD`` stay blocked and are taken one at a time, so there is no
-handler, no thread, no event loop and no CPU spent while idle. What it does on
-each is ``queuectl.supervisor``'s contract.
+handler, no thread, no event loop and no CPU spent while idle (``sigtimedwait``
+is Linux's, as are the ``/proc`` and abstract sockets the worker uses). What it
+does on each is ``queuectl.supervisor``'s contract.
 
 Its few log lines (a stop signal, a restart) use the worker log's level and
 format: ``logging`` and ``queuectl.logs`` are imported for the first line that
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 RESTART_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0)
 #: A child that ran this long before it crashed is restarted at once again.
 STABLE_S = 30.0
+
+#: Signals a child starts with blocked: the ones it is to ignore (``queuectl.child``).
+CHILD_BLOCKED = (signal.SIGINT, signal.SIGHUP)
 
 _INFO, _WARNING, _ERROR = 20, 30, 40  # logging's levels, without importing it
 
@@ -106,7 +110,10 @@ class Parent:
                 argv,
                 os.environ,
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
-                setsigmask=(),
+                # ^C and a hang-up reach every process of the group, a child still
+                # starting up too: it gets them blocked, and ignores them before it
+                # unblocks them (queuectl.child), so they cannot kill it mid-import.
+                setsigmask=CHILD_BLOCKED,
                 # What subprocess.Popen(restore_signals=True) resets for a child.
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )

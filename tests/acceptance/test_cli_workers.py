@@ -25,6 +25,7 @@ from tests.helpers import (
     run_worker,
     wait_for,
 )
+from tests.terminal import PtyProcess, strip_ansi
 
 
 def state_of(db: Path, job_id: str) -> str:
@@ -216,3 +217,25 @@ def test_the_processes_parent_is_a_small_supervisor(db_path: Path) -> None:
             assert _loaded(_mapped(pid), "_ssl", "_hashlib", "libssl", "libcrypto") == [], pid
         supervisor.signal(signal.SIGTERM)
         assert supervisor.wait(timeout=30) == 0
+
+
+@pytest.mark.sqlite_only
+def test_ctrl_c_in_a_terminal_stops_the_processes_like_a_single_worker(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """^C reaches the whole foreground group; the children ignore it and obey the
+    parent: the first lets the running job finish, and everything exits 0."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    command = f"touch {started}; while [ ! -e {release} ]; do sleep 0.05; done; echo done"
+    enqueue_lines(db_path, [{"id": "long", "command": command, "max_retries": 0}])
+    argv = [QUEUECTL, "worker", "start", "--processes", "2", "--count", "2"]
+    with PtyProcess(argv, env=cli_env(db_path)) as term:
+        wait_for(started.exists)
+        term.type(b"\x03")
+        term.wait_for(lambda text: "received SIGINT; forwarding to 2" in text)
+        assert term.proc.poll() is None  # graceful: the job still runs
+        release.touch()
+        assert term.wait(timeout=30) == 0, strip_ansi(term.output)
+    record = cli_json(db_path, "show", "long")
+    assert (record["state"], record["attempts"]) == ("completed", 1), record
+    assert cli_json(db_path, "worker", "list") == []
