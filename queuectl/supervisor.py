@@ -1,44 +1,45 @@
 """``worker start --processes P``: spread N slot coroutines over P worker processes.
 
-Children are fresh interpreters started with ``subprocess`` at a worker-only entry
-point (``queuectl.child``) and receive nothing but ``WorkerOptions`` as JSON; each
-opens its own connection and runs its own event loop, and they coordinate only
-through the store. Not ``multiprocessing``: its ``spawn`` re-imports the parent's
-main module (the whole CLI) in every child and starts a resource-tracker process,
-half a second and a dozen MiB that buy nothing here (issue 15). The parent:
+Children are fresh interpreters started at a worker-only entry point
+(``queuectl.child``) and receive nothing but ``WorkerOptions`` as JSON; each opens
+its own connection and runs its own event loop, and they coordinate only through
+the store. Not ``multiprocessing``: its ``spawn`` re-imports the parent's main
+module (the whole CLI) in every child and starts a resource-tracker process, half
+a second and a dozen MiB that buy nothing here (issue 15).
+
+The CLI process checks the store, then becomes the supervisor: it replaces itself
+(``os.execv``, same pid) with ``queuectl.parent``, a script that imports almost
+nothing and only waits for signals, instead of keeping the CLI, asyncio and the
+store loaded for as long as the workers run (issue 15: ~9 MiB instead of ~29).
+The supervisor:
 
 * forwards stop signals: Ctrl-C reaches every process of the terminal's foreground
   group, so children ignore SIGINT and obey the parent's SIGTERMs instead (first:
-  finish running jobs; second: kill them);
+  finish running jobs; second: kill them); SIGHUP is a stop signal too, and mutes
+  the terminal it lost;
 * restarts a child that was killed by a signal (a crash, ``kill -9``, the OOM
-  killer); a child that exits by itself (burst done, stopped, or an error such as
-  an unusable database) is not restarted;
-* exits 0 when every child exited 0, else 1.
+  killer), with a backoff when it crashes again soon after; a child that exits by
+  itself (burst done, stopped, or an error such as an unusable database) is not
+  restarted;
+* exits 0 when every child exited 0, else 1;
+* logs in the worker log's format and level.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import os
 import secrets
 import signal
-import subprocess
-import time
+import sys
 from dataclasses import asdict, replace
+from pathlib import Path
+from typing import NoReturn
 
-from queuectl import procs
+from queuectl import parent, procs
 from queuectl.backends import open_backend
 from queuectl.clock import now_ms
-from queuectl.hangup import mute_hung_up
 from queuectl.models import WorkerInfo
 from queuectl.options import WorkerOptions
-from queuectl.signals import on_signals
-
-log = logging.getLogger("queuectl.supervisor")
-
-_RESTART_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0)
 
 
 def split_count(total: int, processes: int) -> list[int]:
@@ -47,113 +48,51 @@ def split_count(total: int, processes: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(processes)]
 
 
-class Child:
-    """One child process and the pipe that tells the parent's loop it has exited.
-
-    The child inherits the write end of a pipe and never writes to it; when it
-    exits, for whatever reason, the kernel closes that end and the read end turns
-    readable (end of file): the parent learns of the exit in its own event loop,
-    without a thread or a SIGCHLD handler (the way ``multiprocessing`` does it too).
-    The commands the child runs do not inherit the pipe (``close_fds``).
-    """
-
-    def __init__(self, argv: list[str]) -> None:
-        sentinel, keep = os.pipe()
-        try:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(keep,))
-        except BaseException:
-            os.close(sentinel)
-            raise
-        finally:
-            os.close(keep)
-        self.sentinel = sentinel
-        self.pid = self.process.pid
-
-    def exit_code(self) -> int:
-        """The child's exit status, once the sentinel said it exited (< 0: a signal)."""
-        os.close(self.sentinel)
-        return self.process.wait()
-
-
-class Supervisor:
-    def __init__(self, options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> None:
-        self.options = options
-        self.counts = split_count(options.count, processes)
-        self.log_setup = log_setup
-        self._children: dict[int, Child] = {}
-        self._restarts: dict[int, int] = {}
-        self._scheduled: set[int] = set()
-        self._signals = 0
-        self._failed = False
-        self._all_exited = asyncio.Event()
-
-    def _start(self, index: int) -> None:
-        from queuectl.child import command
-
-        opts = replace(self.options, count=self.counts[index], ignore_sigint=True)
-        child = Child(command(asdict(opts), self.log_setup))
-        self._children[index] = child
-        loop = asyncio.get_running_loop()
-        loop.add_reader(child.sentinel, self._on_exit, index, time.monotonic())
-
-    def _on_exit(self, index: int, started: float) -> None:
-        child = self._children.pop(index)
-        asyncio.get_running_loop().remove_reader(child.sentinel)
-        code = child.exit_code()
-        if code is not None and code < 0 and self._signals == 0:
-            # A child that crashes again right after a restart backs off.
-            n = 0 if time.monotonic() - started > 30 else self._restarts.get(index, 0)
-            self._restarts[index] = n + 1
-            delay = _RESTART_BACKOFF_S[min(n, len(_RESTART_BACKOFF_S) - 1)]
-            log.warning(
-                "worker process %d (pid %s) killed by signal %d; restarting in %gs",
-                index,
-                child.pid,
-                -code,
-                delay,
-            )
-            self._scheduled.add(index)
-            asyncio.get_running_loop().call_later(delay, self._restart, index)
-            return
-        if code != 0 and not (code == -signal.SIGTERM and self._signals > 0):
-            # A child still starting up when our SIGTERM came had no handlers yet and
-            # died of it; it held no job (handlers go in before the first claim), so
-            # that is the clean stop we asked for, not a failure.
-            self._failed = True
-        self._check_done()
-
-    def _restart(self, index: int) -> None:
-        self._scheduled.discard(index)
-        if self._signals == 0:
-            self._start(index)
-        self._check_done()
-
-    def _check_done(self) -> None:
-        if not self._children and not self._scheduled:
-            self._all_exited.set()
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        self._signals += 1
-        if sig == signal.SIGHUP:
-            mute_hung_up()
-        log.info("received %s; forwarding to %d worker process(es)", sig.name, len(self._children))
-        self._scheduled.clear()
-        for child in self._children.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
-        self._check_done()
-
-    async def run(self) -> int:
-        with on_signals(self._on_signal):
-            for index in range(len(self.counts)):
-                self._start(index)
-            await self._all_exited.wait()
-        return 1 if self._failed else 0
-
-
-async def run_supervisor(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> int:
+async def run_supervisor(
+    options: WorkerOptions, processes: int, log_setup: tuple[int, str]
+) -> NoReturn:
     await _check_store(options.target)
-    return await Supervisor(options, processes, log_setup).run()
+    become_parent(parent_argv(options, processes, log_setup))
+
+
+def parent_argv(options: WorkerOptions, processes: int, log_setup: tuple[int, str]) -> list[str]:
+    """``python -S -P .../parent.py ARGS`` for these children (see ``queuectl.parent``).
+
+    ``-S``: no ``site``, the parent needs nothing of site-packages until it logs,
+    and then it gets this process's ``sys.path``; ``-P``: no script folder on it.
+    """
+    from queuectl.child import command
+
+    argvs = [
+        command(asdict(replace(options, count=count, ignore_sigint=True)), log_setup)
+        for count in split_count(options.count, processes)
+    ]
+    script = Path(parent.__file__).resolve()
+    # Without -P, sys.path[0] is this process's script folder or working folder.
+    path = [p for p in sys.path[0 if sys.flags.safe_path else 1 :] if p]
+    level, fmt = log_setup
+    # The command line it replaces comes first: ``ps`` and ``pgrep -f 'worker start'``
+    # still show and find the supervisor.
+    lists = [sys.argv, [str(level), fmt], [*path, str(script.parent.parent)], *argvs]
+    return [sys.executable, "-S", "-P", str(script), *parent.encode(lists)]
+
+
+def become_parent(argv: list[str]) -> NoReturn:
+    """Replace this process with ``argv``; stop signals arriving meanwhile wait for it.
+
+    They stay blocked through ``execve`` (pending, not lost) until the parent script takes
+    them. A SIGHUP that is ignored (``nohup``) stays ignored and is not blocked.
+    """
+    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        blocked.add(signal.SIGHUP)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        os.execv(argv[0], argv)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 async def _check_store(target: str) -> None:

@@ -110,7 +110,7 @@ async def worker_start(
         setup_logging(level, log_format)
         from queuectl.supervisor import run_supervisor
 
-        code = await run_supervisor(options, processes, (level, log_format))
+        await run_supervisor(options, processes, (level, log_format))  # becomes the supervisor
     if code:
         sys.exit(code)
 

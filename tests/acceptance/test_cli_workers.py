@@ -7,9 +7,12 @@ What a worker does with jobs (queues, heartbeats, wake-ups) is tested in-process
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import (
     QUEUECTL,
@@ -22,6 +25,7 @@ from tests.helpers import (
     run_worker,
     wait_for,
 )
+from tests.terminal import PtyProcess, strip_ansi
 
 
 def state_of(db: Path, job_id: str) -> str:
@@ -182,3 +186,56 @@ def test_three_processes_of_four_slots_run_300_jobs_exactly_once(
     assert tuple(row) == (300, 1)
     started = re.findall(r"worker \w+ started: (\d+) slot\(s\)", result.stderr)
     assert started == ["4", "4", "4"]
+
+
+def _mapped(pid: int) -> set[str]:
+    """The file names of the shared objects mapped into ``pid`` (``/proc/<pid>/maps``)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[-1].rsplit("/", 1)[-1] for line in lines if ".so" in line}
+
+
+def _loaded(mapped: set[str], *prefixes: str) -> list[str]:
+    return sorted(name for name in mapped if name.startswith(prefixes))
+
+
+@pytest.mark.sqlite_only
+def test_the_processes_parent_is_a_small_supervisor(db_path: Path) -> None:
+    """Issue 15: once the children run, the parent keeps neither asyncio nor the store
+    loaded (it replaced itself with ``queuectl/parent.py``, same pid), and children of
+    a SQLite store load nothing of OpenSSL; ``pgrep -f 'worker start'`` still finds it."""
+    with WorkerProcess(db_path, "--processes", "2", "--count", "2") as supervisor:
+        assert supervisor.proc is not None
+        wait_for(lambda: len(cli_json(db_path, "worker", "list")) == 2)
+        children = [int(w["pid"]) for w in cli_json(db_path, "worker", "list")]
+        argv = Path(f"/proc/{supervisor.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[3].endswith(b"/queuectl/parent.py"), argv[:4]
+        assert b"worker start " in b" ".join(argv), argv
+        parent_libs = _mapped(supervisor.pid)
+        assert _loaded(parent_libs, "_asyncio", "_sqlite3", "libsqlite3", "_ssl", "libssl") == []
+        assert "_sqlite3" in " ".join(_mapped(children[0]))  # the same check sees a worker's
+        for pid in children:
+            assert _loaded(_mapped(pid), "_ssl", "_hashlib", "libssl", "libcrypto") == [], pid
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+
+
+@pytest.mark.sqlite_only
+def test_ctrl_c_in_a_terminal_stops_the_processes_like_a_single_worker(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """^C reaches the whole foreground group; the children ignore it and obey the
+    parent: the first lets the running job finish, and everything exits 0."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    command = f"touch {started}; while [ ! -e {release} ]; do sleep 0.05; done; echo done"
+    enqueue_lines(db_path, [{"id": "long", "command": command, "max_retries": 0}])
+    argv = [QUEUECTL, "worker", "start", "--processes", "2", "--count", "2"]
+    with PtyProcess(argv, env=cli_env(db_path)) as term:
+        wait_for(started.exists)
+        term.type(b"\x03")
+        term.wait_for(lambda text: "received SIGINT; forwarding to 2" in text)
+        assert term.proc.poll() is None  # graceful: the job still runs
+        release.touch()
+        assert term.wait(timeout=30) == 0, strip_ansi(term.output)
+    record = cli_json(db_path, "show", "long")
+    assert (record["state"], record["attempts"]) == ("completed", 1), record
+    assert cli_json(db_path, "worker", "list") == []
