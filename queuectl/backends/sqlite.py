@@ -680,11 +680,12 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     tallies = Tallies()
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
-        ended = conn.execute(SQL["finish_attempt"], args).fetchone()
         row = conn.execute(SQL["finish_job"], args).fetchone()
         if row is not None:
+            ended = conn.execute(SQL["finish_attempt"], args).fetchone()
             held[row["id"]] = row["state"]
-            settled.append((row["id"], row["state"]))
+            if row["waited"]:
+                settled.append((row["id"], row["state"]))
             if ended is not None:
                 duration = now - ended["started_at"]
                 # A state other than the one decided: a cancel request was in force.
@@ -693,8 +694,10 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
     _write_tallies(conn, tallies)
-    # The dependents of jobs that just ended, in the transaction that ended them.
-    sqlite_deps.settle(conn, settled, now)
+    # The dependents of jobs that just ended, in the transaction that ended them
+    # (only jobs some job waits on: settle finds nothing to do for the others).
+    if settled:
+        sqlite_deps.settle(conn, settled, now)
     return finish_results(finishes, decisions, held, now)
 
 

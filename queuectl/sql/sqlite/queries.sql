@@ -196,20 +196,11 @@ UPDATE attempts
        slot = :slot
  WHERE job_id = :id AND attempt = :token;
 
--- name: finish_attempt
--- Runs before finish_job in the same transaction, with the same fence.
-UPDATE attempts
-   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
-       error = :error, output = :output, output_size = :output_size
- WHERE job_id = :id AND attempt = :token
-   AND EXISTS (SELECT 1 FROM jobs
-                WHERE id = :id AND claims = :token AND worker_id = :worker
-                  AND state = 'processing')
-RETURNING started_at;
-
 -- name: finish_job
 -- A cancel request in force (cancel_requested_at) turns the end into :cancel_state
 -- (retry.if_cancel_requested), read under the same write lock as the update.
+-- `waited`: whether a job waits on this one (an unmet edge, one seek of
+-- job_deps_by_dependency), so a finish settles dependents only when there are some.
 UPDATE jobs
    SET state = CASE WHEN cancel_requested_at IS NULL THEN :state ELSE :cancel_state END,
        next_run_at = CASE WHEN cancel_requested_at IS NULL THEN :now + :delay_ms END,
@@ -217,7 +208,18 @@ UPDATE jobs
        last_error = :error, exit_code = :exit_code, worker_id = NULL, lease_until = NULL,
        updated_at = :now
  WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
-RETURNING id, state, queue;
+RETURNING id, state, queue,
+          EXISTS (SELECT 1 FROM job_deps AS d WHERE d.depends_on = jobs.id AND d.met = 0)
+              AS waited;
+
+-- name: finish_attempt
+-- Runs after finish_job, in the same transaction, only when finish_job's fence let
+-- the write through: the attempt row is then this worker's (its claim opened it).
+UPDATE attempts
+   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
+       error = :error, output = :output, output_size = :output_size
+ WHERE job_id = :id AND attempt = :token
+RETURNING started_at;
 
 -- name: count_finished
 -- In the transaction that finished the attempts (bookkeeping.tally decided how).
