@@ -298,6 +298,7 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
         worker_id, claim, queues, now = cycle.worker_id, cycle.claim, cycle.queues, cycle.now
         start_rows = start_records(cycle.starts)
         claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
+        plain_sql = SQL["claim_plain_any"] if queues is None else SQL["claim_plain_queues"]
         claim_args = {
             "worker": worker_id,
             "lease_until": now + cycle.lease_ms,
@@ -314,7 +315,8 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
             claims: list[Claim] = []
             next_due: int | None = None
             if claim > 0:
-                rows = conn.execute(claim_sql, claim_args).fetchall()
+                held = conn.execute(SQL["has_queue_settings"]).fetchone()[0]
+                rows = conn.execute(claim_sql if held else plain_sql, claim_args).fetchall()
                 claims = [Claim(job_from_row(r), r["claims"], r["lease_until"]) for r in rows]
                 claims.sort(key=lambda c: (-c.job.priority, c.job.created_at))
                 if len(claims) < claim:

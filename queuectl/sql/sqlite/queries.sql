@@ -156,6 +156,98 @@ UPDATE jobs
                 LIMIT :limit)
 RETURNING *;
 
+-- name: has_queue_settings
+-- Whether any queue is paused or limited (`pause --all` included): without, a
+-- claim takes the plain statements below, which skip every held/slots lookup.
+SELECT EXISTS (SELECT 1 FROM queue_settings);
+
+-- name: claim_plain_any
+-- claim_any when queue_settings is empty (read in the same transaction, so exact):
+-- no queue is held and none has slots, so the same walk in claim order without
+-- them, and no per-queue cap on the merged candidates (each is :limit).
+WITH RECURSIVE
+open (queue) AS (
+    SELECT queue FROM job_counts WHERE state = 'pending' AND n > 0
+),
+walk (queue, priority, seq, n) AS (
+    SELECT o.queue, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+    UNION ALL
+    SELECT w.queue, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < :limit
+     ORDER BY 2 DESC, 3
+     LIMIT :limit
+)
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT priority, seq FROM walk
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit))
+                ORDER BY priority DESC, seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: claim_plain_queues
+WITH RECURSIVE
+open (queue) AS (
+    SELECT queue FROM job_counts WHERE state = 'pending' AND n > 0
+       AND queue IN (SELECT value FROM json_each(:queues))
+),
+walk (queue, priority, seq, n) AS (
+    SELECT o.queue, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+    UNION ALL
+    SELECT w.queue, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < :limit
+     ORDER BY 2 DESC, 3
+     LIMIT :limit
+)
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT priority, seq FROM walk
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                     AND queue IN (SELECT value FROM json_each(:queues))
+                                   ORDER BY priority DESC, seq LIMIT :limit))
+                ORDER BY priority DESC, seq
+                LIMIT :limit)
+RETURNING *;
+
 -- name: next_due_any
 -- When the next job this worker may take falls due: per open queue, one seek of
 -- jobs_queue_waiting and of jobs_retry_due (held queues do not count: a worker
