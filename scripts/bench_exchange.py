@@ -51,9 +51,7 @@ async def _drain(q: Any, jobs: int, count: int, tmp: str) -> float:
             ProcessStart(c.job.id, c.token, "host", 1, 1, "boot:1", None, slot)
             for slot, c in enumerate(held)
         ]
-        finishes = [
-            Finish(c.job.id, c.token, c.job.attempts, c.job.max_retries, ok) for c in held
-        ]
+        finishes = [Finish(c.job.id, c.token, c.job.attempts, c.job.max_retries, ok) for c in held]
         done += len(held)
         answer = await backend.exchange(
             worker_id=worker, starts=starts, finishes=finishes, claim=count, now=now

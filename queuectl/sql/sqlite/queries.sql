@@ -313,22 +313,16 @@ UPDATE attempts
  WHERE job_id = :id AND attempt = :token
 RETURNING started_at;
 
--- name: count_finished
--- In the transaction that finished the attempts (bookkeeping.tally decided how).
-INSERT INTO finished_counts (queue, outcome, n) VALUES (:queue, :tally, :n)
-ON CONFLICT (queue, outcome) DO UPDATE SET n = n + excluded.n;
-
--- name: count_duration
-INSERT INTO duration_buckets (queue, le_ms, n, sum_ms) VALUES (:queue, :le_ms, :n, :sum_ms)
-ON CONFLICT (queue, le_ms) DO UPDATE SET n = n + excluded.n, sum_ms = sum_ms + excluded.sum_ms;
-
--- name: count_minute
-INSERT INTO finished_minutes (minute, outcome, n) VALUES (:minute, :outcome, :n)
-ON CONFLICT (minute, outcome) DO UPDATE SET n = n + excluded.n;
+-- name: count_tallies
+-- In the transaction that finished the attempts (bookkeeping.tally decided how):
+-- every counter cell of the transaction, positional (kind, a, b, n, sum_ms), one
+-- executemany (migration 013 says what a and b are per kind).
+INSERT INTO counters (kind, a, b, n, sum_ms) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (kind, a, b) DO UPDATE SET n = n + excluded.n, sum_ms = sum_ms + excluded.sum_ms;
 
 -- name: forget_minutes
 -- The chart shows the last hour; older minutes go with the reaper's sweep.
-DELETE FROM finished_minutes WHERE minute < :before;
+DELETE FROM counters WHERE kind = 'minute' AND a < :before;
 
 -- name: count_done
 UPDATE workers SET jobs_done = jobs_done + :n WHERE id = :worker;
@@ -645,7 +639,7 @@ SELECT queue, state, n FROM job_counts;
 -- name: web_finished_by_minute
 -- Kept per minute by the finishing transactions: an hour is at most a few hundred
 -- rows, however many attempts ended in it.
-SELECT minute, outcome, n FROM finished_minutes WHERE minute >= :since;
+SELECT a AS minute, b AS outcome, n FROM counters WHERE kind = 'minute' AND a >= :since;
 
 -- name: web_oldest_due
 -- One seek per state: jobs_queue_waiting for the pending jobs, jobs_retry_due for
@@ -661,11 +655,10 @@ SELECT next_run_at FROM (
  ORDER BY next_run_at LIMIT 1;
 
 -- name: web_finished_totals
-SELECT queue, outcome, sum(n) AS n FROM finished_counts GROUP BY queue, outcome;
+SELECT a AS queue, b AS outcome, n FROM counters WHERE kind = 'finished';
 
 -- name: web_durations
-SELECT queue, le_ms, sum(n) AS n, sum(sum_ms) AS sum_ms FROM duration_buckets
- GROUP BY queue, le_ms;
+SELECT a AS queue, b AS le_ms, n, sum_ms FROM counters WHERE kind = 'duration';
 
 -- Schedules (reference §19.2). Rules in backends/bookkeeping.py, flow in backends/sqlite.py.
 
