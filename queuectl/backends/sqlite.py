@@ -707,13 +707,7 @@ def _write_tallies(conn: sqlite3.Connection, tallies: Tallies) -> None:
     """The finished-attempt counters, in the transaction that finished the attempts:
     every cell in one ``executemany`` of one table (migration 013)."""
     if tallies:
-        rows = [("finished", r["queue"], r["tally"], r["n"], 0) for r in tallies.count_rows()]
-        rows += [
-            ("duration", r["queue"], r["le_ms"], r["n"], r["sum_ms"])
-            for r in tallies.duration_rows()
-        ]
-        rows += [("minute", r["minute"], r["outcome"], r["n"], 0) for r in tallies.minute_rows()]
-        conn.executemany(SQL["count_tallies"], rows)
+        conn.executemany(SQL["count_tallies"], tallies.cells())
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]
