@@ -308,10 +308,17 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
         if queues is not None:
             claim_args["queues"] = json.dumps(list(queues))
 
+        # A start of an attempt that ends in this same exchange is written by its
+        # finish's update (one statement per attempt instead of two).
+        ending = {(f.job_id, f.token) for f in cycle.finishes}
+        started = {(r["id"], r["token"]): r for r in start_rows if (r["id"], r["token"]) in ending}
+        if started:
+            start_rows = [r for r in start_rows if (r["id"], r["token"]) not in started]
+
         def body(conn: sqlite3.Connection) -> Exchanged:
             if start_rows:
                 conn.executemany(SQL["record_start"], start_rows)
-            finished = _finish_all(conn, cycle) if cycle.finishes else []
+            finished = _finish_all(conn, cycle, started) if cycle.finishes else []
             claims: list[Claim] = []
             next_due: int | None = None
             if claim > 0:
@@ -674,7 +681,11 @@ def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | N
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
+def _finish_all(
+    conn: sqlite3.Connection, cycle: Cycle, started: Mapping[tuple[str, int], dict[str, Any]]
+) -> list[FinishResult]:
+    """Finish the cycle's attempts; ``started``: the start records of some of them
+    (by job id and token), written with their end."""
     worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
     decisions = decide_finishes(finishes, lambda: _policy(conn))
     held: dict[str, str] = {}
@@ -682,9 +693,17 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     tallies = Tallies()
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
+        start = started.get((args["id"], args["token"]))
         row = conn.execute(SQL["finish_job"], args).fetchone()
-        if row is not None:
-            ended = conn.execute(SQL["finish_attempt"], args).fetchone()
+        if row is None:
+            if start is not None:
+                # Not this worker's attempt any more: its start is still recorded.
+                conn.execute(SQL["record_start"], start)
+        else:
+            if start is None:
+                ended = conn.execute(SQL["finish_attempt"], args).fetchone()
+            else:
+                ended = conn.execute(SQL["finish_attempt_started"], {**args, **start}).fetchone()
             held[row["id"]] = row["state"]
             if row["waited"]:
                 settled.append((row["id"], row["state"]))

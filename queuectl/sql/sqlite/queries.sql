@@ -313,6 +313,17 @@ UPDATE attempts
  WHERE job_id = :id AND attempt = :token
 RETURNING started_at;
 
+-- name: finish_attempt_started
+-- finish_attempt of an attempt whose start came in the same exchange (a short job's
+-- start is held and sent with its end): record_start's values in the same update.
+UPDATE attempts
+   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
+       error = :error, output = :output, output_size = :output_size,
+       host = :host, pid = :pid, pgid = :pgid, proc_start = :proc_start, log_path = :log_path,
+       slot = :slot
+ WHERE job_id = :id AND attempt = :token
+RETURNING started_at;
+
 -- name: count_tallies
 -- In the transaction that finished the attempts (bookkeeping.tally decided how):
 -- every counter cell of the transaction, positional (kind, a, b, n, sum_ms), one
