@@ -185,6 +185,16 @@ class Tallies:
     def minute_rows(self) -> list[dict[str, Any]]:
         return [{"minute": m, "outcome": o, "n": n} for (m, o), n in self._minutes.items()]
 
+    def cells(self) -> list[tuple[str, object, object, int, int]]:
+        """Every counter cell as ``(kind, a, b, n, sum_ms)``: SQLite's one counter
+        table (its migration 013), written with one positional ``executemany``."""
+        cells: list[tuple[str, object, object, int, int]] = [
+            ("finished", q, t, n, 0) for (q, t), n in self._counts.items()
+        ]
+        cells += [("duration", q, le, n, ms) for (q, le), (n, ms) in self._durations.items()]
+        cells += [("minute", m, o, n, 0) for (m, o), n in self._minutes.items()]
+        return cells
+
     def duration_rows(self) -> list[dict[str, Any]]:
         return [
             {"queue": q, "le_ms": le, "n": n, "sum_ms": total}

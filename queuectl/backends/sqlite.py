@@ -298,6 +298,7 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
         worker_id, claim, queues, now = cycle.worker_id, cycle.claim, cycle.queues, cycle.now
         start_rows = start_records(cycle.starts)
         claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
+        plain_sql = SQL["claim_plain_any"] if queues is None else SQL["claim_plain_queues"]
         claim_args = {
             "worker": worker_id,
             "lease_until": now + cycle.lease_ms,
@@ -307,14 +308,22 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
         if queues is not None:
             claim_args["queues"] = json.dumps(list(queues))
 
+        # A start of an attempt that ends in this same exchange is written by its
+        # finish's update (one statement per attempt instead of two).
+        ending = {(f.job_id, f.token) for f in cycle.finishes}
+        started = {(r["id"], r["token"]): r for r in start_rows if (r["id"], r["token"]) in ending}
+        if started:
+            start_rows = [r for r in start_rows if (r["id"], r["token"]) not in started]
+
         def body(conn: sqlite3.Connection) -> Exchanged:
             if start_rows:
                 conn.executemany(SQL["record_start"], start_rows)
-            finished = _finish_all(conn, cycle) if cycle.finishes else []
+            finished = _finish_all(conn, cycle, started) if cycle.finishes else []
             claims: list[Claim] = []
             next_due: int | None = None
             if claim > 0:
-                rows = conn.execute(claim_sql, claim_args).fetchall()
+                held = conn.execute(SQL["has_queue_settings"]).fetchone()[0]
+                rows = conn.execute(claim_sql if held else plain_sql, claim_args).fetchall()
                 claims = [Claim(job_from_row(r), r["claims"], r["lease_until"]) for r in rows]
                 claims.sort(key=lambda c: (-c.job.priority, c.job.created_at))
                 if len(claims) < claim:
@@ -672,7 +681,11 @@ def _next_due(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int | N
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
+def _finish_all(
+    conn: sqlite3.Connection, cycle: Cycle, started: Mapping[tuple[str, int], dict[str, Any]]
+) -> list[FinishResult]:
+    """Finish the cycle's attempts; ``started``: the start records of some of them
+    (by job id and token), written with their end."""
     worker_id, finishes, now = cycle.worker_id, cycle.finishes, cycle.now
     decisions = decide_finishes(finishes, lambda: _policy(conn))
     held: dict[str, str] = {}
@@ -680,11 +693,20 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     tallies = Tallies()
     for args in finish_records(finishes, decisions):
         args.update(worker=worker_id, now=now)
-        ended = conn.execute(SQL["finish_attempt"], args).fetchone()
+        start = started.get((args["id"], args["token"]))
         row = conn.execute(SQL["finish_job"], args).fetchone()
-        if row is not None:
+        if row is None:
+            if start is not None:
+                # Not this worker's attempt any more: its start is still recorded.
+                conn.execute(SQL["record_start"], start)
+        else:
+            if start is None:
+                ended = conn.execute(SQL["finish_attempt"], args).fetchone()
+            else:
+                ended = conn.execute(SQL["finish_attempt_started"], {**args, **start}).fetchone()
             held[row["id"]] = row["state"]
-            settled.append((row["id"], row["state"]))
+            if row["waited"]:
+                settled.append((row["id"], row["state"]))
             if ended is not None:
                 duration = now - ended["started_at"]
                 # A state other than the one decided: a cancel request was in force.
@@ -693,17 +715,18 @@ def _finish_all(conn: sqlite3.Connection, cycle: Cycle) -> list[FinishResult]:
     if held:
         conn.execute(SQL["count_done"], {"n": len(held), "worker": worker_id})
     _write_tallies(conn, tallies)
-    # The dependents of jobs that just ended, in the transaction that ended them.
-    sqlite_deps.settle(conn, settled, now)
+    # The dependents of jobs that just ended, in the transaction that ended them
+    # (only jobs some job waits on: settle finds nothing to do for the others).
+    if settled:
+        sqlite_deps.settle(conn, settled, now)
     return finish_results(finishes, decisions, held, now)
 
 
 def _write_tallies(conn: sqlite3.Connection, tallies: Tallies) -> None:
-    """The finished-attempt counters, in the transaction that finished the attempts."""
+    """The finished-attempt counters, in the transaction that finished the attempts:
+    every cell in one ``executemany`` of one table (migration 013)."""
     if tallies:
-        conn.executemany(SQL["count_finished"], tallies.count_rows())
-        conn.executemany(SQL["count_duration"], tallies.duration_rows())
-        conn.executemany(SQL["count_minute"], tallies.minute_rows())
+        conn.executemany(SQL["count_tallies"], tallies.cells())
 
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQL", "SqliteBackend", "job_from_row", "migrate"]

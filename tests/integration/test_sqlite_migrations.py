@@ -246,8 +246,41 @@ def test_the_seeding_migrations_use_the_buckets_of_bookkeeping(dialect: str) -> 
     from queuectl.backends.bookkeeping import BUCKETS_MS, DURATION_BOUNDS_MS
     from queuectl.sql import migrations
 
-    [script] = [text for _, text in migrations(dialect) if "duration_buckets" in text]
+    [script] = [text for _, text in migrations(dialect) if "CREATE TABLE duration_buckets" in text]
     listed = re.search(r"'[\[{]([\d,\s]+)[\]}]'", script)
     assert listed is not None
     bounds = tuple(int(b) for b in listed.group(1).replace("\n", "").split(","))
     assert bounds in (DURATION_BOUNDS_MS, BUCKETS_MS)
+
+
+async def test_the_counters_move_into_one_table_unchanged(db_path: Path) -> None:
+    """Version 13 folds the three counter tables into ``counters``; a queue named
+    like a number stays a text name."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        assert migrate(conn, target=12) == 0
+        conn.executemany(
+            "INSERT INTO finished_counts (queue, outcome, n) VALUES (?, ?, ?)",
+            [("default", "completed", 7), ("10", "dead", 2)],
+        )
+        conn.executemany(
+            "INSERT INTO duration_buckets (queue, le_ms, n, sum_ms) VALUES (?, ?, ?, ?)",
+            [("default", 10, 7, 21), ("10", 1 << 62, 2, 9_000_000)],
+        )
+        conn.execute(
+            "INSERT INTO finished_minutes (minute, outcome, n) VALUES (?, 'failed', 3)", (T,)
+        )
+    finally:
+        conn.close()
+    backend = await SqliteBackend.open(str(db_path))
+    try:
+        totals = await backend.finished_totals()
+        minutes = await backend.finished_by_minute(0)
+    finally:
+        await backend.aclose()
+    assert totals.counts == {"default": {"completed": 7}, "10": {"dead": 2}}
+    assert totals.buckets == {"default": {10: 7}, "10": {1 << 62: 2}}
+    assert totals.sum_ms == {"default": 21, "10": 9_000_000}
+    assert [(m, o.value, n) for m, o, n in minutes] == [(T, "failed", 3)]
+    tables = {r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
+    assert "counters" in tables and not tables & {"finished_counts", "finished_minutes"}

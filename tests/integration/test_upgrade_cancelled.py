@@ -132,7 +132,7 @@ async def test_a_version_6_sqlite_file_opened_by_many_at_once_keeps_everything(
         assert _rows(path, "SELECT id FROM jobs ORDER BY seq") == [(r[0],) for r in OLD_JOBS]
         assert _rows(path, "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") == [(7,)]
         indexes = {r[0] for r in _rows(path, "SELECT name FROM sqlite_master WHERE type='index'")}
-        assert {"jobs_due", "jobs_claim_pending", "jobs_retry_due", "jobs_finished"} <= indexes
+        assert {"jobs_claim_pending", "jobs_retry_due", "jobs_finished"} <= indexes
         triggers = {
             r[0] for r in _rows(path, "SELECT name FROM sqlite_master WHERE type='trigger'")
         }

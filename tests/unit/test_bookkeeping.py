@@ -281,3 +281,15 @@ def test_tallies_sum_one_transactions_increments_per_row() -> None:
         ],
         key=str,
     )
+    # The same cells as SQLite's one counter table takes them (kind, a, b, n, sum_ms).
+    assert sorted(tallies.cells(), key=str) == sorted(
+        [
+            ("finished", "a", "completed", 2, 0),
+            ("finished", "b", "dead", 1, 0),
+            ("duration", "a", 10, 2, 12),
+            ("duration", "b", 10, 1, 0),
+            ("minute", 60_000, "completed", 2, 0),
+            ("minute", 120_000, "failed", 1, 0),
+        ],
+        key=str,
+    )

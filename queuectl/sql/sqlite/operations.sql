@@ -12,8 +12,8 @@ RETURNING queue;
 
 -- name: count_cancelled_waiting
 -- A cancelled job that never ran counts in queuectl_jobs_finished_total too.
-INSERT INTO finished_counts (queue, outcome, n) VALUES (:queue, 'cancelled', :n)
-ON CONFLICT (queue, outcome) DO UPDATE SET n = n + excluded.n;
+INSERT INTO counters (kind, a, b, n) VALUES ('finished', :queue, 'cancelled', :n)
+ON CONFLICT (kind, a, b) DO UPDATE SET n = n + excluded.n;
 
 -- name: request_cancel
 -- The first request's time is kept; the worker holding the lease acts on it.

@@ -156,6 +156,98 @@ UPDATE jobs
                 LIMIT :limit)
 RETURNING *;
 
+-- name: has_queue_settings
+-- Whether any queue is paused or limited (`pause --all` included): without, a
+-- claim takes the plain statements below, which skip every held/slots lookup.
+SELECT EXISTS (SELECT 1 FROM queue_settings);
+
+-- name: claim_plain_any
+-- claim_any when queue_settings is empty (read in the same transaction, so exact):
+-- no queue is held and none has slots, so the same walk in claim order without
+-- them, and no per-queue cap on the merged candidates (each is :limit).
+WITH RECURSIVE
+open (queue) AS (
+    SELECT queue FROM job_counts WHERE state = 'pending' AND n > 0
+),
+walk (queue, priority, seq, n) AS (
+    SELECT o.queue, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+    UNION ALL
+    SELECT w.queue, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < :limit
+     ORDER BY 2 DESC, 3
+     LIMIT :limit
+)
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT priority, seq FROM walk
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit))
+                ORDER BY priority DESC, seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: claim_plain_queues
+WITH RECURSIVE
+open (queue) AS (
+    SELECT queue FROM job_counts WHERE state = 'pending' AND n > 0
+       AND queue IN (SELECT value FROM json_each(:queues))
+),
+walk (queue, priority, seq, n) AS (
+    SELECT o.queue, j.priority, j.seq, 1
+      FROM open AS o
+      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
+                                    AND next_run_at <= :now
+                                  ORDER BY priority DESC, seq LIMIT 1)
+    UNION ALL
+    SELECT w.queue, j.priority, j.seq, w.n + 1
+      FROM walk AS w
+      JOIN jobs AS j ON j.seq = coalesce(
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
+                   AND seq > w.seq AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1),
+               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
+                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
+                   AND next_run_at <= :now
+                 ORDER BY priority DESC, seq LIMIT 1))
+     WHERE w.n < :limit
+     ORDER BY 2 DESC, 3
+     LIMIT :limit
+)
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT priority, seq FROM walk
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                     AND queue IN (SELECT value FROM json_each(:queues))
+                                   ORDER BY priority DESC, seq LIMIT :limit))
+                ORDER BY priority DESC, seq
+                LIMIT :limit)
+RETURNING *;
+
 -- name: next_due_any
 -- When the next job this worker may take falls due: per open queue, one seek of
 -- jobs_queue_waiting and of jobs_retry_due (held queues do not count: a worker
@@ -196,20 +288,11 @@ UPDATE attempts
        slot = :slot
  WHERE job_id = :id AND attempt = :token;
 
--- name: finish_attempt
--- Runs before finish_job in the same transaction, with the same fence.
-UPDATE attempts
-   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
-       error = :error, output = :output, output_size = :output_size
- WHERE job_id = :id AND attempt = :token
-   AND EXISTS (SELECT 1 FROM jobs
-                WHERE id = :id AND claims = :token AND worker_id = :worker
-                  AND state = 'processing')
-RETURNING started_at;
-
 -- name: finish_job
 -- A cancel request in force (cancel_requested_at) turns the end into :cancel_state
 -- (retry.if_cancel_requested), read under the same write lock as the update.
+-- `waited`: whether a job waits on this one (an unmet edge, one seek of
+-- job_deps_by_dependency), so a finish settles dependents only when there are some.
 UPDATE jobs
    SET state = CASE WHEN cancel_requested_at IS NULL THEN :state ELSE :cancel_state END,
        next_run_at = CASE WHEN cancel_requested_at IS NULL THEN :now + :delay_ms END,
@@ -217,24 +300,40 @@ UPDATE jobs
        last_error = :error, exit_code = :exit_code, worker_id = NULL, lease_until = NULL,
        updated_at = :now
  WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
-RETURNING id, state, queue;
+RETURNING id, state, queue,
+          EXISTS (SELECT 1 FROM job_deps AS d WHERE d.depends_on = jobs.id AND d.met = 0)
+              AS waited;
 
--- name: count_finished
--- In the transaction that finished the attempts (bookkeeping.tally decided how).
-INSERT INTO finished_counts (queue, outcome, n) VALUES (:queue, :tally, :n)
-ON CONFLICT (queue, outcome) DO UPDATE SET n = n + excluded.n;
+-- name: finish_attempt
+-- Runs after finish_job, in the same transaction, only when finish_job's fence let
+-- the write through: the attempt row is then this worker's (its claim opened it).
+UPDATE attempts
+   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
+       error = :error, output = :output, output_size = :output_size
+ WHERE job_id = :id AND attempt = :token
+RETURNING started_at;
 
--- name: count_duration
-INSERT INTO duration_buckets (queue, le_ms, n, sum_ms) VALUES (:queue, :le_ms, :n, :sum_ms)
-ON CONFLICT (queue, le_ms) DO UPDATE SET n = n + excluded.n, sum_ms = sum_ms + excluded.sum_ms;
+-- name: finish_attempt_started
+-- finish_attempt of an attempt whose start came in the same exchange (a short job's
+-- start is held and sent with its end): record_start's values in the same update.
+UPDATE attempts
+   SET finished_at = :now, outcome = :outcome, exit_code = :exit_code, signal = :signal,
+       error = :error, output = :output, output_size = :output_size,
+       host = :host, pid = :pid, pgid = :pgid, proc_start = :proc_start, log_path = :log_path,
+       slot = :slot
+ WHERE job_id = :id AND attempt = :token
+RETURNING started_at;
 
--- name: count_minute
-INSERT INTO finished_minutes (minute, outcome, n) VALUES (:minute, :outcome, :n)
-ON CONFLICT (minute, outcome) DO UPDATE SET n = n + excluded.n;
+-- name: count_tallies
+-- In the transaction that finished the attempts (bookkeeping.tally decided how):
+-- every counter cell of the transaction, positional (kind, a, b, n, sum_ms), one
+-- executemany (migration 013 says what a and b are per kind).
+INSERT INTO counters (kind, a, b, n, sum_ms) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (kind, a, b) DO UPDATE SET n = n + excluded.n, sum_ms = sum_ms + excluded.sum_ms;
 
 -- name: forget_minutes
 -- The chart shows the last hour; older minutes go with the reaper's sweep.
-DELETE FROM finished_minutes WHERE minute < :before;
+DELETE FROM counters WHERE kind = 'minute' AND a < :before;
 
 -- name: count_done
 UPDATE workers SET jobs_done = jobs_done + :n WHERE id = :worker;
@@ -551,7 +650,7 @@ SELECT queue, state, n FROM job_counts;
 -- name: web_finished_by_minute
 -- Kept per minute by the finishing transactions: an hour is at most a few hundred
 -- rows, however many attempts ended in it.
-SELECT minute, outcome, n FROM finished_minutes WHERE minute >= :since;
+SELECT a AS minute, b AS outcome, n FROM counters WHERE kind = 'minute' AND a >= :since;
 
 -- name: web_oldest_due
 -- One seek per state: jobs_queue_waiting for the pending jobs, jobs_retry_due for
@@ -567,11 +666,10 @@ SELECT next_run_at FROM (
  ORDER BY next_run_at LIMIT 1;
 
 -- name: web_finished_totals
-SELECT queue, outcome, sum(n) AS n FROM finished_counts GROUP BY queue, outcome;
+SELECT a AS queue, b AS outcome, n FROM counters WHERE kind = 'finished';
 
 -- name: web_durations
-SELECT queue, le_ms, sum(n) AS n, sum(sum_ms) AS sum_ms FROM duration_buckets
- GROUP BY queue, le_ms;
+SELECT a AS queue, b AS le_ms, n, sum_ms FROM counters WHERE kind = 'duration';
 
 -- Schedules (reference §19.2). Rules in backends/bookkeeping.py, flow in backends/sqlite.py.
 
