@@ -237,6 +237,10 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                 inflight = asyncio.ensure_future(
                     self._call(functools.partial(_insert_chunk, chunk, rows, count, start))
                 )
+                # One turn of the loop hands the chunk to the database thread; without
+                # it the task would only start at the next ``await``, after the next
+                # chunk's validation, and the two would take turns instead of overlapping.
+                await asyncio.sleep(0)
                 per_queue.update(j.queue for j in chunk)
                 count += len(chunk)
             if inflight is not None:
