@@ -34,17 +34,7 @@ from queuectl.config import (
 from queuectl.exceptions import DuplicateJob, InvalidJob, JobNotFound, NoDatabase, QueueCtlError
 from queuectl.jobspec import RawJob, Repeat, build_jobs, json_line_chunks, parse_input
 from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
-from queuectl.models import (
-    TERMINAL_STATES,
-    Attempt,
-    Job,
-    JobState,
-    NewJob,
-    Outcome,
-    RunningJob,
-    StopMode,
-    WorkerInfo,
-)
+from queuectl.models import TERMINAL_STATES, Job, JobState, NewJob, Outcome, StopMode
 from queuectl.operate import QueueOperations
 from queuectl.queues import QueueSettingsOperations
 
@@ -57,6 +47,7 @@ _SPOOL_READ_S = 0.1
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
 
+    from queuectl.models import Attempt, RunningJob, WorkerInfo
     from queuectl.schedules import Schedules
 _STOP_POLL_S = 0.1
 #: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).

@@ -16,29 +16,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from queuectl.backends.operations import CancelResult, RetryPlan
-from queuectl.models import (
-    Attempt,
-    Claim,
-    Finish,
-    Fire,
-    Fired,
-    Heartbeat,
-    Job,
-    JobChanges,
-    JobState,
-    LostAttempt,
-    NewJob,
-    Outcome,
-    ProcessStart,
-    QueueSettings,
-    RunningJob,
-    Schedule,
-    StopMode,
-    WorkerInfo,
-)
+from queuectl.models import Claim, Fired, Job, JobState, NewJob, Outcome, StopMode
+
+if TYPE_CHECKING:
+    from queuectl.models import (
+        Attempt,
+        Finish,
+        Fire,
+        Heartbeat,
+        JobChanges,
+        LostAttempt,
+        ProcessStart,
+        QueueSettings,
+        RunningJob,
+        Schedule,
+        WorkerInfo,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +91,7 @@ class QueueProbe:
 
 #: Called with each lost attempt before the job becomes claimable again, so a
 #: still-running orphan on this host can be killed first.
-OnLost = Callable[[LostAttempt], None]
+OnLost = Callable[["LostAttempt"], None]
 
 #: Told how many items a long write has done so far (a running total), so a terminal
 #: can draw a progress bar. It may be called from another thread (the SQLite store

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
@@ -76,19 +76,12 @@ from queuectl.backends.sqlite_queues import QueueControlSqlite
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.exceptions import BackendError, DatabaseBusy, DuplicateJob
-from queuectl.models import (
-    Claim,
-    Fire,
-    Fired,
-    Heartbeat,
-    Job,
-    JobState,
-    LostAttempt,
-    NewJob,
-    WorkerInfo,
-)
+from queuectl.models import Claim, Fired, Job, JobState, NewJob
 from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
+
+if TYPE_CHECKING:
+    from queuectl.models import Fire, Heartbeat, LostAttempt, WorkerInfo
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl.backends import bookkeeping, operations
 from queuectl.backends.base import (
@@ -29,17 +29,10 @@ from queuectl.backends.rows import (
     running_from_row,
     schedule_from_row,
 )
-from queuectl.models import (
-    Attempt,
-    Finish,
-    Job,
-    JobState,
-    Outcome,
-    ProcessStart,
-    RunningJob,
-    Schedule,
-    StopMode,
-)
+from queuectl.models import Job, JobState, Outcome, StopMode
+
+if TYPE_CHECKING:
+    from queuectl.models import Attempt, Finish, ProcessStart, RunningJob, Schedule
 
 #: Dead jobs moved per statement by ``dlq retry --all``.
 REQUEUE_BATCH = 500
