@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
-from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, Links, OnProgress
+from queuectl.backends.base import OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -47,6 +47,7 @@ _SPOOL_READ_S = 0.1
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
 
+    from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, Links
     from queuectl.models import Attempt, RunningJob, WorkerInfo
     from queuectl.schedules import Schedules
 _STOP_POLL_S = 0.1

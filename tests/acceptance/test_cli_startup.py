@@ -63,8 +63,8 @@ def imported(db: Path, *args: str, input: str | None = None, code: int = 0) -> s
     return modules
 
 
-#: What an enqueue does not build either: the worker's and operators' records.
-NOT_FOR_ENQUEUE = ("queuectl.models_late",)
+#: What an enqueue does not build either: the records of workers, operators and reads.
+NOT_FOR_ENQUEUE = ("queuectl.models_late", "queuectl.backends.base_late")
 
 
 def heavy(modules: set[str]) -> list[str]:
