@@ -14,13 +14,16 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl.clock import MAX_MS, parse_when, seconds_to_ms
 from queuectl.config import MAX_INT, QueueConfig
 from queuectl.durations import parse_seconds
 from queuectl.exceptions import InvalidJob
-from queuectl.models import AFTER_MODES, JobChanges, NewJob
+from queuectl.models import AFTER_MODES, NewJob
+
+if TYPE_CHECKING:
+    from queuectl.models import JobChanges
 
 #: Fields a user sets. ``null`` for any of them means "not given".
 INPUT_FIELDS = frozenset(
@@ -408,6 +411,8 @@ def to_changes(fields: Mapping[str, Any], *, now: int) -> JobChanges:
     ``timeout``, ``run_at``, ``delay``) and ``now`` (a flag); ``None`` means not
     given. ``ValueError`` names the first bad field.
     """
+    from queuectl.models_late import JobChanges
+
     given = {k: v for k, v in fields.items() if v is not None and v is not False}
     starts = [k for k in ("run_at", "delay", "now") if k in given]
     if len(starts) > 1:

@@ -9,9 +9,12 @@ drift apart.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from queuectl import procs
-from queuectl.models import WorkerInfo
+
+if TYPE_CHECKING:
+    from queuectl.models import WorkerInfo
 
 #: Heartbeats per lease, counted from when the last one was *sent*. Four means
 #: a heartbeat held up by a locked database or a stalled network still leaves

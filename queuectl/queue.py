@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from queuectl import procs
 from queuectl.backends import Backend, open_backend, wakeup
-from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, Links, OnProgress
+from queuectl.backends.base import OnProgress
 from queuectl.clock import Clock, now_ms, seconds_to_ms
 from queuectl.config import (
     DEFAULT_BUSY_TIMEOUT_S,
@@ -34,17 +34,7 @@ from queuectl.config import (
 from queuectl.exceptions import DuplicateJob, InvalidJob, JobNotFound, NoDatabase, QueueCtlError
 from queuectl.jobspec import RawJob, Repeat, build_jobs, json_line_chunks, parse_input
 from queuectl.leases import SHOWN_LIVE_FOR_LEASES, worker_is_live
-from queuectl.models import (
-    TERMINAL_STATES,
-    Attempt,
-    Job,
-    JobState,
-    NewJob,
-    Outcome,
-    RunningJob,
-    StopMode,
-    WorkerInfo,
-)
+from queuectl.models import TERMINAL_STATES, Job, JobState, NewJob, Outcome, StopMode
 from queuectl.operate import QueueOperations
 from queuectl.queues import QueueSettingsOperations
 
@@ -57,6 +47,8 @@ _SPOOL_READ_S = 0.1
 if TYPE_CHECKING:
     from tempfile import TemporaryDirectory
 
+    from queuectl.backends.base import AttemptOutput, FinishedTotals, JobsPage, Links
+    from queuectl.models import Attempt, RunningJob, WorkerInfo
     from queuectl.schedules import Schedules
 _STOP_POLL_S = 0.1
 #: Jobs a filtered page of the web dashboard looks at (see ``Queue.jobs_page``).

@@ -19,9 +19,10 @@ from queuectl.backends import Backend
 from queuectl.clock import Clock
 from queuectl.exceptions import QueueCtlError
 from queuectl.jobspec import validate_queue
-from queuectl.models import ALL_QUEUES, Job, JobState, QueueSettings, WorkerInfo
+from queuectl.models import ALL_QUEUES, Job, JobState
 
 if TYPE_CHECKING:
+    from queuectl.models import QueueSettings, WorkerInfo
     from queuectl.why import Why
 
 

@@ -16,29 +16,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from queuectl.backends.operations import CancelResult, RetryPlan
-from queuectl.models import (
-    Attempt,
-    Claim,
-    Finish,
-    Fire,
-    Fired,
-    Heartbeat,
-    Job,
-    JobChanges,
-    JobState,
-    LostAttempt,
-    NewJob,
-    Outcome,
-    ProcessStart,
-    QueueSettings,
-    RunningJob,
-    Schedule,
-    StopMode,
-    WorkerInfo,
-)
+from queuectl.models import Claim, Fired, Job, JobState, NewJob, Outcome, StopMode
+
+if TYPE_CHECKING:
+    from queuectl.backends import base_late as _late
+    from queuectl.models import (
+        Attempt,
+        Finish,
+        Fire,
+        Heartbeat,
+        JobChanges,
+        LostAttempt,
+        ProcessStart,
+        QueueSettings,
+        RunningJob,
+        Schedule,
+        WorkerInfo,
+    )
+
+    AttemptOutput = _late.AttemptOutput
+    Link = _late.Link
+    Links = _late.Links
+    JobsPage = _late.JobsPage
+    FinishedTotals = _late.FinishedTotals
+    DueSchedules = _late.DueSchedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +75,6 @@ class Enqueued:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptOutput:
-    attempt: int
-    output: bytes
-    output_size: int
-    #: Where the running command's output is spooled, on ``host``.
-    log_path: str | None
-    host: str | None
-    finished: bool
-
-
-@dataclass(frozen=True, slots=True)
 class QueueProbe:
     """What ``--burst`` and the idle loop need to know, read in one go."""
 
@@ -95,7 +88,7 @@ class QueueProbe:
 
 #: Called with each lost attempt before the job becomes claimable again, so a
 #: still-running orphan on this host can be killed first.
-OnLost = Callable[[LostAttempt], None]
+OnLost = Callable[["LostAttempt"], None]
 
 #: Told how many items a long write has done so far (a running total), so a terminal
 #: can draw a progress bar. It may be called from another thread (the SQLite store
@@ -417,52 +410,6 @@ class QueueControl(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A job on the other end of a dependency: its id, its state (``None``: removed since),
-    and whether that edge is met."""
-
-    id: str
-    state: JobState | None
-    met: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Links:
-    """``show``: a job's dependencies (in the order given) and the jobs waiting on it."""
-
-    after: list[Link]
-    dependents: list[Link]
-
-
-@dataclass(frozen=True, slots=True)
-class JobsPage:
-    """One page of a job list, newest first, and where the next (older) page starts."""
-
-    jobs: list[Job]
-    #: The cursor of the next page (pass as ``before``), ``None`` at the end.
-    next_before: int | None
-    #: How many jobs the page looked at (the window), to say so when a search is cut.
-    scanned: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedTotals:
-    """The store's counters of finished attempts since it was created; they never go down.
-
-    Kept in the transaction that finishes each attempt (not counted from the attempts
-    table, which ``purge`` and ``rm`` shrink).
-    """
-
-    #: queue → outcome (``bookkeeping.TALLIES``) → attempts.
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: queue → bucket upper bound in ms (``bookkeeping.BUCKETS_MS``) → attempts in it
-    #: (per bucket, not cumulative).
-    buckets: dict[str, dict[int, int]] = field(default_factory=dict)
-    #: queue → total duration of its finished attempts, ms.
-    sum_ms: dict[str, int] = field(default_factory=dict)
-
-
 class WebReader(Protocol):
     """Reads of the web dashboard and ``/metrics``; each bounded, however big the tables."""
 
@@ -505,18 +452,6 @@ class WebReader(Protocol):
     async def finished_totals(self) -> FinishedTotals:
         """The kept counters of finished attempts: a few rows per queue."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class DueSchedules:
-    """What the workers' scheduler reads: what is due now, and when to look again."""
-
-    #: The store's clock when it read (PostgreSQL: the server's), to plan fires by.
-    store_now: int
-    due: list[Schedule]
-    #: The earliest fire time after ``store_now`` of an active schedule, moved onto
-    #: the caller's clock (for its timer); ``None`` when there is none.
-    next_at: int | None
 
 
 class ScheduleStore(Protocol):
@@ -598,3 +533,20 @@ class Backend(
     identity: str
 
     async def aclose(self) -> None: ...
+
+
+#: The results only reads of the dashboard, ``show``, ``logs`` and the scheduler
+#: build: they live in ``base_late`` and load on first use, so ``enqueue`` does not
+#: pay for making them (issue 15).
+_LATE = frozenset({"AttemptOutput", "Link", "Links", "JobsPage", "FinishedTotals", "DueSchedules"})
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in _LATE:
+            from queuectl.backends import base_late
+
+            value = getattr(base_late, name)
+            globals()[name] = value  # found directly from now on
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

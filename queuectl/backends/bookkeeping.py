@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl.backends.base import FinishResult, OnLost
 from queuectl.config import from_stored
@@ -29,20 +29,11 @@ from queuectl.exceptions import (
     JobNotFound,
     ScheduleNotFound,
 )
-from queuectl.models import (
-    Finish,
-    Fire,
-    Heartbeat,
-    JobState,
-    LostAttempt,
-    NewJob,
-    Outcome,
-    Overlap,
-    ProcessStart,
-    Schedule,
-    StopMode,
-)
+from queuectl.models import JobState, NewJob, Outcome, Overlap, StopMode
 from queuectl.retry import RetryDecision, RetryPolicy, decide, if_cancel_requested
+
+if TYPE_CHECKING:
+    from queuectl.models import Finish, Fire, Heartbeat, LostAttempt, ProcessStart, Schedule
 
 #: The fields of ``start_records``.
 START_FIELDS = ("id", "token", "host", "pid", "pgid", "proc_start", "log_path", "slot")
@@ -268,6 +259,8 @@ def heartbeat_answer(
     worker row's stop request, ``None`` when the row is gone (removed as stale), so
     the worker registers again.
     """
+    from queuectl.models_late import Heartbeat
+
     lost = frozenset(t for t in running if t not in held)
     asked = frozenset(cancel) - lost
     if stop is None:

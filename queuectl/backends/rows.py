@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from queuectl.models import (
-    ALL_QUEUES,
-    Attempt,
-    Job,
-    JobState,
-    LostAttempt,
-    NewJob,
-    Outcome,
-    Overlap,
-    QueueSetting,
-    QueueSettings,
-    RunningJob,
-    Schedule,
-    StopMode,
-    WorkerInfo,
-)
+from queuectl.models import ALL_QUEUES, Job, JobState, NewJob, Outcome, Overlap, StopMode
+
+if TYPE_CHECKING:
+    from queuectl.models import (
+        Attempt,
+        LostAttempt,
+        QueueSettings,
+        RunningJob,
+        Schedule,
+        WorkerInfo,
+    )
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
@@ -60,6 +55,8 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
 
 def worker_from_row(row: Mapping[str, Any], shift: int = 0) -> WorkerInfo:
     """``shift`` moves the store's times onto the caller's clock (PostgreSQL keeps its own)."""
+    from queuectl.models_late import WorkerInfo
+
     return WorkerInfo(
         id=row["id"],
         host=row["host"],
@@ -82,6 +79,8 @@ def lost_from_row(
     ``shift`` moves the attempt's start onto the caller's clock, where it is compared
     with the start times of this host's processes.
     """
+    from queuectl.models_late import LostAttempt
+
     started = row["started_at"]
     return LostAttempt(
         job_id=row[job_id],
@@ -98,6 +97,8 @@ def lost_from_row(
 
 
 def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
+    from queuectl.models_late import Attempt
+
     return Attempt(
         job_id=r["job_id"],
         attempt=r["attempt"],
@@ -116,6 +117,8 @@ def attempt_from_row(r: Mapping[str, Any]) -> Attempt:
 
 
 def running_from_row(r: Mapping[str, Any]) -> RunningJob:
+    from queuectl.models_late import RunningJob
+
     return RunningJob(
         job_id=r["id"],
         command=r["command"],
@@ -159,6 +162,8 @@ def stored_job(
 
 
 def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
+    from queuectl.models_late import Schedule
+
     return Schedule(
         name=row["name"],
         cron=row["cron"],
@@ -177,6 +182,8 @@ def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
 
 def settings_from_rows(rows: Sequence[Mapping[str, Any]]) -> QueueSettings:
     """``queue_settings`` rows (``queue, paused, lim``) of either store."""
+    from queuectl.models_late import QueueSetting, QueueSettings
+
     queues = {
         r["queue"]: QueueSetting(r["queue"], bool(r["paused"]), r["lim"])
         for r in rows

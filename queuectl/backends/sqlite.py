@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
@@ -76,25 +76,23 @@ from queuectl.backends.sqlite_queues import QueueControlSqlite
 from queuectl.backends.store import Cycle, SqlStore
 from queuectl.backends.web_reads import WebReads
 from queuectl.exceptions import BackendError, DatabaseBusy, DuplicateJob
-from queuectl.models import (
-    Claim,
-    Fire,
-    Fired,
-    Heartbeat,
-    Job,
-    JobState,
-    LostAttempt,
-    NewJob,
-    WorkerInfo,
-)
+from queuectl.models import Claim, Fired, Job, JobState, NewJob
 from queuectl.retry import RetryPolicy
 from queuectl.sql import queries
+
+if TYPE_CHECKING:
+    from queuectl.models import Fire, Heartbeat, LostAttempt, WorkerInfo
 
 T = TypeVar("T")
 
 SQL = queries("sqlite")
-#: Rows per ``executemany`` of a big enqueue, between two progress reports.
+#: Rows inserted between two progress reports of a big enqueue.
 _ENQUEUE_CHUNK = 2000
+#: Rows per ``INSERT`` statement of an enqueue. Each statement pays SQLite's
+#: per-statement work (its statement transaction, the AUTOINCREMENT counter read
+#: and written back) and a trip through the GIL; one statement per 500 rows
+#: instead of one per row took W1b's insert from ~9.5 to ~5.5 µs per row (issue 15).
+_ROWS_PER_INSERT = 500
 
 
 class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
@@ -232,6 +230,10 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                 inflight = asyncio.ensure_future(
                     self._call(functools.partial(_insert_chunk, chunk, rows, count, start))
                 )
+                # One turn of the loop hands the chunk to the database thread; without
+                # it the task would only start at the next ``await``, after the next
+                # chunk's validation, and the two would take turns instead of overlapping.
+                await asyncio.sleep(0)
                 per_queue.update(j.queue for j in chunk)
                 count += len(chunk)
             if inflight is not None:
@@ -563,11 +565,11 @@ def _insert_jobs(
 ) -> None:
     """Insert and count jobs inside the caller's transaction (``IntegrityError``: a taken id)."""
     if progress is None:
-        conn.executemany(SQL["insert_job"], rows)
+        _insert_rows(conn, rows)
     else:
         for start in range(0, len(rows), _ENQUEUE_CHUNK):
             chunk = rows[start : start + _ENQUEUE_CHUNK]
-            conn.executemany(SQL["insert_job"], chunk)
+            _insert_rows(conn, chunk)
             progress(start + len(chunk))
     per_queue = Counter(j.queue for j in jobs)
     conn.executemany(
@@ -575,6 +577,29 @@ def _insert_jobs(
     )
     if any(j.after for j in jobs):
         sqlite_deps.insert(conn, jobs)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``insert_job`` for every row, in order, up to ``_ROWS_PER_INSERT`` rows per statement.
+
+    A statement inserts its rows in the order given, so ``seq`` follows the input; a
+    taken id or key aborts the statement whole (``IntegrityError``), as it aborted
+    the one row before.
+    """
+    if not rows:
+        return
+    most = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(rows[0])
+    per = max(1, min(_ROWS_PER_INSERT, most))
+    for start in range(0, len(rows), per):
+        part = rows[start : start + per]
+        conn.execute(_insert_many(len(part)), [value for row in part for value in row])
+
+
+@functools.cache
+def _insert_many(count: int) -> str:
+    """``insert_job`` with ``count`` rows of values (the statement cache keeps each text)."""
+    head, sep, values = SQL["insert_job"].partition("VALUES")
+    return head + sep + ",\n".join([values.strip()] * count)
 
 
 def _fire(conn: sqlite3.Connection, fire: Fire, now: int) -> Fired:
@@ -624,7 +649,7 @@ def _insert_chunk(
         rows = [(*row[:-1], n) for row, n in zip(rows, unmet, strict=True)]  # unmet is last
     conn.execute("SAVEPOINT chunk")
     try:
-        conn.executemany(SQL["insert_job"], rows)
+        _insert_rows(conn, rows)
         if chained:
             sqlite_deps.insert(conn, jobs)
     except sqlite3.IntegrityError as exc:

@@ -14,14 +14,17 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from queuectl.backends import operations, sqlite_deps
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.backends.rows import job_from_row
 from queuectl.backends.sqlite_conn import transaction
-from queuectl.models import Job, JobChanges, JobState
+from queuectl.models import Job, JobState
 from queuectl.sql import queries
+
+if TYPE_CHECKING:
+    from queuectl.models import JobChanges
 
 T = TypeVar("T")
 SQL = queries("sqlite", "operations")

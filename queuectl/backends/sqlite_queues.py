@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from queuectl.backends.rows import settings_from_rows
 from queuectl.backends.sqlite_conn import transaction
-from queuectl.models import QueueSettings
 from queuectl.sql import queries
+
+if TYPE_CHECKING:
+    from queuectl.models import QueueSettings
 
 T = TypeVar("T")
 SQL = queries("sqlite")

@@ -12,34 +12,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl.backends import bookkeeping, operations
-from queuectl.backends.base import (
-    AttemptOutput,
-    DueSchedules,
-    Exchanged,
-    Link,
-    Links,
-    OnProgress,
-)
+from queuectl.backends.base import Exchanged, OnProgress
 from queuectl.backends.rows import (
     attempt_from_row,
     job_from_row,
     running_from_row,
     schedule_from_row,
 )
-from queuectl.models import (
-    Attempt,
-    Finish,
-    Job,
-    JobState,
-    Outcome,
-    ProcessStart,
-    RunningJob,
-    Schedule,
-    StopMode,
-)
+from queuectl.models import Job, JobState, Outcome, StopMode
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import AttemptOutput, DueSchedules, Link, Links
+    from queuectl.models import Attempt, Finish, ProcessStart, RunningJob, Schedule
 
 #: Dead jobs moved per statement by ``dlq retry --all``.
 REQUEUE_BATCH = 500
@@ -169,6 +156,8 @@ class SqlStore(ABC):
         return deleted
 
     async def dependencies(self, job_id: str) -> Links:
+        from queuectl.backends.base_late import Link, Links
+
         def link(row: Row) -> Link:
             state = row["state"]
             return Link(row["id"], None if state is None else JobState(state), bool(row["met"]))
@@ -199,6 +188,8 @@ class SqlStore(ABC):
         return [attempt_from_row(r) for r in await self._rows("history", {"id": job_id})]
 
     async def attempt_output(self, job_id: str, attempt: int | None) -> AttemptOutput | None:
+        from queuectl.backends.base_late import AttemptOutput
+
         rows = await self._rows("attempt_output", {"id": job_id, "attempt": attempt})
         if not rows:
             return None
@@ -268,6 +259,8 @@ class SqlStore(ABC):
         return bool(await self._rows("resume_schedule", values))
 
     async def due_schedules(self, *, now: int) -> DueSchedules:
+        from queuectl.backends.base_late import DueSchedules
+
         rows = await self._rows("due_schedules", {"now": now, "clock": self._clock(now)})
         store_now = rows[0]["store_now"]
         next_at = rows[0]["next_at"]

@@ -10,12 +10,14 @@ on ten.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from queuectl.backends.base import FinishedTotals, JobsPage
 from queuectl.backends.rows import job_from_row
 from queuectl.backends.store import Row
 from queuectl.models import JobState, Outcome
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import FinishedTotals, JobsPage
 
 #: Above every ``seq``: "before the end" for the newest page.
 NEWEST = 1 << 62
@@ -25,6 +27,8 @@ def _page(
     rows: Sequence[Mapping[str, Any]], window: tuple[int, int | None], limit: int, scan: int
 ) -> JobsPage:
     """The next cursor: after the last job shown, or after the window when it ran dry."""
+    from queuectl.backends.base_late import JobsPage
+
     jobs = [job_from_row(r) for r in rows]
     count, low = window
     if len(rows) >= limit:
@@ -88,6 +92,8 @@ class WebReads:
         return int(rows[0]["next_run_at"]) if rows else None
 
     async def finished_totals(self) -> FinishedTotals:
+        from queuectl.backends.base_late import FinishedTotals
+
         totals = FinishedTotals()
         for r in await self._rows("web_finished_totals", {}):
             totals.counts.setdefault(r["queue"], {})[r["outcome"]] = int(r["n"])

@@ -37,6 +37,9 @@ def test_a_long_stream_is_enqueued_in_order(db_path: Path | str):
     assert result.stdout.split() == [f"s{i}" for i in range(N)]
     status = cli_json(db_path, "status")
     assert status["jobs"]["pending"] == N
+    # Stored in input order too (many rows go in per INSERT): `list` is newest first.
+    listed = cli_json(db_path, "list", "--limit", "0")
+    assert [j["id"] for j in listed] == [f"s{i}" for i in reversed(range(N))]
 
 
 def test_an_id_twice_across_chunks_names_both_and_enqueues_nothing(db_path: Path | str):
