@@ -58,6 +58,7 @@ class Execution:
     def __init__(self, cmd: Command) -> None:
         self.cmd = cmd
         self.pid: int | None = None
+        self._proc: asyncio.subprocess.Process | None = None
         self._reason: KillReason | None = None
         self._loop = asyncio.get_running_loop()
         self._handles: list[asyncio.TimerHandle] = []
@@ -89,7 +90,7 @@ class Execution:
                     spawn_error=_describe_os_error(exc, cmd.cwd),
                     duration_s=time.monotonic() - started,
                 )
-            self.pid = proc.pid
+            self.pid, self._proc = proc.pid, proc
             if on_start is not None:
                 on_start(proc.pid)
             if self._reason is not None:  # killed before the process existed
@@ -118,6 +119,22 @@ class Execution:
             os.close(self._fd)
             with contextlib.suppress(OSError):
                 os.unlink(cmd.spool_path)
+
+    def leader_start(self) -> str | None:
+        """``procs.proc_start`` of the command's shell, safe to call at any time later.
+
+        Read when the start record is sent, not at the spawn: right after the spawn
+        the read waits for the child's ``exec`` to finish (0.3-0.7 ms of the loop's
+        time per job here), and a short job's record goes with its finish, when
+        the shell is long gone. A shell this worker reaped gets ``procs.gone_start``:
+        its pid may belong to another process by now. (The child watcher sets
+        ``returncode`` in the same loop callback that reaps, so nothing between.)
+        """
+        if self._proc is None:
+            return None
+        if self._proc.returncode is not None:
+            return procs.gone_start()
+        return procs.proc_start(self._proc.pid) or procs.gone_start()
 
     def kill(self, reason: KillReason, *, grace_s: float | None = None) -> None:
         """Kill the command's group: SIGTERM now, SIGKILL after the grace.

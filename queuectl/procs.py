@@ -73,6 +73,16 @@ def proc_start(pid: int) -> str | None:
     return f"{boot_id()}:{int(fields[19])}"
 
 
+def gone_start() -> str:
+    """The start to record for a group leader already reaped by this worker.
+
+    It matches no live process, so ``kill_group`` never signals a reused pid's
+    group with it; a leaderless group of that id can only be the job's own
+    (a group id is not handed out again while its group has members).
+    """
+    return f"{boot_id()}:gone"
+
+
 def is_local(host: str, started: str | None) -> bool:
     """Whether a process recorded as ``host`` with start ``started`` runs on this machine.
 

@@ -311,18 +311,10 @@ class Worker:
         pump = self._pump
 
         def started(pid: int) -> None:
-            pump.started(
-                ProcessStart(
-                    job.id,
-                    claim.token,
-                    procs.HOST,
-                    pid,
-                    pid,
-                    procs.proc_start(pid),
-                    str(spool_path),
-                    slot=slot,
-                )
+            start = ProcessStart(
+                job.id, claim.token, procs.HOST, pid, pid, None, str(spool_path), slot=slot
             )
+            pump.started(start, execution.leader_start)
 
         try:
             return await execution.run(started)

@@ -325,3 +325,39 @@ async def test_on_start_gets_the_pid_while_the_command_runs(tmp_path: Path) -> N
         lambda pid: seen.append(procs.is_alive(pid, None))
     )
     assert seen == [True]
+
+
+async def test_leader_start_is_the_live_shell_then_gone_once_reaped(tmp_path: Path) -> None:
+    """The start record is read when it is sent: the shell's own while it runs,
+    and ``gone_start`` (which no live process matches) once this worker reaped it."""
+    execution = Execution(command(tmp_path, "sleep 30"))
+    assert execution.leader_start() is None  # not spawned yet
+    seen: list[int] = []
+    task = asyncio.create_task(execution.run(seen.append))
+    await wait_for_async(lambda: bool(seen))
+    live = execution.leader_start()
+    assert live is not None and live == procs.proc_start(seen[0])
+    assert live != procs.gone_start()
+    execution.kill(KillReason.CANCEL)
+    result = await asyncio.wait_for(task, 30)
+    assert result.cancelled
+    assert execution.leader_start() == procs.gone_start()
+
+
+async def test_gone_start_never_matches_a_live_leader() -> None:
+    """A pid reused by a new group leader is never signalled for a reaped shell."""
+    other = await asyncio.create_subprocess_exec("sleep", "30", start_new_session=True)
+    try:
+        assert not procs.kill_group(other.pid, procs.gone_start(), signal.SIGKILL)
+        assert procs.is_alive(other.pid, procs.proc_start(other.pid))
+    finally:
+        other.kill()
+        await other.wait()
+
+
+async def wait_for_async(check: object, timeout: float = 20) -> None:
+    assert callable(check)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never met"
+        await asyncio.sleep(0.01)
