@@ -362,9 +362,13 @@ async def test_short_jobs_drained_riding_ahead_run_once_each_with_one_attempt(
 
 
 async def test_a_job_claimed_ahead_of_a_long_one_goes_back_uncharged(
-    db: str, tmp_path: Path
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After short jobs the slot claims ahead; the long job must not keep it claimed."""
+    # A wider "short" than 50 ms, so that `true` counts as short however loaded the
+    # machine is: the slot surely claims "after" ahead while "long" runs.
+    monkeypatch.setattr("queuectl.pump.START_HOLD_S", 0.3)
+    monkeypatch.setattr("queuectl.worker.START_HOLD_S", 0.3)
     started = tmp_path / "started"
     release = tmp_path / "release"
     await enqueue(
@@ -376,15 +380,23 @@ async def test_a_job_claimed_ahead_of_a_long_one_goes_back_uncharged(
         },
         {"id": "after", "command": "true"},
     )
-    async with started_worker(db) as (_, task), open_queue(db) as queue:
+    handed_back: list[tuple[str, int]] = []
+    async with started_worker(db) as (worker, task), open_queue(db) as queue:
+        unclaim = worker.backend.unclaim
+
+        async def recorded(**kw: Any) -> list[tuple[str, int]]:
+            back: list[tuple[str, int]] = await unclaim(**kw)
+            handed_back.extend(back)
+            return back
+
+        worker.backend.unclaim = recorded  # type: ignore[method-assign]
         await wait_until(lambda: _exists(started))
-        seen = time.monotonic()
 
         async def after_is_back() -> bool:
-            # Well past START_HOLD_S into the long job: "after" waits unclaimed.
-            return time.monotonic() - seen > 0.3 and await state_of(db, "after") is JobState.PENDING
+            return bool(handed_back) and await state_of(db, "after") is JobState.PENDING
 
         await wait_until(after_is_back)
+        assert handed_back == [("after", 1)]
         assert await state_of(db, "long") is JobState.PROCESSING
         job, _ = await shown(db, "after")
         assert job.attempts == 0
