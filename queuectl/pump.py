@@ -8,12 +8,12 @@ claim statement. While a cycle is in flight, new requests pile up for the next o
 batching grows with load without any added delay.
 
 While the jobs are short (the last one finished within ``START_HOLD_S``), a start
-record alone waits that long before it is sent: the job's finish, and its slot's
-next claim, usually come within it and carry the start in their transaction, so a
-short job costs one transaction rather than two. A start only says which process
-runs the attempt (for recovery and ``status``); the claim already holds the job.
-After a long job (and for the first) starts go at once, so a crash while a long
-command runs still leaves its process group on record for the recovery.
+record waits up to that long for its own job's finish, and goes in the same
+transaction: a short job costs one transaction rather than two, and its record
+needs no read of ``/proc`` (the shell is gone by then). A start only says which
+process runs the attempt (for recovery and ``status``); the claim already holds
+the job. After a long job (and for the first) starts go at once, so a crash while
+a long command runs still leaves its process group on record for the recovery.
 
 When no job is due, the pump sleeps until one of: a wake-up from ``enqueue`` (the
 ``arm`` call), the time the next waiting job falls due, or the slow fallback poll
@@ -59,7 +59,9 @@ START_HOLD_S = 0.05
 class _PendingStart:
     start: ProcessStart
     #: Reads the leader's start (``Execution.leader_start``) when the record is sent.
-    leader: Callable[[], str | None] | None = None
+    leader: Callable[[], str | None] | None
+    #: Loop time until which the record waits for its job's finish (0: send at once).
+    until: float
 
     def resolved(self) -> ProcessStart:
         """The record to send, with its leader's start read now (once)."""
@@ -116,10 +118,12 @@ class Pump:
         #: An exchange that claimed failed: it may have committed claims nobody runs.
         self._unsure = False
         self._retry_s = _RETRY_MIN_S
-        #: Loop time until which start records alone are held (see the module docstring).
-        self._hold_until: float | None = None
         #: Whether the last finished job was short: only then are starts held.
         self._short = False
+        #: ``(job id, token)`` of the finishes waiting to be sent.
+        self._ending: set[tuple[str, int]] = set()
+        #: Claims never started, to hand back as if never made (``JobStore.unclaim``).
+        self._unclaims: list[Claim] = []
 
     def want_job(self) -> asyncio.Future[Claim | None]:
         """A future for the next claimed job; ``None`` once the worker stops claiming."""
@@ -133,13 +137,15 @@ class Pump:
 
     def started(self, start: ProcessStart, leader: Callable[[], str | None] | None = None) -> None:
         """A command started; ``leader``, if given, fills in ``proc_start`` when sent."""
-        self._starts.append(_PendingStart(start, leader))
+        until = asyncio.get_running_loop().time() + START_HOLD_S if self._short else 0.0
+        self._starts.append(_PendingStart(start, leader, until))
         self._kick.set()
 
     def finished(self, finish: Finish) -> asyncio.Future[FinishResult]:
         future: asyncio.Future[FinishResult] = asyncio.get_running_loop().create_future()
         self._short = finish.result.duration_s < START_HOLD_S
         self._finishes.append(_PendingFinish(finish, future))
+        self._ending.add((finish.job_id, finish.token))
         self._kick.set()
         return future
 
@@ -167,6 +173,22 @@ class Pump:
         self._kick.set()
 
     @property
+    def short(self) -> bool:
+        """Whether the last finished job took less than ``START_HOLD_S``."""
+        return self._short
+
+    def withdraw(self, future: asyncio.Future[Claim | None]) -> None:
+        """Take back a ``want_job`` not answered yet: a claim in flight for it goes back."""
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(future)
+        future.cancel()
+
+    def give_back(self, claim: Claim) -> None:
+        """Hand a claimed job that was never started back, as if it had not been claimed."""
+        self._unclaims.append(claim)
+        self._kick.set()
+
+    @property
     def idle_slots(self) -> int:
         return len(self._waiters)
 
@@ -176,41 +198,39 @@ class Pump:
             if self._unsure:
                 await self._reconcile()
                 continue
+            if self._unclaims:
+                await self._unclaim()
+                continue
             want = len(self._waiters) if (self._armed and self._claiming) else 0
-            if not (self._starts or self._finishes or want):
-                if self._closing:
-                    return
+            if not (self._starts or self._finishes or want) and self._closing:
+                return
+            due = self._due_starts()
+            if not (due or self._finishes or want):
                 await self._sleep()
                 continue
-            alone = not (self._finishes or want or self._closing)
-            if alone and self._short and await self._hold_starts():
-                continue
-            await self._cycle(want)
+            await self._cycle(want, due)
 
-    async def _hold_starts(self) -> bool:
-        """Hold start records alone for up to ``START_HOLD_S``; True if woken before that.
+    def _due_starts(self) -> list[_PendingStart]:
+        """The start records to send now: all but those still waiting for their finish."""
+        if not self._starts:
+            return []
+        now = asyncio.get_running_loop().time()
+        if self._closing or all(s.until <= now for s in self._starts):
+            return self._starts
+        return [
+            s
+            for s in self._starts
+            if s.until <= now or (s.start.job_id, s.start.token) in self._ending
+        ]
 
-        Woken early (a finish, a claim wanted, another start), the caller looks again
-        at what there is; the hold counts from the first start held.
-        """
-        loop = asyncio.get_running_loop()
-        if self._hold_until is None:
-            self._hold_until = loop.time() + START_HOLD_S
-        left = self._hold_until - loop.time()
-        if left <= 0:
-            return False
-        self._kick.clear()
-        try:
-            async with asyncio.timeout(left):
-                await self._kick.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def _cycle(self, want: int) -> None:
-        starts, self._starts = self._starts, []
+    async def _cycle(self, want: int, starts: list[_PendingStart]) -> None:
+        if starts is self._starts:
+            self._starts = []
+        else:
+            sent = {id(s) for s in starts}
+            self._starts = [s for s in self._starts if id(s) not in sent]
         finishes, self._finishes = self._finishes, []
-        self._hold_until = None
+        self._ending = set()
         try:
             result = await self._backend.exchange(
                 worker_id=self._worker_id,
@@ -227,6 +247,7 @@ class Pump:
             # Keep everything for the next cycle: a finished job's result must land.
             self._starts[:0] = starts
             self._finishes[:0] = finishes
+            self._ending.update((p.finish.job_id, p.finish.token) for p in finishes)
             self._unsure = self._unsure or want > 0
             log.warning("cannot reach the job store (%s); retrying", exc)
             await self._backoff()
@@ -243,9 +264,9 @@ class Pump:
         for claim in result.claims:
             waiter = self._waiters.popleft() if self._waiters else None
             if waiter is None or waiter.done():
-                # The worker began stopping while this claim was in flight: hand the
-                # job straight back, without charging the attempt.
-                self._release(claim)
+                # The worker began stopping (or the slot no longer wants a job
+                # ahead) while this claim was in flight: hand the job straight back.
+                self._unclaims.append(claim)
             else:
                 waiter.set_result(claim)
         if len(result.claims) < want:
@@ -293,6 +314,41 @@ class Pump:
                 )
             )
 
+    async def _unclaim(self) -> None:
+        """Hand back claims never started, in a transaction of their own.
+
+        Rare (a slot's job claimed ahead, when the running command turns out long,
+        or a claim that arrived as the worker stopped), so not worth a place in
+        ``exchange``. A claim the store will not take back (a cancel was requested
+        meanwhile, or the lease was lost) is finished as interrupted instead, which
+        applies the cancel or is refused by the fence.
+        """
+        claims, self._unclaims = self._unclaims, []
+        try:
+            back = await self._backend.unclaim(
+                worker_id=self._worker_id,
+                claims=[(c.job.id, c.token) for c in claims],
+                now=self._clock(),
+            )
+        except NotAQueueDatabase:
+            raise
+        except BackendError as exc:
+            self._unclaims[:0] = claims
+            log.warning("cannot reach the job store (%s); retrying", exc)
+            await self._backoff()
+            return
+        self._retry_s = _RETRY_MIN_S
+        gone = set(back)
+        for claim in claims:
+            key = (claim.job.id, claim.token)
+            if key in gone:
+                self._claimed.discard(key)
+                self._held -= 1
+            else:
+                self._release(claim)
+        if gone:
+            self._armed = True  # claimable again, here too
+
     def _release(self, claim: Claim) -> None:
         job = claim.job
         result = ExecutionResult(interrupted=True)
@@ -323,6 +379,14 @@ class Pump:
             self._recheck_s = min(self._recheck_s * 2, POLL_S)
         if self._next_due is not None and self._claiming:
             timeout = min(timeout, max(self._next_due - self._clock(), 0) / 1000)
+        if self._starts:
+            # A start record waiting for its finish: send it when its wait is over.
+            left = min(s.until for s in self._starts) - asyncio.get_running_loop().time()
+            if left < timeout:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(left, 0)):
+                        await self._kick.wait()
+                return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._kick.wait()

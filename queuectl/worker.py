@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -57,6 +58,7 @@ from queuectl.models import (
     Claim,
     ExecutionResult,
     Finish,
+    Heartbeat,
     JobState,
     LostAttempt,
     ProcessStart,
@@ -65,7 +67,7 @@ from queuectl.models import (
 )
 from queuectl.options import WorkerOptions
 from queuectl.private import make_dirs
-from queuectl.pump import Pump
+from queuectl.pump import START_HOLD_S, Pump
 from queuectl.schedules import Schedules, run_scheduler
 from queuectl.signals import STOP_SIGNALS, on_signals
 from queuectl.transitions import (
@@ -98,6 +100,10 @@ class Worker:
         self.config = QueueConfig()
         self._queues: tuple[str, ...] | None = options.queues or None
         self._running: dict[tuple[str, int], Execution] = {}
+        #: Jobs claimed ahead by a slot (see ``_slot``), not started yet.
+        self._ahead: set[tuple[str, int]] = set()
+        #: Jobs claimed ahead that the heartbeat said to kill: how, once they start.
+        self._doomed: dict[tuple[str, int], KillReason] = {}
         self._stop = StopMode.NONE
         self._pump: Pump | None = None
         self._base_env = dict(os.environ)
@@ -266,12 +272,31 @@ class Worker:
         self.stop(StopMode.GRACEFUL if self._signals == 1 else StopMode.NOW)
 
     async def _slot(self, index: int) -> None:
+        """Take a job, run it, report it; while jobs are short, the next rides ahead.
+
+        Riding ahead: while the jobs are short, the slot asks for its next job but
+        one as soon as it has the next (with the finish it sends, in one
+        transaction), so that a job is in hand when the command ends and the next
+        spawn waits for no transaction. If the running command takes longer than
+        ``START_HOLD_S`` after that, the job claimed ahead goes back to ``pending``
+        uncharged, so no job sits claimed behind a long one. A job claimed ahead is
+        leased like any other (the heartbeat extends every lease the worker holds),
+        and a cancel or lost lease the heartbeat reports for it is applied when it
+        starts.
+        """
         assert self._pump is not None
         pump = self._pump
         next_job = pump.want_job()
+        spare: _Ahead | None = None
+        came_ahead = False
         while True:
             claim = await next_job
+            if claim is not None and came_ahead and self._stop is not StopMode.NONE:
+                self._drop_ahead(claim)  # stopping: no new jobs
+                claim = None
             if claim is None:
+                if spare is not None:
+                    spare.withdraw()
                 return
             job = claim.job
             _say(
@@ -282,14 +307,46 @@ class Worker:
                 _attempt(claim),
                 extra=self._fields(claim, index),
             )
-            result = await self._execute(claim, index)
-            done = pump.finished(Finish(job.id, claim.token, job.attempts, job.max_retries, result))
+
+            def on_start() -> None:
+                nonlocal spare
+                if spare is None and pump.short and self._stop is StopMode.NONE:
+                    spare = _Ahead(self, pump)
+
+            result = await self._execute(claim, index, on_start)
+            finish = Finish(job.id, claim.token, job.attempts, job.max_retries, result)
+            done = pump.finished(finish)
+            ahead = spare.take() if spare is not None else None
+            spare = None
+            if ahead is not None:
+                # The next job is in hand (or on its way): ask for the one after it
+                # in the same transaction as this result, and start the next now.
+                next_job, came_ahead = ahead, True
+                if pump.short and self._stop is StopMode.NONE:
+                    spare = _Ahead(self, pump)
+                done.add_done_callback(functools.partial(self._logged, claim, index, result))
+                continue
             # Ask for the next job before the result is written: both go into the
             # same transaction.
-            next_job = pump.want_job()
+            next_job, came_ahead = pump.want_job(), False
             self._log_result(claim, index, result, await done)
 
-    async def _execute(self, claim: Claim, slot: int) -> ExecutionResult:
+    def _logged(
+        self, claim: Claim, slot: int, result: ExecutionResult, done: asyncio.Future[FinishResult]
+    ) -> None:
+        self._log_result(claim, slot, result, done.result())
+
+    def _drop_ahead(self, claim: Claim) -> None:
+        """Give a job claimed ahead back (uncharged): it was never started."""
+        assert self._pump is not None
+        key = (claim.job.id, claim.token)
+        self._ahead.discard(key)
+        self._doomed.pop(key, None)
+        self._pump.give_back(claim)
+
+    async def _execute(
+        self, claim: Claim, slot: int, on_start: Callable[[], None] | None = None
+    ) -> ExecutionResult:
         assert self._pump is not None
         job = claim.job
         self._spool_seq += 1
@@ -305,7 +362,11 @@ class Worker:
         )
         execution = Execution(cmd)
         key = (job.id, claim.token)
+        self._ahead.discard(key)
         self._running[key] = execution
+        doomed = self._doomed.pop(key, None)
+        if doomed is not None:  # cancelled or lost while it was claimed ahead
+            execution.kill(doomed)
         if self._stop is StopMode.NOW:
             execution.kill(KillReason.INTERRUPT)
         pump = self._pump
@@ -315,6 +376,8 @@ class Worker:
                 job.id, claim.token, procs.HOST, pid, pid, None, str(spool_path), slot=slot
             )
             pump.started(start, execution.leader_start)
+            if on_start is not None:
+                on_start()
 
         try:
             return await execution.run(started)
@@ -400,7 +463,7 @@ class Worker:
             async with asyncio.timeout(timeout_s):
                 beat = await self.backend.heartbeat(
                     worker_id=self.id,
-                    running=list(self._running),
+                    running=[*self._running, *self._ahead],
                     lease_ms=seconds_to_ms(self.config.lease),
                     now=self.clock(),
                 )
@@ -434,18 +497,26 @@ class Worker:
                 raise
             except BackendError as exc:
                 log.warning("cannot register again: %s", exc)
+        self._apply_kills(beat)
+        if beat.stop is not StopMode.NONE:
+            self.stop(beat.stop)
+
+    def _apply_kills(self, beat: Heartbeat) -> None:
+        """Kill what the heartbeat says lost or cancelled (at its start, if claimed ahead)."""
         for key in beat.lost:
             execution = self._running.get(key)
             if execution is not None:
                 log.warning("%s: lease lost to another worker; killing its command", key[0])
                 execution.kill(KillReason.LOST)
+            elif key in self._ahead:
+                self._doomed[key] = KillReason.LOST
         for key in beat.cancel - beat.lost:
             execution = self._running.get(key)
             if execution is not None:
                 log.info("%s: cancel requested; killing its command", key[0])
                 execution.kill(KillReason.CANCEL)
-        if beat.stop is not StopMode.NONE:
-            self.stop(beat.stop)
+            elif key in self._ahead:
+                self._doomed.setdefault(key, KillReason.CANCEL)
 
     async def _fence_loop(self) -> None:
         """Kill what runs once no heartbeat has succeeded for ``fence_after_s`` of a lease.
@@ -608,6 +679,48 @@ class Worker:
         )
         if strays:
             log.info("checked %d stray attempt(s) left on this host", len(strays))
+
+
+class _Ahead:
+    """A slot's claim of its next job while its current one runs (see ``Worker._slot``)."""
+
+    __slots__ = ("_future", "_handle", "_pump", "_worker")
+
+    _future: asyncio.Future[Claim | None] | None
+
+    def __init__(self, worker: Worker, pump: Pump) -> None:
+        """Claim a job ahead, for ``START_HOLD_S`` at most unless taken first."""
+        self._worker = worker
+        self._pump = pump
+        future = self._future = pump.want_job()
+        future.add_done_callback(self._landed)
+        self._handle = asyncio.get_running_loop().call_later(START_HOLD_S, self.withdraw)
+
+    def _landed(self, future: asyncio.Future[Claim | None]) -> None:
+        if not future.cancelled():
+            claim = future.result()
+            if claim is not None:
+                self._worker._ahead.add((claim.job.id, claim.token))
+
+    def take(self) -> asyncio.Future[Claim | None] | None:
+        """The current job ended: the next job's future, ``None`` if it was given back."""
+        future = self._future
+        if future is None or future.cancelled():
+            return None
+        self._handle.cancel()
+        self._future = None
+        return future
+
+    def withdraw(self) -> None:
+        """The current job is long (or over): give the claimed-ahead job back."""
+        future, self._future = self._future, None
+        self._handle.cancel()
+        if future is None:
+            return
+        if not future.done():
+            self._pump.withdraw(future)
+        elif not future.cancelled() and (claim := future.result()) is not None:
+            self._worker._drop_ahead(claim)
 
 
 def _say(transition: Transition, message: str, *args: object, extra: dict[str, object]) -> None:

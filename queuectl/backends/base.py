@@ -155,6 +155,25 @@ class JobStore(Protocol):
         """
         ...
 
+    async def unclaim(
+        self, *, worker_id: str, claims: Sequence[tuple[str, int]], now: int
+    ) -> list[tuple[str, int]]:
+        """Hand back claimed jobs whose command never started, as if never claimed.
+
+        For a worker that claimed a job ahead and will not run it (its current
+        command runs long, or it is stopping). Each ``(job id, token)`` is fenced
+        like a finish (this worker's claim, still ``processing``) and also needs its
+        attempt to have no start or end recorded and no cancel request on the job;
+        then the claim's attempt row is deleted, ``attempts`` and the token step
+        back by one, and the job is ``pending`` again, due now (``next_run_at =
+        now``), so it keeps its place in claim order (priority, then age). A retry
+        that was due comes back as ``pending``: it was due either way. The state
+        counts move with it. Returns the claims handed back (in one transaction);
+        the others are left as they are, and the caller finishes them instead. Idle
+        workers are told that a job is claimable.
+        """
+        ...
+
     async def heartbeat(
         self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
     ) -> Heartbeat:

@@ -325,6 +325,21 @@ class PostgresBackend(PostgresOperations, SqlStore, WebReads, QueueControlPostgr
         next_due = head["next_due"]
         return Exchanged(finished, claims, None if next_due is None else next_due + back)
 
+    async def unclaim(
+        self, *, worker_id: str, claims: Sequence[tuple[str, int]], now: int
+    ) -> list[tuple[str, int]]:
+        if not claims:
+            return []
+        rows = await self._fetch(
+            "unclaim",
+            clock=self._clock(now),
+            worker=worker_id,
+            ids=[c[0] for c in claims],
+            tokens=[c[1] for c in claims],
+            channel=self.channel,
+        )
+        return [(r["id"], r["token"]) for r in rows]
+
     async def heartbeat(
         self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
     ) -> models.Heartbeat:

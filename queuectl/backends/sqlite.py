@@ -334,6 +334,23 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
 
         return await self._call(lambda c: transaction(c, body))
 
+    async def unclaim(
+        self, *, worker_id: str, claims: Sequence[tuple[str, int]], now: int
+    ) -> list[tuple[str, int]]:
+        def body(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            back: list[tuple[str, int]] = []
+            for job_id, token in claims:
+                args = {"id": job_id, "token": token, "worker": worker_id, "now": now}
+                if conn.execute(SQL["unclaim_job"], args).fetchone() is not None:
+                    conn.execute(SQL["unclaim_attempt"], args)
+                    back.append((job_id, token))
+            return back
+
+        back = await self._call(lambda c: transaction(c, body)) if claims else []
+        if back:
+            await self.notify(wakeup.JOB)
+        return back
+
     async def heartbeat(
         self, *, worker_id: str, running: Sequence[tuple[str, int]], lease_ms: int, now: int
     ) -> Heartbeat:

@@ -967,3 +967,101 @@ async def _compact_counters(backend: Any) -> None:
         await conn.execute(compact.text, *compact.args({"kept_ms": MINUTES_KEPT_MS}))
         rows = await conn.fetchval("SELECT count(*) FROM finished_counts")
     assert rows == 5  # one row per (queue, outcome)
+
+
+class TestUnclaim:
+    """A job claimed ahead and never started goes back as if it had never been claimed."""
+
+    async def test_a_never_started_claim_goes_back_without_a_trace_and_in_order(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        from tests.helpers import db_counts
+
+        now = clock()
+        await backend.enqueue([job("a", now), job("b", now), job("c", now)], now=now)
+        before = await backend.get_job("a")
+        a, b = await claim(backend, now, n=2)
+        assert [a.job.id, b.job.id] == ["a", "b"]
+        later = clock.advance(5)
+        assert await backend.unclaim(worker_id="w1", claims=[(a.job.id, a.token)], now=later) == [
+            ("a", a.token)
+        ]
+        back = await backend.get_job("a")
+        assert (back.state, back.attempts, back.claims, back.worker_id, back.lease_until) == (
+            JobState.PENDING,
+            before.attempts,
+            before.claims,
+            None,
+            None,
+        )
+        assert back.next_run_at == later
+        assert await backend.history("a") == []
+        kept = {s.value: n for s, n in (await backend.counts()).items()}
+        assert kept == db_counts(backend.url if hasattr(backend, "url") else backend.target)
+        assert kept["pending"] == 2 and kept["processing"] == 1
+        # It keeps its place: the next claim takes it before "c", and its token is 1 again.
+        [again] = await claim(backend, later, worker="w2")
+        assert (again.job.id, again.token, again.job.attempts) == ("a", 1, 1)
+        assert (await finish(backend, again, OK, later, worker="w2")).held
+        assert [(h.attempt, h.outcome) for h in await backend.history("a")] == [
+            (1, Outcome.COMPLETED)
+        ]
+
+    async def test_only_the_holder_of_the_current_claim_can_unclaim(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("a", now)], now=now)
+        [c] = await claim(backend, now)
+        assert await backend.unclaim(worker_id="intruder", claims=[("a", c.token)], now=now) == []
+        assert await backend.unclaim(worker_id="w1", claims=[("a", c.token + 1)], now=now) == []
+        held = await backend.get_job("a")
+        assert (held.state, held.worker_id, held.claims) == (JobState.PROCESSING, "w1", 1)
+        # Lost to another worker: the first one's hand-back must not touch the new claim.
+        await backend.recover(now=clock.advance(LEASE_MS + 1))
+        [c2] = await claim(backend, clock.advance(3_600_000), worker="w2")
+        assert c2.token == 2
+        assert await backend.unclaim(worker_id="w1", claims=[("a", c.token)], now=clock()) == []
+        current = await backend.get_job("a")
+        assert (current.state, current.worker_id, current.claims) == (JobState.PROCESSING, "w2", 2)
+        assert [h.attempt for h in await backend.history("a")] == [1, 2]
+
+    async def test_a_started_finished_or_cancelled_claim_is_not_handed_back(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("s", now), job("f", now), job("x", now)], now=now)
+        s, f, x = await claim(backend, now, n=3)
+        await backend.exchange(
+            worker_id="w1", starts=[ProcessStart("s", s.token, "h", 11, 11, None)], now=now
+        )
+        await finish(backend, f, OK, now)
+        await backend.cancel(["x"], now=now)
+        back = await backend.unclaim(
+            worker_id="w1", claims=[("s", s.token), ("f", f.token), ("x", x.token)], now=now
+        )
+        assert back == []
+        assert [await state(backend, i) for i in ("s", "f", "x")] == [
+            JobState.PROCESSING,
+            JobState.COMPLETED,
+            JobState.PROCESSING,
+        ]
+        assert [len(await backend.history(i)) for i in ("s", "f", "x")] == [1, 1, 1]
+
+    async def test_a_due_retry_handed_back_is_due_at_once(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        now = clock()
+        await backend.enqueue([job("r", now, max_retries=3)], now=now)
+        [first] = await claim(backend, now)
+        failed = await finish(backend, first, FAIL, now)
+        assert failed.state is JobState.FAILED
+        due = clock.advance(failed.next_run_at - now + 1)
+        [retry] = await claim(backend, due)
+        assert (retry.token, retry.job.attempts) == (2, 2)
+        assert await backend.unclaim(worker_id="w1", claims=[("r", 2)], now=due) == [("r", 2)]
+        r = await backend.get_job("r")
+        assert (r.state, r.attempts, r.claims, r.next_run_at) == (JobState.PENDING, 1, 1, due)
+        assert [h.outcome for h in await backend.history("r")] == [Outcome.FAILED]
+        [again] = await claim(backend, due)
+        assert (again.token, again.job.attempts) == (2, 2)

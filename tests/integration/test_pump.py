@@ -109,8 +109,9 @@ async def test_a_claim_that_lands_after_the_stop_goes_back_without_an_attempt(
     await closed(pump, task)
     job = await recorded.get_job("late")
     assert job is not None
-    assert (job.state, job.attempts) == (JobState.PENDING, 0)
-    assert [a.outcome for a in await recorded.history("late")] == [Outcome.INTERRUPTED]
+    # Handed back as if never claimed: no attempt row, no claim counted.
+    assert (job.state, job.attempts, job.claims) == (JobState.PENDING, 0, 0)
+    assert await recorded.history("late") == []
 
 
 async def test_a_result_survives_a_failed_transaction(
@@ -181,3 +182,37 @@ async def test_burst_drains_once_nothing_is_due_or_running(recorded: Recording) 
         await drained.wait()
     await closed(pump, task)
     assert time.monotonic() - started < 5
+
+
+async def test_a_job_given_back_is_unclaimed_and_the_next_claim_takes_it_again(
+    recorded: Recording,
+) -> None:
+    await recorded.enqueue([new_job(i, now=now_ms()) for i in ("a", "b")], now=now_ms())
+    pump = make_pump(recorded)
+    task = await pumping(pump)
+    async with asyncio.timeout(TIMEOUT_S):
+        first = await pump.want_job()
+        assert first is not None and first.job.id == "a"
+        pump.give_back(first)
+        again = await pump.want_job()
+    await closed(pump, task)
+    assert again is not None and (again.job.id, again.token, again.job.attempts) == ("a", 1, 1)
+    assert [a.attempt for a in await recorded.history("a")] == [1]
+
+
+async def test_a_job_given_back_after_a_cancel_request_ends_cancelled(
+    recorded: Recording,
+) -> None:
+    """The store will not unclaim it: the pump finishes it as interrupted, so the cancel applies."""
+    await recorded.enqueue([new_job("x", now=now_ms())], now=now_ms())
+    pump = make_pump(recorded)
+    task = await pumping(pump)
+    async with asyncio.timeout(TIMEOUT_S):
+        claim = await pump.want_job()
+        assert claim is not None
+        await recorded.cancel(["x"], now=now_ms())
+        pump.give_back(claim)
+    await closed(pump, task)
+    job = await recorded.get_job("x")
+    assert job is not None and job.state is JobState.CANCELLED
+    assert [a.outcome for a in await recorded.history("x")] == [Outcome.INTERRUPTED]

@@ -341,3 +341,75 @@ async def test_follow_streams_a_running_attempt_to_its_end(db: str) -> None:
 
 async def _collect(chunks: Any) -> bytes:
     return b"".join([chunk async for chunk in chunks])
+
+
+# Riding ahead (issue 15): a slot claims its next job while short jobs run.
+
+
+@pytest.mark.parametrize("count", [1, 2])
+async def test_short_jobs_drained_riding_ahead_run_once_each_with_one_attempt(
+    db: str, tmp_path: Path, count: int
+) -> None:
+    out = tmp_path / "ran.txt"
+    ids = [f"j{i:02d}" for i in range(40)]
+    await enqueue(db, *(record_to(out, i) for i in ids))
+    assert await run_burst(db, count=count) == 0
+    assert sorted(out.read_text().split()) == ids
+    for job_id in ids:
+        job, attempts = await shown(db, job_id)
+        assert (job.state, job.attempts) == (JobState.COMPLETED, 1)
+        assert [a.outcome for a in attempts] == [Outcome.COMPLETED]
+
+
+async def test_a_job_claimed_ahead_of_a_long_one_goes_back_uncharged(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After short jobs the slot claims ahead; the long job must not keep it claimed."""
+    # A wider "short" than 50 ms, so that `true` counts as short however loaded the
+    # machine is: the slot surely claims "after" ahead while "long" runs.
+    monkeypatch.setattr("queuectl.pump.START_HOLD_S", 0.3)
+    monkeypatch.setattr("queuectl.worker.START_HOLD_S", 0.3)
+    started = tmp_path / "started"
+    release = tmp_path / "release"
+    await enqueue(
+        db,
+        *({"id": f"short{i}", "command": "true"} for i in range(5)),
+        {
+            "id": "long",
+            "command": f"touch {started}; while [ ! -e {release} ]; do sleep 0.05; done",
+        },
+        {"id": "after", "command": "true"},
+    )
+    handed_back: list[tuple[str, int]] = []
+    async with started_worker(db) as (worker, task), open_queue(db) as queue:
+        unclaim = worker.backend.unclaim
+
+        async def recorded(**kw: Any) -> list[tuple[str, int]]:
+            back: list[tuple[str, int]] = await unclaim(**kw)
+            handed_back.extend(back)
+            return back
+
+        worker.backend.unclaim = recorded  # type: ignore[method-assign]
+        await wait_until(lambda: _exists(started))
+
+        async def after_is_back() -> bool:
+            return bool(handed_back) and await state_of(db, "after") is JobState.PENDING
+
+        await wait_until(after_is_back)
+        assert handed_back == [("after", 1)]
+        assert await state_of(db, "long") is JobState.PROCESSING
+        job, _ = await shown(db, "after")
+        assert job.attempts == 0
+        release.touch()
+        await wait_until(lambda: _is_completed(db, "after"))
+        async with asyncio.timeout(20):
+            assert await queue.stop_workers(StopMode.GRACEFUL, timeout_s=15) == 1
+            assert await task == 0
+    job, attempts = await shown(db, "after")
+    assert (job.state, job.attempts) == (JobState.COMPLETED, 1)
+    # Handed back without a trace: one attempt, the one that ran.
+    assert [(a.attempt, a.outcome) for a in attempts] == [(1, Outcome.COMPLETED)]
+
+
+async def _is_completed(db: str, job_id: str) -> bool:
+    return await state_of(db, job_id) is JobState.COMPLETED

@@ -284,6 +284,33 @@ SELECT ARRAY (SELECT id FROM held) AS ids, ARRAY (SELECT claims FROM held) AS to
        ARRAY (SELECT claims FROM held WHERE cancel_requested_at IS NOT NULL) AS cancel_tokens,
        (SELECT stop_requested FROM beat) AS stop;
 
+-- name: unclaim
+-- JobStore.unclaim: claims whose command never started (no pid, no end recorded on
+-- the attempt row) and with no cancel request go back to pending as if never
+-- claimed: attempts and claims step back, the attempt row goes, due now so each
+-- keeps its (priority, seq) place; the other workers are told (as for a finish
+-- that leaves a job pending).
+WITH c AS (SELECT queuectl_now_ms(:clock) AS now),
+back AS (
+    UPDATE jobs AS j
+       SET state = 'pending', attempts = j.attempts - 1, claims = j.claims - 1,
+           worker_id = NULL, lease_until = NULL, next_run_at = c.now, updated_at = c.now
+      FROM c, unnest(:ids::text[], :tokens::int[]) AS u (id, token)
+     WHERE j.id = u.id AND j.claims = u.token AND j.worker_id = :worker
+       AND j.state = 'processing' AND j.cancel_requested_at IS NULL
+       AND EXISTS (SELECT 1 FROM attempts AS a
+                    WHERE a.job_id = u.id AND a.attempt = u.token
+                      AND a.pid IS NULL AND a.finished_at IS NULL)
+    RETURNING j.id, j.claims + 1 AS token
+),
+gone AS (
+    DELETE FROM attempts AS a USING back AS b WHERE a.job_id = b.id AND a.attempt = b.token
+)
+SELECT b.id, b.token,
+       (SELECT count(pg_notify(:channel, 'j')) + count(nextval('queuectl_version'))
+          FROM (SELECT 1 FROM back LIMIT 1) AS x) AS woke
+  FROM back AS b;
+
 -- name: expire_worker_leases
 -- A worker known to be dead (its pid is gone on its host) loses its leases now
 -- instead of when they run out.

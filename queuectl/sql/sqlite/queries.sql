@@ -338,6 +338,24 @@ DELETE FROM counters WHERE kind = 'minute' AND a < :before;
 -- name: count_done
 UPDATE workers SET jobs_done = jobs_done + :n WHERE id = :worker;
 
+-- name: unclaim_job
+-- JobStore.unclaim: a claim whose command never started (no pid, no end recorded on
+-- its attempt row) and with no cancel request goes back to pending as if the claim
+-- never happened: attempts and claims step back (the jobs_claimed trigger fires
+-- only when claims grows), due now so it keeps its (priority, seq) place.
+UPDATE jobs
+   SET state = 'pending', attempts = attempts - 1, claims = claims - 1, worker_id = NULL,
+       lease_until = NULL, next_run_at = :now, updated_at = :now
+ WHERE id = :id AND claims = :token AND worker_id = :worker AND state = 'processing'
+   AND cancel_requested_at IS NULL
+   AND EXISTS (SELECT 1 FROM attempts
+                WHERE job_id = :id AND attempt = :token AND pid IS NULL AND finished_at IS NULL)
+RETURNING id;
+
+-- name: unclaim_attempt
+-- After unclaim_job let the claim through: its attempt row goes, without a trace.
+DELETE FROM attempts WHERE job_id = :id AND attempt = :token;
+
 -- name: heartbeat_leases
 -- Also says which of them someone asked to cancel.
 UPDATE jobs SET lease_until = :lease_until
