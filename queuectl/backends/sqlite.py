@@ -332,8 +332,16 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
                 else:
                     # At most one queue has pending jobs: no walk merging queues.
                     sql, claim_args["queue"] = one_sql, queue
-                rows = conn.execute(sql, claim_args).fetchall()
-                claims = [Claim(job_from_row(r), r["claims"], r["lease_until"]) for r in rows]
+                cursor = conn.execute(sql, claim_args)
+                rows = cursor.fetchall()
+                if rows:
+                    # Each row as a dict first: sqlite3.Row looks a name up by comparing
+                    # it with every column name in turn (quadratic over `jobs`' columns).
+                    names = [d[0] for d in cursor.description]
+                    for row in rows:
+                        values = dict(zip(names, row, strict=True))
+                        job = job_from_row(values)
+                        claims.append(Claim(job, values["claims"], values["lease_until"]))
                 claims.sort(key=lambda c: (-c.job.priority, c.job.created_at))
                 if len(claims) < claim:
                     next_due = _next_due(conn, queues)
