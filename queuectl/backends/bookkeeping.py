@@ -153,19 +153,26 @@ class Tallies:
     """
 
     def __init__(self) -> None:
-        self._counts: Counter[tuple[str, str]] = Counter()
+        # Plain dicts, not Counters: built once per finishing transaction (hot path).
+        self._counts: dict[tuple[str, str], int] = {}
         self._durations: dict[tuple[str, int], list[int]] = {}
-        self._minutes: Counter[tuple[int, str]] = Counter()
+        self._minutes: dict[tuple[int, str], int] = {}
 
     def add(self, queue: str, tally: str, duration_ms: int, *, outcome: str, now: int) -> None:
         """One finished attempt: how it counts (``tally``), how long it ran, and the
         attempt's own ``outcome`` in the minute of ``now`` (the overview's chart)."""
-        self._counts[queue, tally] += 1
-        self._minutes[now // 60_000 * 60_000, outcome] += 1
-        ms = max(duration_ms, 0)
-        cell = self._durations.setdefault((queue, bucket_ms(ms)), [0, 0])
-        cell[0] += 1
-        cell[1] += ms
+        counts, minutes = self._counts, self._minutes
+        key = (queue, tally)
+        counts[key] = counts.get(key, 0) + 1
+        minute = (now // 60_000 * 60_000, outcome)
+        minutes[minute] = minutes.get(minute, 0) + 1
+        ms = duration_ms if duration_ms > 0 else 0
+        cell = self._durations.get((queue, bucket_ms(ms)))
+        if cell is None:
+            self._durations[queue, bucket_ms(ms)] = [1, ms]
+        else:
+            cell[0] += 1
+            cell[1] += ms
 
     def __bool__(self) -> bool:
         return bool(self._counts)
@@ -200,10 +207,13 @@ def finish_records(
     records = []
     for f, d in zip(finishes, decisions, strict=True):
         r = f.result
+        outcome = r.outcome
+        # What the job becomes instead if a cancel request is in force on its row.
+        cancel_state = if_cancel_requested(d.state)
         values = (
             f.job_id,
             f.token,
-            r.outcome.value,
+            outcome.value,
             r.exit_code,
             r.signal,
             r.describe(),
@@ -212,11 +222,10 @@ def finish_records(
             d.state.value,
             d.delay_ms,
             1 if d.refund else 0,
-            # What the job becomes instead if a cancel request is in force on its row.
-            if_cancel_requested(d.state).value,
-            tally(r.outcome, d.state),
+            cancel_state.value,
+            tally(outcome, d.state),
             # How it counts instead if a cancel request is in force.
-            tally(r.outcome, if_cancel_requested(d.state)),
+            tally(outcome, cancel_state),
         )
         records.append(dict(zip(FINISH_FIELDS, values, strict=True)))
     return records

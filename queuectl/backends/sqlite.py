@@ -301,6 +301,8 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
         start_rows = start_records(cycle.starts)
         claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
         plain_sql = SQL["claim_plain_any"] if queues is None else SQL["claim_plain_queues"]
+        one_sql = SQL["claim_one_any"] if queues is None else SQL["claim_one_queues"]
+        shape_sql = SQL["claim_shape_any"] if queues is None else SQL["claim_shape_queues"]
         claim_args = {
             "worker": worker_id,
             "lease_until": now + cycle.lease_ms,
@@ -324,9 +326,24 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
             claims: list[Claim] = []
             next_due: int | None = None
             if claim > 0:
-                held = conn.execute(SQL["has_queue_settings"]).fetchone()[0]
-                rows = conn.execute(claim_sql if held else plain_sql, claim_args).fetchall()
-                claims = [Claim(job_from_row(r), r["claims"], r["lease_until"]) for r in rows]
+                held, open_queues, queue = conn.execute(shape_sql, claim_args).fetchone()
+                if held:
+                    sql = claim_sql
+                elif open_queues > 1:
+                    sql = plain_sql
+                else:
+                    # At most one queue has pending jobs: no walk merging queues.
+                    sql, claim_args["queue"] = one_sql, queue
+                cursor = conn.execute(sql, claim_args)
+                rows = cursor.fetchall()
+                if rows:
+                    # Each row as a dict first: sqlite3.Row looks a name up by comparing
+                    # it with every column name in turn (quadratic over `jobs`' columns).
+                    names = [d[0] for d in cursor.description]
+                    for row in rows:
+                        values = dict(zip(names, row, strict=True))
+                        job = job_from_row(values)
+                        claims.append(Claim(job, values["claims"], values["lease_until"]))
                 claims.sort(key=lambda c: (-c.job.priority, c.job.created_at))
                 if len(claims) < claim:
                     next_due = _next_due(conn, queues)

@@ -12,7 +12,7 @@ from typing import Any
 
 from queuectl.models import ALL_QUEUES, JobState
 from tests.conftest import FrozenClock
-from tests.integration.test_backend_contract import OK, claim, finish, job, reopen
+from tests.integration.test_backend_contract import FAIL, OK, claim, finish, job, reopen
 
 
 async def ids(backend: Any, now: int, **kw: Any) -> list[str]:
@@ -188,6 +188,35 @@ class TestLimit:
                 await store.aclose()
         assert done == total
         assert most <= cap
+
+
+class TestClaimOrder:
+    async def test_one_pending_queue_merges_with_due_retries_of_others_in_claim_order(
+        self, backend: Any, clock: FrozenClock
+    ) -> None:
+        # Only queue "a" has pending jobs (SQLite then seeks it directly, no walk over
+        # queues); due retries of queue "b" still interleave by priority, then age.
+        now = clock()
+        await backend.enqueue([job("r3", now, queue="b", priority=3)], now=now)
+        [retry] = await claim(backend, now)
+        assert (await finish(backend, retry, FAIL, now)).state is JobState.FAILED
+        now = clock.advance(3600)
+        await backend.enqueue(
+            [
+                job("a0", now, queue="a"),
+                job("a5", now, queue="a", priority=5),
+                job("a0-later", now, queue="a"),
+                job("a9-delayed", now, queue="a", priority=9, run_at=now + 60_000),
+            ],
+            now=now,
+        )
+        order = [c.job.id for c in await claim(backend, now, n=3, queues=["a"])]
+        assert order == ["a5", "a0", "a0-later"]
+        await backend.enqueue([job("a1", now + 1, queue="a", priority=1)], now=now + 1)
+        await backend.enqueue([job("a0-last", now + 2, queue="a")], now=now + 2)
+        order = [c.job.id for c in await claim(backend, now + 3, n=2)]
+        assert order == ["r3", "a1"]
+        assert [c.job.id for c in await claim(backend, now + 3, n=5)] == ["a0-last"]
 
 
 class TestQueueReads:

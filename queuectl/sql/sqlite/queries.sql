@@ -156,10 +156,19 @@ UPDATE jobs
                 LIMIT :limit)
 RETURNING *;
 
--- name: has_queue_settings
--- Whether any queue is paused or limited (`pause --all` included): without, a
--- claim takes the plain statements below, which skip every held/slots lookup.
-SELECT EXISTS (SELECT 1 FROM queue_settings);
+-- name: claim_shape_any
+-- Read in the claim's transaction (so exact), which statement the claim takes:
+-- `held`, whether any queue is paused or limited (`pause --all` included); without,
+-- the plain statements below skip every held/slots lookup. `open`, how many queues
+-- have pending jobs, and `queue`, one of them: with at most one, claim_one_* seeks
+-- that queue directly instead of merging queues in a recursive walk.
+SELECT EXISTS (SELECT 1 FROM queue_settings) AS held, count(*) AS open, min(queue) AS queue
+  FROM job_counts WHERE state = 'pending' AND n > 0;
+
+-- name: claim_shape_queues
+SELECT EXISTS (SELECT 1 FROM queue_settings) AS held, count(*) AS open, min(queue) AS queue
+  FROM job_counts WHERE state = 'pending' AND n > 0
+   AND queue IN (SELECT value FROM json_each(:queues));
 
 -- name: claim_plain_any
 -- claim_any when queue_settings is empty (read in the same transaction, so exact):
@@ -239,6 +248,45 @@ UPDATE jobs
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
  WHERE seq IN (SELECT seq FROM (
                    SELECT priority, seq FROM walk
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                     AND queue IN (SELECT value FROM json_each(:queues))
+                                   ORDER BY priority DESC, seq LIMIT :limit))
+                ORDER BY priority DESC, seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: claim_one_any
+-- claim_plain_any when at most one queue (:queue, or NULL for none) has pending jobs
+-- (claim_shape_any, same transaction): its due jobs straight from jobs_claim_pending
+-- in claim order (:limit index entries), merged with the due retries of every queue
+-- as claim_plain_any merges them, so the order is the same.
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
+                                   WHERE queue = :queue AND state = 'pending' AND unmet = 0
+                                     AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit)
+                   UNION ALL
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
+                                   WHERE state = 'failed' AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit))
+                ORDER BY priority DESC, seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: claim_one_queues
+UPDATE jobs
+   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
+       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
+ WHERE seq IN (SELECT seq FROM (
+                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_claim_pending
+                                   WHERE queue = :queue AND state = 'pending' AND unmet = 0
+                                     AND next_run_at <= :now
+                                   ORDER BY priority DESC, seq LIMIT :limit)
                    UNION ALL
                    SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
                                    WHERE state = 'failed' AND next_run_at <= :now
