@@ -78,7 +78,9 @@ def test_workers_ride_out_a_server_restart(cluster: Cluster, pg_server: PrivateS
 def test_workers_ride_out_their_sessions_being_killed(
     cluster: Cluster, pg_server: PrivateServer
 ) -> None:
-    jobs = _short_jobs("t", 400)
+    # 600 jobs of 50 ms over 8 slots last at least 3.75 s, with a kill every 0.2-0.6 s:
+    # the drain must outlast several kills however fast the workers are.
+    jobs = _short_jobs("t", 600)
     assert cluster.enqueue(jobs).returncode == 0
     hosts = [cluster.host(name, "--count", "4", "--burst") for name in ("a", "b")]
     killed: list[int] = []
@@ -86,7 +88,7 @@ def test_workers_ride_out_their_sessions_being_killed(
 
     def terminate() -> None:
         rng = random.Random(14)
-        while not done.wait(rng.uniform(0.5, 1.5)):
+        while not done.wait(rng.uniform(0.2, 0.6)):
             killed.append(pg_server.terminate_workers())
 
     killer = threading.Thread(target=terminate)
