@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from queuectl import models_late as _late
@@ -196,12 +196,6 @@ _LATE = frozenset(
 )
 
 if not TYPE_CHECKING:
+    from queuectl.late import first_use
 
-    def __getattr__(name: str) -> Any:
-        if name in _LATE:
-            from queuectl import models_late
-
-            value = getattr(models_late, name)
-            globals()[name] = value  # found directly from now on
-            return value
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    __getattr__ = first_use(globals(), "queuectl.models_late", _LATE)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from queuectl.backends.operations import CancelResult, RetryPlan
 from queuectl.models import Claim, Fired, Job, JobState, NewJob, Outcome, StopMode
@@ -560,12 +560,6 @@ class Backend(
 _LATE = frozenset({"AttemptOutput", "Link", "Links", "JobsPage", "FinishedTotals", "DueSchedules"})
 
 if not TYPE_CHECKING:
+    from queuectl.late import first_use
 
-    def __getattr__(name: str) -> Any:
-        if name in _LATE:
-            from queuectl.backends import base_late
-
-            value = getattr(base_late, name)
-            globals()[name] = value  # found directly from now on
-            return value
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    __getattr__ = first_use(globals(), "queuectl.backends.base_late", _LATE)
