@@ -120,8 +120,6 @@ class Pump:
         self._retry_s = _RETRY_MIN_S
         #: Whether the last finished job was short: only then are starts held.
         self._short = False
-        #: ``(job id, token)`` of the finishes waiting to be sent.
-        self._ending: set[tuple[str, int]] = set()
         #: Claims never started, to hand back as if never made (``JobStore.unclaim``).
         self._unclaims: list[Claim] = []
 
@@ -145,7 +143,6 @@ class Pump:
         future: asyncio.Future[FinishResult] = asyncio.get_running_loop().create_future()
         self._short = finish.result.duration_s < START_HOLD_S
         self._finishes.append(_PendingFinish(finish, future))
-        self._ending.add((finish.job_id, finish.token))
         self._kick.set()
         return future
 
@@ -217,10 +214,9 @@ class Pump:
         now = asyncio.get_running_loop().time()
         if self._closing or all(s.until <= now for s in self._starts):
             return self._starts
+        ending = {(p.finish.job_id, p.finish.token) for p in self._finishes}
         return [
-            s
-            for s in self._starts
-            if s.until <= now or (s.start.job_id, s.start.token) in self._ending
+            s for s in self._starts if s.until <= now or (s.start.job_id, s.start.token) in ending
         ]
 
     async def _cycle(self, want: int, starts: list[_PendingStart]) -> None:
@@ -230,7 +226,6 @@ class Pump:
             sent = {id(s) for s in starts}
             self._starts = [s for s in self._starts if id(s) not in sent]
         finishes, self._finishes = self._finishes, []
-        self._ending = set()
         try:
             result = await self._backend.exchange(
                 worker_id=self._worker_id,
@@ -247,7 +242,6 @@ class Pump:
             # Keep everything for the next cycle: a finished job's result must land.
             self._starts[:0] = starts
             self._finishes[:0] = finishes
-            self._ending.update((p.finish.job_id, p.finish.token) for p in finishes)
             self._unsure = self._unsure or want > 0
             log.warning("cannot reach the job store (%s); retrying", exc)
             await self._backoff()
