@@ -299,10 +299,7 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
     async def _exchange(self, cycle: Cycle) -> Exchanged:
         worker_id, claim, queues, now = cycle.worker_id, cycle.claim, cycle.queues, cycle.now
         start_rows = start_records(cycle.starts)
-        claim_sql = SQL["claim_any"] if queues is None else SQL["claim_queues"]
-        plain_sql = SQL["claim_plain_any"] if queues is None else SQL["claim_plain_queues"]
-        one_sql = SQL["claim_one_any"] if queues is None else SQL["claim_one_queues"]
-        shape_sql = SQL["claim_shape_any"] if queues is None else SQL["claim_shape_queues"]
+        scope = "any" if queues is None else "queues"
         claim_args = {
             "worker": worker_id,
             "lease_until": now + cycle.lease_ms,
@@ -326,14 +323,13 @@ class SqliteBackend(OperatorWrites, SqlStore, WebReads, QueueControlSqlite):
             claims: list[Claim] = []
             next_due: int | None = None
             if claim > 0:
-                held, open_queues, queue = conn.execute(shape_sql, claim_args).fetchone()
-                if held:
-                    sql = claim_sql
-                elif open_queues > 1:
-                    sql = plain_sql
+                shape = SQL[f"claim_shape_{scope}"]
+                held, open_queues, queue = conn.execute(shape, claim_args).fetchone()
+                if held or open_queues > 1:
+                    sql = SQL[f"claim_{scope}"]
                 else:
                     # At most one queue has pending jobs: no walk merging queues.
-                    sql, claim_args["queue"] = one_sql, queue
+                    sql, claim_args["queue"] = SQL[f"claim_one_{scope}"], queue
                 cursor = conn.execute(sql, claim_args)
                 rows = cursor.fetchall()
                 if rows:

@@ -158,10 +158,10 @@ RETURNING *;
 
 -- name: claim_shape_any
 -- Read in the claim's transaction (so exact), which statement the claim takes:
--- `held`, whether any queue is paused or limited (`pause --all` included); without,
--- the plain statements below skip every held/slots lookup. `open`, how many queues
--- have pending jobs, and `queue`, one of them: with at most one, claim_one_* seeks
--- that queue directly instead of merging queues in a recursive walk.
+-- `held`, whether any queue is paused or limited (`pause --all` included); `open`,
+-- how many queues have pending jobs, and `queue`, one of them. With none held and
+-- at most one open, claim_one_* seeks that queue directly; else claim_any/claim_queues
+-- walk the open queues.
 SELECT EXISTS (SELECT 1 FROM queue_settings) AS held, count(*) AS open, min(queue) AS queue
   FROM job_counts WHERE state = 'pending' AND n > 0;
 
@@ -170,98 +170,11 @@ SELECT EXISTS (SELECT 1 FROM queue_settings) AS held, count(*) AS open, min(queu
   FROM job_counts WHERE state = 'pending' AND n > 0
    AND queue IN (SELECT value FROM json_each(:queues));
 
--- name: claim_plain_any
--- claim_any when queue_settings is empty (read in the same transaction, so exact):
--- no queue is held and none has slots, so the same walk in claim order without
--- them, and no per-queue cap on the merged candidates (each is :limit).
-WITH RECURSIVE
-open (queue) AS (
-    SELECT queue FROM job_counts WHERE state = 'pending' AND n > 0
-),
-walk (queue, priority, seq, n) AS (
-    SELECT o.queue, j.priority, j.seq, 1
-      FROM open AS o
-      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
-                                    AND next_run_at <= :now
-                                  ORDER BY priority DESC, seq LIMIT 1)
-    UNION ALL
-    SELECT w.queue, j.priority, j.seq, w.n + 1
-      FROM walk AS w
-      JOIN jobs AS j ON j.seq = coalesce(
-               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
-                   AND seq > w.seq AND next_run_at <= :now
-                 ORDER BY priority DESC, seq LIMIT 1),
-               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
-                   AND next_run_at <= :now
-                 ORDER BY priority DESC, seq LIMIT 1))
-     WHERE w.n < :limit
-     ORDER BY 2 DESC, 3
-     LIMIT :limit
-)
-UPDATE jobs
-   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
-       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM (
-                   SELECT priority, seq FROM walk
-                   UNION ALL
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
-                                   WHERE state = 'failed' AND next_run_at <= :now
-                                   ORDER BY priority DESC, seq LIMIT :limit))
-                ORDER BY priority DESC, seq
-                LIMIT :limit)
-RETURNING *;
-
--- name: claim_plain_queues
-WITH RECURSIVE
-open (queue) AS (
-    SELECT queue FROM job_counts WHERE state = 'pending' AND n > 0
-       AND queue IN (SELECT value FROM json_each(:queues))
-),
-walk (queue, priority, seq, n) AS (
-    SELECT o.queue, j.priority, j.seq, 1
-      FROM open AS o
-      JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                                  WHERE queue = o.queue AND state = 'pending' AND unmet = 0
-                                    AND next_run_at <= :now
-                                  ORDER BY priority DESC, seq LIMIT 1)
-    UNION ALL
-    SELECT w.queue, j.priority, j.seq, w.n + 1
-      FROM walk AS w
-      JOIN jobs AS j ON j.seq = coalesce(
-               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority = w.priority
-                   AND seq > w.seq AND next_run_at <= :now
-                 ORDER BY priority DESC, seq LIMIT 1),
-               (SELECT seq FROM jobs INDEXED BY jobs_claim_pending
-                 WHERE queue = w.queue AND state = 'pending' AND unmet = 0 AND priority < w.priority
-                   AND next_run_at <= :now
-                 ORDER BY priority DESC, seq LIMIT 1))
-     WHERE w.n < :limit
-     ORDER BY 2 DESC, 3
-     LIMIT :limit
-)
-UPDATE jobs
-   SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
-       worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
- WHERE seq IN (SELECT seq FROM (
-                   SELECT priority, seq FROM walk
-                   UNION ALL
-                   SELECT * FROM (SELECT priority, seq FROM jobs INDEXED BY jobs_retry_due
-                                   WHERE state = 'failed' AND next_run_at <= :now
-                                     AND queue IN (SELECT value FROM json_each(:queues))
-                                   ORDER BY priority DESC, seq LIMIT :limit))
-                ORDER BY priority DESC, seq
-                LIMIT :limit)
-RETURNING *;
-
 -- name: claim_one_any
--- claim_plain_any when at most one queue (:queue, or NULL for none) has pending jobs
--- (claim_shape_any, same transaction): its due jobs straight from jobs_claim_pending
--- in claim order (:limit index entries), merged with the due retries of every queue
--- as claim_plain_any merges them, so the order is the same.
+-- claim_any when no queue is paused or limited and at most one queue (:queue, or
+-- NULL for none) has pending jobs (claim_shape_any, same transaction): its due jobs
+-- straight from jobs_claim_pending in claim order (:limit index entries), merged with
+-- the due retries of every queue as claim_any merges them, so the order is the same.
 UPDATE jobs
    SET state = 'processing', attempts = attempts + 1, claims = claims + 1,
        worker_id = :worker, lease_until = :lease_until, updated_at = :now, next_run_at = NULL
