@@ -74,6 +74,11 @@ class Execution:
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
         self._fd = os.open(cmd.spool_path, flags, 0o600)
         try:
+            if self._reason is not None:
+                # Killed before it started (a job claimed ahead that was cancelled or
+                # lost meanwhile, or a forced stop): never spawned, so no command runs
+                # for a job that another worker may already have taken over.
+                return self._result(None, time.monotonic() - started)
             try:
                 proc = await asyncio.create_subprocess_shell(
                     cmd.command,
@@ -93,7 +98,7 @@ class Execution:
             self.pid, self._proc = proc.pid, proc
             if on_start is not None:
                 on_start(proc.pid)
-            if self._reason is not None:  # killed before the process existed
+            if self._reason is not None:  # killed while it was being spawned
                 self._termed_at = time.monotonic()
                 self._signal(signal.SIGTERM)
                 self._handles.append(
@@ -197,15 +202,16 @@ class Execution:
         while procs.group_alive(self.pid) and time.monotonic() < deadline:
             await asyncio.sleep(_GROUP_POLL_S / 5)
 
-    def _result(self, returncode: int, duration_s: float) -> ExecutionResult:
+    def _result(self, returncode: int | None, duration_s: float) -> ExecutionResult:
+        """The command's result; ``returncode`` ``None``: it was never spawned."""
         size = os.fstat(self._fd).st_size
         limit = self.cmd.output_limit
         tail = os.pread(self._fd, min(limit, size), max(size - limit, 0)) if limit and size else b""
         if len(tail) < limit and self._carry:
             tail = (self._carry + tail)[-limit:]
-        sig = -returncode if returncode < 0 else None
+        sig = -returncode if returncode is not None and returncode < 0 else None
         return ExecutionResult(
-            exit_code=returncode if returncode >= 0 else None,
+            exit_code=returncode if returncode is not None and returncode >= 0 else None,
             signal=sig,
             timed_out=self._reason is KillReason.TIMEOUT,
             interrupted=self._reason is KillReason.INTERRUPT,

@@ -281,8 +281,8 @@ class Worker:
         ``START_HOLD_S`` after that, the job claimed ahead goes back to ``pending``
         uncharged, so no job sits claimed behind a long one. A job claimed ahead is
         leased like any other (the heartbeat extends every lease the worker holds),
-        and a cancel or lost lease the heartbeat reports for it is applied when it
-        starts.
+        and a cancel or lost lease the heartbeat reports for it is applied at its
+        turn, where ``Execution.run`` sees it killed and spawns nothing.
         """
         assert self._pump is not None
         pump = self._pump

@@ -247,14 +247,6 @@ async def test_kill_from_outside_ends_the_command_with_that_reason(
     wait_for(lambda: not procs.is_alive(child, started), timeout=10)
 
 
-async def test_kill_before_the_process_exists_still_kills_it(tmp_path: Path) -> None:
-    execution = Execution(command(tmp_path, "sleep 30", kill_grace_s=0.5))
-    execution.kill(KillReason.INTERRUPT)
-    result = await asyncio.wait_for(execution.run(), 20)
-    assert result.interrupted
-    assert result.signal == signal.SIGTERM
-
-
 async def test_stdout_and_stderr_are_combined_in_order(tmp_path: Path) -> None:
     result = await run(tmp_path, "echo one; echo two >&2; echo three")
     assert result.output_tail == b"one\ntwo\nthree\n"
@@ -361,3 +353,29 @@ async def wait_for_async(check: object, timeout: float = 20) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition never met"
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("reason", "flag"),
+    [
+        (KillReason.LOST, "lost_lease"),
+        (KillReason.CANCEL, "cancelled"),
+        (KillReason.INTERRUPT, "interrupted"),
+    ],
+)
+async def test_a_command_killed_before_it_starts_is_never_spawned(
+    tmp_path: Path, reason: KillReason, flag: str
+) -> None:
+    """A job claimed ahead and lost (or cancelled, or a forced stop) before its turn:
+    no process at all, so it cannot run beside the worker that took the job over."""
+    ran = tmp_path / "ran"
+    cmd = command(tmp_path, f"touch {ran}")
+    execution = Execution(cmd)
+    execution.kill(reason)
+    starts: list[int] = []
+    result = await execution.run(starts.append)
+    assert getattr(result, flag) is True
+    assert (result.exit_code, result.signal) == (None, None)
+    assert starts == [] and execution.pid is None
+    assert not ran.exists()
+    assert not Path(cmd.spool_path).exists()
